@@ -1,0 +1,11 @@
+//! The `tether.v1` gRPC contract: messages, clients and servers generated
+//! from `proto/tether/v1/*.proto`.
+
+#![allow(clippy::all, missing_docs)]
+
+pub mod v1 {
+    tonic::include_proto!("tether.v1");
+
+    /// The encoded `FileDescriptorSet` for gRPC server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tether_descriptor");
+}

@@ -1,0 +1,225 @@
+//! Gateway access decisions. Every path that is not a positive proof of an
+//! attested, present, unflagged device ends in DENY, and every decision is
+//! recorded as a session.
+
+use crate::app::App;
+use crate::error::ApiResult;
+use crate::store::credentials::Credential;
+use crate::store::sessions::SessionRecord;
+use crate::store::{credentials, flags, inventory, sessions, tenants};
+use crate::util::{canonical_ip, new_id, now_ms};
+use tether_proto::v1::{self as pb, DenyReason};
+
+pub struct AccessQuery<'a> {
+    pub tenant_id: &'a str,
+    pub worker_external_id: &'a str,
+    pub device_id: &'a str,
+    pub credential_id: &'a str,
+    pub source_ip: &'a str,
+    pub gateway_id: &'a str,
+}
+
+pub struct AccessDecision {
+    pub allow: bool,
+    pub reasons: Vec<(DenyReason, String)>,
+    pub session_id: String,
+    pub device_id: String,
+    pub credential_id: String,
+    pub last_presence_at_ms: i64,
+}
+
+impl AccessDecision {
+    pub fn to_proto(&self) -> pb::CheckAccessResponse {
+        pb::CheckAccessResponse {
+            decision: if self.allow { pb::Decision::Allow } else { pb::Decision::Deny } as i32,
+            reasons: self
+                .reasons
+                .iter()
+                .map(|(code, detail)| pb::Reason { code: *code as i32, detail: detail.clone() })
+                .collect(),
+            session_id: self.session_id.clone(),
+            device_id: self.device_id.clone(),
+            credential_id: self.credential_id.clone(),
+            last_presence_at_ms: self.last_presence_at_ms,
+        }
+    }
+}
+
+/// The stable snake_case name of a reason, as stored and exported.
+pub fn reason_name(code: DenyReason) -> &'static str {
+    match code {
+        DenyReason::Unspecified => "unspecified",
+        DenyReason::InvalidRequest => "invalid_request",
+        DenyReason::WorkerUnknown => "worker_unknown",
+        DenyReason::DeviceNotEnrolled => "device_not_enrolled",
+        DenyReason::DeviceNotAssignedToWorker => "device_not_assigned_to_worker",
+        DenyReason::DeviceRevoked => "device_revoked",
+        DenyReason::CredentialRevoked => "credential_revoked",
+        DenyReason::Unattested => "unattested",
+        DenyReason::PresenceNever => "presence_never",
+        DenyReason::PresenceStale => "presence_stale",
+        DenyReason::OpenHighSeverityFlags => "open_high_severity_flags",
+    }
+}
+
+pub fn reason_from_name(name: &str) -> DenyReason {
+    DenyReason::from_str_name(&format!("DENY_REASON_{}", name.to_ascii_uppercase())).unwrap_or(DenyReason::Unspecified)
+}
+
+struct Target {
+    device_id: String,
+    credentials: Vec<Credential>,
+}
+
+/// Evaluates the request, records the session, and returns the decision.
+pub async fn check(app: &App, q: &AccessQuery<'_>) -> ApiResult<AccessDecision> {
+    let now = now_ms();
+    let mut reasons: Vec<(DenyReason, String)> = Vec::new();
+    let mut target = Target { device_id: q.device_id.trim().to_string(), credentials: Vec::new() };
+    let source_ip = canonical_ip(q.source_ip).map(|ip| ip.to_string());
+    let mut last_presence = 0;
+
+    if let Some(problem) = malformed(q, source_ip.is_some()) {
+        reasons.push((DenyReason::InvalidRequest, problem));
+    } else {
+        evaluate(app, q, now, &mut target, &mut reasons, &mut last_presence).await?;
+    }
+    let allow = reasons.is_empty();
+    let reasons_json = serde_json::Value::Array(
+        reasons
+            .iter()
+            .map(|(code, detail)| serde_json::json!({"code": reason_name(*code), "detail": detail}))
+            .collect(),
+    );
+    let credential_id = match target.credentials.as_slice() {
+        [one] => one.id.clone(),
+        _ => q.credential_id.trim().to_string(),
+    };
+    let session = SessionRecord {
+        id: new_id("ses"),
+        tenant_id: q.tenant_id.to_string(),
+        worker_external_id: truncate(q.worker_external_id),
+        device_id: truncate(&target.device_id),
+        credential_id: truncate(&credential_id),
+        source_ip: source_ip.unwrap_or_else(|| truncate(q.source_ip)),
+        gateway_id: truncate(q.gateway_id),
+        decision: if allow { "allow" } else { "deny" }.into(),
+        reasons_json: reasons_json.to_string(),
+        at_ms: now,
+    };
+    sessions::insert(&app.store, &session).await?;
+    Ok(AccessDecision {
+        allow,
+        reasons,
+        session_id: session.id,
+        device_id: session.device_id,
+        credential_id: session.credential_id,
+        last_presence_at_ms: last_presence,
+    })
+}
+
+fn truncate(value: &str) -> String {
+    value.trim().chars().take(256).collect()
+}
+
+fn malformed(q: &AccessQuery<'_>, ip_ok: bool) -> Option<String> {
+    let too_long = |s: &str| s.len() > 256;
+    if q.worker_external_id.trim().is_empty() {
+        return Some("worker_external_id is required".into());
+    }
+    if q.device_id.trim().is_empty() && q.credential_id.trim().is_empty() {
+        return Some("one of device_id or credential_id is required".into());
+    }
+    if !ip_ok {
+        return Some(format!("source_ip {:?} is not an IP address", truncate(q.source_ip)));
+    }
+    if [q.worker_external_id, q.device_id, q.credential_id, q.gateway_id].into_iter().any(too_long) {
+        return Some("a field is longer than 256 bytes".into());
+    }
+    None
+}
+
+async fn evaluate(
+    app: &App,
+    q: &AccessQuery<'_>,
+    now: i64,
+    target: &mut Target,
+    reasons: &mut Vec<(DenyReason, String)>,
+    last_presence: &mut i64,
+) -> ApiResult<()> {
+    let worker_id = q.worker_external_id.trim();
+    if inventory::get_worker(&app.store, q.tenant_id, worker_id).await?.is_none() {
+        reasons.push((DenyReason::WorkerUnknown, format!("no worker {worker_id:?} in this tenant")));
+        return Ok(());
+    }
+    let credential_id = q.credential_id.trim();
+    let mut named_credential = None;
+    if !credential_id.is_empty() {
+        match credentials::get_in_tenant(&app.store, q.tenant_id, credential_id).await? {
+            Some(c) if target.device_id.is_empty() || target.device_id == c.device_id => {
+                target.device_id = c.device_id.clone();
+                named_credential = Some(c);
+            }
+            Some(_) => {
+                reasons.push((DenyReason::InvalidRequest, "the credential does not belong to that device".into()));
+                return Ok(());
+            }
+            None => {
+                reasons.push((DenyReason::DeviceNotEnrolled, "no such credential in this tenant".into()));
+                return Ok(());
+            }
+        }
+    }
+    let Some(device) = inventory::get_device(&app.store, q.tenant_id, &target.device_id).await? else {
+        reasons.push((DenyReason::DeviceNotEnrolled, "no such device in this tenant's inventory".into()));
+        return Ok(());
+    };
+    if device.worker_external_id.as_deref() != Some(worker_id) {
+        reasons.push((DenyReason::DeviceNotAssignedToWorker, format!("the device is not assigned to {worker_id:?}")));
+    }
+    if device.revoked_at_ms.is_some() {
+        reasons.push((DenyReason::DeviceRevoked, "the device has been revoked".into()));
+    }
+    let candidates: Vec<Credential> = match named_credential {
+        Some(c) => {
+            if c.revoked_at_ms.is_some() {
+                reasons.push((DenyReason::CredentialRevoked, "the credential has been revoked".into()));
+            }
+            vec![c]
+        }
+        None => credentials::list_for_device(&app.store, q.tenant_id, &device.id).await?,
+    };
+    let active: Vec<Credential> = candidates.into_iter().filter(|c| c.revoked_at_ms.is_none()).collect();
+    target.credentials = active.clone();
+    if active.is_empty() {
+        if device.revoked_at_ms.is_none() && !reasons.iter().any(|(c, _)| *c == DenyReason::CredentialRevoked) {
+            reasons.push((DenyReason::DeviceNotEnrolled, "the device has no active enrolled credential".into()));
+        }
+    } else {
+        let tenant = tenants::get(&app.store, q.tenant_id).await?;
+        let allow_unattested = tenant.as_ref().is_some_and(|t| t.policy.allow_unattested);
+        let window_ms = tenant.map(|t| t.policy.presence_window_s.saturating_mul(1000)).unwrap_or(0);
+        if !allow_unattested && !active.iter().any(|c| c.attested) {
+            reasons.push((DenyReason::Unattested, "no credential on the device is hardware-attested".into()));
+        }
+        *last_presence = active.iter().filter_map(|c| c.last_presence_at_ms).max().unwrap_or(0);
+        if *last_presence == 0 {
+            reasons.push((DenyReason::PresenceNever, "the device has never answered a presence challenge".into()));
+        } else if now - *last_presence > window_ms {
+            reasons.push((
+                DenyReason::PresenceStale,
+                format!(
+                    "the last successful presence answer was {} s ago; the window is {} s",
+                    (now - *last_presence) / 1000,
+                    window_ms / 1000
+                ),
+            ));
+        }
+    }
+    let open_high = flags::open_high_kinds(&app.store, q.tenant_id, &device.id, worker_id).await?;
+    if !open_high.is_empty() {
+        reasons
+            .push((DenyReason::OpenHighSeverityFlags, format!("open high-severity flags: {}", open_high.join(", "))));
+    }
+    Ok(())
+}

@@ -1,0 +1,35 @@
+//! Shared state of a running service.
+
+use crate::store::Store;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How often the scheduler issues due challenges and sweeps missed ones.
+    pub scheduler_tick: Duration,
+    /// How often an open challenge stream re-reads the database, so streams
+    /// also see challenges issued by other replicas.
+    pub stream_poll: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings { scheduler_tick: Duration::from_secs(5), stream_poll: Duration::from_secs(2) }
+    }
+}
+
+pub struct App {
+    pub store: Store,
+    pub settings: Settings,
+    /// Credential ids that just received a challenge, for open streams.
+    pub issued: broadcast::Sender<String>,
+}
+
+impl App {
+    pub fn new(store: Store, settings: Settings) -> Arc<App> {
+        let (issued, _) = broadcast::channel(1024);
+        Arc::new(App { store, settings, issued })
+    }
+}

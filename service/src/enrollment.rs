@@ -1,0 +1,260 @@
+//! Enrollment: a one-time token opens a WebAuthn registration ceremony; the
+//! attestation is verified against the tenant's trust store and policy, and
+//! the credential is bound to the worker and device in one transaction.
+
+use crate::app::App;
+use crate::error::{ApiError, ApiResult};
+use crate::store::credentials::Credential;
+use crate::store::enrollment::{EnrollmentSession, EnrollmentToken};
+use crate::store::flags::FlagRecord;
+use crate::store::tenants::Tenant;
+use crate::store::{StoreError, credentials, enrollment, flags, inventory, tenants, trust};
+use crate::util::{b64url, new_id, now_ms, random_bytes, sha256};
+use tether_attestation::json::{
+    AuthenticatorSelection, CreationOptionsJson, CredentialDescriptor, PubKeyCredParam, RegistrationResponseJson,
+    RpEntity, UserEntity,
+};
+use tether_attestation::registration::{AttestationTrust, RegistrationExpectation, verify_registration};
+use tether_attestation::trust::TrustStore;
+
+/// A registration ceremony must finish within this time.
+const CEREMONY_TTL_MS: i64 = 5 * 60 * 1000;
+
+/// COSE algorithms offered to authenticators: ES256, EdDSA, ES384, RS256.
+const ALGORITHMS: [i64; 4] = [-7, -8, -35, -257];
+
+pub struct Begun {
+    pub session: EnrollmentSession,
+    pub token: EnrollmentToken,
+    pub tenant: Tenant,
+    pub creation_options_json: String,
+}
+
+/// Token secrets read `et.<base64url>`; the database keeps only their hash.
+pub fn mint_token_secret() -> (String, Vec<u8>) {
+    let secret = format!("et.{}", b64url(&random_bytes::<32>()));
+    let hash = sha256(secret.as_bytes());
+    (secret, hash)
+}
+
+/// Finds a token by secret and checks that it can still be redeemed.
+async fn usable_token(app: &App, secret: &str) -> ApiResult<EnrollmentToken> {
+    let secret = secret.trim();
+    if secret.is_empty() {
+        return Err(ApiError::invalid("token is required"));
+    }
+    let token = enrollment::token_by_hash(&app.store, &sha256(secret.as_bytes()))
+        .await?
+        .ok_or_else(|| ApiError::Unauthenticated("the enrollment token is not valid".into()))?;
+    let now = now_ms();
+    if token.revoked_at_ms.is_some() {
+        return Err(ApiError::precondition("the enrollment token was revoked; ask your administrator for a new one"));
+    }
+    if token.used_at_ms.is_some() {
+        return Err(ApiError::precondition("the enrollment token was already used; tokens are single-use"));
+    }
+    if token.expires_at_ms <= now {
+        return Err(ApiError::precondition("the enrollment token has expired; ask your administrator for a new one"));
+    }
+    let device = inventory::get_device(&app.store, &token.tenant_id, &token.device_id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("token {} names a missing device", token.id)))?;
+    if device.revoked_at_ms.is_some() {
+        return Err(ApiError::precondition("the device this token was issued for has been revoked"));
+    }
+    if device.worker_external_id.as_deref() != Some(token.worker_external_id.as_str()) {
+        return Err(ApiError::precondition(
+            "the device was reassigned to another worker after this token was issued; ask for a new token",
+        ));
+    }
+    Ok(token)
+}
+
+pub async fn begin(app: &App, token_secret: &str) -> ApiResult<Begun> {
+    let token = usable_token(app, token_secret).await?;
+    let tenant = tenants::get(&app.store, &token.tenant_id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("token {} names a missing tenant", token.id)))?;
+    let worker = inventory::get_worker(&app.store, &tenant.id, &token.worker_external_id).await?;
+    let display_name = worker.map(|w| w.display_name).unwrap_or_else(|| token.worker_external_id.clone());
+    let existing = credentials::list_for_device(&app.store, &tenant.id, &token.device_id).await?;
+    let now = now_ms();
+    let session = EnrollmentSession {
+        id: new_id("enr"),
+        tenant_id: tenant.id.clone(),
+        token_id: token.id.clone(),
+        challenge: random_bytes::<32>().to_vec(),
+        created_at_ms: now,
+        expires_at_ms: now + CEREMONY_TTL_MS,
+        finished_at_ms: None,
+    };
+    let options = CreationOptionsJson {
+        rp: RpEntity { id: tenant.policy.rp_id.clone(), name: tenant.name.clone() },
+        user: UserEntity {
+            // An opaque handle: the worker id itself never reaches the authenticator.
+            id: b64url(&sha256(format!("{}\n{}", tenant.id, token.worker_external_id).as_bytes())[..16]),
+            name: token.worker_external_id.clone(),
+            display_name,
+        },
+        challenge: b64url(&session.challenge),
+        pub_key_cred_params: ALGORITHMS
+            .iter()
+            .map(|alg| PubKeyCredParam { type_: "public-key".into(), alg: *alg })
+            .collect(),
+        timeout: Some(u64::try_from(CEREMONY_TTL_MS).unwrap_or(300_000)),
+        attestation: "direct".into(),
+        authenticator_selection: Some(AuthenticatorSelection {
+            user_verification: Some("required".into()),
+            resident_key: Some("discouraged".into()),
+            require_resident_key: Some(false),
+        }),
+        exclude_credentials: existing
+            .iter()
+            .filter(|c| c.revoked_at_ms.is_none())
+            .map(|c| CredentialDescriptor { type_: "public-key".into(), id: c.id.clone() })
+            .collect(),
+    };
+    enrollment::insert_session(&app.store, &session).await?;
+    Ok(Begun { session, token, tenant, creation_options_json: options.to_json() })
+}
+
+pub async fn tenant_trust_store(app: &App, tenant_id: &str) -> ApiResult<TrustStore> {
+    let mut store = TrustStore::new();
+    for anchor in trust::list(&app.store, tenant_id).await? {
+        store
+            .add_der(&anchor.der)
+            .map_err(|e| StoreError::Corrupt(format!("trust anchor {} no longer parses: {e}", anchor.id)))?;
+    }
+    Ok(store)
+}
+
+pub async fn finish(
+    app: &App,
+    enrollment_id: &str,
+    token_secret: &str,
+    registration_json: &str,
+    source_ip: &str,
+) -> ApiResult<Credential> {
+    let session = enrollment::session(&app.store, enrollment_id.trim())
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such enrollment; call BeginEnrollment first"))?;
+    let token = usable_token(app, token_secret).await?;
+    if token.id != session.token_id {
+        return Err(ApiError::denied("the token does not belong to this enrollment"));
+    }
+    let now = now_ms();
+    if session.finished_at_ms.is_some() {
+        return Err(ApiError::precondition("this enrollment was already finished"));
+    }
+    if session.expires_at_ms <= now {
+        return Err(ApiError::precondition("this enrollment ceremony expired; begin again"));
+    }
+    let response = RegistrationResponseJson::from_json(registration_json)
+        .map_err(|e| ApiError::invalid(format!("registration_response_json: {e}")))?;
+    let tenant = tenants::get(&app.store, &session.tenant_id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("enrollment {} names a missing tenant", session.id)))?;
+    let trust_store = tenant_trust_store(app, &tenant.id).await?;
+    let expectation = RegistrationExpectation {
+        rp_id: &tenant.policy.rp_id,
+        origin: &tenant.policy.origin,
+        challenge: &session.challenge,
+    };
+    let verified = verify_registration(&response, &expectation, &trust_store, time::OffsetDateTime::now_utc())
+        .map_err(|e| ApiError::invalid(format!("the registration was rejected: {e}")))?;
+    if !verified.user_verified {
+        return Err(ApiError::invalid(
+            "the registration was rejected: the authenticator did not verify the user (UV flag clear)",
+        ));
+    }
+    let allowed = parse_aaguids(&tenant.policy.allowed_aaguids)?;
+    let attestation = verified.is_attested(&allowed);
+    if let Err(reason) = &attestation
+        && !tenant.policy.allow_unattested
+    {
+        return Err(ApiError::precondition(format!(
+            "enrollment rejected: the credential is not hardware-attested ({reason}); \
+             this tenant's policy requires attestation"
+        )));
+    }
+    let credential = Credential {
+        id: b64url(&verified.credential_id),
+        tenant_id: tenant.id.clone(),
+        device_id: token.device_id.clone(),
+        worker_external_id: token.worker_external_id.clone(),
+        kind: "webauthn".into(),
+        public_key_cose: verified.public_key.to_cose(),
+        format: verified.format.as_str().into(),
+        attestation_type: verified.attestation_type.as_str().into(),
+        attested: attestation.is_ok(),
+        attestation_reason: attestation.as_ref().err().cloned().unwrap_or_default(),
+        trust_anchor: match &verified.trust {
+            AttestationTrust::Trusted { anchor_subject } => anchor_subject.clone(),
+            _ => String::new(),
+        },
+        aaguid: verified.aaguid.to_string(),
+        sign_count: i64::from(verified.sign_count),
+        enrolled_at_ms: now,
+        enrolled_from_ip: source_ip.to_string(),
+        revoked_at_ms: None,
+        revoke_reason: None,
+        last_presence_at_ms: None,
+    };
+    let mut tx = app.store.begin().await?;
+    if !enrollment::consume_token(&mut tx, &token.id, now).await? {
+        return Err(ApiError::precondition("the enrollment token was already used; tokens are single-use"));
+    }
+    if !enrollment::finish_session(&mut tx, &session.id, now).await? {
+        return Err(ApiError::precondition("this enrollment was already finished"));
+    }
+    if let Err(e) = credentials::insert(&mut tx, &credential).await {
+        return Err(if e.is_unique_violation() {
+            ApiError::AlreadyExists("this credential is already enrolled".into())
+        } else {
+            e.into()
+        });
+    }
+    if !credential.attested {
+        let evidence = serde_json::json!({
+            "format": credential.format,
+            "attestation_type": credential.attestation_type,
+            "reason": credential.attestation_reason,
+            "source_ip": source_ip,
+        });
+        flags::insert(
+            &mut tx,
+            &FlagRecord {
+                id: new_id("flg"),
+                tenant_id: tenant.id.clone(),
+                kind: "unattested_hardware".into(),
+                severity: "review".into(),
+                status: "open".into(),
+                device_id: credential.device_id.clone(),
+                worker_external_id: credential.worker_external_id.clone(),
+                credential_id: credential.id.clone(),
+                session_id: String::new(),
+                raised_at_ms: now,
+                evidence_json: evidence.to_string(),
+            },
+        )
+        .await?;
+    }
+    tx.commit().await.map_err(StoreError::from)?;
+    tracing::info!(
+        tenant = %tenant.id, device = %credential.device_id, credential = %credential.id,
+        format = %credential.format, attested = credential.attested, "device enrolled"
+    );
+    Ok(credential)
+}
+
+/// Policy AAGUIDs are validated when stored; one that no longer parses is an
+/// error rather than being skipped, since a shorter list could become empty
+/// and so allow every model.
+pub fn parse_aaguids(list: &[String]) -> ApiResult<Vec<uuid::Uuid>> {
+    list.iter()
+        .map(|s| {
+            uuid::Uuid::parse_str(s)
+                .map_err(|_| ApiError::Store(StoreError::Corrupt(format!("stored AAGUID {s:?} does not parse"))))
+        })
+        .collect()
+}

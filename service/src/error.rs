@@ -1,0 +1,78 @@
+//! Domain errors and their gRPC status codes.
+
+use crate::store::StoreError;
+use tonic::{Code, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("storage failure: {0}")]
+    Store(#[from] StoreError),
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn invalid(message: impl Into<String>) -> ApiError {
+        ApiError::InvalidArgument(message.into())
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::NotFound(message.into())
+    }
+
+    pub fn precondition(message: impl Into<String>) -> ApiError {
+        ApiError::FailedPrecondition(message.into())
+    }
+
+    pub fn denied(message: impl Into<String>) -> ApiError {
+        ApiError::PermissionDenied(message.into())
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Status {
+        match error {
+            ApiError::InvalidArgument(m) => Status::new(Code::InvalidArgument, m),
+            ApiError::Unauthenticated(m) => Status::new(Code::Unauthenticated, m),
+            ApiError::PermissionDenied(m) => Status::new(Code::PermissionDenied, m),
+            ApiError::NotFound(m) => Status::new(Code::NotFound, m),
+            ApiError::FailedPrecondition(m) => Status::new(Code::FailedPrecondition, m),
+            ApiError::AlreadyExists(m) => Status::new(Code::AlreadyExists, m),
+            ApiError::Store(e) => {
+                // Details stay in the server log; callers learn only that it
+                // was the server's fault and may be retried.
+                tracing::error!(error = %e, "storage failure");
+                match e {
+                    StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
+                        Status::new(Code::Unavailable, "the database is unavailable; retry later")
+                    }
+                    _ => Status::new(Code::Internal, "internal storage error; see the server log"),
+                }
+            }
+        }
+    }
+}
+
+/// Requires a non-empty, bounded string field.
+pub fn required<'a>(field: &str, value: &'a str) -> ApiResult<&'a str> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(ApiError::invalid(format!("{field} is required")));
+    }
+    if trimmed.len() > 256 {
+        return Err(ApiError::invalid(format!("{field} is longer than 256 bytes")));
+    }
+    Ok(trimmed)
+}

@@ -1,0 +1,19 @@
+//! `tetherd`: enrollment of company-issued devices, presence challenges,
+//! access decisions for gateways and reports for analysts, over gRPC.
+//!
+//! The transport layer (`rpc`) is thin: it authenticates, converts messages
+//! and maps errors; the decisions live in the domain modules (`enrollment`,
+//! `presence`, `access`), and persistence in `store`.
+
+pub mod access;
+pub mod app;
+pub mod auth;
+pub mod enrollment;
+pub mod error;
+pub mod presence;
+pub mod rpc;
+pub mod scheduler;
+pub mod server;
+pub mod store;
+pub mod tenancy;
+pub mod util;

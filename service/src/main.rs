@@ -1,0 +1,119 @@
+//! `tetherd`: the Tether service binary.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::time::Duration;
+use tetherd::app::{App, Settings};
+use tetherd::store::Store;
+use tetherd::{server, tenancy};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "tetherd", version, about = "Tether: hardware-attested device presence for remote workers")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "TETHER_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gRPC service.
+    Serve {
+        /// Address to listen on (port 0 picks a free one; the chosen address is printed).
+        #[arg(long, env = "TETHER_LISTEN", default_value = "127.0.0.1:50051")]
+        listen: String,
+        /// sqlite://PATH (created if missing) or postgres://...
+        #[arg(long, env = "TETHER_DATABASE_URL", default_value = "sqlite://tether.db")]
+        database_url: String,
+        /// How often scheduled challenges are issued and missed ones recorded.
+        #[arg(long, env = "TETHER_SCHEDULER_TICK", default_value = "5s", value_parser = humantime::parse_duration)]
+        scheduler_tick: Duration,
+    },
+    /// Create a tenant (employer) and print its first admin API key, once.
+    Init {
+        #[arg(long)]
+        tenant: String,
+        /// WebAuthn relying-party id: the domain the agents' credentials are scoped to.
+        #[arg(long)]
+        rp_id: String,
+        /// The origin agents present, https://RP_ID[:port] (http://localhost for development).
+        #[arg(long)]
+        origin: String,
+        #[arg(long, env = "TETHER_DATABASE_URL", default_value = "sqlite://tether.db")]
+        database_url: String,
+        #[arg(long, default_value = "text")]
+        output: Output,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli.command).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tetherd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { listen, database_url, scheduler_tick } => {
+            let store = Store::open(&database_url).await?;
+            let settings = Settings { scheduler_tick, ..Settings::default() };
+            let app = App::new(store, settings);
+            let listener = tokio::net::TcpListener::bind(&listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+            // Scripts and tests read the bound address from this line.
+            println!("tetherd listening on {}", listener.local_addr()?);
+            std::io::stdout().flush()?;
+            server::serve(app, listener, server::shutdown_signal()).await
+        }
+        Command::Init { tenant, rp_id, origin, database_url, output } => {
+            let store = Store::open(&database_url).await?;
+            let (tenant, key) =
+                tenancy::create_tenant(&store, &tenant, &rp_id, &origin).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            store.close().await;
+            match output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!({"tenant_id": tenant.id, "tenant": tenant.name, "admin_api_key": key.secret})
+                ),
+                Output::Text => {
+                    println!("tenant:        {} ({})", tenant.name, tenant.id);
+                    println!("admin API key: {}", key.secret);
+                    println!("This key is shown once; store it now (export TETHER_API_KEY=...).");
+                }
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! Presence: nonces the device's hardware key must sign, single use, with
+//! deadlines; answers are verified, consumed atomically and recorded, and
+//! unanswered challenges become missed-presence records.
+
+use crate::app::App;
+use crate::error::{ApiError, ApiResult};
+use crate::store::credentials::Credential;
+use crate::store::flags::FlagRecord;
+use crate::store::presence::{Challenge, PresenceEvent};
+use crate::store::tenants::Tenant;
+use crate::store::{StoreError, credentials, flags, presence, tenants};
+use crate::util::{b64url, new_id, now_ms, random_bytes};
+use tether_attestation::assertion::{AssertionExpectation, verify_assertion};
+use tether_attestation::client_data::parse_client_data;
+use tether_attestation::cose::CredentialPublicKey;
+use tether_attestation::json::{AuthenticationResponseJson, CredentialDescriptor, RequestOptionsJson};
+use tether_proto::v1 as pb;
+
+/// How many challenges one scheduler pass issues or sweeps at most.
+const BATCH: i64 = 500;
+
+pub async fn issue(app: &App, credential: &Credential, deadline_s: i64, reason: &str) -> ApiResult<Challenge> {
+    let now = now_ms();
+    let challenge = Challenge {
+        id: new_id("chl"),
+        tenant_id: credential.tenant_id.clone(),
+        credential_id: credential.id.clone(),
+        device_id: credential.device_id.clone(),
+        nonce: random_bytes::<32>().to_vec(),
+        reason: reason.to_string(),
+        issued_at_ms: now,
+        deadline_ms: now.saturating_add(deadline_s.saturating_mul(1000)),
+        consumed_at_ms: None,
+        missed_at_ms: None,
+    };
+    presence::insert_challenge(&app.store, &challenge).await?;
+    // Nobody listening is fine: agents also poll.
+    let _ = app.issued.send(challenge.credential_id.clone());
+    Ok(challenge)
+}
+
+/// Issues a challenge to every active credential that is due under its
+/// tenant's schedule. Returns how many were issued.
+pub async fn issue_due(app: &App) -> ApiResult<usize> {
+    let due = presence::credentials_due(&app.store, now_ms(), BATCH).await?;
+    let mut issued = 0;
+    for (_tenant, credential_id, _device, deadline_s) in due {
+        let Some(credential) = credentials::get(&app.store, &credential_id).await? else { continue };
+        issue(app, &credential, deadline_s, "scheduled").await?;
+        issued += 1;
+    }
+    Ok(issued)
+}
+
+/// Turns overdue challenges into missed-presence records, each exactly once.
+pub async fn sweep_missed(app: &App) -> ApiResult<usize> {
+    let now = now_ms();
+    let mut missed = 0;
+    for challenge in presence::overdue(&app.store, now, BATCH).await? {
+        let worker = credentials::get(&app.store, &challenge.credential_id)
+            .await?
+            .map(|c| c.worker_external_id)
+            .unwrap_or_default();
+        let mut tx = app.store.begin().await?;
+        if presence::mark_missed(&mut tx, &challenge.id, now).await? {
+            presence::insert_event(
+                &mut tx,
+                &PresenceEvent {
+                    id: new_id("pev"),
+                    tenant_id: challenge.tenant_id.clone(),
+                    outcome: "missed".into(),
+                    device_id: challenge.device_id.clone(),
+                    worker_external_id: worker,
+                    credential_id: challenge.credential_id.clone(),
+                    challenge_id: challenge.id.clone(),
+                    at_ms: now,
+                    source_ip: String::new(),
+                    detail: format!(
+                        "no answer by the deadline ({} ms after issue)",
+                        challenge.deadline_ms - challenge.issued_at_ms
+                    ),
+                },
+            )
+            .await?;
+            missed += 1;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+    }
+    Ok(missed)
+}
+
+pub fn to_proto(challenge: &Challenge, tenant: &Tenant) -> pb::PresenceChallenge {
+    let options = RequestOptionsJson {
+        challenge: b64url(&challenge.nonce),
+        rp_id: tenant.policy.rp_id.clone(),
+        allow_credentials: vec![CredentialDescriptor {
+            type_: "public-key".into(),
+            id: challenge.credential_id.clone(),
+        }],
+        user_verification: "required".into(),
+        timeout: u64::try_from(challenge.deadline_ms - challenge.issued_at_ms).ok(),
+    };
+    pb::PresenceChallenge {
+        challenge_id: challenge.id.clone(),
+        credential_id: challenge.credential_id.clone(),
+        device_id: challenge.device_id.clone(),
+        nonce: challenge.nonce.clone(),
+        issued_at_ms: challenge.issued_at_ms,
+        deadline_ms: challenge.deadline_ms,
+        request_options_json: options.to_json(),
+        origin: tenant.policy.origin.clone(),
+    }
+}
+
+/// Everything needed to write down a failed answer.
+struct Attempt<'a> {
+    challenge: &'a Challenge,
+    credential: &'a Credential,
+    source_ip: &'a str,
+}
+
+impl Attempt<'_> {
+    fn event(&self, outcome: &str, detail: String, at_ms: i64) -> PresenceEvent {
+        PresenceEvent {
+            id: new_id("pev"),
+            tenant_id: self.challenge.tenant_id.clone(),
+            outcome: outcome.into(),
+            device_id: self.challenge.device_id.clone(),
+            worker_external_id: self.credential.worker_external_id.clone(),
+            credential_id: self.credential.id.clone(),
+            challenge_id: self.challenge.id.clone(),
+            at_ms,
+            source_ip: self.source_ip.to_string(),
+            detail,
+        }
+    }
+
+    /// Records the failure, then hands back the error for the caller.
+    async fn reject(&self, app: &App, outcome: &str, error: ApiError) -> ApiError {
+        let event = self.event(outcome, error.to_string(), now_ms());
+        let recorded = async {
+            let mut tx = app.store.begin().await?;
+            presence::insert_event(&mut tx, &event).await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            Ok::<(), StoreError>(())
+        }
+        .await;
+        match recorded {
+            Ok(()) => error,
+            Err(e) => e.into(),
+        }
+    }
+
+    /// A counter that did not move forward: consume the challenge so it cannot
+    /// be retried, record the event and raise a high-severity flag.
+    async fn clone_suspected(&self, app: &App, stored: i64, presented: i64) -> ApiError {
+        let now = now_ms();
+        let detail = format!(
+            "the signature counter went backwards (stored {stored}, presented {presented}): \
+             the credential may have been cloned"
+        );
+        let result = async {
+            let mut tx = app.store.begin().await?;
+            presence::consume(&mut tx, &self.challenge.id, now).await?;
+            presence::insert_event(&mut tx, &self.event("clone_suspected", detail.clone(), now)).await?;
+            let evidence = serde_json::json!({
+                "stored_sign_count": stored,
+                "presented_sign_count": presented,
+                "challenge_id": self.challenge.id,
+                "source_ip": self.source_ip,
+            });
+            flags::insert(
+                &mut tx,
+                &FlagRecord {
+                    id: new_id("flg"),
+                    tenant_id: self.challenge.tenant_id.clone(),
+                    kind: "clone_suspected".into(),
+                    severity: "high".into(),
+                    status: "open".into(),
+                    device_id: self.challenge.device_id.clone(),
+                    worker_external_id: self.credential.worker_external_id.clone(),
+                    credential_id: self.credential.id.clone(),
+                    session_id: String::new(),
+                    raised_at_ms: now,
+                    evidence_json: evidence.to_string(),
+                },
+            )
+            .await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            Ok::<(), StoreError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => ApiError::denied(format!("{detail}; the device has been flagged")),
+            Err(e) => e.into(),
+        }
+    }
+}
+
+/// Verifies and records an answer. Returns the verification time.
+pub async fn answer(app: &App, challenge_id: &str, assertion_json: &str, source_ip: &str) -> ApiResult<i64> {
+    let challenge = presence::challenge(&app.store, challenge_id.trim())
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such challenge"))?;
+    let credential = credentials::get(&app.store, &challenge.credential_id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("challenge {} names a missing credential", challenge.id)))?;
+    let tenant = tenants::get(&app.store, &challenge.tenant_id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("challenge {} names a missing tenant", challenge.id)))?;
+    let attempt = Attempt { challenge: &challenge, credential: &credential, source_ip };
+
+    let response = match AuthenticationResponseJson::from_json(assertion_json) {
+        Ok(r) => r,
+        Err(e) => {
+            let error = ApiError::invalid(format!("assertion_response_json: {e}"));
+            return Err(attempt.reject(app, "failed", error).await);
+        }
+    };
+    if credential.revoked_at_ms.is_some() {
+        let error = ApiError::denied("the credential has been revoked");
+        return Err(attempt.reject(app, "failed", error).await);
+    }
+    if challenge.consumed_at_ms.is_some() {
+        let error = ApiError::precondition("this challenge was already answered; challenges are single-use");
+        return Err(attempt.reject(app, "replayed", error).await);
+    }
+    let now = now_ms();
+    if challenge.missed_at_ms.is_some() || now > challenge.deadline_ms {
+        let error = ApiError::precondition(format!(
+            "the answer came {} ms after the challenge's deadline",
+            now - challenge.deadline_ms
+        ));
+        return Err(attempt.reject(app, "late", error).await);
+    }
+    if let Ok(client_data) = parse_client_data(&response.response.client_data_json)
+        && client_data.challenge != challenge.nonce
+        && let Some(other) = presence::challenge_by_nonce(&app.store, &client_data.challenge).await?
+    {
+        let error = ApiError::precondition(format!(
+            "the assertion was made for an earlier challenge ({}), not this one: a replay",
+            other.id
+        ));
+        return Err(attempt.reject(app, "replayed", error).await);
+    }
+    let key = CredentialPublicKey::from_cose(&credential.public_key_cose)
+        .map_err(|e| StoreError::Corrupt(format!("credential {} key: {e}", credential.id)))?;
+    let credential_id = tether_attestation::b64url_decode(&credential.id)
+        .map_err(|e| StoreError::Corrupt(format!("credential id {}: {e}", credential.id)))?;
+    let expectation = AssertionExpectation {
+        rp_id: &tenant.policy.rp_id,
+        origin: &tenant.policy.origin,
+        challenge: &challenge.nonce,
+        require_user_verification: true,
+    };
+    let verified = match verify_assertion(&response, &expectation, &credential_id, &key) {
+        Ok(v) => v,
+        Err(e) => {
+            let error = ApiError::denied(format!("the presence answer was rejected: {e}"));
+            return Err(attempt.reject(app, "failed", error).await);
+        }
+    };
+    let presented = i64::from(verified.sign_count);
+    let stored = credential.sign_count;
+    if (presented != 0 || stored != 0) && presented <= stored {
+        return Err(attempt.clone_suspected(app, stored, presented).await);
+    }
+
+    let mut tx = app.store.begin().await?;
+    if !presence::consume(&mut tx, &challenge.id, now).await? {
+        drop(tx);
+        let error = ApiError::precondition("this challenge was already answered; challenges are single-use");
+        return Err(attempt.reject(app, "replayed", error).await);
+    }
+    if !credentials::record_presence(&mut tx, &credential.id, presented, now).await? {
+        // Another answer stored a counter at least as high in the meantime.
+        drop(tx);
+        let latest = credentials::get(&app.store, &credential.id).await?.map(|c| c.sign_count).unwrap_or(stored);
+        return Err(attempt.clone_suspected(app, latest, presented).await);
+    }
+    let detail = format!("verified; user verified: {}; sign count {presented}", verified.user_verified);
+    presence::insert_event(&mut tx, &attempt.event("ok", detail, now)).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    Ok(now)
+}

@@ -1,0 +1,37 @@
+//! AccessService: gateway decisions.
+
+use crate::access::{AccessQuery, check};
+use crate::app::App;
+use crate::auth::{Role, authorize};
+use std::sync::Arc;
+use tether_proto::v1::{self as pb, access_service_server::AccessService};
+use tonic::{Request, Response, Status};
+
+pub struct AccessApi {
+    pub app: Arc<App>,
+}
+
+#[tonic::async_trait]
+impl AccessService for AccessApi {
+    async fn check_access(
+        &self,
+        request: Request<pb::CheckAccessRequest>,
+    ) -> Result<Response<pb::CheckAccessResponse>, Status> {
+        let caller = authorize(&self.app.store, request.metadata(), &[Role::Gateway, Role::Admin]).await?;
+        let r = request.get_ref();
+        let query = AccessQuery {
+            tenant_id: &caller.tenant_id,
+            worker_external_id: &r.worker_external_id,
+            device_id: &r.device_id,
+            credential_id: &r.credential_id,
+            source_ip: &r.source_ip,
+            gateway_id: &r.gateway_id,
+        };
+        let decision = check(&self.app, &query).await?;
+        tracing::info!(
+            tenant = %caller.tenant_id, worker = %r.worker_external_id.trim(), device = %decision.device_id,
+            allow = decision.allow, reasons = decision.reasons.len(), "access decision"
+        );
+        Ok(Response::new(decision.to_proto()))
+    }
+}

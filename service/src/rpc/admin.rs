@@ -1,0 +1,582 @@
+//! AdminService: inventory, tokens, trust store, policy, keys.
+
+use super::{id_cursor, id_token, page_size};
+use crate::app::App;
+use crate::auth::{Role, authorize, mint_key};
+use crate::error::{ApiError, ApiResult, required};
+use crate::store::credentials::Credential;
+use crate::store::enrollment::EnrollmentToken;
+use crate::store::inventory::Device;
+use crate::store::trust::TrustAnchorRecord;
+use crate::store::{StoreError, credentials, enrollment, inventory, keys, tenants, trust};
+use crate::tenancy::{validate_origin, validate_rp_id};
+use crate::util::{new_id, now_ms};
+use crate::{enrollment as enroll, presence};
+use std::sync::Arc;
+use tether_attestation::trust::TrustStore;
+use tether_proto::v1::{self as pb, admin_service_server::AdminService};
+use tonic::{Request, Response, Status};
+
+const ADMIN: &[Role] = &[Role::Admin];
+const MAX_TOKEN_TTL_S: u64 = 30 * 24 * 3600;
+
+pub struct AdminApi {
+    pub app: Arc<App>,
+}
+
+fn key_to_proto(k: &keys::ApiKey) -> pb::ApiKey {
+    pb::ApiKey {
+        id: k.id.clone(),
+        name: k.name.clone(),
+        role: Role::parse(&k.role).map(Role::to_proto).unwrap_or(pb::Role::Unspecified) as i32,
+        created_at_ms: k.created_at_ms,
+        last_used_at_ms: k.last_used_at_ms.unwrap_or(0),
+        revoked_at_ms: k.revoked_at_ms.unwrap_or(0),
+    }
+}
+
+pub fn credential_to_proto(c: &Credential) -> pb::Credential {
+    pb::Credential {
+        credential_id: c.id.clone(),
+        device_id: c.device_id.clone(),
+        worker_external_id: c.worker_external_id.clone(),
+        kind: c.kind.clone(),
+        format: c.format.clone(),
+        attestation_type: c.attestation_type.clone(),
+        attestation_state: attestation_state(c.attested) as i32,
+        attestation_reason: c.attestation_reason.clone(),
+        trust_anchor: c.trust_anchor.clone(),
+        aaguid: c.aaguid.clone(),
+        sign_count: u32::try_from(c.sign_count).unwrap_or(u32::MAX),
+        enrolled_at_ms: c.enrolled_at_ms,
+        enrolled_from_ip: c.enrolled_from_ip.clone(),
+        revoked_at_ms: c.revoked_at_ms.unwrap_or(0),
+        last_presence_at_ms: c.last_presence_at_ms.unwrap_or(0),
+        public_key_cose: c.public_key_cose.clone(),
+    }
+}
+
+fn attestation_state(attested: bool) -> pb::AttestationState {
+    if attested { pb::AttestationState::Attested } else { pb::AttestationState::Unattested }
+}
+
+fn token_to_proto(t: &EnrollmentToken) -> pb::EnrollmentToken {
+    pb::EnrollmentToken {
+        id: t.id.clone(),
+        device_id: t.device_id.clone(),
+        worker_external_id: t.worker_external_id.clone(),
+        created_at_ms: t.created_at_ms,
+        expires_at_ms: t.expires_at_ms,
+        used_at_ms: t.used_at_ms.unwrap_or(0),
+        revoked_at_ms: t.revoked_at_ms.unwrap_or(0),
+    }
+}
+
+fn anchor_to_proto(a: &TrustAnchorRecord) -> pb::TrustAnchor {
+    pb::TrustAnchor {
+        id: a.id.clone(),
+        subject: a.subject.clone(),
+        sha256: a.sha256.clone(),
+        not_before_ms: a.not_before_ms,
+        not_after_ms: a.not_after_ms,
+        name: a.name.clone(),
+        added_at_ms: a.added_at_ms,
+    }
+}
+
+fn policy_to_proto(p: &tenants::Policy) -> pb::Policy {
+    pb::Policy {
+        rp_id: p.rp_id.clone(),
+        origin: p.origin.clone(),
+        allow_unattested: p.allow_unattested,
+        allowed_aaguids: p.allowed_aaguids.clone(),
+        presence_interval_seconds: u64::try_from(p.presence_interval_s).unwrap_or(0),
+        challenge_deadline_seconds: u64::try_from(p.challenge_deadline_s).unwrap_or(0),
+        presence_window_seconds: u64::try_from(p.presence_window_s).unwrap_or(0),
+    }
+}
+
+impl AdminApi {
+    async fn device_to_proto(&self, d: &Device) -> ApiResult<pb::Device> {
+        let creds = credentials::list_for_device(&self.app.store, &d.tenant_id, &d.id).await?;
+        let attested = creds.iter().any(|c| c.revoked_at_ms.is_none() && c.attested);
+        Ok(pb::Device {
+            id: d.id.clone(),
+            serial_number: d.serial_number.clone(),
+            model: d.model.clone(),
+            asset_tag: d.asset_tag.clone(),
+            worker_external_id: d.worker_external_id.clone().unwrap_or_default(),
+            registered_at_ms: d.registered_at_ms,
+            revoked_at_ms: d.revoked_at_ms.unwrap_or(0),
+            credentials: creds.iter().map(credential_to_proto).collect(),
+            attestation_state: attestation_state(attested) as i32,
+        })
+    }
+
+    async fn device(&self, tenant_id: &str, device_id: &str) -> ApiResult<Device> {
+        let device_id = required("device_id", device_id)?;
+        inventory::get_device(&self.app.store, tenant_id, device_id)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("no device {device_id:?}")))
+    }
+
+    async fn tenant(&self, tenant_id: &str) -> ApiResult<tenants::Tenant> {
+        Ok(tenants::get(&self.app.store, tenant_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("API key names missing tenant {tenant_id}")))?)
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn ok<T>(result: ApiResult<T>) -> Reply<T> {
+    result.map(Response::new).map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    async fn get_tenant(&self, request: Request<pb::GetTenantRequest>) -> Reply<pb::Tenant> {
+        ok(async {
+            let caller =
+                authorize(&self.app.store, request.metadata(), &[Role::Admin, Role::Gateway, Role::Analyst]).await?;
+            let t = self.tenant(&caller.tenant_id).await?;
+            Ok(pb::Tenant {
+                id: t.id,
+                name: t.name,
+                created_at_ms: t.created_at_ms,
+                caller_role: caller.role.to_proto() as i32,
+            })
+        }
+        .await)
+    }
+
+    async fn create_api_key(&self, request: Request<pb::CreateApiKeyRequest>) -> Reply<pb::CreateApiKeyResponse> {
+        ok(async {
+            let caller = authorize(&self.app.store, request.metadata(), ADMIN).await?;
+            let r = request.get_ref();
+            let role =
+                Role::from_proto(r.role).ok_or_else(|| ApiError::invalid("role must be admin, gateway or analyst"))?;
+            let name = if r.name.trim().is_empty() { role.as_str() } else { required("name", &r.name)? };
+            let minted = mint_key(&caller.tenant_id, name, role);
+            let mut tx = self.app.store.begin().await?;
+            keys::insert(&mut tx, &minted.record).await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            Ok(pb::CreateApiKeyResponse { key: Some(key_to_proto(&minted.record)), secret: minted.secret })
+        }
+        .await)
+    }
+
+    async fn list_api_keys(&self, request: Request<pb::ListApiKeysRequest>) -> Reply<pb::ListApiKeysResponse> {
+        ok(async {
+            let caller = authorize(&self.app.store, request.metadata(), ADMIN).await?;
+            let list = keys::list(&self.app.store, &caller.tenant_id).await?;
+            Ok(pb::ListApiKeysResponse { keys: list.iter().map(key_to_proto).collect() })
+        }
+        .await)
+    }
+
+    async fn revoke_api_key(&self, request: Request<pb::RevokeApiKeyRequest>) -> Reply<pb::ApiKey> {
+        ok(async {
+            let caller = authorize(&self.app.store, request.metadata(), ADMIN).await?;
+            let id = required("id", &request.get_ref().id)?;
+            if !keys::revoke(&self.app.store, &caller.tenant_id, id, now_ms()).await? {
+                return Err(ApiError::not_found(format!("no API key {id:?}")));
+            }
+            let key = keys::get(&self.app.store, id).await?.ok_or_else(|| ApiError::not_found("no such API key"))?;
+            Ok(key_to_proto(&key))
+        }
+        .await)
+    }
+
+    async fn upsert_worker(&self, request: Request<pb::UpsertWorkerRequest>) -> Reply<pb::Worker> {
+        ok(async {
+            let caller = authorize(&self.app.store, request.metadata(), ADMIN).await?;
+            let r = request.get_ref();
+            let external_id = required("external_id", &r.external_id)?;
+            let display_name =
+                if r.display_name.trim().is_empty() { external_id } else { required("display_name", &r.display_name)? };
+            let mut tx = self.app.store.begin().await?;
+            let w = inventory::upsert_worker(&mut tx, &caller.tenant_id, external_id, display_name, now_ms()).await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            Ok(pb::Worker { external_id: w.external_id, display_name: w.display_name, created_at_ms: w.created_at_ms })
+        }
+        .await)
+    }
+
+    async fn list_workers(&self, request: Request<pb::ListWorkersRequest>) -> Reply<pb::ListWorkersResponse> {
+        ok(async {
+            let caller = authorize(&self.app.store, request.metadata(), &[Role::Admin, Role::Analyst]).await?;
+            let page = request.get_ref().page.as_ref();
+            let limit = page_size(page);
+            let list = inventory::list_workers(&self.app.store, &caller.tenant_id, &id_cursor(page)?, limit).await?;
+            let next = id_token(list.last().map(|w| w.external_id.as_str()), list.len(), limit);
+            Ok(pb::ListWorkersResponse {
+                workers: list
+                    .into_iter()
+                    .map(|w| pb::Worker {
+                        external_id: w.external_id,
+                        display_name: w.display_name,
+                        created_at_ms: w.created_at_ms,
+                    })
+                    .collect(),
+                next_page_token: next,
+            })
+        }
+        .await)
+    }
+
+    async fn register_device(&self, request: Request<pb::RegisterDeviceRequest>) -> Reply<pb::Device> {
+        ok(async {
+            let caller = authorize(&self.app.store, request.metadata(), ADMIN).await?;
+            let r = request.get_ref();
+            let serial = required("serial_number", &r.serial_number)?;
+            let model = required("model", &r.model)?;
+            let worker = r.worker_external_id.trim();
+            let now = now_ms();
+            let device = Device {
+                id: new_id("dev"),
+                tenant_id: caller.tenant_id.clone(),
+                serial_number: serial.to_string(),
+                model: model.to_string(),
+                asset_tag: r.asset_tag.trim().chars().take(256).collect(),
+                worker_external_id: (!worker.is_empty()).then(|| worker.to_string()),
+                registered_at_ms: now,
+                revoked_at_ms: None,
+                revoke_reason: None,
+            };
+            let mut tx = self.app.store.begin().await?;
+            if !worker.is_empty() {
+                let worker = required("worker_external_id", worker)?;
+                let known = inventory::get_worker(&self.app.store, &caller.tenant_id, worker).await?;
+                match (known, r.worker_display_name.trim()) {
+                    (Some(_), "") => {}
+                    (_, "") => {
+                        return Err(ApiError::not_found(format!(
+                            "no worker {worker:?}; give worker_display_name to create it"
+                        )));
+                    }
+                    (_, name) => {
+                        inventory::upsert_worker(
+                            &mut tx,
+                            &caller.tenant_id,
+                            worker,
+                            required("worker_display_name", name)?,
+                            now,
+                        )
+                        .await?;
+                    }
+                }
+            }
+            if let Err(e) = inventory::insert_device(&mut tx, &device).await {
+                return Err(if e.is_unique_violation() {
+                    ApiError::AlreadyExists(format!("a device with serial number {serial:?} is already registered"))
+                } else {
+                    e.into()
+                });
+            }
+            tx.commit().await.map_err(StoreError::from)?;
+            self.device_to_proto(&device).await
+        }
+        .await)
+    }
+
+    async fn assign_device(&self, request: Request<pb::AssignDeviceRequest>) -> Reply<pb::Device> {
+        ok(async {
+            let caller = authorize(&self.app.store, request.metadata(), ADMIN).await?;
+            let r = request.get_ref();
+            let device = self.device(&caller.tenant_id, &r.device_id).await?;
+            let worker = required("worker_external_id", &r.worker_external_id)?;
+            if inventory::get_worker(&self.app.store, &caller.tenant_id, worker).await?.is_none() {
+                return Err(ApiError::not_found(format!("no worker {worker:?}")));
+            }
+            let mut tx = self.app.store.begin().await?;
+            inventory::assign_device(&mut tx, &caller.tenant_id, &device.id, worker).await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            let device = self.device(&caller.tenant_id, &device.id).await?;
+            self.device_to_proto(&device).await
+        }
+        .await)
+    }
+
+    async fn get_device(&self, request: Request<pb::GetDeviceRequest>) -> Reply<pb::Device> {
+        ok(async {
+            let caller = authorize(&self.app.store, request.metadata(), &[Role::Admin, Role::Analyst]).await?;
+            let device = self.device(&caller.tenant_id, &request.get_ref().device_id).await?;
+            self.device_to_proto(&device).await
+        }
+        .await)
+    }
+
+    async fn list_devices(&self, request: Request<pb::ListDevicesRequest>) -> Reply<pb::ListDevicesResponse> {
+        ok(async {
+            let caller = authorize(&self.app.store, request.metadata(), &[Role::Admin, Role::Analyst]).await?;
+            let r = request.get_ref();
+            let limit = page_size(r.page.as_ref());
+            let list = inventory::list_devices(
+                &self.app.store,
+                &caller.tenant_id,
+                r.worker_external_id.trim(),
+                r.include_revoked,
+                &id_cursor(r.page.as_ref())?,
+                limit,
+            )
+            .await?;
+            let mut devices = Vec::with_capacity(list.len());
+            for d in &list {
+                devices.push(self.device_to_proto(d).await?);
+            }
+            Ok(pb::ListDevicesResponse {
+                devices,
+                next_page_token: id_token(list.last().map(|d| d.id.as_str()), list.len(), limit),
+            })
+        }
+        .await)
+    }
+
+    async fn revoke_device(&self, request: Request<pb::RevokeDeviceRequest>) -> Reply<pb::Device> {
+        ok(async {
+            let caller = authorize(&self.app.store, request.metadata(), ADMIN).await?;
+            let r = request.get_ref();
+            let device = self.device(&caller.tenant_id, &r.device_id).await?;
+            let reason = if r.reason.trim().is_empty() { "revoked by an administrator" } else { r.reason.trim() };
+            let mut tx = self.app.store.begin().await?;
+            inventory::revoke_device(&mut tx, &caller.tenant_id, &device.id, reason, now_ms()).await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            tracing::info!(tenant = %caller.tenant_id, device = %device.id, "device revoked");
+            let device = self.device(&caller.tenant_id, &device.id).await?;
+            self.device_to_proto(&device).await
+        }
+        .await)
+    }
+
+    async fn revoke_credential(&self, request: Request<pb::RevokeCredentialRequest>) -> Reply<pb::Credential> {
+        ok(async {
+            let caller = authorize(&self.app.store, request.metadata(), ADMIN).await?;
+            let r = request.get_ref();
+            let id = required("credential_id", &r.credential_id)?;
+            let reason = if r.reason.trim().is_empty() { "revoked by an administrator" } else { r.reason.trim() };
+            if !credentials::revoke(&self.app.store, &caller.tenant_id, id, reason, now_ms()).await? {
+                return Err(ApiError::not_found(format!("no credential {id:?}")));
+            }
+            let c = credentials::get_in_tenant(&self.app.store, &caller.tenant_id, id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("no such credential"))?;
+            Ok(credential_to_proto(&c))
+        }
+        .await)
+    }
+
+    async fn create_enrollment_token(
+        &self,
+        request: Request<pb::CreateEnrollmentTokenRequest>,
+    ) -> Reply<pb::CreateEnrollmentTokenResponse> {
+        ok(async {
+            let caller = authorize(&self.app.store, request.metadata(), ADMIN).await?;
+            let r = request.get_ref();
+            let device = self.device(&caller.tenant_id, &r.device_id).await?;
+            if device.revoked_at_ms.is_some() {
+                return Err(ApiError::precondition("the device is revoked; register it again to re-enroll"));
+            }
+            let Some(worker) = device.worker_external_id.clone() else {
+                return Err(ApiError::precondition("assign the device to a worker before issuing an enrollment token"));
+            };
+            let ttl_s = match r.ttl_seconds {
+                0 => 24 * 3600,
+                n if n > MAX_TOKEN_TTL_S => return Err(ApiError::invalid("ttl_seconds must be at most 30 days")),
+                n => n,
+            };
+            let (secret, hash) = enroll::mint_token_secret();
+            let now = now_ms();
+            let token = EnrollmentToken {
+                id: new_id("tok"),
+                tenant_id: caller.tenant_id.clone(),
+                device_id: device.id.clone(),
+                worker_external_id: worker,
+                secret_hash: hash,
+                created_at_ms: now,
+                expires_at_ms: now + i64::try_from(ttl_s * 1000).unwrap_or(i64::MAX / 2),
+                used_at_ms: None,
+                revoked_at_ms: None,
+            };
+            enrollment::insert_token(&self.app.store, &token).await?;
+            Ok(pb::CreateEnrollmentTokenResponse { token: Some(token_to_proto(&token)), secret })
+        }
+        .await)
+    }
+
+    async fn revoke_enrollment_token(
+        &self,
+        request: Request<pb::RevokeEnrollmentTokenRequest>,
+    ) -> Reply<pb::EnrollmentToken> {
+        ok(async {
+            let caller = authorize(&self.app.store, request.metadata(), ADMIN).await?;
+            let id = required("id", &request.get_ref().id)?;
+            if !enrollment::revoke_token(&self.app.store, &caller.tenant_id, id, now_ms()).await? {
+                return Err(ApiError::not_found(format!("no enrollment token {id:?}")));
+            }
+            let t = enrollment::token_by_id(&self.app.store, &caller.tenant_id, id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("no such token"))?;
+            Ok(token_to_proto(&t))
+        }
+        .await)
+    }
+
+    async fn list_enrollment_tokens(
+        &self,
+        request: Request<pb::ListEnrollmentTokensRequest>,
+    ) -> Reply<pb::ListEnrollmentTokensResponse> {
+        ok(async {
+            let caller = authorize(&self.app.store, request.metadata(), ADMIN).await?;
+            let device = self.device(&caller.tenant_id, &request.get_ref().device_id).await?;
+            let list = enrollment::tokens_for_device(&self.app.store, &caller.tenant_id, &device.id).await?;
+            Ok(pb::ListEnrollmentTokensResponse { tokens: list.iter().map(token_to_proto).collect() })
+        }
+        .await)
+    }
+
+    async fn add_trust_anchors(
+        &self,
+        request: Request<pb::AddTrustAnchorsRequest>,
+    ) -> Reply<pb::AddTrustAnchorsResponse> {
+        ok(async {
+            let caller = authorize(&self.app.store, request.metadata(), ADMIN).await?;
+            let r = request.get_ref();
+            let mut parsed = TrustStore::new();
+            let count = parsed.add_pem(&r.pem).map_err(|e| ApiError::invalid(format!("pem: {e}")))?;
+            if count == 0 {
+                return Err(ApiError::invalid("pem: no CERTIFICATE block found"));
+            }
+            let mut anchors = Vec::new();
+            for (summary, der) in parsed.anchors_with_der() {
+                let record = TrustAnchorRecord {
+                    id: new_id("anc"),
+                    tenant_id: caller.tenant_id.clone(),
+                    name: r.name.trim().chars().take(256).collect(),
+                    subject: summary.subject.clone(),
+                    sha256: summary.sha256_fingerprint.clone(),
+                    der: der.to_vec(),
+                    not_before_ms: summary.not_before.unix_timestamp().saturating_mul(1000),
+                    not_after_ms: summary.not_after.unix_timestamp().saturating_mul(1000),
+                    added_at_ms: now_ms(),
+                };
+                anchors.push(anchor_to_proto(&trust::add(&self.app.store, &record).await?));
+            }
+            tracing::info!(tenant = %caller.tenant_id, count = anchors.len(), "trust anchors added");
+            Ok(pb::AddTrustAnchorsResponse { anchors })
+        }
+        .await)
+    }
+
+    async fn list_trust_anchors(
+        &self,
+        request: Request<pb::ListTrustAnchorsRequest>,
+    ) -> Reply<pb::ListTrustAnchorsResponse> {
+        ok(async {
+            let caller = authorize(&self.app.store, request.metadata(), &[Role::Admin, Role::Analyst]).await?;
+            let list = trust::list(&self.app.store, &caller.tenant_id).await?;
+            Ok(pb::ListTrustAnchorsResponse { anchors: list.iter().map(anchor_to_proto).collect() })
+        }
+        .await)
+    }
+
+    async fn remove_trust_anchor(&self, request: Request<pb::RemoveTrustAnchorRequest>) -> Reply<pb::TrustAnchor> {
+        ok(async {
+            let caller = authorize(&self.app.store, request.metadata(), ADMIN).await?;
+            let id = required("id", &request.get_ref().id)?;
+            let anchor = trust::get(&self.app.store, &caller.tenant_id, id)
+                .await?
+                .ok_or_else(|| ApiError::not_found(format!("no trust anchor {id:?}")))?;
+            trust::remove(&self.app.store, &caller.tenant_id, id).await?;
+            Ok(anchor_to_proto(&anchor))
+        }
+        .await)
+    }
+
+    async fn get_policy(&self, request: Request<pb::GetPolicyRequest>) -> Reply<pb::Policy> {
+        ok(async {
+            let caller = authorize(&self.app.store, request.metadata(), &[Role::Admin, Role::Analyst]).await?;
+            Ok(policy_to_proto(&self.tenant(&caller.tenant_id).await?.policy))
+        }
+        .await)
+    }
+
+    async fn update_policy(&self, request: Request<pb::UpdatePolicyRequest>) -> Reply<pb::Policy> {
+        ok(async {
+            let caller = authorize(&self.app.store, request.metadata(), ADMIN).await?;
+            let r = request.get_ref();
+            let mut p = self.tenant(&caller.tenant_id).await?.policy;
+            if let Some(v) = &r.rp_id {
+                p.rp_id = v.trim().to_string();
+            }
+            if let Some(v) = &r.origin {
+                p.origin = v.trim().to_string();
+            }
+            validate_rp_id(&p.rp_id)?;
+            validate_origin(&p.origin, &p.rp_id)?;
+            if let Some(v) = r.allow_unattested {
+                p.allow_unattested = v;
+            }
+            if r.set_allowed_aaguids {
+                p.allowed_aaguids = r
+                    .allowed_aaguids
+                    .iter()
+                    .map(|s| {
+                        uuid::Uuid::parse_str(s.trim())
+                            .map(|u| u.to_string())
+                            .map_err(|_| ApiError::invalid(format!("allowed_aaguids: {s:?} is not a UUID")))
+                    })
+                    .collect::<ApiResult<_>>()?;
+            }
+            let seconds = |field: &str, v: u64, min: u64, max: u64| -> ApiResult<i64> {
+                if v < min || v > max {
+                    return Err(ApiError::invalid(format!("{field} must be between {min} and {max} seconds")));
+                }
+                Ok(i64::try_from(v).unwrap_or(i64::MAX))
+            };
+            if let Some(v) = r.presence_interval_seconds {
+                p.presence_interval_s = seconds("presence_interval_seconds", v, 1, 7 * 24 * 3600)?;
+            }
+            if let Some(v) = r.challenge_deadline_seconds {
+                p.challenge_deadline_s = seconds("challenge_deadline_seconds", v, 1, 24 * 3600)?;
+            }
+            if let Some(v) = r.presence_window_seconds {
+                p.presence_window_s = seconds("presence_window_seconds", v, 1, 30 * 24 * 3600)?;
+            }
+            tenants::update_policy(&self.app.store, &caller.tenant_id, &p).await?;
+            tracing::info!(tenant = %caller.tenant_id, policy = ?p, "policy updated");
+            Ok(policy_to_proto(&p))
+        }
+        .await)
+    }
+
+    async fn challenge_now(&self, request: Request<pb::ChallengeNowRequest>) -> Reply<pb::ChallengeNowResponse> {
+        ok(async {
+            let caller = authorize(&self.app.store, request.metadata(), &[Role::Admin, Role::Analyst]).await?;
+            let r = request.get_ref();
+            let device = self.device(&caller.tenant_id, &r.device_id).await?;
+            if device.revoked_at_ms.is_some() {
+                return Err(ApiError::precondition("the device is revoked"));
+            }
+            let deadline_s = match r.deadline_seconds {
+                0 => self.tenant(&caller.tenant_id).await?.policy.challenge_deadline_s,
+                n if n > 24 * 3600 => return Err(ApiError::invalid("deadline_seconds must be at most one day")),
+                n => i64::try_from(n).unwrap_or(300),
+            };
+            let active: Vec<Credential> = credentials::list_for_device(&self.app.store, &caller.tenant_id, &device.id)
+                .await?
+                .into_iter()
+                .filter(|c| c.revoked_at_ms.is_none())
+                .collect();
+            if active.is_empty() {
+                return Err(ApiError::precondition("the device has no enrolled credential to challenge"));
+            }
+            let mut challenge_ids = Vec::new();
+            for c in &active {
+                challenge_ids.push(presence::issue(&self.app, c, deadline_s, "on_demand").await?.id);
+            }
+            Ok(pb::ChallengeNowResponse { challenge_ids })
+        }
+        .await)
+    }
+}

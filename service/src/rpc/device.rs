@@ -1,0 +1,153 @@
+//! EnrollmentService and PresenceService: the device agent's API. No API
+//! key: enrollment is authorized by the one-time token, presence by the
+//! hardware key's signature.
+
+use super::peer_ip;
+use crate::app::App;
+use crate::error::{ApiError, ApiResult, required};
+use crate::store::{StoreError, credentials, presence as presence_store, tenants};
+use crate::util::now_ms;
+use crate::{enrollment, presence};
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::Arc;
+use tether_proto::v1::{
+    self as pb, enrollment_service_server::EnrollmentService, presence_service_server::PresenceService,
+};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+type Reply<T> = Result<Response<T>, Status>;
+
+pub struct EnrollmentApi {
+    pub app: Arc<App>,
+}
+
+#[tonic::async_trait]
+impl EnrollmentService for EnrollmentApi {
+    async fn begin_enrollment(
+        &self,
+        request: Request<pb::BeginEnrollmentRequest>,
+    ) -> Reply<pb::BeginEnrollmentResponse> {
+        let begun = enrollment::begin(&self.app, &request.get_ref().token).await?;
+        Ok(Response::new(pb::BeginEnrollmentResponse {
+            enrollment_id: begun.session.id,
+            creation_options_json: begun.creation_options_json,
+            origin: begun.tenant.policy.origin,
+            expires_at_ms: begun.session.expires_at_ms,
+            device_id: begun.token.device_id,
+            worker_external_id: begun.token.worker_external_id,
+        }))
+    }
+
+    async fn finish_enrollment(
+        &self,
+        request: Request<pb::FinishEnrollmentRequest>,
+    ) -> Reply<pb::FinishEnrollmentResponse> {
+        let source_ip = peer_ip(&request);
+        let r = request.into_inner();
+        let c = enrollment::finish(&self.app, &r.enrollment_id, &r.token, &r.registration_response_json, &source_ip)
+            .await?;
+        Ok(Response::new(pb::FinishEnrollmentResponse {
+            device_id: c.device_id,
+            credential_id: c.id,
+            format: c.format,
+            attestation_type: c.attestation_type,
+            attested: c.attested,
+            trust_anchor: c.trust_anchor,
+            attestation_reason: c.attestation_reason,
+        }))
+    }
+}
+
+pub struct PresenceApi {
+    pub app: Arc<App>,
+}
+
+/// Open challenges for an active credential, as the agent sees them.
+async fn pending(app: &App, credential_id: &str) -> ApiResult<Vec<pb::PresenceChallenge>> {
+    let credential =
+        credentials::get(&app.store, credential_id).await?.ok_or_else(|| ApiError::not_found("no such credential"))?;
+    if credential.revoked_at_ms.is_some() {
+        return Err(ApiError::denied("the credential has been revoked"));
+    }
+    let tenant = tenants::get(&app.store, &credential.tenant_id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("credential {credential_id} names a missing tenant")))?;
+    let open = presence_store::pending_for_credential(&app.store, credential_id, now_ms()).await?;
+    Ok(open.iter().map(|c| presence::to_proto(c, &tenant)).collect())
+}
+
+type ChallengeStream = Pin<Box<dyn Stream<Item = Result<pb::PresenceChallenge, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl PresenceService for PresenceApi {
+    type WatchChallengesStream = ChallengeStream;
+
+    async fn watch_challenges(
+        &self,
+        request: Request<pb::WatchChallengesRequest>,
+    ) -> Reply<Self::WatchChallengesStream> {
+        let credential_id = required("credential_id", &request.get_ref().credential_id)?.to_string();
+        // Fail before opening the stream when the credential is unknown or revoked.
+        let first = pending(&self.app, &credential_id).await?;
+        let (tx, rx) = mpsc::channel(16);
+        let app = Arc::clone(&self.app);
+        let mut issued = app.issued.subscribe();
+        tokio::spawn(async move {
+            let mut sent: HashSet<String> = HashSet::new();
+            let mut batch = first;
+            loop {
+                for challenge in batch {
+                    if sent.insert(challenge.challenge_id.clone()) && tx.send(Ok(challenge)).await.is_err() {
+                        return;
+                    }
+                }
+                // Wake on a local issue for this credential, or poll for other replicas' issues.
+                let poll = tokio::time::sleep(app.settings.stream_poll);
+                tokio::pin!(poll);
+                loop {
+                    tokio::select! {
+                        _ = tx.closed() => return,
+                        _ = &mut poll => break,
+                        got = issued.recv() => match got {
+                            Ok(id) if id == credential_id => break,
+                            Ok(_) => continue,
+                            Err(broadcast::error::RecvError::Lagged(_)) => break,
+                            Err(broadcast::error::RecvError::Closed) => return,
+                        },
+                    }
+                }
+                batch = match pending(&app, &credential_id).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let _ = tx.send(Err(Status::from(e))).await;
+                        return;
+                    }
+                };
+                // Ids of challenges no longer pending cannot come back.
+                let open: HashSet<&String> = batch.iter().map(|c| &c.challenge_id).collect();
+                sent.retain(|id| open.contains(id));
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn poll_challenges(&self, request: Request<pb::PollChallengesRequest>) -> Reply<pb::PollChallengesResponse> {
+        let credential_id = required("credential_id", &request.get_ref().credential_id)?;
+        Ok(Response::new(pb::PollChallengesResponse { challenges: pending(&self.app, credential_id).await? }))
+    }
+
+    async fn answer_challenge(
+        &self,
+        request: Request<pb::AnswerChallengeRequest>,
+    ) -> Reply<pb::AnswerChallengeResponse> {
+        let source_ip = peer_ip(&request);
+        let r = request.into_inner();
+        let challenge_id = required("challenge_id", &r.challenge_id)?;
+        let at = presence::answer(&self.app, challenge_id, &r.assertion_response_json, &source_ip).await?;
+        Ok(Response::new(pb::AnswerChallengeResponse { outcome: pb::PresenceOutcome::Ok as i32, verified_at_ms: at }))
+    }
+}

@@ -1,0 +1,101 @@
+//! Assembles the gRPC server: the tether.v1 services, standard health and
+//! reflection, message-size limits, and graceful shutdown.
+
+use crate::app::App;
+use crate::rpc::{access::AccessApi, admin::AdminApi, device::EnrollmentApi, device::PresenceApi, report::ReportApi};
+use crate::scheduler;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tether_proto::v1::{
+    access_service_server::AccessServiceServer, admin_service_server::AdminServiceServer,
+    enrollment_service_server::EnrollmentServiceServer, presence_service_server::PresenceServiceServer,
+    report_service_server::ReportServiceServer,
+};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+/// Requests carry at most one attestation with its certificate chain.
+const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// Serves until `shutdown` resolves, then lets in-flight calls finish.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let local: SocketAddr = listener.local_addr()?;
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<AdminServiceServer<AdminApi>>().await;
+    health_reporter.set_serving::<EnrollmentServiceServer<EnrollmentApi>>().await;
+    health_reporter.set_serving::<PresenceServiceServer<PresenceApi>>().await;
+    health_reporter.set_serving::<AccessServiceServer<AccessApi>>().await;
+    health_reporter.set_serving::<ReportServiceServer<ReportApi>>().await;
+
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tether_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let scheduler = tokio::spawn(scheduler::run(Arc::clone(&app), stop_rx));
+
+    tracing::info!(%local, "tetherd listening");
+    let router = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(
+            AdminServiceServer::new(AdminApi { app: Arc::clone(&app) }).max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            EnrollmentServiceServer::new(EnrollmentApi { app: Arc::clone(&app) })
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            PresenceServiceServer::new(PresenceApi { app: Arc::clone(&app) })
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            AccessServiceServer::new(AccessApi { app: Arc::clone(&app) }).max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            ReportServiceServer::new(ReportApi { app: Arc::clone(&app) }).max_decoding_message_size(MAX_MESSAGE_BYTES),
+        );
+    let result = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown).await;
+    let _ = stop_tx.send(true);
+    let _ = scheduler.await;
+    health_reporter.set_not_serving::<AdminServiceServer<AdminApi>>().await;
+    app.store.close().await;
+    tracing::info!("tetherd stopped");
+    Ok(result?)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received; finishing in-flight calls"),
+        _ = terminate => tracing::info!("SIGTERM received; finishing in-flight calls"),
+    }
+}

@@ -1,0 +1,110 @@
+//! Risk flags raised on devices, workers and sessions.
+
+use super::presence::{Cursor, EventFilter};
+use super::{Store, StoreResult, Tx};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+#[derive(Debug, Clone)]
+pub struct FlagRecord {
+    pub id: String,
+    pub tenant_id: String,
+    pub kind: String,
+    /// info, review, high.
+    pub severity: String,
+    /// open, acknowledged, resolved.
+    pub status: String,
+    pub device_id: String,
+    pub worker_external_id: String,
+    pub credential_id: String,
+    pub session_id: String,
+    pub raised_at_ms: i64,
+    pub evidence_json: String,
+}
+
+fn from_row(row: &AnyRow) -> StoreResult<FlagRecord> {
+    Ok(FlagRecord {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        kind: row.try_get("kind")?,
+        severity: row.try_get("severity")?,
+        status: row.try_get("status")?,
+        device_id: row.try_get("device_id")?,
+        worker_external_id: row.try_get("worker_external_id")?,
+        credential_id: row.try_get("credential_id")?,
+        session_id: row.try_get("session_id")?,
+        raised_at_ms: row.try_get("raised_at_ms")?,
+        evidence_json: row.try_get("evidence_json")?,
+    })
+}
+
+pub async fn insert(tx: &mut Tx, f: &FlagRecord) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO flags (id, tenant_id, kind, severity, status, device_id, worker_external_id, \
+         credential_id, session_id, raised_at_ms, evidence_json) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&f.id)
+    .bind(&f.tenant_id)
+    .bind(&f.kind)
+    .bind(&f.severity)
+    .bind(&f.status)
+    .bind(&f.device_id)
+    .bind(&f.worker_external_id)
+    .bind(&f.credential_id)
+    .bind(&f.session_id)
+    .bind(f.raised_at_ms)
+    .bind(&f.evidence_json)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Kinds of unresolved high-severity flags on the device or the worker.
+pub async fn open_high_kinds(
+    store: &Store,
+    tenant_id: &str,
+    device_id: &str,
+    worker_external_id: &str,
+) -> StoreResult<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT DISTINCT kind FROM flags WHERE tenant_id = $1 AND severity = 'high' \
+         AND status <> 'resolved' AND (device_id = $2 OR worker_external_id = $3) ORDER BY kind",
+    )
+    .bind(tenant_id)
+    .bind(device_id)
+    .bind(worker_external_id)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(|r| Ok(r.try_get("kind")?)).collect()
+}
+
+pub async fn list(
+    store: &Store,
+    tenant_id: &str,
+    filter: &EventFilter,
+    status: &str,
+    after: &Cursor,
+    limit: i64,
+) -> StoreResult<Vec<FlagRecord>> {
+    let rows = sqlx::query(
+        "SELECT * FROM flags WHERE tenant_id = $1 \
+         AND ($2 = 0 OR raised_at_ms >= $2) AND ($3 = 0 OR raised_at_ms < $3) \
+         AND ($4 = '' OR worker_external_id = $4) AND ($5 = '' OR device_id = $5) \
+         AND ($6 = '' OR status = $6) \
+         AND (raised_at_ms < $7 OR (raised_at_ms = $7 AND id < $8)) \
+         ORDER BY raised_at_ms DESC, id DESC LIMIT $9",
+    )
+    .bind(tenant_id)
+    .bind(filter.since_ms)
+    .bind(filter.until_ms)
+    .bind(&filter.worker_external_id)
+    .bind(&filter.device_id)
+    .bind(status)
+    .bind(after.at_ms)
+    .bind(&after.id)
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(from_row).collect()
+}

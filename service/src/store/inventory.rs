@@ -1,0 +1,181 @@
+//! Workers and the device inventory.
+
+use super::{Store, StoreResult, Tx};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+#[derive(Debug, Clone)]
+pub struct Worker {
+    pub external_id: String,
+    pub display_name: String,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Device {
+    pub id: String,
+    pub tenant_id: String,
+    pub serial_number: String,
+    pub model: String,
+    pub asset_tag: String,
+    pub worker_external_id: Option<String>,
+    pub registered_at_ms: i64,
+    pub revoked_at_ms: Option<i64>,
+    pub revoke_reason: Option<String>,
+}
+
+fn worker_from_row(row: &AnyRow) -> StoreResult<Worker> {
+    Ok(Worker {
+        external_id: row.try_get("external_id")?,
+        display_name: row.try_get("display_name")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+    })
+}
+
+fn device_from_row(row: &AnyRow) -> StoreResult<Device> {
+    Ok(Device {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        serial_number: row.try_get("serial_number")?,
+        model: row.try_get("model")?,
+        asset_tag: row.try_get("asset_tag")?,
+        worker_external_id: row.try_get("worker_external_id")?,
+        registered_at_ms: row.try_get("registered_at_ms")?,
+        revoked_at_ms: row.try_get("revoked_at_ms")?,
+        revoke_reason: row.try_get("revoke_reason")?,
+    })
+}
+
+/// Creates the worker or renames it; returns the stored row.
+pub async fn upsert_worker(
+    tx: &mut Tx,
+    tenant_id: &str,
+    external_id: &str,
+    display_name: &str,
+    now_ms: i64,
+) -> StoreResult<Worker> {
+    sqlx::query(
+        "INSERT INTO workers (tenant_id, external_id, display_name, created_at_ms) \
+         VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (tenant_id, external_id) DO UPDATE SET display_name = excluded.display_name",
+    )
+    .bind(tenant_id)
+    .bind(external_id)
+    .bind(display_name)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    let row = sqlx::query("SELECT * FROM workers WHERE tenant_id = $1 AND external_id = $2")
+        .bind(tenant_id)
+        .bind(external_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    worker_from_row(&row)
+}
+
+pub async fn get_worker(store: &Store, tenant_id: &str, external_id: &str) -> StoreResult<Option<Worker>> {
+    let row = sqlx::query("SELECT * FROM workers WHERE tenant_id = $1 AND external_id = $2")
+        .bind(tenant_id)
+        .bind(external_id)
+        .fetch_optional(store.pool())
+        .await?;
+    row.as_ref().map(worker_from_row).transpose()
+}
+
+pub async fn list_workers(store: &Store, tenant_id: &str, after: &str, limit: i64) -> StoreResult<Vec<Worker>> {
+    let rows = sqlx::query(
+        "SELECT * FROM workers WHERE tenant_id = $1 AND external_id > $2 \
+         ORDER BY external_id LIMIT $3",
+    )
+    .bind(tenant_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(worker_from_row).collect()
+}
+
+pub async fn insert_device(tx: &mut Tx, device: &Device) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO devices (id, tenant_id, serial_number, model, asset_tag, worker_external_id, \
+         registered_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&device.id)
+    .bind(&device.tenant_id)
+    .bind(&device.serial_number)
+    .bind(&device.model)
+    .bind(&device.asset_tag)
+    .bind(device.worker_external_id.as_deref())
+    .bind(device.registered_at_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_device(store: &Store, tenant_id: &str, id: &str) -> StoreResult<Option<Device>> {
+    let row = sqlx::query("SELECT * FROM devices WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(store.pool())
+        .await?;
+    row.as_ref().map(device_from_row).transpose()
+}
+
+pub async fn list_devices(
+    store: &Store,
+    tenant_id: &str,
+    worker_external_id: &str,
+    include_revoked: bool,
+    after: &str,
+    limit: i64,
+) -> StoreResult<Vec<Device>> {
+    let rows = sqlx::query(
+        "SELECT * FROM devices WHERE tenant_id = $1 \
+         AND ($2 = '' OR worker_external_id = $2) \
+         AND ($3 = 1 OR revoked_at_ms IS NULL) \
+         AND id > $4 ORDER BY id LIMIT $5",
+    )
+    .bind(tenant_id)
+    .bind(worker_external_id)
+    .bind(i64::from(include_revoked))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(device_from_row).collect()
+}
+
+pub async fn assign_device(tx: &mut Tx, tenant_id: &str, id: &str, worker_external_id: &str) -> StoreResult<bool> {
+    let done = sqlx::query("UPDATE devices SET worker_external_id = $3 WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant_id)
+        .bind(id)
+        .bind(worker_external_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Revokes the device and every credential on it, in the caller's transaction.
+pub async fn revoke_device(tx: &mut Tx, tenant_id: &str, id: &str, reason: &str, now_ms: i64) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE devices SET revoked_at_ms = COALESCE(revoked_at_ms, $3), \
+         revoke_reason = COALESCE(revoke_reason, $4) WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .bind(now_ms)
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE credentials SET revoked_at_ms = $3, revoke_reason = $4 \
+         WHERE tenant_id = $1 AND device_id = $2 AND revoked_at_ms IS NULL",
+    )
+    .bind(tenant_id)
+    .bind(id)
+    .bind(now_ms)
+    .bind(reason)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

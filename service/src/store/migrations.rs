@@ -1,0 +1,32 @@
+//! Embedded, per-backend migrations run through sqlx's migrator.
+
+use super::{Backend, Store, StoreResult};
+use sqlx::AssertSqlSafe;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use std::borrow::Cow;
+
+const SQLITE: &[(i64, &str, &str)] = &[(1, "foundation", include_str!("../../migrations/sqlite/0001_foundation.sql"))];
+
+const POSTGRES: &[(i64, &str, &str)] =
+    &[(1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql"))];
+
+pub(super) async fn run(store: &Store) -> StoreResult<()> {
+    let list = match store.backend {
+        Backend::Sqlite => SQLITE,
+        Backend::Postgres => POSTGRES,
+    };
+    let migrations = list
+        .iter()
+        .map(|(version, description, sql)| {
+            Migration::new(
+                *version,
+                Cow::Borrowed(*description),
+                MigrationType::Simple,
+                sqlx::SqlSafeStr::into_sql_str(AssertSqlSafe(*sql)),
+                false,
+            )
+        })
+        .collect();
+    Migrator::with_migrations(migrations).run(&store.pool).await?;
+    Ok(())
+}

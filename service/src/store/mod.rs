@@ -1,0 +1,142 @@
+//! Persistence through sqlx's `Any` driver, so one set of runtime queries
+//! serves SQLite (the embedded default) and PostgreSQL. Queries use `$N`
+//! placeholders, which both backends accept, and store times as epoch
+//! milliseconds and booleans as 0/1 so the SQL stays portable.
+
+mod migrations;
+
+pub mod credentials;
+pub mod enrollment;
+pub mod flags;
+pub mod inventory;
+pub mod keys;
+pub mod presence;
+pub mod sessions;
+pub mod tenants;
+pub mod trust;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{Any, AnyPool, Transaction};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://...")]
+    UnsupportedUrl(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// True when the database refused a row because a unique key exists.
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            _ => false,
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+pub type Tx = Transaction<'static, Any>;
+
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects and applies pending migrations.
+    pub async fn open(database_url: &str) -> StoreResult<Store> {
+        install_default_drivers();
+        let (backend, url) = normalize_url(database_url)?;
+        let max_connections = match backend {
+            Backend::Sqlite => 8,
+            Backend::Postgres => 16,
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&url)
+            .await?;
+        let store = Store { pool, backend };
+        migrations::run(&store).await?;
+        Ok(store)
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`) so concurrent writers wait on the busy timeout
+    /// instead of failing when a read lock cannot be upgraded.
+    pub async fn begin(&self) -> StoreResult<Tx> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        Ok(tx)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn normalize_url(database_url: &str) -> StoreResult<(Backend, String)> {
+    if database_url.starts_with("sqlite:") {
+        // Create the file on first start unless the operator chose a mode.
+        let url = if database_url.contains("mode=") {
+            database_url.to_string()
+        } else if database_url.contains('?') {
+            format!("{database_url}&mode=rwc")
+        } else {
+            format!("{database_url}?mode=rwc")
+        };
+        Ok((Backend::Sqlite, url))
+    } else if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+        Ok((Backend::Postgres, database_url.to_string()))
+    } else {
+        Err(StoreError::UnsupportedUrl(database_url.to_string()))
+    }
+}
+
+/// Converts a stored 0/1 column.
+pub(crate) fn flag(value: i64) -> bool {
+    value != 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_get_create_mode() {
+        let (backend, url) = normalize_url("sqlite://tether.db").unwrap();
+        assert_eq!(backend, Backend::Sqlite);
+        assert_eq!(url, "sqlite://tether.db?mode=rwc");
+        let (_, url) = normalize_url("sqlite://t.db?mode=ro").unwrap();
+        assert_eq!(url, "sqlite://t.db?mode=ro");
+    }
+
+    #[test]
+    fn other_schemes_are_refused() {
+        assert!(matches!(normalize_url("mysql://x"), Err(StoreError::UnsupportedUrl(_))));
+    }
+}

@@ -1,0 +1,251 @@
+//! Presence challenges and the record of every answer, miss and failure.
+
+use super::{Store, StoreResult, Tx};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    pub id: String,
+    pub tenant_id: String,
+    pub credential_id: String,
+    pub device_id: String,
+    pub nonce: Vec<u8>,
+    /// `scheduled` or `on_demand`.
+    pub reason: String,
+    pub issued_at_ms: i64,
+    pub deadline_ms: i64,
+    pub consumed_at_ms: Option<i64>,
+    pub missed_at_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PresenceEvent {
+    pub id: String,
+    pub tenant_id: String,
+    /// ok, missed, failed, replayed, late, clone_suspected.
+    pub outcome: String,
+    pub device_id: String,
+    pub worker_external_id: String,
+    pub credential_id: String,
+    pub challenge_id: String,
+    pub at_ms: i64,
+    pub source_ip: String,
+    pub detail: String,
+}
+
+/// Filters shared by the report queries; empty strings and zeros mean "any".
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub since_ms: i64,
+    pub until_ms: i64,
+    pub worker_external_id: String,
+    pub device_id: String,
+}
+
+/// Keyset cursor for newest-first listings.
+#[derive(Debug, Clone)]
+pub struct Cursor {
+    pub at_ms: i64,
+    pub id: String,
+}
+
+impl Cursor {
+    pub fn start() -> Cursor {
+        Cursor { at_ms: i64::MAX, id: String::new() }
+    }
+}
+
+fn challenge_from_row(row: &AnyRow) -> StoreResult<Challenge> {
+    Ok(Challenge {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        credential_id: row.try_get("credential_id")?,
+        device_id: row.try_get("device_id")?,
+        nonce: row.try_get("nonce")?,
+        reason: row.try_get("reason")?,
+        issued_at_ms: row.try_get("issued_at_ms")?,
+        deadline_ms: row.try_get("deadline_ms")?,
+        consumed_at_ms: row.try_get("consumed_at_ms")?,
+        missed_at_ms: row.try_get("missed_at_ms")?,
+    })
+}
+
+fn event_from_row(row: &AnyRow) -> StoreResult<PresenceEvent> {
+    Ok(PresenceEvent {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        outcome: row.try_get("outcome")?,
+        device_id: row.try_get("device_id")?,
+        worker_external_id: row.try_get("worker_external_id")?,
+        credential_id: row.try_get("credential_id")?,
+        challenge_id: row.try_get("challenge_id")?,
+        at_ms: row.try_get("at_ms")?,
+        source_ip: row.try_get("source_ip")?,
+        detail: row.try_get("detail")?,
+    })
+}
+
+pub async fn insert_challenge(store: &Store, c: &Challenge) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO challenges (id, tenant_id, credential_id, device_id, nonce, reason, issued_at_ms, \
+         deadline_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&c.id)
+    .bind(&c.tenant_id)
+    .bind(&c.credential_id)
+    .bind(&c.device_id)
+    .bind(&c.nonce)
+    .bind(&c.reason)
+    .bind(c.issued_at_ms)
+    .bind(c.deadline_ms)
+    .execute(store.pool())
+    .await?;
+    Ok(())
+}
+
+pub async fn challenge(store: &Store, id: &str) -> StoreResult<Option<Challenge>> {
+    let row = sqlx::query("SELECT * FROM challenges WHERE id = $1").bind(id).fetch_optional(store.pool()).await?;
+    row.as_ref().map(challenge_from_row).transpose()
+}
+
+pub async fn challenge_by_nonce(store: &Store, nonce: &[u8]) -> StoreResult<Option<Challenge>> {
+    let row = sqlx::query("SELECT * FROM challenges WHERE nonce = $1").bind(nonce).fetch_optional(store.pool()).await?;
+    row.as_ref().map(challenge_from_row).transpose()
+}
+
+/// Open challenges of a credential whose deadline has not passed, oldest first.
+pub async fn pending_for_credential(store: &Store, credential_id: &str, now_ms: i64) -> StoreResult<Vec<Challenge>> {
+    let rows = sqlx::query(
+        "SELECT * FROM challenges WHERE credential_id = $1 AND consumed_at_ms IS NULL \
+         AND missed_at_ms IS NULL AND deadline_ms > $2 ORDER BY issued_at_ms, id",
+    )
+    .bind(credential_id)
+    .bind(now_ms)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(challenge_from_row).collect()
+}
+
+/// Consumes an open, in-time challenge. Exactly one concurrent caller wins.
+pub async fn consume(tx: &mut Tx, id: &str, now_ms: i64) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE challenges SET consumed_at_ms = $2 WHERE id = $1 AND consumed_at_ms IS NULL \
+         AND missed_at_ms IS NULL AND deadline_ms >= $2",
+    )
+    .bind(id)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Active credentials on active devices that have had no challenge within
+/// their tenant's presence interval: (tenant, credential, device, deadline seconds).
+pub async fn credentials_due(
+    store: &Store,
+    now_ms: i64,
+    limit: i64,
+) -> StoreResult<Vec<(String, String, String, i64)>> {
+    let rows = sqlx::query(
+        "SELECT c.tenant_id, c.id AS credential_id, c.device_id, t.challenge_deadline_s \
+         FROM credentials c JOIN devices d ON d.id = c.device_id JOIN tenants t ON t.id = c.tenant_id \
+         WHERE c.revoked_at_ms IS NULL AND d.revoked_at_ms IS NULL AND NOT EXISTS ( \
+           SELECT 1 FROM challenges ch WHERE ch.credential_id = c.id \
+           AND ch.issued_at_ms > $1 - t.presence_interval_s * 1000) \
+         ORDER BY c.id LIMIT $2",
+    )
+    .bind(now_ms)
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get("tenant_id")?,
+                row.try_get("credential_id")?,
+                row.try_get("device_id")?,
+                row.try_get("challenge_deadline_s")?,
+            ))
+        })
+        .collect()
+}
+
+/// Open challenges whose deadline has passed.
+pub async fn overdue(store: &Store, now_ms: i64, limit: i64) -> StoreResult<Vec<Challenge>> {
+    let rows = sqlx::query(
+        "SELECT * FROM challenges WHERE consumed_at_ms IS NULL AND missed_at_ms IS NULL \
+         AND deadline_ms < $1 ORDER BY deadline_ms LIMIT $2",
+    )
+    .bind(now_ms)
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(challenge_from_row).collect()
+}
+
+/// Marks an overdue challenge missed; false when it was answered or already marked.
+pub async fn mark_missed(tx: &mut Tx, id: &str, now_ms: i64) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE challenges SET missed_at_ms = $2 WHERE id = $1 AND consumed_at_ms IS NULL \
+         AND missed_at_ms IS NULL AND deadline_ms < $2",
+    )
+    .bind(id)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn insert_event(tx: &mut Tx, e: &PresenceEvent) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO presence_events (id, tenant_id, outcome, device_id, worker_external_id, \
+         credential_id, challenge_id, at_ms, source_ip, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&e.id)
+    .bind(&e.tenant_id)
+    .bind(&e.outcome)
+    .bind(&e.device_id)
+    .bind(&e.worker_external_id)
+    .bind(&e.credential_id)
+    .bind(&e.challenge_id)
+    .bind(e.at_ms)
+    .bind(&e.source_ip)
+    .bind(&e.detail)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Newest-first presence events of the given outcomes (a list like
+/// `,missed,failed,`), after the cursor.
+pub async fn list_events(
+    store: &Store,
+    tenant_id: &str,
+    filter: &EventFilter,
+    outcomes: &str,
+    after: &Cursor,
+    limit: i64,
+) -> StoreResult<Vec<PresenceEvent>> {
+    let rows = sqlx::query(
+        "SELECT * FROM presence_events WHERE tenant_id = $1 \
+         AND ($2 = 0 OR at_ms >= $2) AND ($3 = 0 OR at_ms < $3) \
+         AND ($4 = '' OR worker_external_id = $4) AND ($5 = '' OR device_id = $5) \
+         AND $6 LIKE '%,' || outcome || ',%' \
+         AND (at_ms < $7 OR (at_ms = $7 AND id < $8)) \
+         ORDER BY at_ms DESC, id DESC LIMIT $9",
+    )
+    .bind(tenant_id)
+    .bind(filter.since_ms)
+    .bind(filter.until_ms)
+    .bind(&filter.worker_external_id)
+    .bind(&filter.device_id)
+    .bind(outcomes)
+    .bind(after.at_ms)
+    .bind(&after.id)
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(event_from_row).collect()
+}

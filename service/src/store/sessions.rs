@@ -1,0 +1,88 @@
+//! Access-decision sessions recorded for every gateway check.
+
+use super::presence::{Cursor, EventFilter};
+use super::{Store, StoreResult};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub id: String,
+    pub tenant_id: String,
+    pub worker_external_id: String,
+    pub device_id: String,
+    pub credential_id: String,
+    pub source_ip: String,
+    pub gateway_id: String,
+    /// `allow` or `deny`.
+    pub decision: String,
+    /// JSON array of `{"code": "...", "detail": "..."}`.
+    pub reasons_json: String,
+    pub at_ms: i64,
+}
+
+fn from_row(row: &AnyRow) -> StoreResult<SessionRecord> {
+    Ok(SessionRecord {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        worker_external_id: row.try_get("worker_external_id")?,
+        device_id: row.try_get("device_id")?,
+        credential_id: row.try_get("credential_id")?,
+        source_ip: row.try_get("source_ip")?,
+        gateway_id: row.try_get("gateway_id")?,
+        decision: row.try_get("decision")?,
+        reasons_json: row.try_get("reasons_json")?,
+        at_ms: row.try_get("at_ms")?,
+    })
+}
+
+pub async fn insert(store: &Store, s: &SessionRecord) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO sessions (id, tenant_id, worker_external_id, device_id, credential_id, source_ip, \
+         gateway_id, decision, reasons_json, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&s.id)
+    .bind(&s.tenant_id)
+    .bind(&s.worker_external_id)
+    .bind(&s.device_id)
+    .bind(&s.credential_id)
+    .bind(&s.source_ip)
+    .bind(&s.gateway_id)
+    .bind(&s.decision)
+    .bind(&s.reasons_json)
+    .bind(s.at_ms)
+    .execute(store.pool())
+    .await?;
+    Ok(())
+}
+
+/// Newest first; `decision` empty = both.
+pub async fn list(
+    store: &Store,
+    tenant_id: &str,
+    filter: &EventFilter,
+    decision: &str,
+    after: &Cursor,
+    limit: i64,
+) -> StoreResult<Vec<SessionRecord>> {
+    let rows = sqlx::query(
+        "SELECT * FROM sessions WHERE tenant_id = $1 \
+         AND ($2 = 0 OR at_ms >= $2) AND ($3 = 0 OR at_ms < $3) \
+         AND ($4 = '' OR worker_external_id = $4) AND ($5 = '' OR device_id = $5) \
+         AND ($6 = '' OR decision = $6) \
+         AND (at_ms < $7 OR (at_ms = $7 AND id < $8)) \
+         ORDER BY at_ms DESC, id DESC LIMIT $9",
+    )
+    .bind(tenant_id)
+    .bind(filter.since_ms)
+    .bind(filter.until_ms)
+    .bind(&filter.worker_external_id)
+    .bind(&filter.device_id)
+    .bind(decision)
+    .bind(after.at_ms)
+    .bind(&after.id)
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(from_row).collect()
+}

@@ -1,0 +1,118 @@
+//! Tenants (employers) and their policy.
+
+use super::{Store, StoreResult, Tx, flag};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub created_at_ms: i64,
+    pub policy: Policy,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub rp_id: String,
+    pub origin: String,
+    pub allow_unattested: bool,
+    /// Lower-case hyphenated AAGUIDs; empty = any model.
+    pub allowed_aaguids: Vec<String>,
+    pub presence_interval_s: i64,
+    pub challenge_deadline_s: i64,
+    pub presence_window_s: i64,
+}
+
+impl Policy {
+    pub fn new(rp_id: &str, origin: &str) -> Policy {
+        Policy {
+            rp_id: rp_id.to_string(),
+            origin: origin.to_string(),
+            allow_unattested: false,
+            allowed_aaguids: Vec::new(),
+            presence_interval_s: 3600,
+            challenge_deadline_s: 300,
+            presence_window_s: 7200,
+        }
+    }
+}
+
+const COLUMNS: &str = "id, name, created_at_ms, rp_id, origin, allow_unattested, allowed_aaguids, \
+     presence_interval_s, challenge_deadline_s, presence_window_s";
+
+fn from_row(row: &AnyRow) -> StoreResult<Tenant> {
+    let aaguids: String = row.try_get("allowed_aaguids")?;
+    Ok(Tenant {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+        policy: Policy {
+            rp_id: row.try_get("rp_id")?,
+            origin: row.try_get("origin")?,
+            allow_unattested: flag(row.try_get("allow_unattested")?),
+            allowed_aaguids: aaguids.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+            presence_interval_s: row.try_get("presence_interval_s")?,
+            challenge_deadline_s: row.try_get("challenge_deadline_s")?,
+            presence_window_s: row.try_get("presence_window_s")?,
+        },
+    })
+}
+
+pub async fn insert(tx: &mut Tx, tenant: &Tenant) -> StoreResult<()> {
+    let p = &tenant.policy;
+    sqlx::query(
+        "INSERT INTO tenants (id, name, created_at_ms, rp_id, origin, allow_unattested, \
+         allowed_aaguids, presence_interval_s, challenge_deadline_s, presence_window_s) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(&tenant.id)
+    .bind(&tenant.name)
+    .bind(tenant.created_at_ms)
+    .bind(&p.rp_id)
+    .bind(&p.origin)
+    .bind(i64::from(p.allow_unattested))
+    .bind(p.allowed_aaguids.join(","))
+    .bind(p.presence_interval_s)
+    .bind(p.challenge_deadline_s)
+    .bind(p.presence_window_s)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(store: &Store, id: &str) -> StoreResult<Option<Tenant>> {
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM tenants WHERE id = $1"));
+    let row = sqlx::query(sql).bind(id).fetch_optional(store.pool()).await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub async fn get_by_name(store: &Store, name: &str) -> StoreResult<Option<Tenant>> {
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM tenants WHERE name = $1"));
+    let row = sqlx::query(sql).bind(name).fetch_optional(store.pool()).await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+pub async fn list(store: &Store) -> StoreResult<Vec<Tenant>> {
+    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM tenants ORDER BY id"));
+    let rows = sqlx::query(sql).fetch_all(store.pool()).await?;
+    rows.iter().map(from_row).collect()
+}
+
+pub async fn update_policy(store: &Store, tenant_id: &str, p: &Policy) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE tenants SET rp_id = $2, origin = $3, allow_unattested = $4, allowed_aaguids = $5, \
+         presence_interval_s = $6, challenge_deadline_s = $7, presence_window_s = $8 WHERE id = $1",
+    )
+    .bind(tenant_id)
+    .bind(&p.rp_id)
+    .bind(&p.origin)
+    .bind(i64::from(p.allow_unattested))
+    .bind(p.allowed_aaguids.join(","))
+    .bind(p.presence_interval_s)
+    .bind(p.challenge_deadline_s)
+    .bind(p.presence_window_s)
+    .execute(store.pool())
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! Creating tenants (employers) with their first admin key.
+
+use crate::auth::{MintedKey, Role, mint_key};
+use crate::error::{ApiError, ApiResult};
+use crate::store::tenants::{Policy, Tenant};
+use crate::store::{Store, keys, tenants};
+use crate::util::{new_id, now_ms};
+
+/// Checks a WebAuthn RP id: a bare domain name, no scheme, port or path.
+pub fn validate_rp_id(rp_id: &str) -> ApiResult<()> {
+    let ok = !rp_id.is_empty()
+        && rp_id.len() <= 253
+        && rp_id
+            .split('.')
+            .all(|label| !label.is_empty() && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "rp_id {rp_id:?} is not a domain name (for example 'example.com' or 'localhost')"
+        )))
+    }
+}
+
+/// Checks an origin: `https://host[:port]`, or `http://localhost[:port]` for development.
+pub fn validate_origin(origin: &str, rp_id: &str) -> ApiResult<()> {
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://").filter(|r| r.starts_with("localhost")))
+        .ok_or_else(|| {
+            ApiError::invalid(format!("origin {origin:?} must be https://HOST (or http://localhost for development)"))
+        })?;
+    let host = rest.split(':').next().unwrap_or_default();
+    if rest.contains('/') || host.is_empty() {
+        return Err(ApiError::invalid(format!("origin {origin:?} must not carry a path")));
+    }
+    if host != rp_id && !host.ends_with(&format!(".{rp_id}")) {
+        return Err(ApiError::invalid(format!("origin host {host:?} is not rp_id {rp_id:?} or a subdomain of it")));
+    }
+    Ok(())
+}
+
+/// Creates a tenant and its first admin API key, in one transaction.
+pub async fn create_tenant(store: &Store, name: &str, rp_id: &str, origin: &str) -> ApiResult<(Tenant, MintedKey)> {
+    let name = crate::error::required("tenant name", name)?;
+    validate_rp_id(rp_id)?;
+    validate_origin(origin, rp_id)?;
+    if tenants::get_by_name(store, name).await?.is_some() {
+        return Err(ApiError::AlreadyExists(format!("a tenant named {name:?} already exists")));
+    }
+    let tenant = Tenant {
+        id: new_id("ten"),
+        name: name.to_string(),
+        created_at_ms: now_ms(),
+        policy: Policy::new(rp_id, origin),
+    };
+    let key = mint_key(&tenant.id, "first admin key", Role::Admin);
+    let mut tx = store.begin().await?;
+    tenants::insert(&mut tx, &tenant).await?;
+    keys::insert(&mut tx, &key.record).await?;
+    tx.commit().await.map_err(crate::store::StoreError::from)?;
+    Ok((tenant, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rp_ids_and_origins_are_checked() {
+        assert!(validate_rp_id("example.com").is_ok());
+        assert!(validate_rp_id("localhost").is_ok());
+        assert!(validate_rp_id("https://example.com").is_err());
+        assert!(validate_origin("https://example.com", "example.com").is_ok());
+        assert!(validate_origin("https://vpn.example.com:8443", "example.com").is_ok());
+        assert!(validate_origin("http://localhost:8080", "localhost").is_ok());
+        assert!(validate_origin("http://example.com", "example.com").is_err());
+        assert!(validate_origin("https://evil.com", "example.com").is_err());
+        assert!(validate_origin("https://notexample.com", "example.com").is_err());
+        assert!(validate_origin("https://example.com/path", "example.com").is_err());
+    }
+}

@@ -1,0 +1,192 @@
+//! The service as a process: health, reflection, restarts, bad input.
+
+use std::time::Duration;
+use tether_e2e::fixtures::{Org, is_allow, prove_presence};
+use tether_e2e::{Server, authed};
+use tether_proto::v1 as pb;
+use tokio_stream::StreamExt;
+use tonic::Code;
+
+#[tokio::test]
+async fn health_and_reflection_answer_standard_clients() {
+    let server = Server::start();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel().await);
+    let overall = health
+        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(overall.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    let access = health
+        .check(tonic_health::pb::HealthCheckRequest { service: "tether.v1.AccessService".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(access.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let mut reflection = ServerReflectionClient::new(server.channel().await);
+    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let mut responses = reflection.server_reflection_info(tokio_stream::iter(vec![request])).await.unwrap().into_inner();
+    let response = responses.next().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection answer");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    for expected in [
+        "tether.v1.AdminService",
+        "tether.v1.EnrollmentService",
+        "tether.v1.PresenceService",
+        "tether.v1.AccessService",
+        "tether.v1.ReportService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_restart_keeps_all_state() {
+    let mut server = Server::start();
+    let org = Org::create(&server, "acme").await;
+    let mut device = org.enrolled_device(&server, "w-alice").await;
+    prove_presence(&server, &mut device).await;
+    assert!(is_allow(&org.check(&server, "w-alice", &device.device_id).await));
+
+    server.restart();
+
+    // Keys, inventory, credential, counter and presence all survived.
+    assert!(is_allow(&org.check(&server, "w-alice", &device.device_id).await));
+    let mut admin = server.admin().await;
+    let shown = admin
+        .get_device(authed(&org.keys.admin_key, pb::GetDeviceRequest { device_id: device.device_id.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(shown.credentials.len(), 1);
+    assert!(shown.credentials[0].sign_count >= 1);
+    prove_presence_now(&server, &org, &mut device).await;
+    let anchors = admin
+        .list_trust_anchors(authed(&org.keys.admin_key, pb::ListTrustAnchorsRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .anchors;
+    assert_eq!(anchors.len(), 1);
+}
+
+async fn prove_presence_now(server: &Server, org: &Org, device: &mut tether_e2e::fixtures::EnrolledDevice) {
+    let mut admin = server.admin().await;
+    admin
+        .challenge_now(authed(&org.keys.admin_key, pb::ChallengeNowRequest {
+            device_id: device.device_id.clone(),
+            deadline_seconds: 60,
+        }))
+        .await
+        .unwrap();
+    prove_presence(server, device).await;
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_statuses() {
+    let server = Server::start();
+    let org = Org::create(&server, "acme").await;
+    let mut admin = server.admin().await;
+    let err = admin
+        .register_device(authed(&org.keys.admin_key, pb::RegisterDeviceRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("serial_number"), "{}", err.message());
+
+    org.register_device(&server, "w-a", "SN-DUP").await;
+    let err = admin
+        .register_device(authed(&org.keys.admin_key, pb::RegisterDeviceRequest {
+            serial_number: "SN-DUP".into(),
+            model: "M".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+
+    let err = admin
+        .add_trust_anchors(authed(&org.keys.admin_key, pb::AddTrustAnchorsRequest {
+            pem: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
+            name: String::new(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    let err = admin
+        .update_policy(authed(&org.keys.admin_key, pb::UpdatePolicyRequest {
+            origin: Some("ftp://x".into()),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    let mut reports = server.reports().await;
+    let err = reports
+        .list_sessions(authed(&org.analyst_key, pb::ListSessionsRequest {
+            page: Some(pb::Page { page_size: 10, page_token: "%%%".into() }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("page_token"));
+
+    // An oversized message is refused by the transport, not processed.
+    let mut enrollment = server.enrollment().await;
+    let err = enrollment
+        .begin_enrollment(pb::BeginEnrollmentRequest { token: "x".repeat(2 * 1024 * 1024) })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+}
+
+#[tokio::test]
+async fn reports_paginate_newest_first_with_stable_cursors() {
+    let server = Server::start();
+    let org = Org::create(&server, "acme").await;
+    let mut access = server.access().await;
+    for i in 0..7 {
+        access
+            .check_access(authed(&org.gateway_key, pb::CheckAccessRequest {
+                worker_external_id: format!("w-{i}"),
+                device_id: "dev_x".into(),
+                credential_id: String::new(),
+                source_ip: "127.0.0.1".into(),
+                gateway_id: "g".into(),
+            }))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut reports = server.reports().await;
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = reports
+            .list_sessions(authed(&org.analyst_key, pb::ListSessionsRequest {
+                page: Some(pb::Page { page_size: 3, page_token: token.clone() }),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        seen.extend(page.sessions.into_iter().map(|s| s.worker_external_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let expected: Vec<String> = (0..7).rev().map(|i| format!("w-{i}")).collect();
+    assert_eq!(seen, expected);
+}
