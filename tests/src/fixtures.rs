@@ -38,13 +38,13 @@ impl Org {
         let pki = TestPki::generate(&format!("{name} Test Authenticators")).unwrap();
         let mut admin = server.admin().await;
         admin
-            .add_trust_anchors(authed(&keys.admin_key, pb::AddTrustAnchorsRequest {
-                pem: pki.root_cert_pem.clone(),
-                name: "test authenticator root".into(),
-            }))
+            .add_trust_anchors(authed(
+                &keys.admin_key,
+                pb::AddTrustAnchorsRequest { pem: pki.root_cert_pem.clone(), name: "test authenticator root".into() },
+            ))
             .await
             .unwrap();
-        let mut mint = |role: pb::Role| {
+        let mint = |role: pb::Role| {
             let mut admin = admin.clone();
             let key = keys.admin_key.clone();
             async move {
@@ -76,13 +76,16 @@ impl Org {
     pub async fn register_device(&self, server: &Server, worker: &str, serial: &str) -> String {
         let mut admin = server.admin().await;
         admin
-            .register_device(authed(&self.keys.admin_key, pb::RegisterDeviceRequest {
-                serial_number: serial.into(),
-                model: "ThinkPad T14".into(),
-                asset_tag: String::new(),
-                worker_external_id: worker.into(),
-                worker_display_name: format!("Worker {worker}"),
-            }))
+            .register_device(authed(
+                &self.keys.admin_key,
+                pb::RegisterDeviceRequest {
+                    serial_number: serial.into(),
+                    model: "ThinkPad T14".into(),
+                    asset_tag: String::new(),
+                    worker_external_id: worker.into(),
+                    worker_display_name: format!("Worker {worker}"),
+                },
+            ))
             .await
             .unwrap()
             .into_inner()
@@ -92,10 +95,10 @@ impl Org {
     pub async fn token(&self, server: &Server, device_id: &str) -> String {
         let mut admin = server.admin().await;
         admin
-            .create_enrollment_token(authed(&self.keys.admin_key, pb::CreateEnrollmentTokenRequest {
-                device_id: device_id.into(),
-                ttl_seconds: 0,
-            }))
+            .create_enrollment_token(authed(
+                &self.keys.admin_key,
+                pb::CreateEnrollmentTokenRequest { device_id: device_id.into(), ttl_seconds: 0 },
+            ))
             .await
             .unwrap()
             .into_inner()
@@ -117,13 +120,16 @@ impl Org {
     pub async fn check(&self, server: &Server, worker: &str, device_id: &str) -> pb::CheckAccessResponse {
         let mut access = server.access().await;
         access
-            .check_access(authed(&self.gateway_key, pb::CheckAccessRequest {
-                worker_external_id: worker.into(),
-                device_id: device_id.into(),
-                credential_id: String::new(),
-                source_ip: "127.0.0.1".into(),
-                gateway_id: "vpn-test".into(),
-            }))
+            .check_access(authed(
+                &self.gateway_key,
+                pb::CheckAccessRequest {
+                    worker_external_id: worker.into(),
+                    device_id: device_id.into(),
+                    credential_id: String::new(),
+                    source_ip: "127.0.0.1".into(),
+                    gateway_id: "vpn-test".into(),
+                },
+            ))
             .await
             .unwrap()
             .into_inner()
@@ -188,7 +194,10 @@ pub async fn answer_json(
 ) -> Result<pb::AnswerChallengeResponse, Status> {
     let mut client = server.presence().await;
     client
-        .answer_challenge(pb::AnswerChallengeRequest { challenge_id: challenge_id.into(), assertion_response_json: json })
+        .answer_challenge(pb::AnswerChallengeRequest {
+            challenge_id: challenge_id.into(),
+            assertion_response_json: json,
+        })
         .await
         .map(|r| r.into_inner())
 }

@@ -6,7 +6,7 @@
 pub mod fixtures;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tether_proto::v1 as pb;
@@ -16,8 +16,9 @@ use tonic::{Request, metadata::MetadataValue};
 /// The directory holding the workspace's built binaries (target/debug).
 pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
-    // target/debug/deps/<test> → target/debug
-    exe.parent().and_then(Path::parent).expect("test binary lives in target/<profile>/deps").to_path_buf()
+    // Tests run from target/<profile>/deps/, binaries from target/<profile>/.
+    let dir = exe.parent().expect("executable has a directory");
+    if dir.file_name().is_some_and(|n| n == "deps") { dir.parent().unwrap_or(dir) } else { dir }.to_path_buf()
 }
 
 /// Path of a workspace binary; fails with instructions when it was not built.
@@ -45,15 +46,15 @@ impl Server {
     /// A fresh server on a fresh SQLite file, with a fast scheduler so tests
     /// see scheduled challenges and missed deadlines within a second.
     pub fn start() -> Server {
+        Server::start_with_tick("200ms")
+    }
+
+    /// A fresh server whose scheduler runs every `tick` (humantime, e.g. "5s").
+    pub fn start_with_tick(tick: &str) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = format!("sqlite://{}", dir.path().join("tether.db").display());
-        let mut server = Server {
-            child: None,
-            url: String::new(),
-            database_url,
-            scheduler_tick: "200ms".into(),
-            _dir: Some(dir),
-        };
+        let mut server =
+            Server { child: None, url: String::new(), database_url, scheduler_tick: tick.into(), _dir: Some(dir) };
         server.spawn();
         server
     }

@@ -25,10 +25,10 @@ async fn a_revoked_device_is_denied() {
 
     let mut admin = server.admin().await;
     let revoked = admin
-        .revoke_device(authed(&org.keys.admin_key, pb::RevokeDeviceRequest {
-            device_id: device.device_id.clone(),
-            reason: "laptop reported stolen".into(),
-        }))
+        .revoke_device(authed(
+            &org.keys.admin_key,
+            pb::RevokeDeviceRequest { device_id: device.device_id.clone(), reason: "laptop reported stolen".into() },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -62,10 +62,10 @@ async fn unknown_or_malformed_input_is_denied_never_allowed() {
     // Another worker presenting Bob's device.
     let mut admin = server.admin().await;
     admin
-        .upsert_worker(authed(&org.keys.admin_key, pb::UpsertWorkerRequest {
-            external_id: "w-mallory".into(),
-            display_name: "Mallory".into(),
-        }))
+        .upsert_worker(authed(
+            &org.keys.admin_key,
+            pb::UpsertWorkerRequest { external_id: "w-mallory".into(), display_name: "Mallory".into() },
+        ))
         .await
         .unwrap();
     let decision = access
@@ -77,10 +77,10 @@ async fn unknown_or_malformed_input_is_denied_never_allowed() {
 
     let mut reports = server.reports().await;
     let denied = reports
-        .list_sessions(authed(&org.analyst_key, pb::ListSessionsRequest {
-            decision: pb::Decision::Deny as i32,
-            ..Default::default()
-        }))
+        .list_sessions(authed(
+            &org.analyst_key,
+            pb::ListSessionsRequest { decision: pb::Decision::Deny as i32, ..Default::default() },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -105,18 +105,18 @@ async fn tenants_cannot_see_each_other() {
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound, "existence must not leak");
     let err = admin
-        .revoke_device(authed(&a.keys.admin_key, pb::RevokeDeviceRequest {
-            device_id: b_device.device_id.clone(),
-            reason: String::new(),
-        }))
+        .revoke_device(authed(
+            &a.keys.admin_key,
+            pb::RevokeDeviceRequest { device_id: b_device.device_id.clone(), reason: String::new() },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     let err = admin
-        .create_enrollment_token(authed(&a.keys.admin_key, pb::CreateEnrollmentTokenRequest {
-            device_id: b_device.device_id.clone(),
-            ttl_seconds: 0,
-        }))
+        .create_enrollment_token(authed(
+            &a.keys.admin_key,
+            pb::CreateEnrollmentTokenRequest { device_id: b_device.device_id.clone(), ttl_seconds: 0 },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
@@ -168,16 +168,16 @@ async fn roles_are_enforced() {
     }
     let device_id = org.register_device(&server, "w-cy", "SN-Y").await;
     let err = admin
-        .create_enrollment_token(authed(&org.analyst_key, pb::CreateEnrollmentTokenRequest { device_id, ttl_seconds: 0 }))
+        .create_enrollment_token(authed(
+            &org.analyst_key,
+            pb::CreateEnrollmentTokenRequest { device_id, ttl_seconds: 0 },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
 
     let mut reports = server.reports().await;
-    let err = reports
-        .list_sessions(authed(&org.gateway_key, pb::ListSessionsRequest::default()))
-        .await
-        .unwrap_err();
+    let err = reports.list_sessions(authed(&org.gateway_key, pb::ListSessionsRequest::default())).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
 
     let mut access = server.access().await;
@@ -194,12 +194,8 @@ async fn roles_are_enforced() {
     let forged = format!("{}x", &org.gateway_key[..org.gateway_key.len() - 1]);
     let err = access.check_access(authed(&forged, request("w-cy", "x", "127.0.0.1"))).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
-    let keys = admin
-        .list_api_keys(authed(&org.keys.admin_key, pb::ListApiKeysRequest {}))
-        .await
-        .unwrap()
-        .into_inner()
-        .keys;
+    let keys =
+        admin.list_api_keys(authed(&org.keys.admin_key, pb::ListApiKeysRequest {})).await.unwrap().into_inner().keys;
     let gateway = keys.iter().find(|k| k.role == pb::Role::Gateway as i32).unwrap();
     admin
         .revoke_api_key(authed(&org.keys.admin_key, pb::RevokeApiKeyRequest { id: gateway.id.clone() }))

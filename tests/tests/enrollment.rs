@@ -54,10 +54,10 @@ async fn expired_revoked_and_unknown_tokens_are_rejected() {
     let mut admin = server.admin().await;
 
     let short = admin
-        .create_enrollment_token(authed(&org.keys.admin_key, pb::CreateEnrollmentTokenRequest {
-            device_id: device_id.clone(),
-            ttl_seconds: 1,
-        }))
+        .create_enrollment_token(authed(
+            &org.keys.admin_key,
+            pb::CreateEnrollmentTokenRequest { device_id: device_id.clone(), ttl_seconds: 1 },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -68,17 +68,18 @@ async fn expired_revoked_and_unknown_tokens_are_rejected() {
     assert!(err.message().contains("expired"), "{}", err.message());
 
     let revoked = admin
-        .create_enrollment_token(authed(&org.keys.admin_key, pb::CreateEnrollmentTokenRequest {
-            device_id: device_id.clone(),
-            ttl_seconds: 0,
-        }))
+        .create_enrollment_token(authed(
+            &org.keys.admin_key,
+            pb::CreateEnrollmentTokenRequest { device_id: device_id.clone(), ttl_seconds: 0 },
+        ))
         .await
         .unwrap()
         .into_inner();
     admin
-        .revoke_enrollment_token(authed(&org.keys.admin_key, pb::RevokeEnrollmentTokenRequest {
-            id: revoked.token.unwrap().id,
-        }))
+        .revoke_enrollment_token(authed(
+            &org.keys.admin_key,
+            pb::RevokeEnrollmentTokenRequest { id: revoked.token.unwrap().id },
+        ))
         .await
         .unwrap();
     let err = enroll(&server, &revoked.secret, &mut auth).await.unwrap_err();
@@ -98,7 +99,10 @@ async fn untrusted_root_and_self_attestation_are_rejected_by_default() {
 
     let stranger = TestPki::generate("Unknown Vendor").unwrap();
     let mut foreign = SoftAuthenticator::new(
-        AttestationMode::Packed { ca_cert_pem: stranger.intermediate_cert_pem, ca_key_pem: stranger.intermediate_key_pem },
+        AttestationMode::Packed {
+            ca_cert_pem: stranger.intermediate_cert_pem,
+            ca_key_pem: stranger.intermediate_key_pem,
+        },
         test_aaguid(),
     )
     .unwrap();
@@ -130,12 +134,8 @@ async fn policy_can_admit_unattested_credentials_as_flagged() {
     assert!(!done.attestation_reason.is_empty());
 
     let mut reports = server.reports().await;
-    let flags = reports
-        .list_flags(authed(&org.analyst_key, pb::ListFlagsRequest::default()))
-        .await
-        .unwrap()
-        .into_inner()
-        .flags;
+    let flags =
+        reports.list_flags(authed(&org.analyst_key, pb::ListFlagsRequest::default())).await.unwrap().into_inner().flags;
     assert_eq!(flags.len(), 1);
     assert_eq!(flags[0].kind, "unattested_hardware");
     assert_eq!(flags[0].device_id, device_id);
@@ -145,11 +145,14 @@ async fn policy_can_admit_unattested_credentials_as_flagged() {
 async fn aaguid_allow_list_is_enforced() {
     let server = Server::start();
     let org = Org::create(&server, "acme").await;
-    org.update_policy(&server, pb::UpdatePolicyRequest {
-        set_allowed_aaguids: true,
-        allowed_aaguids: vec!["00000000-0000-4000-8000-00000000beef".into()],
-        ..Default::default()
-    })
+    org.update_policy(
+        &server,
+        pb::UpdatePolicyRequest {
+            set_allowed_aaguids: true,
+            allowed_aaguids: vec!["00000000-0000-4000-8000-00000000beef".into()],
+            ..Default::default()
+        },
+    )
     .await;
     let device_id = org.register_device(&server, "w-fay", "SN-5").await;
     let token = org.token(&server, &device_id).await;
@@ -167,7 +170,8 @@ async fn wrong_rp_id_and_malformed_registrations_are_invalid_and_lose_nothing() 
     let token = org.token(&server, &device_id).await;
     let mut client = server.enrollment().await;
 
-    let begun = client.begin_enrollment(pb::BeginEnrollmentRequest { token: token.clone() }).await.unwrap().into_inner();
+    let begun =
+        client.begin_enrollment(pb::BeginEnrollmentRequest { token: token.clone() }).await.unwrap().into_inner();
     for garbage in ["", "{", "{\"id\":\"!!\"}", "[1,2,3]"] {
         let err = client
             .finish_enrollment(pb::FinishEnrollmentRequest {

@@ -10,10 +10,10 @@ use tonic::Code;
 async fn failures(server: &Server, org: &Org, device_id: &str) -> Vec<pb::PresenceEvent> {
     let mut reports = server.reports().await;
     reports
-        .list_presence_failures(authed(&org.analyst_key, pb::ListPresenceFailuresRequest {
-            device_id: device_id.into(),
-            ..Default::default()
-        }))
+        .list_presence_failures(authed(
+            &org.analyst_key,
+            pb::ListPresenceFailuresRequest { device_id: device_id.into(), ..Default::default() },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -60,10 +60,10 @@ async fn a_replayed_assertion_is_rejected_and_recorded() {
     // The old answer against a fresh challenge.
     let mut admin = server.admin().await;
     let fresh = admin
-        .challenge_now(authed(&org.keys.admin_key, pb::ChallengeNowRequest {
-            device_id: device.device_id.clone(),
-            deadline_seconds: 60,
-        }))
+        .challenge_now(authed(
+            &org.keys.admin_key,
+            pb::ChallengeNowRequest { device_id: device.device_id.clone(), deadline_seconds: 60 },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -105,12 +105,15 @@ async fn a_tampered_signature_is_rejected() {
 async fn missed_presence_is_recorded_and_access_denied_after_the_window() {
     let server = Server::start();
     let org = Org::create(&server, "acme").await;
-    org.update_policy(&server, pb::UpdatePolicyRequest {
-        presence_interval_seconds: Some(1),
-        challenge_deadline_seconds: Some(1),
-        presence_window_seconds: Some(2),
-        ..Default::default()
-    })
+    org.update_policy(
+        &server,
+        pb::UpdatePolicyRequest {
+            presence_interval_seconds: Some(1),
+            challenge_deadline_seconds: Some(1),
+            presence_window_seconds: Some(2),
+            ..Default::default()
+        },
+    )
     .await;
     let mut device = org.enrolled_device(&server, "w-dora").await;
     prove_presence(&server, &mut device).await;
@@ -140,10 +143,10 @@ async fn a_late_answer_is_rejected() {
     let mut device = org.enrolled_device(&server, "w-eve").await;
     let mut admin = server.admin().await;
     let ids = admin
-        .challenge_now(authed(&org.keys.admin_key, pb::ChallengeNowRequest {
-            device_id: device.device_id.clone(),
-            deadline_seconds: 1,
-        }))
+        .challenge_now(authed(
+            &org.keys.admin_key,
+            pb::ChallengeNowRequest { device_id: device.device_id.clone(), deadline_seconds: 1 },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -176,10 +179,10 @@ async fn a_counter_going_backwards_flags_a_clone_and_denies() {
 
     let mut admin = server.admin().await;
     let ids = admin
-        .challenge_now(authed(&org.keys.admin_key, pb::ChallengeNowRequest {
-            device_id: device.device_id.clone(),
-            deadline_seconds: 60,
-        }))
+        .challenge_now(authed(
+            &org.keys.admin_key,
+            pb::ChallengeNowRequest { device_id: device.device_id.clone(), deadline_seconds: 60 },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -210,13 +213,17 @@ async fn find_challenge(server: &Server, credential_id: &str, id: &str) -> pb::P
         .unwrap()
 }
 
-async fn prove_presence_with_challenge_now(server: &Server, org: &Org, device: &mut tether_e2e::fixtures::EnrolledDevice) {
+async fn prove_presence_with_challenge_now(
+    server: &Server,
+    org: &Org,
+    device: &mut tether_e2e::fixtures::EnrolledDevice,
+) {
     let mut admin = server.admin().await;
     let ids = admin
-        .challenge_now(authed(&org.keys.admin_key, pb::ChallengeNowRequest {
-            device_id: device.device_id.clone(),
-            deadline_seconds: 60,
-        }))
+        .challenge_now(authed(
+            &org.keys.admin_key,
+            pb::ChallengeNowRequest { device_id: device.device_id.clone(), deadline_seconds: 60 },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -241,10 +248,10 @@ async fn the_stream_delivers_on_demand_challenges() {
         .into_inner();
     let mut admin = server.admin().await;
     let ids = admin
-        .challenge_now(authed(&org.analyst_key, pb::ChallengeNowRequest {
-            device_id: device.device_id.clone(),
-            deadline_seconds: 30,
-        }))
+        .challenge_now(authed(
+            &org.analyst_key,
+            pb::ChallengeNowRequest { device_id: device.device_id.clone(), deadline_seconds: 30 },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -263,17 +270,14 @@ async fn unknown_and_revoked_credentials_cannot_watch() {
     let org = Org::create(&server, "acme").await;
     let device = org.enrolled_device(&server, "w-hal").await;
     let mut presence = server.presence().await;
-    let err = presence
-        .poll_challenges(pb::PollChallengesRequest { credential_id: "nope".into() })
-        .await
-        .unwrap_err();
+    let err = presence.poll_challenges(pb::PollChallengesRequest { credential_id: "nope".into() }).await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
     let mut admin = server.admin().await;
     admin
-        .revoke_credential(authed(&org.keys.admin_key, pb::RevokeCredentialRequest {
-            credential_id: device.credential_id.clone(),
-            reason: "lost".into(),
-        }))
+        .revoke_credential(authed(
+            &org.keys.admin_key,
+            pb::RevokeCredentialRequest { credential_id: device.credential_id.clone(), reason: "lost".into() },
+        ))
         .await
         .unwrap();
     let err = presence

@@ -11,11 +11,8 @@ use tonic::Code;
 async fn health_and_reflection_answer_standard_clients() {
     let server = Server::start();
     let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel().await);
-    let overall = health
-        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
-        .await
-        .unwrap()
-        .into_inner();
+    let overall =
+        health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
     assert_eq!(overall.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
     let access = health
         .check(tonic_health::pb::HealthCheckRequest { service: "tether.v1.AccessService".into() })
@@ -29,8 +26,12 @@ async fn health_and_reflection_answer_standard_clients() {
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
     };
     let mut reflection = ServerReflectionClient::new(server.channel().await);
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut responses = reflection.server_reflection_info(tokio_stream::iter(vec![request])).await.unwrap().into_inner();
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses =
+        reflection.server_reflection_info(tokio_stream::iter(vec![request])).await.unwrap().into_inner();
     let response = responses.next().await.unwrap().unwrap();
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
         panic!("unexpected reflection answer");
@@ -81,10 +82,10 @@ async fn a_restart_keeps_all_state() {
 async fn prove_presence_now(server: &Server, org: &Org, device: &mut tether_e2e::fixtures::EnrolledDevice) {
     let mut admin = server.admin().await;
     admin
-        .challenge_now(authed(&org.keys.admin_key, pb::ChallengeNowRequest {
-            device_id: device.device_id.clone(),
-            deadline_seconds: 60,
-        }))
+        .challenge_now(authed(
+            &org.keys.admin_key,
+            pb::ChallengeNowRequest { device_id: device.device_id.clone(), deadline_seconds: 60 },
+        ))
         .await
         .unwrap();
     prove_presence(server, device).await;
@@ -95,48 +96,51 @@ async fn bad_requests_get_clear_statuses() {
     let server = Server::start();
     let org = Org::create(&server, "acme").await;
     let mut admin = server.admin().await;
-    let err = admin
-        .register_device(authed(&org.keys.admin_key, pb::RegisterDeviceRequest::default()))
-        .await
-        .unwrap_err();
+    let err =
+        admin.register_device(authed(&org.keys.admin_key, pb::RegisterDeviceRequest::default())).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("serial_number"), "{}", err.message());
 
     org.register_device(&server, "w-a", "SN-DUP").await;
     let err = admin
-        .register_device(authed(&org.keys.admin_key, pb::RegisterDeviceRequest {
-            serial_number: "SN-DUP".into(),
-            model: "M".into(),
-            ..Default::default()
-        }))
+        .register_device(authed(
+            &org.keys.admin_key,
+            pb::RegisterDeviceRequest { serial_number: "SN-DUP".into(), model: "M".into(), ..Default::default() },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists);
 
     let err = admin
-        .add_trust_anchors(authed(&org.keys.admin_key, pb::AddTrustAnchorsRequest {
-            pem: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
-            name: String::new(),
-        }))
+        .add_trust_anchors(authed(
+            &org.keys.admin_key,
+            pb::AddTrustAnchorsRequest {
+                pem: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
+                name: String::new(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
 
     let err = admin
-        .update_policy(authed(&org.keys.admin_key, pb::UpdatePolicyRequest {
-            origin: Some("ftp://x".into()),
-            ..Default::default()
-        }))
+        .update_policy(authed(
+            &org.keys.admin_key,
+            pb::UpdatePolicyRequest { origin: Some("ftp://x".into()), ..Default::default() },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
 
     let mut reports = server.reports().await;
     let err = reports
-        .list_sessions(authed(&org.analyst_key, pb::ListSessionsRequest {
-            page: Some(pb::Page { page_size: 10, page_token: "%%%".into() }),
-            ..Default::default()
-        }))
+        .list_sessions(authed(
+            &org.analyst_key,
+            pb::ListSessionsRequest {
+                page: Some(pb::Page { page_size: 10, page_token: "%%%".into() }),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
@@ -158,13 +162,16 @@ async fn reports_paginate_newest_first_with_stable_cursors() {
     let mut access = server.access().await;
     for i in 0..7 {
         access
-            .check_access(authed(&org.gateway_key, pb::CheckAccessRequest {
-                worker_external_id: format!("w-{i}"),
-                device_id: "dev_x".into(),
-                credential_id: String::new(),
-                source_ip: "127.0.0.1".into(),
-                gateway_id: "g".into(),
-            }))
+            .check_access(authed(
+                &org.gateway_key,
+                pb::CheckAccessRequest {
+                    worker_external_id: format!("w-{i}"),
+                    device_id: "dev_x".into(),
+                    credential_id: String::new(),
+                    source_ip: "127.0.0.1".into(),
+                    gateway_id: "g".into(),
+                },
+            ))
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -174,10 +181,13 @@ async fn reports_paginate_newest_first_with_stable_cursors() {
     let mut token = String::new();
     loop {
         let page = reports
-            .list_sessions(authed(&org.analyst_key, pb::ListSessionsRequest {
-                page: Some(pb::Page { page_size: 3, page_token: token.clone() }),
-                ..Default::default()
-            }))
+            .list_sessions(authed(
+                &org.analyst_key,
+                pb::ListSessionsRequest {
+                    page: Some(pb::Page { page_size: 3, page_token: token.clone() }),
+                    ..Default::default()
+                },
+            ))
             .await
             .unwrap()
             .into_inner();
