@@ -3,7 +3,7 @@
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -25,11 +25,15 @@ pub struct App {
     pub settings: Settings,
     /// Credential ids that just received a challenge, for open streams.
     pub issued: broadcast::Sender<String>,
+    /// Flips to true when shutdown begins, so long-lived streams and the
+    /// scheduler end and graceful shutdown does not wait on them forever.
+    pub stopping: watch::Sender<bool>,
 }
 
 impl App {
     pub fn new(store: Store, settings: Settings) -> Arc<App> {
         let (issued, _) = broadcast::channel(1024);
-        Arc::new(App { store, settings, issued })
+        let (stopping, _) = watch::channel(false);
+        Arc::new(App { store, settings, issued, stopping })
     }
 }

@@ -110,7 +110,7 @@ pub async fn authorize(store: &Store, metadata: &MetadataMap, allowed: &[Role]) 
     if !allowed.contains(&role) {
         let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
         return Err(ApiError::denied(format!(
-            "this call needs a {} key; this key's role is {}",
+            "this call needs a key with role {}; this key's role is {}",
             names.join(" or "),
             role.as_str()
         )));

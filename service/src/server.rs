@@ -13,7 +13,6 @@ use tether_proto::v1::{
     report_service_server::ReportServiceServer,
 };
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
@@ -39,8 +38,12 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let scheduler = tokio::spawn(scheduler::run(Arc::clone(&app), stop_rx));
+    let scheduler = tokio::spawn(scheduler::run(Arc::clone(&app), app.stopping.subscribe()));
+    let stopping = app.stopping.clone();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stopping.send(true);
+    };
 
     tracing::info!(%local, "tetherd listening");
     let router = Server::builder()
@@ -64,7 +67,7 @@ pub async fn serve(
             ReportServiceServer::new(ReportApi { app: Arc::clone(&app) }).max_decoding_message_size(MAX_MESSAGE_BYTES),
         );
     let result = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown).await;
-    let _ = stop_tx.send(true);
+    let _ = app.stopping.send(true);
     let _ = scheduler.await;
     health_reporter.set_not_serving::<AdminServiceServer<AdminApi>>().await;
     app.store.close().await;

@@ -200,3 +200,35 @@ async fn reports_paginate_newest_first_with_stable_cursors() {
     let expected: Vec<String> = (0..7).rev().map(|i| format!("w-{i}")).collect();
     assert_eq!(seen, expected);
 }
+
+#[tokio::test]
+async fn sigterm_ends_open_streams_and_exits_cleanly() {
+    let mut server = Server::start();
+    let org = Org::create(&server, "acme").await;
+    let device = org.enrolled_device(&server, "w-zed").await;
+    let mut presence = server.presence().await;
+    let mut stream = presence
+        .watch_challenges(pb::WatchChallengesRequest { credential_id: device.credential_id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    let status = tokio::task::spawn_blocking(move || {
+        let status = server.stop();
+        (server, status)
+    })
+    .await
+    .unwrap()
+    .1;
+    let status = status.expect("tetherd did not exit within 5 s of SIGTERM");
+    assert!(status.success(), "tetherd exited with {status}");
+    // The agent's stream ends (it reconnects elsewhere), it does not hang.
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(item) = stream.next().await {
+            if item.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the stream did not end");
+}

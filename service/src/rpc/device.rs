@@ -96,6 +96,7 @@ impl PresenceService for PresenceApi {
         let (tx, rx) = mpsc::channel(16);
         let app = Arc::clone(&self.app);
         let mut issued = app.issued.subscribe();
+        let mut stopping = app.stopping.subscribe();
         tokio::spawn(async move {
             let mut sent: HashSet<String> = HashSet::new();
             let mut batch = first;
@@ -111,6 +112,8 @@ impl PresenceService for PresenceApi {
                 loop {
                     tokio::select! {
                         _ = tx.closed() => return,
+                        // The agent reconnects, to this replica after a restart or to another.
+                        _ = stopping.changed() => return,
                         _ = &mut poll => break,
                         got = issued.recv() => match got {
                             Ok(id) if id == credential_id => break,

@@ -70,6 +70,11 @@ impl Store {
             .acquire_timeout(Duration::from_secs(10))
             .connect(&url)
             .await?;
+        if backend == Backend::Sqlite {
+            // WAL lets readers proceed while one writer commits; the mode is
+            // stored in the file, so setting it once at open is enough.
+            sqlx::query("PRAGMA journal_mode = WAL").fetch_optional(&pool).await?;
+        }
         let store = Store { pool, backend };
         migrations::run(&store).await?;
         Ok(store)
