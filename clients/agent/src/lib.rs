@@ -1,0 +1,60 @@
+//! The Tether device agent library.
+//!
+//! The agent proves a worker is on company hardware: it enrolls the device's
+//! hardware-bound WebAuthn credential with a one-time token ([`enroll`]) and
+//! then answers the server's presence challenges with it ([`run`],
+//! [`answer_challenge`]). The key lives behind the [`Authenticator`] trait:
+//! today the software authenticator from `tether-softkey`, the TPM later.
+//!
+//! The device services carry no API key: enrollment is authorized by the
+//! token, presence by the signature.
+
+// `tonic::Status` is large, and `AgentError::Status` carries it unboxed so
+// callers can match on it directly; errors are the cold path of an RPC client.
+#![allow(clippy::result_large_err)]
+
+mod authenticator;
+mod enrollment;
+mod error;
+mod presence;
+mod state;
+
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+pub use authenticator::{Authenticator, PersistingAuthenticator, SOFTKEY_BACKEND, restore_authenticator};
+pub use enrollment::{Enrollment, enroll};
+pub use error::AgentError;
+pub use presence::{
+    AnswerResult, MAX_ANSWER_ATTEMPTS, WatchMode, answer_challenge, answer_pending, poll_challenges, run,
+};
+pub use state::AgentState;
+pub use tether_proto::v1::{AnswerChallengeResponse, PresenceChallenge, PresenceOutcome};
+
+/// The server URL used when none is given.
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
+
+/// Deadline for each unary call (enrollment, poll, answer).
+pub(crate) const RPC_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn endpoint(server_url: &str) -> Result<Endpoint, AgentError> {
+    Ok(Endpoint::from_shared(server_url.to_string())?
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        // Notice a dead peer under a long-lived challenge stream.
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true))
+}
+
+/// Connect to tetherd now; fails if it cannot be reached.
+pub async fn connect(server_url: &str) -> Result<Channel, AgentError> {
+    Ok(endpoint(server_url)?.connect().await?)
+}
+
+/// A channel that connects on first use and reconnects by itself, for a
+/// long-running agent that may start before the server.
+pub fn connect_lazy(server_url: &str) -> Result<Channel, AgentError> {
+    Ok(endpoint(server_url)?.connect_lazy())
+}

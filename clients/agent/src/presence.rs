@@ -1,0 +1,427 @@
+//! Presence: answer the server's challenges with the hardware-bound key.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tether_proto::v1::presence_service_client::PresenceServiceClient;
+use tether_proto::v1::{
+    AnswerChallengeRequest, AnswerChallengeResponse, PollChallengesRequest, PresenceChallenge, WatchChallengesRequest,
+};
+use tonic::transport::Channel;
+
+use crate::{AgentError, Authenticator, RPC_TIMEOUT};
+
+/// How [`run`] learns about new challenges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchMode {
+    /// Hold a `WatchChallenges` stream open; reconnect with backoff when it drops.
+    Stream,
+    /// Call `PollChallenges` every `interval`.
+    Poll { interval: Duration },
+}
+
+/// Attempts per challenge before giving up on it (only transient failures,
+/// such as an unreachable server, are tried again).
+pub const MAX_ANSWER_ATTEMPTS: u32 = 3;
+
+/// First and largest delay before reconnecting a dropped stream.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Sign one challenge and send the answer. An answer the server rejects
+/// (outcome FAILED, LATE, ...) is `Ok`: look at `outcome`.
+pub async fn answer_challenge(
+    channel: Channel,
+    challenge: &PresenceChallenge,
+    auth: &mut dyn Authenticator,
+) -> Result<AnswerChallengeResponse, AgentError> {
+    let assertion = auth.get_assertion(&challenge.request_options_json, &challenge.origin)?;
+    let mut request = tonic::Request::new(AnswerChallengeRequest {
+        challenge_id: challenge.challenge_id.clone(),
+        assertion_response_json: assertion,
+    });
+    request.set_timeout(RPC_TIMEOUT);
+    let response = PresenceServiceClient::new(channel).answer_challenge(request).await?.into_inner();
+    Ok(response)
+}
+
+/// The challenges pending for `credential_id` right now.
+pub async fn poll_challenges(channel: Channel, credential_id: &str) -> Result<Vec<PresenceChallenge>, AgentError> {
+    let mut request = tonic::Request::new(PollChallengesRequest { credential_id: credential_id.to_string() });
+    request.set_timeout(RPC_TIMEOUT);
+    let response = PresenceServiceClient::new(channel).poll_challenges(request).await?.into_inner();
+    Ok(response.challenges)
+}
+
+/// One challenge and what became of its answer.
+pub type AnswerResult = (PresenceChallenge, Result<AnswerChallengeResponse, AgentError>);
+
+/// Answer everything pending now (one `PollChallenges`), once each.
+/// Fails only when the poll itself fails.
+pub async fn answer_pending(
+    channel: Channel,
+    credential_id: &str,
+    auth: &mut dyn Authenticator,
+) -> Result<Vec<AnswerResult>, AgentError> {
+    let challenges = poll_challenges(channel.clone(), credential_id).await?;
+    let mut results = Vec::with_capacity(challenges.len());
+    for challenge in challenges {
+        if !is_ours(&challenge, credential_id) {
+            continue;
+        }
+        let result = answer_challenge(channel.clone(), &challenge, auth).await;
+        log_answer(&challenge, &result);
+        results.push((challenge, result));
+    }
+    Ok(results)
+}
+
+/// Answer every challenge for `credential_id` until `shutdown` completes.
+///
+/// `on_answer` sees each challenge with the result of answering it. A
+/// challenge is answered once; only transient failures (server unreachable)
+/// are retried, at most [`MAX_ANSWER_ATTEMPTS`] times, when the challenge is
+/// delivered again (next poll, or the pending replay after a reconnect).
+///
+/// Shutdown is graceful: an answer being signed or sent is finished first
+/// (each call is bounded by a 30 s deadline), then `Ok(())` is returned.
+/// Transient errors on the watch or poll are logged and retried (with
+/// backoff for the stream); a permanent one (for example NOT_FOUND, or
+/// PERMISSION_DENIED for a revoked credential) ends the loop with that error.
+pub async fn run<S, F>(
+    channel: Channel,
+    credential_id: &str,
+    auth: &mut dyn Authenticator,
+    mode: WatchMode,
+    shutdown: S,
+    mut on_answer: F,
+) -> Result<(), AgentError>
+where
+    S: Future<Output = ()>,
+    F: FnMut(&PresenceChallenge, &Result<AnswerChallengeResponse, AgentError>),
+{
+    let mut answerer = Answerer {
+        channel,
+        credential_id,
+        auth,
+        tracker: Tracker::default(),
+        on_answer: &mut on_answer,
+        shutdown: std::pin::pin!(shutdown),
+    };
+    match mode {
+        WatchMode::Stream => watch_loop(&mut answerer).await,
+        WatchMode::Poll { interval } => poll_loop(&mut answerer, interval).await,
+    }
+}
+
+struct Answerer<'a, F, S> {
+    channel: Channel,
+    credential_id: &'a str,
+    auth: &'a mut dyn Authenticator,
+    tracker: Tracker,
+    on_answer: &'a mut F,
+    shutdown: Pin<&'a mut S>,
+}
+
+impl<F, S> Answerer<'_, F, S>
+where
+    F: FnMut(&PresenceChallenge, &Result<AnswerChallengeResponse, AgentError>),
+    S: Future<Output = ()>,
+{
+    /// `work`'s output, or `None` once shutdown was requested (after which
+    /// the caller returns without polling `shutdown` again).
+    async fn unless_shutdown<T>(&mut self, work: impl Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            () = self.shutdown.as_mut() => {
+                tracing::info!("shutting down");
+                None
+            }
+            value = work => Some(value),
+        }
+    }
+
+    /// Answer one challenge (not interruptible by shutdown).
+    async fn handle(&mut self, challenge: PresenceChallenge) {
+        if !is_ours(&challenge, self.credential_id) {
+            return;
+        }
+        if !self.tracker.begin(&challenge, now_ms()) {
+            tracing::debug!(challenge_id = %challenge.challenge_id, "already handled; skipping");
+            return;
+        }
+        let result = answer_challenge(self.channel.clone(), &challenge, &mut *self.auth).await;
+        log_answer(&challenge, &result);
+        self.tracker.finish(&challenge.challenge_id, &result);
+        (self.on_answer)(&challenge, &result);
+    }
+}
+
+async fn watch_loop<F, S>(answerer: &mut Answerer<'_, F, S>) -> Result<(), AgentError>
+where
+    F: FnMut(&PresenceChallenge, &Result<AnswerChallengeResponse, AgentError>),
+    S: Future<Output = ()>,
+{
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+    loop {
+        let request = WatchChallengesRequest { credential_id: answerer.credential_id.to_string() };
+        let mut client = PresenceServiceClient::new(answerer.channel.clone());
+        let Some(opened) = answerer.unless_shutdown(client.watch_challenges(request)).await else {
+            return Ok(());
+        };
+        match opened {
+            Ok(response) => {
+                tracing::info!(credential_id = %answerer.credential_id, "watching for challenges");
+                backoff.reset();
+                let mut stream = response.into_inner();
+                loop {
+                    let Some(message) = answerer.unless_shutdown(stream.message()).await else {
+                        return Ok(());
+                    };
+                    match message {
+                        Ok(Some(challenge)) => answerer.handle(challenge).await,
+                        Ok(None) => {
+                            tracing::warn!("the server closed the challenge stream");
+                            break;
+                        }
+                        Err(status) => {
+                            check_transient(status, "challenge stream")?;
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(status) => check_transient(status, "watching challenges")?,
+        }
+        let delay = backoff.next_delay();
+        tracing::info!(delay = ?delay, "reconnecting the challenge stream");
+        if answerer.unless_shutdown(tokio::time::sleep(delay)).await.is_none() {
+            return Ok(());
+        }
+    }
+}
+
+async fn poll_loop<F, S>(answerer: &mut Answerer<'_, F, S>, interval: Duration) -> Result<(), AgentError>
+where
+    F: FnMut(&PresenceChallenge, &Result<AnswerChallengeResponse, AgentError>),
+    S: Future<Output = ()>,
+{
+    tracing::info!(credential_id = %answerer.credential_id, interval = ?interval, "polling for challenges");
+    loop {
+        let poll = poll_challenges(answerer.channel.clone(), answerer.credential_id);
+        let Some(polled) = answerer.unless_shutdown(poll).await else {
+            return Ok(());
+        };
+        match polled {
+            Ok(challenges) => {
+                for challenge in challenges {
+                    answerer.handle(challenge).await;
+                }
+            }
+            Err(AgentError::Status(status)) => check_transient(status, "polling challenges")?,
+            Err(error) if error.is_transient() => {
+                tracing::warn!(error = %error, "polling challenges failed; will retry");
+            }
+            Err(error) => return Err(error),
+        }
+        if answerer.unless_shutdown(tokio::time::sleep(interval)).await.is_none() {
+            return Ok(());
+        }
+    }
+}
+
+/// Log a transient failure, or turn a permanent one into the loop's error.
+fn check_transient(status: tonic::Status, what: &str) -> Result<(), AgentError> {
+    let error = AgentError::Status(status);
+    if error.is_transient() {
+        tracing::warn!(error = %error, "{what} failed; will retry");
+        Ok(())
+    } else {
+        tracing::error!(error = %error, "{what} failed permanently");
+        Err(error)
+    }
+}
+
+fn is_ours(challenge: &PresenceChallenge, credential_id: &str) -> bool {
+    if challenge.credential_id.is_empty() || challenge.credential_id == credential_id {
+        true
+    } else {
+        tracing::warn!(
+            challenge_id = %challenge.challenge_id,
+            challenge_credential = %challenge.credential_id,
+            "ignoring a challenge for another credential"
+        );
+        false
+    }
+}
+
+fn log_answer(challenge: &PresenceChallenge, result: &Result<AnswerChallengeResponse, AgentError>) {
+    match result {
+        Ok(response) => {
+            let outcome = response.outcome();
+            if outcome == tether_proto::v1::PresenceOutcome::Ok {
+                tracing::info!(challenge_id = %challenge.challenge_id, "presence challenge answered");
+            } else {
+                tracing::warn!(
+                    challenge_id = %challenge.challenge_id,
+                    outcome = outcome.as_str_name(),
+                    "the server rejected the presence answer"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(
+            challenge_id = %challenge.challenge_id,
+            error = %error,
+            "answering the presence challenge failed"
+        ),
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).ok().and_then(|d| i64::try_from(d.as_millis()).ok()).unwrap_or(0)
+}
+
+/// Remembered this long after a challenge's deadline, so a replay of it is skipped.
+const FORGET_AFTER_MS: i64 = 60 * 60 * 1000;
+
+#[derive(Debug)]
+struct Seen {
+    attempts: u32,
+    done: bool,
+    deadline_ms: i64,
+}
+
+/// Which challenges were answered (or given up on), so a challenge that is
+/// delivered again is not answered again, and a failing one not forever.
+#[derive(Debug, Default)]
+struct Tracker {
+    seen: HashMap<String, Seen>,
+}
+
+impl Tracker {
+    /// Whether to answer `challenge` now; counts the attempt.
+    fn begin(&mut self, challenge: &PresenceChallenge, now_ms: i64) -> bool {
+        self.seen.retain(|_, seen| seen.deadline_ms.saturating_add(FORGET_AFTER_MS) > now_ms);
+        let deadline_ms = if challenge.deadline_ms > 0 { challenge.deadline_ms } else { now_ms };
+        let seen =
+            self.seen.entry(challenge.challenge_id.clone()).or_insert(Seen { attempts: 0, done: false, deadline_ms });
+        if seen.done || seen.attempts >= MAX_ANSWER_ATTEMPTS {
+            return false;
+        }
+        seen.attempts += 1;
+        true
+    }
+
+    /// Record the result: anything but a transient failure is final.
+    fn finish(&mut self, challenge_id: &str, result: &Result<AnswerChallengeResponse, AgentError>) {
+        if let Some(seen) = self.seen.get_mut(challenge_id) {
+            seen.done = !matches!(result, Err(error) if error.is_transient());
+        }
+    }
+}
+
+/// Exponential backoff with a little jitter so a fleet of agents does not
+/// reconnect in lockstep after a server restart.
+#[derive(Debug)]
+struct Backoff {
+    min: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Backoff {
+    fn new(min: Duration, max: Duration) -> Self {
+        Self { min, max, next: min }
+    }
+
+    fn reset(&mut self) {
+        self.next = self.min;
+    }
+
+    fn next_delay(&mut self) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(self.max);
+        let spread_ms = u64::try_from(base.as_millis() / 4).unwrap_or(0);
+        let jitter_ms = if spread_ms == 0 {
+            0
+        } else {
+            u64::from(SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0)) % spread_ms
+        };
+        base + Duration::from_millis(jitter_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn challenge(id: &str, deadline_ms: i64) -> PresenceChallenge {
+        PresenceChallenge { challenge_id: id.into(), deadline_ms, ..Default::default() }
+    }
+
+    #[test]
+    fn answered_challenges_are_not_answered_again() {
+        let mut tracker = Tracker::default();
+        let c = challenge("c1", 10_000);
+        assert!(tracker.begin(&c, 1_000));
+        tracker.finish("c1", &Ok(AnswerChallengeResponse::default()));
+        assert!(!tracker.begin(&c, 2_000));
+    }
+
+    #[test]
+    fn permanent_failures_are_final() {
+        let mut tracker = Tracker::default();
+        let c = challenge("c1", 10_000);
+        assert!(tracker.begin(&c, 1_000));
+        tracker.finish("c1", &Err(AgentError::Authenticator("broken".into())));
+        assert!(!tracker.begin(&c, 2_000));
+        let c2 = challenge("c2", 10_000);
+        assert!(tracker.begin(&c2, 1_000));
+        tracker.finish("c2", &Err(tonic::Status::invalid_argument("bad").into()));
+        assert!(!tracker.begin(&c2, 2_000));
+    }
+
+    #[test]
+    fn transient_failures_are_retried_a_bounded_number_of_times() {
+        let mut tracker = Tracker::default();
+        let c = challenge("c1", 10_000);
+        for _ in 0..MAX_ANSWER_ATTEMPTS {
+            assert!(tracker.begin(&c, 1_000));
+            tracker.finish("c1", &Err(tonic::Status::unavailable("down").into()));
+        }
+        assert!(!tracker.begin(&c, 1_000));
+    }
+
+    #[test]
+    fn old_entries_are_forgotten() {
+        let mut tracker = Tracker::default();
+        assert!(tracker.begin(&challenge("old", 1_000), 1_000));
+        tracker.finish("old", &Ok(AnswerChallengeResponse::default()));
+        assert!(tracker.begin(&challenge("new", 0), 1_000 + FORGET_AFTER_MS + 1));
+        assert_eq!(tracker.seen.len(), 1);
+        assert!(tracker.seen.contains_key("new"));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_maximum_and_resets() {
+        let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(4));
+        let within = |d: Duration, base: u64| d >= Duration::from_secs(base) && d <= Duration::from_millis(base * 1250);
+        assert!(within(backoff.next_delay(), 1));
+        assert!(within(backoff.next_delay(), 2));
+        assert!(within(backoff.next_delay(), 4));
+        assert!(within(backoff.next_delay(), 4));
+        backoff.reset();
+        assert!(within(backoff.next_delay(), 1));
+    }
+
+    #[test]
+    fn challenges_for_other_credentials_are_ignored() {
+        let mut c = challenge("c1", 0);
+        c.credential_id = "other".into();
+        assert!(!is_ours(&c, "mine"));
+        c.credential_id = "mine".into();
+        assert!(is_ours(&c, "mine"));
+    }
+}

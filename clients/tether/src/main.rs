@@ -1,0 +1,69 @@
+//! `tether`: the admin, gateway and analyst client for tetherd.
+//!
+//! `main` only parses and dispatches; each command group lives in its own
+//! module under `commands/`.
+
+mod cli;
+mod client;
+mod commands;
+mod demo;
+mod output;
+mod parse;
+mod verify_attestation;
+mod views;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, GlobalArgs};
+use crate::commands::Ctx;
+
+/// Usage, transport, authentication and server errors.
+const EXIT_ERROR: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let api_key_given = cli.global.api_key.is_some();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(EXIT_ERROR)),
+        Err(error) => {
+            eprintln!("error: {}", client::error_message(&error, api_key_given));
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    let Cli { global, command } = cli;
+    let ctx = context(global);
+    match command {
+        Command::Demo(args) => demo::run(args).await.map(|()| 0),
+        Command::DevCa(args) => commands::dev_ca::run(ctx.output, args),
+        // Offline and synchronous; its own exit codes (0 verified, 1 rejected, 2 unusable).
+        Command::VerifyAttestation(args) => std::process::exit(verify_attestation::run(args)),
+        Command::Tenant => commands::tenant::run(&ctx).await,
+        Command::Keys(c) => commands::keys::run(&ctx, c).await,
+        Command::Workers(c) => commands::workers::run(&ctx, c).await,
+        Command::Devices(c) => commands::devices::run(&ctx, c).await,
+        Command::Credentials(c) => commands::credentials::run(&ctx, c).await,
+        Command::Tokens(c) => commands::tokens::run(&ctx, c).await,
+        Command::Trust(c) => commands::trust::run(&ctx, c).await,
+        Command::Policy(c) => commands::policy::run(&ctx, c).await,
+        Command::Challenge(args) => commands::challenge::run(&ctx, args).await,
+        Command::Gateway(c) => commands::gateway::run(&ctx, c).await,
+        Command::Report(c) => commands::report::run(&ctx, c).await,
+    }
+}
+
+fn context(global: GlobalArgs) -> Ctx {
+    Ctx::new(global.server, global.api_key, global.timeout, global.output)
+}

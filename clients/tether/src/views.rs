@@ -1,0 +1,1005 @@
+//! The JSON shapes of `--output json` and their table forms.
+//!
+//! Each view mirrors a proto message: the same snake_case field names, with
+//! three systematic changes so scripts get usable values:
+//! * `*_ms` times become RFC 3339 strings without the `_ms` suffix
+//!   (`created_at_ms` -> `created_at`), `null` when the API sends 0;
+//! * enums become lowercase strings without the type prefix
+//!   (`DECISION_ALLOW` -> `"allow"`, `PRESENCE_OUTCOME_CLONE_SUSPECTED` -> `"clone_suspected"`);
+//! * `evidence_json` becomes `evidence` (the parsed object), bytes become base64url.
+//!
+//! List responses keep the proto's wrapper object (`{"devices": [...],
+//! "next_page_token": null}`), so paging state is never lost.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use tether_proto::v1 as pb;
+
+use crate::output::{Fields, Render, Table, enum_name, rfc3339, seconds_cell, time_cell};
+
+// ---------------------------------------------------------------- enums
+
+fn name_or_unknown<E>(value: i32, name: impl Fn(E) -> &'static str, prefix: &str) -> String
+where
+    E: TryFrom<i32>,
+{
+    match E::try_from(value) {
+        Ok(known) => enum_name(name(known), prefix),
+        Err(_) => format!("unknown({value})"),
+    }
+}
+
+pub fn role(value: i32) -> String {
+    name_or_unknown(value, |e: pb::Role| e.as_str_name(), "ROLE_")
+}
+
+pub fn attestation_state(value: i32) -> String {
+    name_or_unknown(value, |e: pb::AttestationState| e.as_str_name(), "ATTESTATION_STATE_")
+}
+
+pub fn decision(value: i32) -> String {
+    name_or_unknown(value, |e: pb::Decision| e.as_str_name(), "DECISION_")
+}
+
+pub fn deny_reason(value: i32) -> String {
+    name_or_unknown(value, |e: pb::DenyReason| e.as_str_name(), "DENY_REASON_")
+}
+
+pub fn presence_outcome(value: i32) -> String {
+    name_or_unknown(value, |e: pb::PresenceOutcome| e.as_str_name(), "PRESENCE_OUTCOME_")
+}
+
+pub fn flag_severity(value: i32) -> String {
+    name_or_unknown(value, |e: pb::FlagSeverity| e.as_str_name(), "FLAG_SEVERITY_")
+}
+
+pub fn flag_status(value: i32) -> String {
+    name_or_unknown(value, |e: pb::FlagStatus| e.as_str_name(), "FLAG_STATUS_")
+}
+
+/// A response's next_page_token: `None` when there are no more pages.
+pub fn page_token(token: String) -> Option<String> {
+    if token.is_empty() { None } else { Some(token) }
+}
+
+fn yes_no(value: bool) -> &'static str {
+    if value { "yes" } else { "no" }
+}
+
+/// A hint printed under a table when more pages exist.
+fn more_hint(out: &mut String, next_page_token: &Option<String>) {
+    if let Some(token) = next_page_token {
+        out.push_str(&format!("(more results: --page-token {token}, or --all)\n"));
+    }
+}
+
+// ---------------------------------------------------------------- tenant
+
+#[derive(Debug, Serialize)]
+pub struct TenantView {
+    pub id: String,
+    pub name: String,
+    pub created_at: Option<String>,
+    pub caller_role: String,
+}
+
+impl From<pb::Tenant> for TenantView {
+    fn from(t: pb::Tenant) -> Self {
+        Self { id: t.id, name: t.name, created_at: rfc3339(t.created_at_ms), caller_role: role(t.caller_role) }
+    }
+}
+
+impl Render for TenantView {
+    fn to_text(&self) -> String {
+        Fields::new()
+            .add("id", &self.id)
+            .add("name", &self.name)
+            .add("created at", time_cell(&self.created_at))
+            .add("your role", &self.caller_role)
+            .render()
+    }
+}
+
+// ---------------------------------------------------------------- API keys
+
+#[derive(Debug, Serialize)]
+pub struct ApiKeyView {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub created_at: Option<String>,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+impl From<pb::ApiKey> for ApiKeyView {
+    fn from(k: pb::ApiKey) -> Self {
+        Self {
+            id: k.id,
+            name: k.name,
+            role: role(k.role),
+            created_at: rfc3339(k.created_at_ms),
+            last_used_at: rfc3339(k.last_used_at_ms),
+            revoked_at: rfc3339(k.revoked_at_ms),
+        }
+    }
+}
+
+impl ApiKeyView {
+    fn fields(&self) -> Fields {
+        Fields::new()
+            .add("id", &self.id)
+            .add("name", &self.name)
+            .add("role", &self.role)
+            .add("created at", time_cell(&self.created_at))
+            .add("last used at", time_cell(&self.last_used_at))
+            .add("revoked at", time_cell(&self.revoked_at))
+    }
+}
+
+impl Render for ApiKeyView {
+    fn to_text(&self) -> String {
+        self.fields().render()
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct CreateApiKeyView {
+    pub key: Option<ApiKeyView>,
+    pub secret: String,
+}
+
+impl From<pb::CreateApiKeyResponse> for CreateApiKeyView {
+    fn from(r: pb::CreateApiKeyResponse) -> Self {
+        Self { key: r.key.map(Into::into), secret: r.secret }
+    }
+}
+
+impl Render for CreateApiKeyView {
+    fn to_text(&self) -> String {
+        let fields = self.key.as_ref().map(ApiKeyView::fields).unwrap_or_default();
+        let mut out = fields.add("secret", &self.secret).render();
+        out.push_str("\nStore the secret now: it is shown only once.\n");
+        out
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ApiKeysView {
+    pub keys: Vec<ApiKeyView>,
+}
+
+impl Render for ApiKeysView {
+    fn to_text(&self) -> String {
+        let mut table = Table::new(&["ID", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED"]);
+        for k in &self.keys {
+            table.row([
+                k.id.clone(),
+                k.name.clone(),
+                k.role.clone(),
+                time_cell(&k.created_at),
+                time_cell(&k.last_used_at),
+                time_cell(&k.revoked_at),
+            ]);
+        }
+        table.render()
+    }
+}
+
+// ---------------------------------------------------------------- workers
+
+#[derive(Debug, Serialize)]
+pub struct WorkerView {
+    pub external_id: String,
+    pub display_name: String,
+    pub created_at: Option<String>,
+}
+
+impl From<pb::Worker> for WorkerView {
+    fn from(w: pb::Worker) -> Self {
+        Self { external_id: w.external_id, display_name: w.display_name, created_at: rfc3339(w.created_at_ms) }
+    }
+}
+
+impl Render for WorkerView {
+    fn to_text(&self) -> String {
+        Fields::new()
+            .add("external id", &self.external_id)
+            .add("name", &self.display_name)
+            .add("created at", time_cell(&self.created_at))
+            .render()
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct WorkersView {
+    pub workers: Vec<WorkerView>,
+    pub next_page_token: Option<String>,
+}
+
+impl Render for WorkersView {
+    fn to_text(&self) -> String {
+        let mut table = Table::new(&["EXTERNAL ID", "NAME", "CREATED"]);
+        for w in &self.workers {
+            table.row([w.external_id.clone(), w.display_name.clone(), time_cell(&w.created_at)]);
+        }
+        let mut out = table.render();
+        more_hint(&mut out, &self.next_page_token);
+        out
+    }
+}
+
+// ---------------------------------------------------------------- devices and credentials
+
+#[derive(Debug, Serialize)]
+pub struct CredentialView {
+    pub credential_id: String,
+    pub device_id: String,
+    pub worker_external_id: String,
+    pub kind: String,
+    pub format: String,
+    pub attestation_type: String,
+    pub attestation_state: String,
+    pub attestation_reason: String,
+    pub trust_anchor: String,
+    pub aaguid: String,
+    pub sign_count: u32,
+    pub enrolled_at: Option<String>,
+    pub enrolled_from_ip: String,
+    pub revoked_at: Option<String>,
+    pub last_presence_at: Option<String>,
+    /// base64url COSE_Key.
+    pub public_key_cose: String,
+}
+
+impl From<pb::Credential> for CredentialView {
+    fn from(c: pb::Credential) -> Self {
+        Self {
+            credential_id: c.credential_id,
+            device_id: c.device_id,
+            worker_external_id: c.worker_external_id,
+            kind: c.kind,
+            format: c.format,
+            attestation_type: c.attestation_type,
+            attestation_state: attestation_state(c.attestation_state),
+            attestation_reason: c.attestation_reason,
+            trust_anchor: c.trust_anchor,
+            aaguid: c.aaguid,
+            sign_count: c.sign_count,
+            enrolled_at: rfc3339(c.enrolled_at_ms),
+            enrolled_from_ip: c.enrolled_from_ip,
+            revoked_at: rfc3339(c.revoked_at_ms),
+            last_presence_at: rfc3339(c.last_presence_at_ms),
+            public_key_cose: URL_SAFE_NO_PAD.encode(&c.public_key_cose),
+        }
+    }
+}
+
+impl Render for CredentialView {
+    fn to_text(&self) -> String {
+        Fields::new()
+            .add("credential id", &self.credential_id)
+            .add("device", &self.device_id)
+            .add("worker", &self.worker_external_id)
+            .add("kind", &self.kind)
+            .add("format", &self.format)
+            .add("attestation type", &self.attestation_type)
+            .add("attestation", &self.attestation_state)
+            .add("attestation reason", &self.attestation_reason)
+            .add("trust anchor", &self.trust_anchor)
+            .add("aaguid", &self.aaguid)
+            .add("sign count", self.sign_count.to_string())
+            .add("enrolled at", time_cell(&self.enrolled_at))
+            .add("enrolled from", &self.enrolled_from_ip)
+            .add("last presence", time_cell(&self.last_presence_at))
+            .add("revoked at", time_cell(&self.revoked_at))
+            .render()
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeviceView {
+    pub id: String,
+    pub serial_number: String,
+    pub model: String,
+    pub asset_tag: String,
+    pub worker_external_id: String,
+    pub registered_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub credentials: Vec<CredentialView>,
+    pub attestation_state: String,
+}
+
+impl From<pb::Device> for DeviceView {
+    fn from(d: pb::Device) -> Self {
+        Self {
+            id: d.id,
+            serial_number: d.serial_number,
+            model: d.model,
+            asset_tag: d.asset_tag,
+            worker_external_id: d.worker_external_id,
+            registered_at: rfc3339(d.registered_at_ms),
+            revoked_at: rfc3339(d.revoked_at_ms),
+            credentials: d.credentials.into_iter().map(Into::into).collect(),
+            attestation_state: attestation_state(d.attestation_state),
+        }
+    }
+}
+
+impl DeviceView {
+    fn active_credentials(&self) -> usize {
+        self.credentials.iter().filter(|c| c.revoked_at.is_none()).count()
+    }
+}
+
+impl Render for DeviceView {
+    fn to_text(&self) -> String {
+        let mut out = Fields::new()
+            .add("id", &self.id)
+            .add("serial number", &self.serial_number)
+            .add("model", &self.model)
+            .add("asset tag", &self.asset_tag)
+            .add("worker", &self.worker_external_id)
+            .add("attestation", &self.attestation_state)
+            .add("registered at", time_cell(&self.registered_at))
+            .add("revoked at", time_cell(&self.revoked_at))
+            .render();
+        if self.credentials.is_empty() {
+            out.push_str("\nno credentials (not enrolled)\n");
+            return out;
+        }
+        let mut table = Table::new(&[
+            "CREDENTIAL",
+            "FORMAT",
+            "ATTESTATION",
+            "TRUST ANCHOR / REASON",
+            "SIGN COUNT",
+            "ENROLLED",
+            "LAST PRESENCE",
+            "REVOKED",
+        ]);
+        for c in &self.credentials {
+            let why = if c.trust_anchor.is_empty() { c.attestation_reason.clone() } else { c.trust_anchor.clone() };
+            table.row([
+                c.credential_id.clone(),
+                c.format.clone(),
+                c.attestation_state.clone(),
+                why,
+                c.sign_count.to_string(),
+                time_cell(&c.enrolled_at),
+                time_cell(&c.last_presence_at),
+                time_cell(&c.revoked_at),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&table.render());
+        out
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct DevicesView {
+    pub devices: Vec<DeviceView>,
+    pub next_page_token: Option<String>,
+}
+
+impl Render for DevicesView {
+    fn to_text(&self) -> String {
+        let mut table = Table::new(&[
+            "ID",
+            "SERIAL",
+            "MODEL",
+            "ASSET TAG",
+            "WORKER",
+            "ATTESTATION",
+            "CREDENTIALS",
+            "REGISTERED",
+            "REVOKED",
+        ]);
+        for d in &self.devices {
+            table.row([
+                d.id.clone(),
+                d.serial_number.clone(),
+                d.model.clone(),
+                d.asset_tag.clone(),
+                d.worker_external_id.clone(),
+                d.attestation_state.clone(),
+                d.active_credentials().to_string(),
+                time_cell(&d.registered_at),
+                time_cell(&d.revoked_at),
+            ]);
+        }
+        let mut out = table.render();
+        more_hint(&mut out, &self.next_page_token);
+        out
+    }
+}
+
+// ---------------------------------------------------------------- enrollment tokens
+
+#[derive(Debug, Serialize)]
+pub struct EnrollmentTokenView {
+    pub id: String,
+    pub device_id: String,
+    pub worker_external_id: String,
+    pub created_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+impl From<pb::EnrollmentToken> for EnrollmentTokenView {
+    fn from(t: pb::EnrollmentToken) -> Self {
+        Self {
+            id: t.id,
+            device_id: t.device_id,
+            worker_external_id: t.worker_external_id,
+            created_at: rfc3339(t.created_at_ms),
+            expires_at: rfc3339(t.expires_at_ms),
+            used_at: rfc3339(t.used_at_ms),
+            revoked_at: rfc3339(t.revoked_at_ms),
+        }
+    }
+}
+
+impl EnrollmentTokenView {
+    fn fields(&self) -> Fields {
+        Fields::new()
+            .add("id", &self.id)
+            .add("device", &self.device_id)
+            .add("worker", &self.worker_external_id)
+            .add("created at", time_cell(&self.created_at))
+            .add("expires at", time_cell(&self.expires_at))
+            .add("used at", time_cell(&self.used_at))
+            .add("revoked at", time_cell(&self.revoked_at))
+    }
+}
+
+impl Render for EnrollmentTokenView {
+    fn to_text(&self) -> String {
+        self.fields().render()
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct CreateEnrollmentTokenView {
+    pub token: Option<EnrollmentTokenView>,
+    pub secret: String,
+}
+
+impl From<pb::CreateEnrollmentTokenResponse> for CreateEnrollmentTokenView {
+    fn from(r: pb::CreateEnrollmentTokenResponse) -> Self {
+        Self { token: r.token.map(Into::into), secret: r.secret }
+    }
+}
+
+impl Render for CreateEnrollmentTokenView {
+    fn to_text(&self) -> String {
+        let fields = self.token.as_ref().map(EnrollmentTokenView::fields).unwrap_or_default();
+        let mut out = fields.add("secret", &self.secret).render();
+        out.push_str("\nHand the secret to the device (tether-agent enroll --token ...): it is shown only once.\n");
+        out
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct EnrollmentTokensView {
+    pub tokens: Vec<EnrollmentTokenView>,
+}
+
+impl Render for EnrollmentTokensView {
+    fn to_text(&self) -> String {
+        let mut table = Table::new(&["ID", "DEVICE", "WORKER", "CREATED", "EXPIRES", "USED", "REVOKED"]);
+        for t in &self.tokens {
+            table.row([
+                t.id.clone(),
+                t.device_id.clone(),
+                t.worker_external_id.clone(),
+                time_cell(&t.created_at),
+                time_cell(&t.expires_at),
+                time_cell(&t.used_at),
+                time_cell(&t.revoked_at),
+            ]);
+        }
+        table.render()
+    }
+}
+
+// ---------------------------------------------------------------- trust anchors
+
+#[derive(Debug, Serialize)]
+pub struct TrustAnchorView {
+    pub id: String,
+    pub subject: String,
+    pub sha256: String,
+    pub not_before: Option<String>,
+    pub not_after: Option<String>,
+    pub name: String,
+    pub added_at: Option<String>,
+}
+
+impl From<pb::TrustAnchor> for TrustAnchorView {
+    fn from(a: pb::TrustAnchor) -> Self {
+        Self {
+            id: a.id,
+            subject: a.subject,
+            sha256: a.sha256,
+            not_before: rfc3339(a.not_before_ms),
+            not_after: rfc3339(a.not_after_ms),
+            name: a.name,
+            added_at: rfc3339(a.added_at_ms),
+        }
+    }
+}
+
+impl Render for TrustAnchorView {
+    fn to_text(&self) -> String {
+        Fields::new()
+            .add("id", &self.id)
+            .add("name", &self.name)
+            .add("subject", &self.subject)
+            .add("sha256", &self.sha256)
+            .add("not before", time_cell(&self.not_before))
+            .add("not after", time_cell(&self.not_after))
+            .add("added at", time_cell(&self.added_at))
+            .render()
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct TrustAnchorsView {
+    pub anchors: Vec<TrustAnchorView>,
+}
+
+impl Render for TrustAnchorsView {
+    fn to_text(&self) -> String {
+        let mut table = Table::new(&["ID", "NAME", "SUBJECT", "NOT AFTER", "SHA256", "ADDED"]);
+        for a in &self.anchors {
+            table.row([
+                a.id.clone(),
+                a.name.clone(),
+                a.subject.clone(),
+                time_cell(&a.not_after),
+                a.sha256.clone(),
+                time_cell(&a.added_at),
+            ]);
+        }
+        table.render()
+    }
+}
+
+// ---------------------------------------------------------------- policy
+
+#[derive(Debug, Serialize)]
+pub struct PolicyView {
+    pub rp_id: String,
+    pub origin: String,
+    pub allow_unattested: bool,
+    pub allowed_aaguids: Vec<String>,
+    pub presence_interval_seconds: u64,
+    pub challenge_deadline_seconds: u64,
+    pub presence_window_seconds: u64,
+}
+
+impl From<pb::Policy> for PolicyView {
+    fn from(p: pb::Policy) -> Self {
+        Self {
+            rp_id: p.rp_id,
+            origin: p.origin,
+            allow_unattested: p.allow_unattested,
+            allowed_aaguids: p.allowed_aaguids,
+            presence_interval_seconds: p.presence_interval_seconds,
+            challenge_deadline_seconds: p.challenge_deadline_seconds,
+            presence_window_seconds: p.presence_window_seconds,
+        }
+    }
+}
+
+impl Render for PolicyView {
+    fn to_text(&self) -> String {
+        let aaguids = if self.allowed_aaguids.is_empty() { "any".to_string() } else { self.allowed_aaguids.join(", ") };
+        Fields::new()
+            .add("rp id", &self.rp_id)
+            .add("origin", &self.origin)
+            .add("allow unattested", yes_no(self.allow_unattested))
+            .add("allowed aaguids", aaguids)
+            .add("presence interval", seconds_cell(self.presence_interval_seconds))
+            .add("challenge deadline", seconds_cell(self.challenge_deadline_seconds))
+            .add("presence window", seconds_cell(self.presence_window_seconds))
+            .render()
+    }
+}
+
+// ---------------------------------------------------------------- challenge now
+
+#[derive(Debug, Serialize)]
+pub struct ChallengeNowView {
+    pub challenge_ids: Vec<String>,
+}
+
+impl Render for ChallengeNowView {
+    fn to_text(&self) -> String {
+        if self.challenge_ids.is_empty() {
+            return "no challenge issued (the device has no active credential)\n".to_string();
+        }
+        let mut table = Table::new(&["CHALLENGE"]);
+        for id in &self.challenge_ids {
+            table.row([id]);
+        }
+        table.render()
+    }
+}
+
+// ---------------------------------------------------------------- access decisions
+
+#[derive(Debug, Serialize)]
+pub struct ReasonView {
+    pub code: String,
+    pub detail: String,
+}
+
+impl From<pb::Reason> for ReasonView {
+    fn from(r: pb::Reason) -> Self {
+        Self { code: deny_reason(r.code), detail: r.detail }
+    }
+}
+
+fn reason_codes(reasons: &[ReasonView]) -> String {
+    reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>().join(",")
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckAccessView {
+    pub decision: String,
+    pub reasons: Vec<ReasonView>,
+    pub session_id: String,
+    pub device_id: String,
+    pub credential_id: String,
+    pub last_presence_at: Option<String>,
+}
+
+impl From<pb::CheckAccessResponse> for CheckAccessView {
+    fn from(r: pb::CheckAccessResponse) -> Self {
+        Self {
+            decision: decision(r.decision),
+            reasons: r.reasons.into_iter().map(Into::into).collect(),
+            session_id: r.session_id,
+            device_id: r.device_id,
+            credential_id: r.credential_id,
+            last_presence_at: rfc3339(r.last_presence_at_ms),
+        }
+    }
+}
+
+impl Render for CheckAccessView {
+    fn to_text(&self) -> String {
+        let mut out = format!("{}\n", self.decision.to_ascii_uppercase());
+        for reason in &self.reasons {
+            out.push_str(&format!(
+                "  - {}: {}\n",
+                crate::output::clean(&reason.code),
+                crate::output::clean(&reason.detail)
+            ));
+        }
+        out.push_str(
+            &Fields::new()
+                .add("session", &self.session_id)
+                .add("device", &self.device_id)
+                .add("credential", &self.credential_id)
+                .add("last presence", time_cell(&self.last_presence_at))
+                .render(),
+        );
+        out
+    }
+}
+
+// ---------------------------------------------------------------- reports
+
+#[derive(Debug, Serialize)]
+pub struct PresenceEventView {
+    pub id: String,
+    pub outcome: String,
+    pub device_id: String,
+    pub worker_external_id: String,
+    pub credential_id: String,
+    pub challenge_id: String,
+    pub at: Option<String>,
+    pub source_ip: String,
+    pub detail: String,
+}
+
+impl From<pb::PresenceEvent> for PresenceEventView {
+    fn from(e: pb::PresenceEvent) -> Self {
+        Self {
+            id: e.id,
+            outcome: presence_outcome(e.outcome),
+            device_id: e.device_id,
+            worker_external_id: e.worker_external_id,
+            credential_id: e.credential_id,
+            challenge_id: e.challenge_id,
+            at: rfc3339(e.at_ms),
+            source_ip: e.source_ip,
+            detail: e.detail,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct PresenceFailuresView {
+    pub events: Vec<PresenceEventView>,
+    pub next_page_token: Option<String>,
+}
+
+impl Render for PresenceFailuresView {
+    fn to_text(&self) -> String {
+        let mut table = Table::new(&["AT", "OUTCOME", "WORKER", "DEVICE", "CHALLENGE", "SOURCE IP", "DETAIL"]);
+        for e in &self.events {
+            table.row([
+                time_cell(&e.at),
+                e.outcome.clone(),
+                e.worker_external_id.clone(),
+                e.device_id.clone(),
+                e.challenge_id.clone(),
+                e.source_ip.clone(),
+                e.detail.clone(),
+            ]);
+        }
+        let mut out = table.render();
+        more_hint(&mut out, &self.next_page_token);
+        out
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionView {
+    pub id: String,
+    pub worker_external_id: String,
+    pub device_id: String,
+    pub credential_id: String,
+    pub source_ip: String,
+    pub gateway_id: String,
+    pub decision: String,
+    pub reasons: Vec<ReasonView>,
+    pub at: Option<String>,
+}
+
+impl From<pb::Session> for SessionView {
+    fn from(s: pb::Session) -> Self {
+        Self {
+            id: s.id,
+            worker_external_id: s.worker_external_id,
+            device_id: s.device_id,
+            credential_id: s.credential_id,
+            source_ip: s.source_ip,
+            gateway_id: s.gateway_id,
+            decision: decision(s.decision),
+            reasons: s.reasons.into_iter().map(Into::into).collect(),
+            at: rfc3339(s.at_ms),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SessionsView {
+    pub sessions: Vec<SessionView>,
+    pub next_page_token: Option<String>,
+}
+
+impl Render for SessionsView {
+    fn to_text(&self) -> String {
+        let mut table =
+            Table::new(&["AT", "DECISION", "WORKER", "DEVICE", "SOURCE IP", "GATEWAY", "REASONS", "SESSION"]);
+        for s in &self.sessions {
+            table.row([
+                time_cell(&s.at),
+                s.decision.clone(),
+                s.worker_external_id.clone(),
+                s.device_id.clone(),
+                s.source_ip.clone(),
+                s.gateway_id.clone(),
+                reason_codes(&s.reasons),
+                s.id.clone(),
+            ]);
+        }
+        let mut out = table.render();
+        more_hint(&mut out, &self.next_page_token);
+        out
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct FlagView {
+    pub id: String,
+    pub kind: String,
+    pub severity: String,
+    pub status: String,
+    pub device_id: String,
+    pub worker_external_id: String,
+    pub credential_id: String,
+    pub session_id: String,
+    pub raised_at: Option<String>,
+    /// The parsed `evidence_json` (kept as a string if it is not JSON; null if empty).
+    pub evidence: serde_json::Value,
+}
+
+impl From<pb::Flag> for FlagView {
+    fn from(f: pb::Flag) -> Self {
+        let evidence = if f.evidence_json.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&f.evidence_json).unwrap_or(serde_json::Value::String(f.evidence_json))
+        };
+        Self {
+            id: f.id,
+            kind: f.kind,
+            severity: flag_severity(f.severity),
+            status: flag_status(f.status),
+            device_id: f.device_id,
+            worker_external_id: f.worker_external_id,
+            credential_id: f.credential_id,
+            session_id: f.session_id,
+            raised_at: rfc3339(f.raised_at_ms),
+            evidence,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct FlagsView {
+    pub flags: Vec<FlagView>,
+    pub next_page_token: Option<String>,
+}
+
+impl Render for FlagsView {
+    fn to_text(&self) -> String {
+        let mut table = Table::new(&["RAISED", "SEVERITY", "STATUS", "KIND", "WORKER", "DEVICE", "FLAG"]);
+        for f in &self.flags {
+            table.row([
+                time_cell(&f.raised_at),
+                f.severity.clone(),
+                f.status.clone(),
+                f.kind.clone(),
+                f.worker_external_id.clone(),
+                f.device_id.clone(),
+                f.id.clone(),
+            ]);
+        }
+        let mut out = table.render();
+        more_hint(&mut out, &self.next_page_token);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn enums_render_as_lowercase_names() {
+        assert_eq!(role(pb::Role::Gateway as i32), "gateway");
+        assert_eq!(decision(pb::Decision::Allow as i32), "allow");
+        assert_eq!(decision(pb::Decision::Deny as i32), "deny");
+        assert_eq!(attestation_state(pb::AttestationState::Attested as i32), "attested");
+        assert_eq!(presence_outcome(pb::PresenceOutcome::Missed as i32), "missed");
+        assert_eq!(presence_outcome(pb::PresenceOutcome::CloneSuspected as i32), "clone_suspected");
+        assert_eq!(deny_reason(pb::DenyReason::PresenceStale as i32), "presence_stale");
+        assert_eq!(flag_severity(pb::FlagSeverity::High as i32), "high");
+        assert_eq!(flag_status(pb::FlagStatus::Acknowledged as i32), "acknowledged");
+        assert_eq!(decision(99), "unknown(99)");
+    }
+
+    #[test]
+    fn api_key_json_has_rfc3339_times_and_nulls() {
+        let view = ApiKeyView::from(pb::ApiKey {
+            id: "key_1".into(),
+            name: "ci".into(),
+            role: pb::Role::Admin as i32,
+            created_at_ms: 1_700_000_000_000,
+            last_used_at_ms: 0,
+            revoked_at_ms: 0,
+        });
+        assert_eq!(
+            serde_json::to_value(&view).unwrap(),
+            json!({
+                "id": "key_1",
+                "name": "ci",
+                "role": "admin",
+                "created_at": "2023-11-14T22:13:20Z",
+                "last_used_at": null,
+                "revoked_at": null
+            })
+        );
+    }
+
+    #[test]
+    fn check_access_json() {
+        let view = CheckAccessView::from(pb::CheckAccessResponse {
+            decision: pb::Decision::Deny as i32,
+            reasons: vec![pb::Reason {
+                code: pb::DenyReason::DeviceNotEnrolled as i32,
+                detail: "no credential".into(),
+            }],
+            session_id: "ses_1".into(),
+            device_id: "dev_1".into(),
+            credential_id: String::new(),
+            last_presence_at_ms: 0,
+        });
+        assert_eq!(
+            serde_json::to_value(&view).unwrap(),
+            json!({
+                "decision": "deny",
+                "reasons": [{"code": "device_not_enrolled", "detail": "no credential"}],
+                "session_id": "ses_1",
+                "device_id": "dev_1",
+                "credential_id": "",
+                "last_presence_at": null
+            })
+        );
+        let text = view.to_text();
+        assert!(text.starts_with("DENY\n  - device_not_enrolled: no credential\n"), "{text}");
+    }
+
+    #[test]
+    fn flag_evidence_is_embedded_json() {
+        let flag = |evidence: &str| {
+            serde_json::to_value(FlagView::from(pb::Flag {
+                id: "flg_1".into(),
+                kind: "clone_suspected".into(),
+                severity: pb::FlagSeverity::High as i32,
+                status: pb::FlagStatus::Open as i32,
+                evidence_json: evidence.into(),
+                ..Default::default()
+            }))
+            .unwrap()
+        };
+        let v = flag(r#"{"sign_count": 3}"#);
+        assert_eq!(v["evidence"], json!({"sign_count": 3}));
+        assert_eq!(v["severity"], "high");
+        assert_eq!(v["status"], "open");
+        assert_eq!(v["raised_at"], serde_json::Value::Null);
+        assert_eq!(flag("not json")["evidence"], "not json");
+        assert_eq!(flag("")["evidence"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn paged_lists_keep_the_wrapper_and_token() {
+        let view = SessionsView { sessions: vec![], next_page_token: page_token("abc".into()) };
+        assert_eq!(serde_json::to_value(&view).unwrap(), json!({"sessions": [], "next_page_token": "abc"}));
+        assert!(view.to_text().contains("--page-token abc"));
+        assert_eq!(page_token(String::new()), None);
+    }
+
+    #[test]
+    fn device_table_counts_active_credentials() {
+        let device = pb::Device {
+            id: "dev_1".into(),
+            serial_number: "SN1".into(),
+            credentials: vec![
+                pb::Credential { credential_id: "c1".into(), ..Default::default() },
+                pb::Credential { credential_id: "c0".into(), revoked_at_ms: 1, ..Default::default() },
+            ],
+            ..Default::default()
+        };
+        let view = DevicesView { devices: vec![device.clone().into()], next_page_token: None };
+        let text = view.to_text();
+        let row = text.lines().nth(1).unwrap();
+        assert!(row.starts_with("dev_1  SN1"), "{text}");
+        assert!(row.contains("  1  "), "{text}");
+        let shown = DeviceView::from(device).to_text();
+        assert!(shown.contains("c1") && shown.contains("c0"), "{shown}");
+    }
+
+    #[test]
+    fn credential_public_key_is_base64url() {
+        let view = CredentialView::from(pb::Credential { public_key_cose: vec![0xfb, 0xff], ..Default::default() });
+        assert_eq!(view.public_key_cose, "-_8");
+    }
+
+    #[test]
+    fn secrets_are_printed_with_a_warning() {
+        let text = CreateApiKeyView { key: None, secret: "tk_secret".into() }.to_text();
+        assert!(text.contains("tk_secret") && text.contains("shown only once"), "{text}");
+    }
+}
