@@ -50,9 +50,15 @@ impl Server {
     }
 
     /// A fresh server whose scheduler runs every `tick` (humantime, e.g. "5s").
+    /// With `TETHER_TEST_POSTGRES_URL` set (a server URL such as
+    /// `postgres://postgres@127.0.0.1:5432`), each server gets a fresh
+    /// PostgreSQL database there instead of a SQLite file.
     pub fn start_with_tick(tick: &str) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
-        let database_url = format!("sqlite://{}", dir.path().join("tether.db").display());
+        let database_url = match std::env::var("TETHER_TEST_POSTGRES_URL") {
+            Ok(base) if !base.is_empty() => fresh_postgres_database(&base),
+            _ => format!("sqlite://{}", dir.path().join("tether.db").display()),
+        };
         let mut server =
             Server { child: None, url: String::new(), database_url, scheduler_tick: tick.into(), _dir: Some(dir) };
         server.spawn();
@@ -155,6 +161,11 @@ impl Drop for Server {
             let _ = child.kill();
             let _ = child.wait();
         }
+        if let Some((base, name)) = self.database_url.rsplit_once('/').filter(|_| self.database_url.starts_with("postgres")) {
+            let _ = Command::new("psql")
+                .args([&format!("{base}/postgres"), "-qc", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
+                .output();
+        }
     }
 }
 
@@ -180,4 +191,16 @@ pub fn run_bin(name: &str, args: &[&str], envs: &[(&str, &str)]) -> std::process
         command.env(k, v);
     }
     command.output().unwrap_or_else(|e| panic!("run {name}: {e}"))
+}
+
+/// Creates an empty database on the PostgreSQL server at `base` and returns its URL.
+fn fresh_postgres_database(base: &str) -> String {
+    let name = format!("tether_test_{}", uuid::Uuid::new_v4().simple());
+    let base = base.trim_end_matches('/');
+    let out = Command::new("psql")
+        .args([&format!("{base}/postgres"), "-v", "ON_ERROR_STOP=1", "-qc", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("run psql (the PostgreSQL client) to create a test database");
+    assert!(out.status.success(), "CREATE DATABASE failed: {}", String::from_utf8_lossy(&out.stderr));
+    format!("{base}/{name}")
 }
