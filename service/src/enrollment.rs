@@ -162,6 +162,13 @@ pub async fn finish(
     };
     let verified = verify_registration(&response, &expectation, &trust_store, time::OffsetDateTime::now_utc())
         .map_err(|e| ApiError::invalid(format!("the registration was rejected: {e}")))?;
+    let algorithm = verified.public_key.algorithm();
+    if !ALGORITHMS.contains(&algorithm) {
+        return Err(ApiError::invalid(format!(
+            "the registration was rejected: the credential uses COSE algorithm {algorithm}, \
+             which was not offered (offered: {ALGORITHMS:?})"
+        )));
+    }
     if !verified.user_verified {
         return Err(ApiError::invalid(
             "the registration was rejected: the authenticator did not verify the user (UV flag clear)",

@@ -161,7 +161,9 @@ impl Drop for Server {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if let Some((base, name)) = self.database_url.rsplit_once('/').filter(|_| self.database_url.starts_with("postgres")) {
+        if let Some((base, name)) =
+            self.database_url.rsplit_once('/').filter(|_| self.database_url.starts_with("postgres"))
+        {
             let _ = Command::new("psql")
                 .args([&format!("{base}/postgres"), "-qc", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
                 .output();
