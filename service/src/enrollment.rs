@@ -3,6 +3,7 @@
 //! the credential is bound to the worker and device in one transaction.
 
 use crate::app::App;
+use crate::audit;
 use crate::error::{ApiError, ApiResult};
 use crate::store::credentials::Credential;
 use crate::store::enrollment::{EnrollmentSession, EnrollmentToken};
@@ -246,6 +247,13 @@ pub async fn finish(
         )
         .await?;
     }
+    let details = serde_json::json!({
+        "device": credential.device_id, "worker": credential.worker_external_id, "credential": credential.id,
+        "format": credential.format, "attested": credential.attested, "trust_anchor": credential.trust_anchor,
+        "aaguid": credential.aaguid, "source_ip": source_ip,
+    });
+    let actor = audit::Actor(format!("token:{}", token.id));
+    audit::append(&mut tx, &tenant.id, &actor, "device.enrolled", &credential.device_id, details).await?;
     tx.commit().await.map_err(StoreError::from)?;
     tracing::info!(
         tenant = %tenant.id, device = %credential.device_id, credential = %credential.id,

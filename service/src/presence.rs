@@ -3,6 +3,7 @@
 //! unanswered challenges become missed-presence records.
 
 use crate::app::App;
+use crate::audit;
 use crate::error::{ApiError, ApiResult};
 use crate::store::credentials::Credential;
 use crate::store::flags::FlagRecord;
@@ -184,6 +185,17 @@ impl Attempt<'_> {
                     raised_at_ms: now,
                     evidence_json: evidence.to_string(),
                 },
+            )
+            .await?;
+            let details =
+                serde_json::json!({"kind": "clone_suspected", "severity": "high", "credential": self.credential.id});
+            audit::append(
+                &mut tx,
+                &self.challenge.tenant_id,
+                &audit::Actor::system(),
+                "flag.raised",
+                &self.challenge.device_id,
+                details,
             )
             .await?;
             tx.commit().await.map_err(StoreError::from)?;

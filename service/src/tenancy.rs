@@ -1,5 +1,6 @@
 //! Creating tenants (employers) with their first admin key.
 
+use crate::audit;
 use crate::auth::{MintedKey, Role, mint_key};
 use crate::error::{ApiError, ApiResult};
 use crate::store::tenants::{Policy, Tenant};
@@ -58,6 +59,10 @@ pub async fn create_tenant(store: &Store, name: &str, rp_id: &str, origin: &str)
     let mut tx = store.begin().await?;
     tenants::insert(&mut tx, &tenant).await?;
     keys::insert(&mut tx, &key.record).await?;
+    crate::store::audit::create_head(&mut tx, &tenant.id, audit::GENESIS_HASH).await?;
+    let details =
+        serde_json::json!({"name": tenant.name, "rp_id": rp_id, "origin": origin, "admin_key": key.record.id});
+    audit::append(&mut tx, &tenant.id, &audit::Actor::system(), "tenant.created", &tenant.id, details).await?;
     tx.commit().await.map_err(crate::store::StoreError::from)?;
     Ok((tenant, key))
 }

@@ -100,6 +100,9 @@ pub enum Command {
     /// Analyst reports (newest first).
     #[command(subcommand)]
     Report(ReportCommand),
+    /// The tenant's tamper-evident audit log: export it, verify its hash chain.
+    #[command(subcommand)]
+    Audit(crate::commands::audit::AuditCommand),
     /// Verify a WebAuthn attestation offline (exit 0 verified, 1 rejected, 2 unusable input).
     VerifyAttestation(crate::verify_attestation::VerifyAttestationArgs),
     /// Write a throwaway attestation CA for the software authenticator (offline).

@@ -61,6 +61,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Challenge(args) => commands::challenge::run(&ctx, args).await,
         Command::Gateway(c) => commands::gateway::run(&ctx, c).await,
         Command::Report(c) => commands::report::run(&ctx, c).await,
+        Command::Audit(c) => commands::audit::run(&ctx, c).await,
     }
 }
 

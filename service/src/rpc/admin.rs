@@ -2,13 +2,14 @@
 
 use super::{id_cursor, id_token, page_size};
 use crate::app::App;
-use crate::auth::{Role, authorize, mint_key};
+use crate::audit::{self, Actor};
+use crate::auth::{Caller, Role, authorize, mint_key};
 use crate::error::{ApiError, ApiResult, required};
 use crate::store::credentials::Credential;
 use crate::store::enrollment::EnrollmentToken;
 use crate::store::inventory::Device;
 use crate::store::trust::TrustAnchorRecord;
-use crate::store::{StoreError, credentials, enrollment, inventory, keys, tenants, trust};
+use crate::store::{StoreError, Tx, credentials, enrollment, inventory, keys, tenants, trust};
 use crate::tenancy::{validate_origin, validate_rp_id};
 use crate::util::{new_id, now_ms};
 use crate::{enrollment as enroll, presence};
@@ -84,6 +85,14 @@ fn anchor_to_proto(a: &TrustAnchorRecord) -> pb::TrustAnchor {
     }
 }
 
+fn policy_json(p: &tenants::Policy) -> serde_json::Value {
+    serde_json::json!({
+        "rp_id": p.rp_id, "origin": p.origin, "allow_unattested": p.allow_unattested,
+        "allowed_aaguids": p.allowed_aaguids, "presence_interval_s": p.presence_interval_s,
+        "challenge_deadline_s": p.challenge_deadline_s, "presence_window_s": p.presence_window_s,
+    })
+}
+
 fn policy_to_proto(p: &tenants::Policy) -> pb::Policy {
     pb::Policy {
         rp_id: p.rp_id.clone(),
@@ -118,6 +127,20 @@ impl AdminApi {
         inventory::get_device(&self.app.store, tenant_id, device_id)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("no device {device_id:?}")))
+    }
+
+    /// Records the action in the audit chain and commits it with the change.
+    async fn commit(
+        &self,
+        mut tx: Tx,
+        caller: &Caller,
+        action: &str,
+        target: &str,
+        details: serde_json::Value,
+    ) -> ApiResult<()> {
+        audit::append(&mut tx, &caller.tenant_id, &Actor::key(&caller.key_id), action, target, details).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
     }
 
     async fn tenant(&self, tenant_id: &str) -> ApiResult<tenants::Tenant> {
@@ -160,7 +183,8 @@ impl AdminService for AdminApi {
             let minted = mint_key(&caller.tenant_id, name, role);
             let mut tx = self.app.store.begin().await?;
             keys::insert(&mut tx, &minted.record).await?;
-            tx.commit().await.map_err(StoreError::from)?;
+            let details = serde_json::json!({"role": role.as_str(), "name": minted.record.name});
+            self.commit(tx, &caller, "api_key.created", &minted.record.id, details).await?;
             Ok(pb::CreateApiKeyResponse { key: Some(key_to_proto(&minted.record)), secret: minted.secret })
         }
         .await)
@@ -179,9 +203,11 @@ impl AdminService for AdminApi {
         ok(async {
             let caller = authorize(&self.app.store, request.metadata(), ADMIN).await?;
             let id = required("id", &request.get_ref().id)?;
-            if !keys::revoke(&self.app.store, &caller.tenant_id, id, now_ms()).await? {
+            let mut tx = self.app.store.begin().await?;
+            if !keys::revoke(&mut tx, &caller.tenant_id, id, now_ms()).await? {
                 return Err(ApiError::not_found(format!("no API key {id:?}")));
             }
+            self.commit(tx, &caller, "api_key.revoked", id, serde_json::json!({})).await?;
             let key = keys::get(&self.app.store, id).await?.ok_or_else(|| ApiError::not_found("no such API key"))?;
             Ok(key_to_proto(&key))
         }
@@ -197,7 +223,8 @@ impl AdminService for AdminApi {
                 if r.display_name.trim().is_empty() { external_id } else { required("display_name", &r.display_name)? };
             let mut tx = self.app.store.begin().await?;
             let w = inventory::upsert_worker(&mut tx, &caller.tenant_id, external_id, display_name, now_ms()).await?;
-            tx.commit().await.map_err(StoreError::from)?;
+            let details = serde_json::json!({"display_name": w.display_name});
+            self.commit(tx, &caller, "worker.upserted", external_id, details).await?;
             Ok(pb::Worker { external_id: w.external_id, display_name: w.display_name, created_at_ms: w.created_at_ms })
         }
         .await)
@@ -274,7 +301,10 @@ impl AdminService for AdminApi {
                     e.into()
                 });
             }
-            tx.commit().await.map_err(StoreError::from)?;
+            let details = serde_json::json!({
+                "serial_number": device.serial_number, "model": device.model, "worker": device.worker_external_id,
+            });
+            self.commit(tx, &caller, "device.registered", &device.id, details).await?;
             self.device_to_proto(&device).await
         }
         .await)
@@ -291,7 +321,8 @@ impl AdminService for AdminApi {
             }
             let mut tx = self.app.store.begin().await?;
             inventory::assign_device(&mut tx, &caller.tenant_id, &device.id, worker).await?;
-            tx.commit().await.map_err(StoreError::from)?;
+            let details = serde_json::json!({"from": device.worker_external_id, "to": worker});
+            self.commit(tx, &caller, "device.assigned", &device.id, details).await?;
             let device = self.device(&caller.tenant_id, &device.id).await?;
             self.device_to_proto(&device).await
         }
@@ -341,7 +372,7 @@ impl AdminService for AdminApi {
             let reason = if r.reason.trim().is_empty() { "revoked by an administrator" } else { r.reason.trim() };
             let mut tx = self.app.store.begin().await?;
             inventory::revoke_device(&mut tx, &caller.tenant_id, &device.id, reason, now_ms()).await?;
-            tx.commit().await.map_err(StoreError::from)?;
+            self.commit(tx, &caller, "device.revoked", &device.id, serde_json::json!({"reason": reason})).await?;
             tracing::info!(tenant = %caller.tenant_id, device = %device.id, "device revoked");
             let device = self.device(&caller.tenant_id, &device.id).await?;
             self.device_to_proto(&device).await
@@ -355,9 +386,11 @@ impl AdminService for AdminApi {
             let r = request.get_ref();
             let id = required("credential_id", &r.credential_id)?;
             let reason = if r.reason.trim().is_empty() { "revoked by an administrator" } else { r.reason.trim() };
-            if !credentials::revoke(&self.app.store, &caller.tenant_id, id, reason, now_ms()).await? {
+            let mut tx = self.app.store.begin().await?;
+            if !credentials::revoke(&mut tx, &caller.tenant_id, id, reason, now_ms()).await? {
                 return Err(ApiError::not_found(format!("no credential {id:?}")));
             }
+            self.commit(tx, &caller, "credential.revoked", id, serde_json::json!({"reason": reason})).await?;
             let c = credentials::get_in_tenant(&self.app.store, &caller.tenant_id, id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("no such credential"))?;
@@ -398,7 +431,12 @@ impl AdminService for AdminApi {
                 used_at_ms: None,
                 revoked_at_ms: None,
             };
-            enrollment::insert_token(&self.app.store, &token).await?;
+            let mut tx = self.app.store.begin().await?;
+            enrollment::insert_token(&mut tx, &token).await?;
+            let details = serde_json::json!({
+                "device": token.device_id, "worker": token.worker_external_id, "expires_at_ms": token.expires_at_ms,
+            });
+            self.commit(tx, &caller, "enrollment_token.issued", &token.id, details).await?;
             Ok(pb::CreateEnrollmentTokenResponse { token: Some(token_to_proto(&token)), secret })
         }
         .await)
@@ -411,9 +449,11 @@ impl AdminService for AdminApi {
         ok(async {
             let caller = authorize(&self.app.store, request.metadata(), ADMIN).await?;
             let id = required("id", &request.get_ref().id)?;
-            if !enrollment::revoke_token(&self.app.store, &caller.tenant_id, id, now_ms()).await? {
+            let mut tx = self.app.store.begin().await?;
+            if !enrollment::revoke_token(&mut tx, &caller.tenant_id, id, now_ms()).await? {
                 return Err(ApiError::not_found(format!("no enrollment token {id:?}")));
             }
+            self.commit(tx, &caller, "enrollment_token.revoked", id, serde_json::json!({})).await?;
             let t = enrollment::token_by_id(&self.app.store, &caller.tenant_id, id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("no such token"))?;
@@ -448,6 +488,7 @@ impl AdminService for AdminApi {
                 return Err(ApiError::invalid("pem: no CERTIFICATE block found"));
             }
             let mut anchors = Vec::new();
+            let mut tx = self.app.store.begin().await?;
             for (summary, der) in parsed.anchors_with_der() {
                 let record = TrustAnchorRecord {
                     id: new_id("anc"),
@@ -460,8 +501,13 @@ impl AdminService for AdminApi {
                     not_after_ms: summary.not_after.unix_timestamp().saturating_mul(1000),
                     added_at_ms: now_ms(),
                 };
-                anchors.push(anchor_to_proto(&trust::add(&self.app.store, &record).await?));
+                anchors.push(anchor_to_proto(&trust::add(&mut tx, &record).await?));
             }
+            let added: Vec<serde_json::Value> = anchors
+                .iter()
+                .map(|a| serde_json::json!({"id": a.id, "subject": a.subject, "sha256": a.sha256}))
+                .collect();
+            self.commit(tx, &caller, "trust_anchors.added", "", serde_json::json!({"anchors": added})).await?;
             tracing::info!(tenant = %caller.tenant_id, count = anchors.len(), "trust anchors added");
             Ok(pb::AddTrustAnchorsResponse { anchors })
         }
@@ -487,7 +533,10 @@ impl AdminService for AdminApi {
             let anchor = trust::get(&self.app.store, &caller.tenant_id, id)
                 .await?
                 .ok_or_else(|| ApiError::not_found(format!("no trust anchor {id:?}")))?;
-            trust::remove(&self.app.store, &caller.tenant_id, id).await?;
+            let mut tx = self.app.store.begin().await?;
+            trust::remove(&mut tx, &caller.tenant_id, id).await?;
+            let details = serde_json::json!({"subject": anchor.subject, "sha256": anchor.sha256});
+            self.commit(tx, &caller, "trust_anchor.removed", id, details).await?;
             Ok(anchor_to_proto(&anchor))
         }
         .await)
@@ -505,7 +554,8 @@ impl AdminService for AdminApi {
         ok(async {
             let caller = authorize(&self.app.store, request.metadata(), ADMIN).await?;
             let r = request.get_ref();
-            let mut p = self.tenant(&caller.tenant_id).await?.policy;
+            let before = self.tenant(&caller.tenant_id).await?.policy;
+            let mut p = before.clone();
             if let Some(v) = &r.rp_id {
                 p.rp_id = v.trim().to_string();
             }
@@ -543,7 +593,10 @@ impl AdminService for AdminApi {
             if let Some(v) = r.presence_window_seconds {
                 p.presence_window_s = seconds("presence_window_seconds", v, 1, 30 * 24 * 3600)?;
             }
-            tenants::update_policy(&self.app.store, &caller.tenant_id, &p).await?;
+            let mut tx = self.app.store.begin().await?;
+            tenants::update_policy(&mut tx, &caller.tenant_id, &p).await?;
+            let details = serde_json::json!({"before": policy_json(&before), "after": policy_json(&p)});
+            self.commit(tx, &caller, "policy.updated", "", details).await?;
             tracing::info!(tenant = %caller.tenant_id, policy = ?p, "policy updated");
             Ok(policy_to_proto(&p))
         }

@@ -6,7 +6,7 @@ use crate::app::App;
 use crate::auth::{Role, authorize};
 use crate::error::{ApiError, ApiResult};
 use crate::store::presence::EventFilter;
-use crate::store::{flags, presence, sessions};
+use crate::store::{audit, flags, presence, sessions};
 use std::sync::Arc;
 use tether_proto::v1::{self as pb, report_service_server::ReportService};
 use tonic::{Request, Response, Status};
@@ -193,5 +193,39 @@ impl ReportService for ReportApi {
             })
             .collect();
         Ok(Response::new(pb::ListFlagsResponse { flags, next_page_token: next }))
+    }
+
+    async fn list_audit_log(
+        &self,
+        request: Request<pb::ListAuditLogRequest>,
+    ) -> Result<Response<pb::ListAuditLogResponse>, Status> {
+        let caller = authorize(&self.app.store, request.metadata(), READERS).await?;
+        let r = request.get_ref();
+        if r.after_seq < 0 {
+            return Err(ApiError::invalid("after_seq must not be negative").into());
+        }
+        let limit = match r.page_size {
+            0 => 500,
+            n => i64::from(n.min(5000)),
+        };
+        // Read the head first: entries committed after it are simply on the next page.
+        let (head_seq, head_hash) = audit::head(&self.app.store, &caller.tenant_id).await.map_err(ApiError::from)?;
+        let entries = audit::list(&self.app.store, &caller.tenant_id, r.after_seq, limit)
+            .await
+            .map_err(ApiError::from)?
+            .into_iter()
+            .map(|e| pb::AuditEntry {
+                tenant_id: e.tenant_id,
+                seq: e.seq,
+                at_ms: e.at_ms,
+                actor: e.actor,
+                action: e.action,
+                target: e.target,
+                details_json: e.details_json,
+                prev_hash: e.prev_hash,
+                hash: e.hash,
+            })
+            .collect();
+        Ok(Response::new(pb::ListAuditLogResponse { entries, head_seq, head_hash }))
     }
 }

@@ -105,7 +105,7 @@ pub async fn list_for_device(store: &Store, tenant_id: &str, device_id: &str) ->
     rows.iter().map(from_row).collect()
 }
 
-pub async fn revoke(store: &Store, tenant_id: &str, id: &str, reason: &str, now_ms: i64) -> StoreResult<bool> {
+pub async fn revoke(tx: &mut Tx, tenant_id: &str, id: &str, reason: &str, now_ms: i64) -> StoreResult<bool> {
     let done = sqlx::query(
         "UPDATE credentials SET revoked_at_ms = COALESCE(revoked_at_ms, $3), \
          revoke_reason = COALESCE(revoke_reason, $4) WHERE tenant_id = $1 AND id = $2",
@@ -114,7 +114,7 @@ pub async fn revoke(store: &Store, tenant_id: &str, id: &str, reason: &str, now_
     .bind(id)
     .bind(now_ms)
     .bind(reason)
-    .execute(store.pool())
+    .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -54,7 +54,7 @@ fn session_from_row(row: &AnyRow) -> StoreResult<EnrollmentSession> {
     })
 }
 
-pub async fn insert_token(store: &Store, t: &EnrollmentToken) -> StoreResult<()> {
+pub async fn insert_token(tx: &mut Tx, t: &EnrollmentToken) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO enrollment_tokens (id, tenant_id, device_id, worker_external_id, secret_hash, \
          created_at_ms, expires_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -66,7 +66,7 @@ pub async fn insert_token(store: &Store, t: &EnrollmentToken) -> StoreResult<()>
     .bind(&t.secret_hash)
     .bind(t.created_at_ms)
     .bind(t.expires_at_ms)
-    .execute(store.pool())
+    .execute(&mut **tx)
     .await?;
     Ok(())
 }
@@ -100,7 +100,7 @@ pub async fn tokens_for_device(store: &Store, tenant_id: &str, device_id: &str) 
     rows.iter().map(token_from_row).collect()
 }
 
-pub async fn revoke_token(store: &Store, tenant_id: &str, id: &str, now_ms: i64) -> StoreResult<bool> {
+pub async fn revoke_token(tx: &mut Tx, tenant_id: &str, id: &str, now_ms: i64) -> StoreResult<bool> {
     let done = sqlx::query(
         "UPDATE enrollment_tokens SET revoked_at_ms = COALESCE(revoked_at_ms, $3) \
          WHERE tenant_id = $1 AND id = $2",
@@ -108,7 +108,7 @@ pub async fn revoke_token(store: &Store, tenant_id: &str, id: &str, now_ms: i64)
     .bind(tenant_id)
     .bind(id)
     .bind(now_ms)
-    .execute(store.pool())
+    .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -59,7 +59,7 @@ pub async fn list(store: &Store, tenant_id: &str) -> StoreResult<Vec<ApiKey>> {
 }
 
 /// Returns false when no such key exists in the tenant.
-pub async fn revoke(store: &Store, tenant_id: &str, id: &str, now_ms: i64) -> StoreResult<bool> {
+pub async fn revoke(tx: &mut Tx, tenant_id: &str, id: &str, now_ms: i64) -> StoreResult<bool> {
     let done = sqlx::query(
         "UPDATE api_keys SET revoked_at_ms = COALESCE(revoked_at_ms, $3) \
          WHERE tenant_id = $1 AND id = $2",
@@ -67,7 +67,7 @@ pub async fn revoke(store: &Store, tenant_id: &str, id: &str, now_ms: i64) -> St
     .bind(tenant_id)
     .bind(id)
     .bind(now_ms)
-    .execute(store.pool())
+    .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected() == 1)
 }

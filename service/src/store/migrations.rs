@@ -5,10 +5,15 @@ use sqlx::AssertSqlSafe;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use std::borrow::Cow;
 
-const SQLITE: &[(i64, &str, &str)] = &[(1, "foundation", include_str!("../../migrations/sqlite/0001_foundation.sql"))];
+const SQLITE: &[(i64, &str, &str)] = &[
+    (1, "foundation", include_str!("../../migrations/sqlite/0001_foundation.sql")),
+    (2, "audit log", include_str!("../../migrations/sqlite/0002_audit_log.sql")),
+];
 
-const POSTGRES: &[(i64, &str, &str)] =
-    &[(1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql"))];
+const POSTGRES: &[(i64, &str, &str)] = &[
+    (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
+    (2, "audit log", include_str!("../../migrations/postgres/0002_audit_log.sql")),
+];
 
 pub(super) async fn run(store: &Store) -> StoreResult<()> {
     let list = match store.backend {

@@ -5,6 +5,7 @@
 
 mod migrations;
 
+pub mod audit;
 pub mod credentials;
 pub mod enrollment;
 pub mod flags;

@@ -99,7 +99,7 @@ pub async fn list(store: &Store) -> StoreResult<Vec<Tenant>> {
     rows.iter().map(from_row).collect()
 }
 
-pub async fn update_policy(store: &Store, tenant_id: &str, p: &Policy) -> StoreResult<()> {
+pub async fn update_policy(tx: &mut Tx, tenant_id: &str, p: &Policy) -> StoreResult<()> {
     sqlx::query(
         "UPDATE tenants SET rp_id = $2, origin = $3, allow_unattested = $4, allowed_aaguids = $5, \
          presence_interval_s = $6, challenge_deadline_s = $7, presence_window_s = $8 WHERE id = $1",
@@ -112,7 +112,7 @@ pub async fn update_policy(store: &Store, tenant_id: &str, p: &Policy) -> StoreR
     .bind(p.presence_interval_s)
     .bind(p.challenge_deadline_s)
     .bind(p.presence_window_s)
-    .execute(store.pool())
+    .execute(&mut **tx)
     .await?;
     Ok(())
 }

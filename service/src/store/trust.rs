@@ -1,6 +1,6 @@
 //! Each tenant's trust store: attestation root certificates.
 
-use super::{Store, StoreResult};
+use super::{Store, StoreResult, Tx};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -33,7 +33,7 @@ fn from_row(row: &AnyRow) -> StoreResult<TrustAnchorRecord> {
 
 /// Adds the anchor unless the tenant already has the same certificate;
 /// returns the stored row either way.
-pub async fn add(store: &Store, a: &TrustAnchorRecord) -> StoreResult<TrustAnchorRecord> {
+pub async fn add(tx: &mut Tx, a: &TrustAnchorRecord) -> StoreResult<TrustAnchorRecord> {
     sqlx::query(
         "INSERT INTO trust_anchors (id, tenant_id, name, subject, sha256, der, not_before_ms, \
          not_after_ms, added_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -48,12 +48,12 @@ pub async fn add(store: &Store, a: &TrustAnchorRecord) -> StoreResult<TrustAncho
     .bind(a.not_before_ms)
     .bind(a.not_after_ms)
     .bind(a.added_at_ms)
-    .execute(store.pool())
+    .execute(&mut **tx)
     .await?;
     let row = sqlx::query("SELECT * FROM trust_anchors WHERE tenant_id = $1 AND sha256 = $2")
         .bind(&a.tenant_id)
         .bind(&a.sha256)
-        .fetch_one(store.pool())
+        .fetch_one(&mut **tx)
         .await?;
     from_row(&row)
 }
@@ -75,11 +75,11 @@ pub async fn get(store: &Store, tenant_id: &str, id: &str) -> StoreResult<Option
     row.as_ref().map(from_row).transpose()
 }
 
-pub async fn remove(store: &Store, tenant_id: &str, id: &str) -> StoreResult<bool> {
+pub async fn remove(tx: &mut Tx, tenant_id: &str, id: &str) -> StoreResult<bool> {
     let done = sqlx::query("DELETE FROM trust_anchors WHERE tenant_id = $1 AND id = $2")
         .bind(tenant_id)
         .bind(id)
-        .execute(store.pool())
+        .execute(&mut **tx)
         .await?;
     Ok(done.rows_affected() == 1)
 }

@@ -1,5 +1,6 @@
 //! One module per command group. Each `run` returns the process exit code.
 
+pub mod audit;
 pub mod challenge;
 pub mod credentials;
 pub mod dev_ca;
