@@ -1,5 +1,6 @@
 //! Shared state of a running service.
 
+use crate::auth::Pepper;
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +23,8 @@ impl Default for Settings {
 
 pub struct App {
     pub store: Store,
+    /// Mixed into every API-key hash; from a file or the environment.
+    pub pepper: Pepper,
     pub settings: Settings,
     /// Credential ids that just received a challenge, for open streams.
     pub issued: broadcast::Sender<String>,
@@ -31,9 +34,9 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(store: Store, settings: Settings) -> Arc<App> {
+    pub fn new(store: Store, pepper: Pepper, settings: Settings) -> Arc<App> {
         let (issued, _) = broadcast::channel(1024);
         let (stopping, _) = watch::channel(false);
-        Arc::new(App { store, settings, issued, stopping })
+        Arc::new(App { store, pepper, settings, issued, stopping })
     }
 }

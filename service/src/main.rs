@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::time::Duration;
 use tetherd::app::{App, Settings};
+use tetherd::auth::Pepper;
 use tetherd::store::Store;
 use tetherd::{server, tenancy};
 use tracing_subscriber::EnvFilter;
@@ -43,6 +44,8 @@ enum Command {
         /// How often scheduled challenges are issued and missed ones recorded.
         #[arg(long, env = "TETHER_SCHEDULER_TICK", default_value = "5s", value_parser = humantime::parse_duration)]
         scheduler_tick: Duration,
+        #[command(flatten)]
+        pepper: PepperArgs,
     },
     /// Create a tenant (employer) and print its first admin API key, once.
     Init {
@@ -58,7 +61,24 @@ enum Command {
         database_url: String,
         #[arg(long, default_value = "text")]
         output: Output,
+        #[command(flatten)]
+        pepper: PepperArgs,
     },
+}
+
+#[derive(clap::Args)]
+struct PepperArgs {
+    /// File holding the API-key pepper (at least 32 bytes; `TETHER_API_KEY_PEPPER` may hold the value
+    /// itself). Default with SQLite: DATABASE.pepper beside the database file, created on first start.
+    #[arg(long, env = "TETHER_API_KEY_PEPPER_FILE")]
+    api_key_pepper_file: Option<std::path::PathBuf>,
+}
+
+impl PepperArgs {
+    fn load(&self, database_url: &str) -> anyhow::Result<Pepper> {
+        tetherd::store::backend_of(database_url)?;
+        Pepper::for_database(self.api_key_pepper_file.as_deref(), database_url).map_err(|e| anyhow::anyhow!(e))
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -85,10 +105,11 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { listen, database_url, scheduler_tick } => {
+        Command::Serve { listen, database_url, scheduler_tick, pepper } => {
+            let pepper = pepper.load(&database_url)?;
             let store = Store::open(&database_url).await?;
             let settings = Settings { scheduler_tick, ..Settings::default() };
-            let app = App::new(store, settings);
+            let app = App::new(store, pepper, settings);
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
@@ -97,10 +118,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             std::io::stdout().flush()?;
             server::serve(app, listener, server::shutdown_signal()).await
         }
-        Command::Init { tenant, rp_id, origin, database_url, output } => {
+        Command::Init { tenant, rp_id, origin, database_url, output, pepper } => {
+            let pepper = pepper.load(&database_url)?;
             let store = Store::open(&database_url).await?;
-            let (tenant, key) =
-                tenancy::create_tenant(&store, &tenant, &rp_id, &origin).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (tenant, key) = tenancy::create_tenant(&store, &pepper, &tenant, &rp_id, &origin)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             store.close().await;
             match output {
                 Output::Json => println!(

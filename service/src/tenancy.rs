@@ -1,7 +1,7 @@
 //! Creating tenants (employers) with their first admin key.
 
 use crate::audit;
-use crate::auth::{MintedKey, Role, mint_key};
+use crate::auth::{MintedKey, Pepper, Role, mint_key};
 use crate::error::{ApiError, ApiResult};
 use crate::store::tenants::{Policy, Tenant};
 use crate::store::{Store, keys, tenants};
@@ -42,7 +42,13 @@ pub fn validate_origin(origin: &str, rp_id: &str) -> ApiResult<()> {
 }
 
 /// Creates a tenant and its first admin API key, in one transaction.
-pub async fn create_tenant(store: &Store, name: &str, rp_id: &str, origin: &str) -> ApiResult<(Tenant, MintedKey)> {
+pub async fn create_tenant(
+    store: &Store,
+    pepper: &Pepper,
+    name: &str,
+    rp_id: &str,
+    origin: &str,
+) -> ApiResult<(Tenant, MintedKey)> {
     let name = crate::error::required("tenant name", name)?;
     validate_rp_id(rp_id)?;
     validate_origin(origin, rp_id)?;
@@ -55,7 +61,7 @@ pub async fn create_tenant(store: &Store, name: &str, rp_id: &str, origin: &str)
         created_at_ms: now_ms(),
         policy: Policy::new(rp_id, origin),
     };
-    let key = mint_key(&tenant.id, "first admin key", Role::Admin);
+    let key = mint_key(pepper, &tenant.id, "first admin key", Role::Admin, None);
     let mut tx = store.begin().await?;
     tenants::insert(&mut tx, &tenant).await?;
     keys::insert(&mut tx, &key.record).await?;

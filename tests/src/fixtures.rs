@@ -49,7 +49,10 @@ impl Org {
             let key = keys.admin_key.clone();
             async move {
                 admin
-                    .create_api_key(authed(&key, pb::CreateApiKeyRequest { name: String::new(), role: role as i32 }))
+                    .create_api_key(authed(
+                        &key,
+                        pb::CreateApiKeyRequest { name: String::new(), role: role as i32, ttl_seconds: 0 },
+                    ))
                     .await
                     .unwrap()
                     .into_inner()

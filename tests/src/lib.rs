@@ -39,6 +39,8 @@ pub struct Server {
     pub url: String,
     pub database_url: String,
     pub scheduler_tick: String,
+    /// The API-key pepper file every tetherd of this server uses.
+    pub pepper_file: String,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -59,8 +61,18 @@ impl Server {
             Ok(base) if !base.is_empty() => fresh_postgres_database(&base),
             _ => format!("sqlite://{}", dir.path().join("tether.db").display()),
         };
-        let mut server =
-            Server { child: None, url: String::new(), database_url, scheduler_tick: tick.into(), _dir: Some(dir) };
+        let pepper_file = dir.path().join("api-key.pepper");
+        std::fs::write(&pepper_file, format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()))
+            .expect("write the pepper file");
+        let pepper_file = pepper_file.display().to_string();
+        let mut server = Server {
+            child: None,
+            url: String::new(),
+            database_url,
+            scheduler_tick: tick.into(),
+            pepper_file,
+            _dir: Some(dir),
+        };
         server.spawn();
         server
     }
@@ -68,7 +80,7 @@ impl Server {
     fn spawn(&mut self) {
         let mut child = Command::new(bin("tetherd"))
             .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &self.database_url])
-            .args(["--scheduler-tick", &self.scheduler_tick])
+            .args(["--scheduler-tick", &self.scheduler_tick, "--api-key-pepper-file", &self.pepper_file])
             .env("RUST_LOG", std::env::var("TETHER_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -118,7 +130,7 @@ impl Server {
     pub fn init_tenant(&self, name: &str, rp_id: &str, origin: &str) -> TenantKeys {
         let out = Command::new(bin("tetherd"))
             .args(["init", "--tenant", name, "--rp-id", rp_id, "--origin", origin, "--output", "json"])
-            .args(["--database-url", &self.database_url])
+            .args(["--database-url", &self.database_url, "--api-key-pepper-file", &self.pepper_file])
             .env("RUST_LOG", "warn")
             .output()
             .expect("run tetherd init");

@@ -161,7 +161,10 @@ async fn roles_are_enforced() {
         let err = admin.register_device(authed(key, register.clone())).await.unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
         let err = admin
-            .create_api_key(authed(key, pb::CreateApiKeyRequest { name: "x".into(), role: pb::Role::Admin as i32 }))
+            .create_api_key(authed(
+                key,
+                pb::CreateApiKeyRequest { name: "x".into(), role: pb::Role::Admin as i32, ttl_seconds: 0 },
+            ))
             .await
             .unwrap_err();
         assert_eq!(err.code(), Code::PermissionDenied);
@@ -202,5 +205,34 @@ async fn roles_are_enforced() {
         .await
         .unwrap();
     let err = access.check_access(authed(&org.gateway_key, request("w-cy", "x", "127.0.0.1"))).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
+async fn keys_expire_and_depend_on_the_servers_pepper() {
+    let mut server = Server::start();
+    let org = Org::create(&server, "acme").await;
+    let mut admin = server.admin().await;
+    let short = admin
+        .create_api_key(authed(
+            &org.keys.admin_key,
+            pb::CreateApiKeyRequest { name: "short".into(), role: pb::Role::Gateway as i32, ttl_seconds: 1 },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(short.key.unwrap().expires_at_ms > 0);
+    let mut access = server.access().await;
+    access.check_access(authed(&short.secret, request("w", "d", "127.0.0.1"))).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let err = access.check_access(authed(&short.secret, request("w", "d", "127.0.0.1"))).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    assert!(err.message().contains("expired"), "{}", err.message());
+
+    // The stored hash is keyed by the pepper: with another pepper no key works.
+    std::fs::write(&server.pepper_file, "another pepper of at least thirty-two bytes!!").unwrap();
+    server.restart();
+    let mut admin = server.admin().await;
+    let err = admin.list_api_keys(authed(&org.keys.admin_key, pb::ListApiKeysRequest {})).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
 }

@@ -54,11 +54,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let db_path = args.database.unwrap_or_else(|| dir.path().join("demo.db"));
     let store = Store::open(&format!("sqlite://{}", db_path.display())).await?;
-    let (_tenant, admin) = tetherd::tenancy::create_tenant(&store, "Demo Corp", RP_ID, ORIGIN)
+    let pepper = tetherd::auth::Pepper::ephemeral();
+    let (_tenant, admin) = tetherd::tenancy::create_tenant(&store, &pepper, "Demo Corp", RP_ID, ORIGIN)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let settings = Settings { scheduler_tick: Duration::from_millis(200), stream_poll: Duration::from_millis(200) };
-    let app = App::new(store, settings);
+    let app = App::new(store, pepper, settings);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -80,7 +81,8 @@ async fn run_story(channel: Channel, admin_key: String) -> anyhow::Result<()> {
         let mut admin = admin.clone();
         let key = admin_key.clone();
         async move {
-            let request = authed(&key, pb::CreateApiKeyRequest { name: String::new(), role: role as i32 })?;
+            let request =
+                authed(&key, pb::CreateApiKeyRequest { name: String::new(), role: role as i32, ttl_seconds: 0 })?;
             anyhow::Ok(admin.create_api_key(request).await?.into_inner().secret)
         }
     };

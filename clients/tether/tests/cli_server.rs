@@ -112,6 +112,13 @@ impl ReportService for Shared {
         Ok(Response::new(ListSessionsResponse { sessions: vec![], next_page_token: "same".into() }))
     }
 
+    async fn list_audit_log(
+        &self,
+        _request: Request<tether_proto::v1::ListAuditLogRequest>,
+    ) -> Result<Response<tether_proto::v1::ListAuditLogResponse>, Status> {
+        Err(Status::unimplemented("not part of this fake"))
+    }
+
     async fn list_flags(&self, request: Request<ListFlagsRequest>) -> Result<Response<ListFlagsResponse>, Status> {
         self.authorize(&request)?;
         assert_eq!(request.get_ref().status, FlagStatus::Open as i32);

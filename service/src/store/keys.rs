@@ -11,6 +11,11 @@ pub struct ApiKey {
     pub name: String,
     pub role: String,
     pub secret_hash: Vec<u8>,
+    /// `hmac-sha256-v1` (salted, peppered) or `sha256` (keys made before hardening).
+    pub hash_scheme: String,
+    /// Hex; empty for the `sha256` scheme.
+    pub salt: String,
+    pub expires_at_ms: Option<i64>,
     pub created_at_ms: i64,
     pub last_used_at_ms: Option<i64>,
     pub revoked_at_ms: Option<i64>,
@@ -23,6 +28,9 @@ fn from_row(row: &AnyRow) -> StoreResult<ApiKey> {
         name: row.try_get("name")?,
         role: row.try_get("role")?,
         secret_hash: row.try_get("secret_hash")?,
+        hash_scheme: row.try_get("hash_scheme")?,
+        salt: row.try_get("salt")?,
+        expires_at_ms: row.try_get("expires_at_ms")?,
         created_at_ms: row.try_get("created_at_ms")?,
         last_used_at_ms: row.try_get("last_used_at_ms")?,
         revoked_at_ms: row.try_get("revoked_at_ms")?,
@@ -31,14 +39,17 @@ fn from_row(row: &AnyRow) -> StoreResult<ApiKey> {
 
 pub async fn insert(tx: &mut Tx, key: &ApiKey) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO api_keys (id, tenant_id, name, role, secret_hash, created_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO api_keys (id, tenant_id, name, role, secret_hash, hash_scheme, salt, expires_at_ms, \
+         created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(&key.id)
     .bind(&key.tenant_id)
     .bind(&key.name)
     .bind(&key.role)
     .bind(&key.secret_hash)
+    .bind(&key.hash_scheme)
+    .bind(&key.salt)
+    .bind(key.expires_at_ms)
     .bind(key.created_at_ms)
     .execute(&mut **tx)
     .await?;

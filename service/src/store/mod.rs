@@ -105,6 +105,11 @@ impl Store {
     }
 }
 
+/// Which backend a database URL names, or why it names none.
+pub fn backend_of(database_url: &str) -> StoreResult<Backend> {
+    normalize_url(database_url).map(|(backend, _)| backend)
+}
+
 fn normalize_url(database_url: &str) -> StoreResult<(Backend, String)> {
     if database_url.starts_with("sqlite:") {
         // Create the file on first start unless the operator chose a mode.

@@ -18,6 +18,9 @@ pub enum KeysCommand {
         /// A label for the key.
         #[arg(long, default_value = "")]
         name: String,
+        /// Lifetime (e.g. 90d) [default: the key does not expire].
+        #[arg(long, value_name = "DURATION", value_parser = crate::parse::positive_duration_secs)]
+        ttl: Option<u64>,
     },
     /// List API keys (never their secrets).
     List,
@@ -48,8 +51,8 @@ impl From<RoleArg> for Role {
 pub async fn run(ctx: &Ctx, command: KeysCommand) -> anyhow::Result<i32> {
     let mut admin = ctx.admin().await?;
     match command {
-        KeysCommand::Create { role, name } => {
-            let request = CreateApiKeyRequest { name, role: Role::from(role) as i32 };
+        KeysCommand::Create { role, name, ttl } => {
+            let request = CreateApiKeyRequest { name, role: Role::from(role) as i32, ttl_seconds: ttl.unwrap_or(0) };
             let response = admin.create_api_key(request).await?.into_inner();
             emit(ctx.output, &CreateApiKeyView::from(response))?;
         }

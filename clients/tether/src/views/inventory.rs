@@ -46,6 +46,7 @@ pub struct ApiKeyView {
     pub created_at: Option<String>,
     pub last_used_at: Option<String>,
     pub revoked_at: Option<String>,
+    pub expires_at: Option<String>,
 }
 
 impl From<pb::ApiKey> for ApiKeyView {
@@ -57,6 +58,7 @@ impl From<pb::ApiKey> for ApiKeyView {
             created_at: rfc3339(k.created_at_ms),
             last_used_at: rfc3339(k.last_used_at_ms),
             revoked_at: rfc3339(k.revoked_at_ms),
+            expires_at: rfc3339(k.expires_at_ms),
         }
     }
 }
