@@ -15,6 +15,7 @@ mod encoding;
 pub mod json;
 pub mod registration;
 mod statement;
+pub mod tpm;
 pub mod trust;
 mod x509;
 

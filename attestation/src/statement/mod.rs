@@ -7,7 +7,6 @@ mod apple;
 mod fido_u2f;
 mod packed;
 mod tpm;
-mod tpm_structs;
 
 use ciborium::Value;
 use time::OffsetDateTime;

@@ -6,11 +6,11 @@ use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::x509::X509Version;
 
-use super::tpm_structs::{self as tpm, TpmKey};
 use super::{Context, Outcome, StatementError};
 use crate::cbor::Map;
 use crate::cose::{CredentialPublicKey, alg};
 use crate::registration::AttestationType;
+use crate::tpm::{Attest, AttestInfo, PublicKey, TPM_ECC_NIST_P256, TPM_ECC_NIST_P384, TpmPublic};
 use crate::x509;
 
 /// tcg-kp-AIKCertificate: the extended key usage an AIK certificate must carry.
@@ -35,20 +35,23 @@ pub(super) fn verify(map: &Map<'_>, ctx: &Context<'_>) -> Result<Outcome, Statem
     let cert_info_bytes = bytes_field(map, "certInfo")?;
     let pub_area_bytes = bytes_field(map, "pubArea")?;
 
-    let pub_area = tpm::parse_pub_area(pub_area_bytes).map_err(bad)?;
+    let pub_area = TpmPublic::from_tpmt(pub_area_bytes).map_err(|e| bad(format!("pubArea: {e}")))?;
+    // A signing key has no symmetric algorithm; anything else is not a credential key.
+    if pub_area.symmetric.is_some() {
+        return Err(bad("pubArea describes a key with a symmetric algorithm, not a signing key".to_owned()));
+    }
     if !key_matches(&pub_area.key, &ctx.credential.public_key) {
         return Err(StatementError::KeyMismatch);
     }
-    let cert_info = tpm::parse_cert_info(cert_info_bytes).map_err(bad)?;
+    let cert_info = Attest::parse(cert_info_bytes).map_err(|e| bad(format!("certInfo: {e}")))?;
+    let AttestInfo::Certify { name: attested_name, .. } = &cert_info.info else {
+        return Err(bad("certInfo is not of type TPM_ST_ATTEST_CERTIFY".to_owned()));
+    };
     let hash = statement_hash(alg)?;
     if cert_info.extra_data != digest::digest(hash, &ctx.signed_data()).as_ref() {
         return Err(StatementError::ChallengeMismatch);
     }
-    let name_hash = tpm_hash(pub_area.name_alg)
-        .ok_or_else(|| bad(format!("pubArea nameAlg 0x{:04x} is not supported", pub_area.name_alg)))?;
-    let expected_name =
-        [&pub_area.name_alg.to_be_bytes()[..], digest::digest(name_hash, pub_area_bytes).as_ref()].concat();
-    if cert_info.attested_name != expected_name.as_slice() {
+    if *attested_name != pub_area.name() {
         return Err(bad("certInfo certifies a different key than pubArea".to_owned()));
     }
 
@@ -79,27 +82,14 @@ fn statement_hash(cose_alg: i64) -> Result<&'static digest::Algorithm, Statement
     })
 }
 
-fn tpm_hash(name_alg: u16) -> Option<&'static digest::Algorithm> {
-    match name_alg {
-        tpm::TPM_ALG_SHA1 => Some(&digest::SHA1_FOR_LEGACY_USE_ONLY),
-        tpm::TPM_ALG_SHA256 => Some(&digest::SHA256),
-        tpm::TPM_ALG_SHA384 => Some(&digest::SHA384),
-        tpm::TPM_ALG_SHA512 => Some(&digest::SHA512),
-        _ => None,
-    }
-}
-
 /// The pubArea key must be the credential key from the authenticator data.
-fn key_matches(key: &TpmKey<'_>, credential: &CredentialPublicKey) -> bool {
+fn key_matches(key: &PublicKey, credential: &CredentialPublicKey) -> bool {
     match key {
-        TpmKey::Rsa { modulus, exponent } => {
-            // An exponent of 0 in TPMS_RSA_PARMS means the default, 65537.
-            let exponent = if *exponent == 0 { 65537 } else { *exponent };
-            credential.rsa_components_match(modulus, &exponent.to_be_bytes())
-        }
-        TpmKey::Ecc { curve, x, y } => match *curve {
-            tpm::TPM_ECC_NIST_P256 => credential.ec2_components_match(1, x, y),
-            tpm::TPM_ECC_NIST_P384 => credential.ec2_components_match(2, x, y),
+        // The parser already turned an exponent of 0 (the default) into 65537.
+        PublicKey::Rsa { modulus, exponent } => credential.rsa_components_match(modulus, &exponent.to_be_bytes()),
+        PublicKey::Ecc { curve, x, y } => match *curve {
+            TPM_ECC_NIST_P256 => credential.ec2_components_match(1, x, y),
+            TPM_ECC_NIST_P384 => credential.ec2_components_match(2, x, y),
             _ => false,
         },
     }

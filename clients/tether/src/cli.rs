@@ -105,6 +105,13 @@ pub enum Command {
     Audit(crate::commands::audit::AuditCommand),
     /// Verify a WebAuthn attestation offline (exit 0 verified, 1 rejected, 2 unusable input).
     VerifyAttestation(crate::verify_attestation::VerifyAttestationArgs),
+    /// Verify a TPM EK certificate offline (exit 0 verified, 1 rejected, 2 unusable input).
+    VerifyEk(crate::tpm::verify_ek::VerifyEkArgs),
+    /// Verify a TPM quote offline (exit 0 verified, 1 rejected, 2 unusable input).
+    VerifyQuote(crate::tpm::verify_quote::VerifyQuoteArgs),
+    /// TPM tools that work offline (make-credential).
+    #[command(subcommand)]
+    Tpm(crate::tpm::TpmCommand),
     /// Write a throwaway attestation CA for the software authenticator (offline).
     DevCa(DevCaArgs),
     /// Run the end-to-end demo.

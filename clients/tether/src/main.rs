@@ -9,6 +9,7 @@ mod commands;
 mod demo;
 mod output;
 mod parse;
+mod tpm;
 mod verify_attestation;
 mod views;
 
@@ -50,6 +51,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::DevCa(args) => commands::dev_ca::run(ctx.output, args),
         // Offline and synchronous; its own exit codes (0 verified, 1 rejected, 2 unusable).
         Command::VerifyAttestation(args) => std::process::exit(verify_attestation::run(args)),
+        Command::VerifyEk(args) => std::process::exit(tpm::verify_ek::run(&args)),
+        Command::VerifyQuote(args) => std::process::exit(tpm::verify_quote::run(&args)),
+        Command::Tpm(c) => std::process::exit(tpm::run(c)),
         Command::Tenant => commands::tenant::run(&ctx).await,
         Command::Keys(c) => commands::keys::run(&ctx, c).await,
         Command::Workers(c) => commands::workers::run(&ctx, c).await,
