@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod commands;
 mod demo;
+mod offline;
 mod output;
 mod parse;
 mod tpm;
