@@ -64,7 +64,8 @@ impl Role {
 pub struct Caller {
     pub tenant_id: String,
     pub role: Role,
-    pub key_id: String,
+    /// `key:<api key id>` or `cert:<SHA-256 of the client certificate>`, as audited.
+    pub principal: String,
 }
 
 const HMAC_SCHEME: &str = "hmac-sha256-v1";
@@ -186,8 +187,65 @@ fn presented_hash(pepper: &Pepper, key: &keys::ApiKey, secret: &str) -> Option<V
 
 const BAD_KEY: &str = "the API key is not valid; pass a live key as 'authorization: Bearer <key>'";
 
-/// Resolves the bearer key in `metadata` and checks that its role is one of `allowed`.
-pub async fn authorize(app: &App, metadata: &MetadataMap, allowed: &[Role]) -> ApiResult<Caller> {
+/// Identifies the caller — by the bearer API key, or, when the request has
+/// none, by the mutual-TLS client certificate — and checks that its role is
+/// one of `allowed`.
+pub async fn authorize<T>(app: &App, request: &tonic::Request<T>, allowed: &[Role]) -> ApiResult<Caller> {
+    let metadata = request.metadata();
+    if metadata.get("authorization").is_none()
+        && let Some(chain) = request.peer_certs()
+        && let Some(leaf) = chain.first()
+    {
+        let caller = certificate_caller(app, leaf.as_ref()).await?;
+        return check_role(caller, allowed);
+    }
+    let caller = key_caller(app, metadata).await?;
+    check_role(caller, allowed)
+}
+
+fn check_role(caller: Caller, allowed: &[Role]) -> ApiResult<Caller> {
+    if allowed.contains(&caller.role) {
+        return Ok(caller);
+    }
+    let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
+    Err(ApiError::denied(format!(
+        "this call needs a key with role {}; this caller's role is {}",
+        names.join(" or "),
+        caller.role.as_str()
+    )))
+}
+
+/// The SAN URI that names a client certificate's tenant and role.
+const IDENTITY_PREFIX: &str = "tether://tenant/";
+
+/// A client certificate already verified by the TLS layer against the
+/// configured client CA carries `tether://tenant/<tenant id>/role/<role>`
+/// as a URI subject alternative name (SPIFFE-style).
+async fn certificate_caller(app: &App, der: &[u8]) -> ApiResult<Caller> {
+    let unusable = |why: &str| ApiError::Unauthenticated(format!("the client certificate cannot be used: {why}"));
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|_| unusable("it does not parse"))?;
+    let uri = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .and_then(|san| {
+            san.value.general_names.iter().find_map(|name| match name {
+                x509_parser::extensions::GeneralName::URI(uri) if uri.starts_with(IDENTITY_PREFIX) => Some(*uri),
+                _ => None,
+            })
+        })
+        .ok_or_else(|| unusable("it has no tether://tenant/<id>/role/<role> URI name"))?;
+    let rest = uri.trim_start_matches(IDENTITY_PREFIX);
+    let (tenant_id, role) =
+        rest.split_once("/role/").ok_or_else(|| unusable("its URI name is not tether://tenant/<id>/role/<role>"))?;
+    let role = Role::parse(role).ok_or_else(|| unusable("its URI name has an unknown role"))?;
+    if crate::store::tenants::get(&app.store, tenant_id).await?.is_none() {
+        return Err(unusable("its tenant does not exist"));
+    }
+    Ok(Caller { tenant_id: tenant_id.to_string(), role, principal: format!("cert:{}", hex::encode(sha256(der))) })
+}
+
+async fn key_caller(app: &App, metadata: &MetadataMap) -> ApiResult<Caller> {
     let store = &app.store;
     let header = metadata
         .get("authorization")
@@ -213,17 +271,9 @@ pub async fn authorize(app: &App, metadata: &MetadataMap, allowed: &[Role]) -> A
     }
     let role =
         Role::parse(&key.role).ok_or_else(|| ApiError::Unauthenticated("the API key has an unknown role".into()))?;
-    if !allowed.contains(&role) {
-        let names: Vec<&str> = allowed.iter().map(|r| r.as_str()).collect();
-        return Err(ApiError::denied(format!(
-            "this call needs a key with role {}; this key's role is {}",
-            names.join(" or "),
-            role.as_str()
-        )));
-    }
     // Bound the write load of the hot path: refresh at most once a minute.
     if key.last_used_at_ms.is_none_or(|t| now - t > 60_000) {
         keys::touch(store, &key.id, now).await?;
     }
-    Ok(Caller { tenant_id: key.tenant_id, role, key_id: key.id })
+    Ok(Caller { tenant_id: key.tenant_id, role, principal: format!("key:{}", key.id) })
 }

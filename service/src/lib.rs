@@ -17,4 +17,5 @@ pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod tenancy;
+pub mod tls;
 pub mod util;

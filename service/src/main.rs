@@ -46,6 +46,8 @@ enum Command {
         scheduler_tick: Duration,
         #[command(flatten)]
         pepper: PepperArgs,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
     /// Create a tenant (employer) and print its first admin API key, once.
     Init {
@@ -64,6 +66,23 @@ enum Command {
         #[command(flatten)]
         pepper: PepperArgs,
     },
+}
+
+#[derive(clap::Args)]
+struct TlsArgs {
+    /// Serve TLS with this PEM certificate chain (plaintext without it).
+    #[arg(long, env = "TETHER_TLS_CERT")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key for --tls-cert.
+    #[arg(long, env = "TETHER_TLS_KEY")]
+    tls_key: Option<std::path::PathBuf>,
+    /// Verify client certificates against this PEM CA; a verified certificate with the URI name
+    /// tether://tenant/<tenant id>/role/<role> authenticates without an API key.
+    #[arg(long, env = "TETHER_TLS_CLIENT_CA")]
+    tls_client_ca: Option<std::path::PathBuf>,
+    /// Refuse connections that present no client certificate.
+    #[arg(long, env = "TETHER_TLS_REQUIRE_CLIENT_CERT")]
+    tls_require_client_cert: bool,
 }
 
 #[derive(clap::Args)]
@@ -105,7 +124,15 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { listen, database_url, scheduler_tick, pepper } => {
+        Command::Serve { listen, database_url, scheduler_tick, pepper, tls } => {
+            let tls = tetherd::tls::TlsFiles {
+                cert: tls.tls_cert,
+                key: tls.tls_key,
+                client_ca: tls.tls_client_ca,
+                require_client_cert: tls.tls_require_client_cert,
+            }
+            .server_config()
+            .map_err(|e| anyhow::anyhow!(e))?;
             let pepper = pepper.load(&database_url)?;
             let store = Store::open(&database_url).await?;
             let settings = Settings { scheduler_tick, ..Settings::default() };
@@ -116,7 +143,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             // Scripts and tests read the bound address from this line.
             println!("tetherd listening on {}", listener.local_addr()?);
             std::io::stdout().flush()?;
-            server::serve(app, listener, server::shutdown_signal()).await
+            server::serve(app, listener, tls, server::shutdown_signal()).await
         }
         Command::Init { tenant, rp_id, origin, database_url, output, pepper } => {
             let pepper = pepper.load(&database_url)?;

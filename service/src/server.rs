@@ -14,15 +14,18 @@ use tether_proto::v1::{
 };
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::transport::{Server, ServerTlsConfig};
 
 /// Requests carry at most one attestation with its certificate chain.
 const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
 /// Serves until `shutdown` resolves, then lets in-flight calls finish.
+/// With `tls`, the listener speaks TLS (and verifies client certificates
+/// when the configuration names a client CA).
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
+    tls: Option<ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()> {
     let local: SocketAddr = listener.local_addr()?;
@@ -46,7 +49,11 @@ pub async fn serve(
     };
 
     tracing::info!(%local, "tetherd listening");
-    let router = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let router = builder
         .add_service(health_service)
         .add_service(reflection)
         .add_service(

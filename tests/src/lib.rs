@@ -41,6 +41,8 @@ pub struct Server {
     pub scheduler_tick: String,
     /// The API-key pepper file every tetherd of this server uses.
     pub pepper_file: String,
+    /// More `tetherd serve` flags (TLS, ...).
+    pub extra_args: Vec<String>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -71,8 +73,18 @@ impl Server {
             database_url,
             scheduler_tick: tick.into(),
             pepper_file,
+            extra_args: Vec::new(),
             _dir: Some(dir),
         };
+        server.spawn();
+        server
+    }
+
+    /// A fresh server started with more `tetherd serve` flags.
+    pub fn start_with_args(args: &[&str]) -> Server {
+        let mut server = Server::start_with_tick("200ms");
+        server.stop();
+        server.extra_args = args.iter().map(|a| a.to_string()).collect();
         server.spawn();
         server
     }
@@ -81,6 +93,7 @@ impl Server {
         let mut child = Command::new(bin("tetherd"))
             .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &self.database_url])
             .args(["--scheduler-tick", &self.scheduler_tick, "--api-key-pepper-file", &self.pepper_file])
+            .args(&self.extra_args)
             .env("RUST_LOG", std::env::var("TETHER_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

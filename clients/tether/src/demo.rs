@@ -63,7 +63,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(tetherd::server::serve(app, listener, async {
+    let server = tokio::spawn(tetherd::server::serve(app, listener, None, async {
         let _ = stopped.await;
     }));
     println!("tetherd is serving on {url} with database {}", db_path.display());

@@ -17,7 +17,7 @@ impl AccessService for AccessApi {
         &self,
         request: Request<pb::CheckAccessRequest>,
     ) -> Result<Response<pb::CheckAccessResponse>, Status> {
-        let caller = authorize(&self.app, request.metadata(), &[Role::Gateway, Role::Admin]).await?;
+        let caller = authorize(&self.app, &request, &[Role::Gateway, Role::Admin]).await?;
         let r = request.get_ref();
         let query = AccessQuery {
             tenant_id: &caller.tenant_id,

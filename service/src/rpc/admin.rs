@@ -139,7 +139,7 @@ impl AdminApi {
         target: &str,
         details: serde_json::Value,
     ) -> ApiResult<()> {
-        audit::append(&mut tx, &caller.tenant_id, &Actor::key(&caller.key_id), action, target, details).await?;
+        audit::append(&mut tx, &caller.tenant_id, &Actor(caller.principal.clone()), action, target, details).await?;
         tx.commit().await.map_err(StoreError::from)?;
         Ok(())
     }
@@ -161,7 +161,7 @@ fn ok<T>(result: ApiResult<T>) -> Reply<T> {
 impl AdminService for AdminApi {
     async fn get_tenant(&self, request: Request<pb::GetTenantRequest>) -> Reply<pb::Tenant> {
         ok(async {
-            let caller = authorize(&self.app, request.metadata(), &[Role::Admin, Role::Gateway, Role::Analyst]).await?;
+            let caller = authorize(&self.app, &request, &[Role::Admin, Role::Gateway, Role::Analyst]).await?;
             let t = self.tenant(&caller.tenant_id).await?;
             Ok(pb::Tenant {
                 id: t.id,
@@ -175,7 +175,7 @@ impl AdminService for AdminApi {
 
     async fn create_api_key(&self, request: Request<pb::CreateApiKeyRequest>) -> Reply<pb::CreateApiKeyResponse> {
         ok(async {
-            let caller = authorize(&self.app, request.metadata(), ADMIN).await?;
+            let caller = authorize(&self.app, &request, ADMIN).await?;
             let r = request.get_ref();
             let role =
                 Role::from_proto(r.role).ok_or_else(|| ApiError::invalid("role must be admin, gateway or analyst"))?;
@@ -199,7 +199,7 @@ impl AdminService for AdminApi {
 
     async fn list_api_keys(&self, request: Request<pb::ListApiKeysRequest>) -> Reply<pb::ListApiKeysResponse> {
         ok(async {
-            let caller = authorize(&self.app, request.metadata(), ADMIN).await?;
+            let caller = authorize(&self.app, &request, ADMIN).await?;
             let list = keys::list(&self.app.store, &caller.tenant_id).await?;
             Ok(pb::ListApiKeysResponse { keys: list.iter().map(key_to_proto).collect() })
         }
@@ -208,7 +208,7 @@ impl AdminService for AdminApi {
 
     async fn revoke_api_key(&self, request: Request<pb::RevokeApiKeyRequest>) -> Reply<pb::ApiKey> {
         ok(async {
-            let caller = authorize(&self.app, request.metadata(), ADMIN).await?;
+            let caller = authorize(&self.app, &request, ADMIN).await?;
             let id = required("id", &request.get_ref().id)?;
             let mut tx = self.app.store.begin().await?;
             if !keys::revoke(&mut tx, &caller.tenant_id, id, now_ms()).await? {
@@ -223,7 +223,7 @@ impl AdminService for AdminApi {
 
     async fn upsert_worker(&self, request: Request<pb::UpsertWorkerRequest>) -> Reply<pb::Worker> {
         ok(async {
-            let caller = authorize(&self.app, request.metadata(), ADMIN).await?;
+            let caller = authorize(&self.app, &request, ADMIN).await?;
             let r = request.get_ref();
             let external_id = required("external_id", &r.external_id)?;
             let display_name =
@@ -239,7 +239,7 @@ impl AdminService for AdminApi {
 
     async fn list_workers(&self, request: Request<pb::ListWorkersRequest>) -> Reply<pb::ListWorkersResponse> {
         ok(async {
-            let caller = authorize(&self.app, request.metadata(), &[Role::Admin, Role::Analyst]).await?;
+            let caller = authorize(&self.app, &request, &[Role::Admin, Role::Analyst]).await?;
             let page = request.get_ref().page.as_ref();
             let limit = page_size(page);
             let list = inventory::list_workers(&self.app.store, &caller.tenant_id, &id_cursor(page)?, limit).await?;
@@ -261,7 +261,7 @@ impl AdminService for AdminApi {
 
     async fn register_device(&self, request: Request<pb::RegisterDeviceRequest>) -> Reply<pb::Device> {
         ok(async {
-            let caller = authorize(&self.app, request.metadata(), ADMIN).await?;
+            let caller = authorize(&self.app, &request, ADMIN).await?;
             let r = request.get_ref();
             let serial = required("serial_number", &r.serial_number)?;
             let model = required("model", &r.model)?;
@@ -319,7 +319,7 @@ impl AdminService for AdminApi {
 
     async fn assign_device(&self, request: Request<pb::AssignDeviceRequest>) -> Reply<pb::Device> {
         ok(async {
-            let caller = authorize(&self.app, request.metadata(), ADMIN).await?;
+            let caller = authorize(&self.app, &request, ADMIN).await?;
             let r = request.get_ref();
             let device = self.device(&caller.tenant_id, &r.device_id).await?;
             let worker = required("worker_external_id", &r.worker_external_id)?;
@@ -338,7 +338,7 @@ impl AdminService for AdminApi {
 
     async fn get_device(&self, request: Request<pb::GetDeviceRequest>) -> Reply<pb::Device> {
         ok(async {
-            let caller = authorize(&self.app, request.metadata(), &[Role::Admin, Role::Analyst]).await?;
+            let caller = authorize(&self.app, &request, &[Role::Admin, Role::Analyst]).await?;
             let device = self.device(&caller.tenant_id, &request.get_ref().device_id).await?;
             self.device_to_proto(&device).await
         }
@@ -347,7 +347,7 @@ impl AdminService for AdminApi {
 
     async fn list_devices(&self, request: Request<pb::ListDevicesRequest>) -> Reply<pb::ListDevicesResponse> {
         ok(async {
-            let caller = authorize(&self.app, request.metadata(), &[Role::Admin, Role::Analyst]).await?;
+            let caller = authorize(&self.app, &request, &[Role::Admin, Role::Analyst]).await?;
             let r = request.get_ref();
             let limit = page_size(r.page.as_ref());
             let list = inventory::list_devices(
@@ -373,7 +373,7 @@ impl AdminService for AdminApi {
 
     async fn revoke_device(&self, request: Request<pb::RevokeDeviceRequest>) -> Reply<pb::Device> {
         ok(async {
-            let caller = authorize(&self.app, request.metadata(), ADMIN).await?;
+            let caller = authorize(&self.app, &request, ADMIN).await?;
             let r = request.get_ref();
             let device = self.device(&caller.tenant_id, &r.device_id).await?;
             let reason = if r.reason.trim().is_empty() { "revoked by an administrator" } else { r.reason.trim() };
@@ -389,7 +389,7 @@ impl AdminService for AdminApi {
 
     async fn revoke_credential(&self, request: Request<pb::RevokeCredentialRequest>) -> Reply<pb::Credential> {
         ok(async {
-            let caller = authorize(&self.app, request.metadata(), ADMIN).await?;
+            let caller = authorize(&self.app, &request, ADMIN).await?;
             let r = request.get_ref();
             let id = required("credential_id", &r.credential_id)?;
             let reason = if r.reason.trim().is_empty() { "revoked by an administrator" } else { r.reason.trim() };
@@ -411,7 +411,7 @@ impl AdminService for AdminApi {
         request: Request<pb::CreateEnrollmentTokenRequest>,
     ) -> Reply<pb::CreateEnrollmentTokenResponse> {
         ok(async {
-            let caller = authorize(&self.app, request.metadata(), ADMIN).await?;
+            let caller = authorize(&self.app, &request, ADMIN).await?;
             let r = request.get_ref();
             let device = self.device(&caller.tenant_id, &r.device_id).await?;
             if device.revoked_at_ms.is_some() {
@@ -454,7 +454,7 @@ impl AdminService for AdminApi {
         request: Request<pb::RevokeEnrollmentTokenRequest>,
     ) -> Reply<pb::EnrollmentToken> {
         ok(async {
-            let caller = authorize(&self.app, request.metadata(), ADMIN).await?;
+            let caller = authorize(&self.app, &request, ADMIN).await?;
             let id = required("id", &request.get_ref().id)?;
             let mut tx = self.app.store.begin().await?;
             if !enrollment::revoke_token(&mut tx, &caller.tenant_id, id, now_ms()).await? {
@@ -474,7 +474,7 @@ impl AdminService for AdminApi {
         request: Request<pb::ListEnrollmentTokensRequest>,
     ) -> Reply<pb::ListEnrollmentTokensResponse> {
         ok(async {
-            let caller = authorize(&self.app, request.metadata(), ADMIN).await?;
+            let caller = authorize(&self.app, &request, ADMIN).await?;
             let device = self.device(&caller.tenant_id, &request.get_ref().device_id).await?;
             let list = enrollment::tokens_for_device(&self.app.store, &caller.tenant_id, &device.id).await?;
             Ok(pb::ListEnrollmentTokensResponse { tokens: list.iter().map(token_to_proto).collect() })
@@ -487,7 +487,7 @@ impl AdminService for AdminApi {
         request: Request<pb::AddTrustAnchorsRequest>,
     ) -> Reply<pb::AddTrustAnchorsResponse> {
         ok(async {
-            let caller = authorize(&self.app, request.metadata(), ADMIN).await?;
+            let caller = authorize(&self.app, &request, ADMIN).await?;
             let r = request.get_ref();
             let mut parsed = TrustStore::new();
             let count = parsed.add_pem(&r.pem).map_err(|e| ApiError::invalid(format!("pem: {e}")))?;
@@ -526,7 +526,7 @@ impl AdminService for AdminApi {
         request: Request<pb::ListTrustAnchorsRequest>,
     ) -> Reply<pb::ListTrustAnchorsResponse> {
         ok(async {
-            let caller = authorize(&self.app, request.metadata(), &[Role::Admin, Role::Analyst]).await?;
+            let caller = authorize(&self.app, &request, &[Role::Admin, Role::Analyst]).await?;
             let list = trust::list(&self.app.store, &caller.tenant_id).await?;
             Ok(pb::ListTrustAnchorsResponse { anchors: list.iter().map(anchor_to_proto).collect() })
         }
@@ -535,7 +535,7 @@ impl AdminService for AdminApi {
 
     async fn remove_trust_anchor(&self, request: Request<pb::RemoveTrustAnchorRequest>) -> Reply<pb::TrustAnchor> {
         ok(async {
-            let caller = authorize(&self.app, request.metadata(), ADMIN).await?;
+            let caller = authorize(&self.app, &request, ADMIN).await?;
             let id = required("id", &request.get_ref().id)?;
             let anchor = trust::get(&self.app.store, &caller.tenant_id, id)
                 .await?
@@ -551,7 +551,7 @@ impl AdminService for AdminApi {
 
     async fn get_policy(&self, request: Request<pb::GetPolicyRequest>) -> Reply<pb::Policy> {
         ok(async {
-            let caller = authorize(&self.app, request.metadata(), &[Role::Admin, Role::Analyst]).await?;
+            let caller = authorize(&self.app, &request, &[Role::Admin, Role::Analyst]).await?;
             Ok(policy_to_proto(&self.tenant(&caller.tenant_id).await?.policy))
         }
         .await)
@@ -559,7 +559,7 @@ impl AdminService for AdminApi {
 
     async fn update_policy(&self, request: Request<pb::UpdatePolicyRequest>) -> Reply<pb::Policy> {
         ok(async {
-            let caller = authorize(&self.app, request.metadata(), ADMIN).await?;
+            let caller = authorize(&self.app, &request, ADMIN).await?;
             let r = request.get_ref();
             let before = self.tenant(&caller.tenant_id).await?.policy;
             let mut p = before.clone();
@@ -612,7 +612,7 @@ impl AdminService for AdminApi {
 
     async fn challenge_now(&self, request: Request<pb::ChallengeNowRequest>) -> Reply<pb::ChallengeNowResponse> {
         ok(async {
-            let caller = authorize(&self.app, request.metadata(), &[Role::Admin, Role::Analyst]).await?;
+            let caller = authorize(&self.app, &request, &[Role::Admin, Role::Analyst]).await?;
             let r = request.get_ref();
             let device = self.device(&caller.tenant_id, &r.device_id).await?;
             if device.revoked_at_ms.is_some() {

@@ -85,7 +85,7 @@ impl ReportService for ReportApi {
         &self,
         request: Request<pb::ListPresenceFailuresRequest>,
     ) -> Result<Response<pb::ListPresenceFailuresResponse>, Status> {
-        let caller = authorize(&self.app, request.metadata(), READERS).await?;
+        let caller = authorize(&self.app, &request, READERS).await?;
         let r = request.get_ref();
         let filter = filter(r.range.as_ref(), &r.worker_external_id, &r.device_id)?;
         let outcomes = failure_outcomes(&r.outcomes)?;
@@ -116,7 +116,7 @@ impl ReportService for ReportApi {
         &self,
         request: Request<pb::ListSessionsRequest>,
     ) -> Result<Response<pb::ListSessionsResponse>, Status> {
-        let caller = authorize(&self.app, request.metadata(), READERS).await?;
+        let caller = authorize(&self.app, &request, READERS).await?;
         let r = request.get_ref();
         let filter = filter(r.range.as_ref(), &r.worker_external_id, &r.device_id)?;
         let decision = match pb::Decision::try_from(r.decision) {
@@ -161,7 +161,7 @@ impl ReportService for ReportApi {
         &self,
         request: Request<pb::ListFlagsRequest>,
     ) -> Result<Response<pb::ListFlagsResponse>, Status> {
-        let caller = authorize(&self.app, request.metadata(), READERS).await?;
+        let caller = authorize(&self.app, &request, READERS).await?;
         let r = request.get_ref();
         let filter = filter(r.range.as_ref(), &r.worker_external_id, &r.device_id)?;
         let status = match pb::FlagStatus::try_from(r.status) {
@@ -199,7 +199,7 @@ impl ReportService for ReportApi {
         &self,
         request: Request<pb::ListAuditLogRequest>,
     ) -> Result<Response<pb::ListAuditLogResponse>, Status> {
-        let caller = authorize(&self.app, request.metadata(), READERS).await?;
+        let caller = authorize(&self.app, &request, READERS).await?;
         let r = request.get_ref();
         if r.after_seq < 0 {
             return Err(ApiError::invalid("after_seq must not be negative").into());
