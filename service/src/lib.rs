@@ -12,6 +12,7 @@ pub mod auth;
 pub mod enrollment;
 pub mod error;
 pub mod presence;
+pub mod risk;
 pub mod rpc;
 pub mod scheduler;
 pub mod server;

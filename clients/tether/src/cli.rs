@@ -114,6 +114,8 @@ pub enum Command {
     Tpm(crate::tpm::TpmCommand),
     /// Write a throwaway attestation CA for the software authenticator (offline).
     DevCa(DevCaArgs),
+    /// Replay an event log through the risk engine (offline): flags, then one summary per device, as JSON Lines.
+    Analyze(crate::analyze::AnalyzeArgs),
     /// Run the end-to-end demo.
     Demo(crate::demo::DemoArgs),
 }

@@ -3,6 +3,7 @@
 //! `main` only parses and dispatches; each command group lives in its own
 //! module under `commands/`.
 
+mod analyze;
 mod cli;
 mod client;
 mod commands;
@@ -48,6 +49,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     let Cli { global, command } = cli;
     let ctx = context(global);
     match command {
+        // Offline; its own exit codes (0 the log was read, 2 it could not be).
+        Command::Analyze(args) => std::process::exit(analyze::run(args)),
         Command::Demo(args) => demo::run(args).await.map(|()| 0),
         Command::DevCa(args) => commands::dev_ca::run(ctx.output, args),
         // Offline and synchronous; its own exit codes (0 verified, 1 rejected, 2 unusable).

@@ -1,0 +1,108 @@
+//! `tether analyze`: replays an event log through the risk engine the service
+//! runs (`tetherd::risk`) and prints flags, then one summary per device, as
+//! JSON Lines. Offline: no server, no network.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use tetherd::risk::{Engine, Enricher, Event, MmdbEnricher, NoEnricher, RiskConfig};
+
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// Event log: JSON Lines ordered by time (`-` for stdin).
+    #[arg(long, value_name = "FILE|-")]
+    pub events: String,
+    /// Risk configuration (TOML, or JSON when it starts with `{`); MMDB paths in it are
+    /// relative to its directory.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Exit 0 when the log was read (malformed lines are reported and skipped),
+/// 2 when it or the configuration could not be read.
+pub fn run(args: AnalyzeArgs) -> i32 {
+    match analyze(&args) {
+        Ok(()) => 0,
+        Err(error) => {
+            eprintln!("error: {error}");
+            2
+        }
+    }
+}
+
+fn analyze(args: &AnalyzeArgs) -> Result<(), String> {
+    let (config, base) = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read the configuration {}: {e}", path.display()))?;
+            let config = RiskConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            (config, path.parent().map(Path::to_path_buf).unwrap_or_default())
+        }
+        None => (RiskConfig::default(), PathBuf::new()),
+    };
+    let enricher = enricher(&config, &base)?;
+    if !enricher.enabled() {
+        eprintln!("note: no IP database configured: geo signals use only the events' `geo`");
+    }
+    let mut engine = Engine::with_enricher(config, enricher)?;
+    let input: Box<dyn Read> = if args.events == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(File::open(&args.events).map_err(|e| format!("cannot read the event log {}: {e}", args.events))?)
+    };
+    let mut reader = BufReader::with_capacity(1 << 16, input);
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut line = Vec::new();
+    let mut number = 0u64;
+    loop {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| format!("cannot read the event log at line {}: {e}", number + 1))?;
+        if read == 0 {
+            break;
+        }
+        number += 1;
+        let Ok(text) = std::str::from_utf8(&line) else {
+            eprintln!("line {number}: skipped: not UTF-8");
+            continue;
+        };
+        if text.trim().is_empty() {
+            continue;
+        }
+        match Event::from_json(text) {
+            Ok(event) => write_all(&mut out, engine.process(&event))?,
+            Err(error) => eprintln!("line {number}: skipped: {error}"),
+        }
+    }
+    write_all(&mut out, engine.finish())?;
+    write_all(&mut out, engine.summaries())?;
+    out.flush().map_err(|e| format!("cannot write the output: {e}"))
+}
+
+fn write_all<T: serde::Serialize>(out: &mut impl Write, items: impl IntoIterator<Item = T>) -> Result<(), String> {
+    for item in items {
+        serde_json::to_writer(&mut *out, &item).map_err(|e| format!("cannot write the output: {e}"))?;
+        out.write_all(b"\n").map_err(|e| format!("cannot write the output: {e}"))?;
+    }
+    Ok(())
+}
+
+fn enricher(config: &RiskConfig, base: &Path) -> Result<Box<dyn Enricher>, String> {
+    let read = |path: &Option<PathBuf>| {
+        path.as_ref()
+            .map(|p| {
+                let full = base.join(p);
+                std::fs::read(&full).map_err(|e| format!("cannot read the IP database {}: {e}", full.display()))
+            })
+            .transpose()
+    };
+    let (city, asn) = (read(&config.geo.city_mmdb)?, read(&config.geo.asn_mmdb)?);
+    if city.is_none() && asn.is_none() {
+        return Ok(Box::new(NoEnricher));
+    }
+    Ok(Box::new(MmdbEnricher::from_bytes(city, asn)?))
+}

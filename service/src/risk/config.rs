@@ -1,0 +1,259 @@
+//! Risk engine configuration: every threshold with a documented default,
+//! loadable from TOML or JSON. Unknown keys are rejected, naming the key.
+
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::geo::NetworkClass;
+use super::signals::posture::RemoteControlRules;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RiskConfig {
+    /// MaxMind-format databases (read by the caller, relative paths from the config file's directory).
+    pub geo: GeoConfig,
+    /// Operator network classes by CIDR or ASN.
+    pub networks: Vec<NetworkRule>,
+    /// A tenant's own registered office egress: its devices there never count as shared.
+    pub offices: Vec<OfficeRule>,
+    pub flags: FlagsConfig,
+    pub relocated: RelocatedConfig,
+    pub impossible_travel: TravelConfig,
+    pub clone: CloneConfig,
+    pub shared_egress: SharedEgressConfig,
+    pub presence_burst: BurstConfig,
+    pub remote_control: RemoteControlRules,
+    pub presence_missed: MissedConfig,
+    pub tpm: TpmConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeoConfig {
+    pub city_mmdb: Option<PathBuf>,
+    pub asn_mmdb: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkRule {
+    pub class: NetworkClass,
+    #[serde(default)]
+    pub cidrs: Vec<IpNet>,
+    #[serde(default)]
+    pub asns: Vec<u32>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfficeRule {
+    pub tenant: String,
+    pub cidrs: Vec<IpNet>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlagsConfig {
+    /// A device gets the same kind of flag again only after this long (or when severity rises). Default 24.
+    pub cooldown_hours: u32,
+}
+
+impl Default for FlagsConfig {
+    fn default() -> Self {
+        Self { cooldown_hours: 24 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RelocatedConfig {
+    /// Farther than this from home (after subtracting the accuracy radius) is relocated. Default 250 km.
+    pub radius_km: f64,
+    /// A country other than the home country is relocated. Default true.
+    pub country_change: bool,
+    /// Continuously relocated this long raises the flag to high. Default 168 h (7 days).
+    pub high_after_hours: u32,
+}
+
+impl Default for RelocatedConfig {
+    fn default() -> Self {
+        Self { radius_km: 250.0, country_change: true, high_after_hours: 168 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TravelConfig {
+    /// Faster than this between consecutive events is impossible. Default 805 km/h (Okta's default).
+    pub max_kmh: f64,
+    /// Jumps shorter than this (after accuracy radii) are ignored. Default 100 km.
+    pub min_distance_km: f64,
+}
+
+impl Default for TravelConfig {
+    fn default() -> Self {
+        Self { max_kmh: 805.0, min_distance_km: 100.0 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloneConfig {
+    /// One credential seen this close in time ... Default 300 s.
+    pub simultaneous_secs: u32,
+    /// ... from places this far apart (after accuracy radii) is a clone. Default 500 km.
+    pub min_distance_km: f64,
+}
+
+impl Default for CloneConfig {
+    fn default() -> Self {
+        Self { simultaneous_secs: 300, min_distance_km: 500.0 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SharedEgressConfig {
+    /// Devices count as sharing an egress when seen there within this window. Default 24 h.
+    pub window_hours: u32,
+    /// Review when this many workers' devices share it (and at least two tenants). Default 3.
+    pub review_devices: usize,
+    /// Review when this many tenants share it. Default 2.
+    pub review_tenants: usize,
+    /// High when this many workers' devices share it ... Default 6.
+    pub high_devices: usize,
+    /// ... of at least this many tenants. Default 2.
+    pub high_min_tenants: usize,
+    /// High as well when this many members (of at least two tenants, and at least half of
+    /// the members) carry `remote_control`. Default 3.
+    pub high_remote_control_members: usize,
+    /// IPv6 addresses are grouped by this prefix length. Default 64.
+    pub ipv6_prefix: u8,
+    /// Treat an equal LAN fingerprint (gateway MAC or Wi-Fi BSSID hash) as one egress. Default true.
+    pub use_lan_fingerprint: bool,
+    /// Memory bound: devices remembered per egress. Default 256.
+    pub max_devices_per_egress: usize,
+}
+
+impl Default for SharedEgressConfig {
+    fn default() -> Self {
+        Self {
+            window_hours: 24,
+            review_devices: 3,
+            review_tenants: 2,
+            high_devices: 6,
+            high_min_tenants: 2,
+            high_remote_control_members: 3,
+            ipv6_prefix: 64,
+            use_lan_fingerprint: true,
+            max_devices_per_egress: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BurstConfig {
+    /// Challenges issued within this many seconds of each other form one round. Default 5.
+    pub round_tolerance_secs: u32,
+    /// A round closes this long after it was issued. Default 600 s.
+    pub round_close_secs: u32,
+    /// Rounds count when at least this many devices behind the egress answered. Default 3.
+    pub min_devices: usize,
+    /// Serialized: every two consecutive answers at least this far apart ... Default 2 s.
+    pub min_gap_secs: f64,
+    /// ... and at most this far apart. Default 15 s.
+    pub max_gap_secs: f64,
+    /// Flag after this many serialized rounds in the window ... Default 5.
+    pub min_rounds: usize,
+    /// ... when they are at least this share of the counted rounds. Default 0.75.
+    pub min_ratio: f64,
+    /// Default 24 h.
+    pub window_hours: u32,
+}
+
+impl Default for BurstConfig {
+    fn default() -> Self {
+        Self {
+            round_tolerance_secs: 5,
+            round_close_secs: 600,
+            min_devices: 3,
+            min_gap_secs: 2.0,
+            max_gap_secs: 15.0,
+            min_rounds: 5,
+            min_ratio: 0.75,
+            window_hours: 24,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MissedConfig {
+    /// Declared working hours, local to the worker's home (offset from its longitude). Default 9 to 17.
+    pub working_hours_start: u8,
+    pub working_hours_end: u8,
+    /// Only Monday to Friday count. Default true.
+    pub weekdays_only: bool,
+    /// This many misses in working hours within the window raise a review flag. Default 3 in 24 h.
+    pub threshold: usize,
+    pub window_hours: u32,
+}
+
+impl Default for MissedConfig {
+    fn default() -> Self {
+        Self { working_hours_start: 9, working_hours_end: 17, weekdays_only: true, threshold: 3, window_hours: 24 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TpmConfig {
+    /// A TPM reset together with a move farther than this is an anomaly. Default 250 km.
+    pub location_change_km: f64,
+}
+
+impl Default for TpmConfig {
+    fn default() -> Self {
+        Self { location_change_km: 250.0 }
+    }
+}
+
+impl RiskConfig {
+    /// Parses TOML or JSON (JSON when the text starts with `{`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Self = if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).map_err(|e| format!("invalid JSON configuration: {e}"))?
+        } else {
+            toml::from_str(text).map_err(|e| format!("invalid TOML configuration: {e}"))?
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let m = &self.presence_missed;
+        if m.working_hours_start > 24 || m.working_hours_end > 24 {
+            return Err("presence_missed.working_hours_start/end must be hours 0-24".into());
+        }
+        if self.shared_egress.ipv6_prefix > 128 {
+            return Err("shared_egress.ipv6_prefix must be at most 128".into());
+        }
+        if self.shared_egress.max_devices_per_egress == 0 {
+            return Err("shared_egress.max_devices_per_egress must be at least 1".into());
+        }
+        if self.presence_burst.min_devices < 2 {
+            return Err("presence_burst.min_devices must be at least 2".into());
+        }
+        if self.impossible_travel.max_kmh.is_nan() || self.impossible_travel.max_kmh <= 0.0 {
+            return Err("impossible_travel.max_kmh must be positive".into());
+        }
+        Ok(())
+    }
+}

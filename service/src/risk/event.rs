@@ -1,0 +1,248 @@
+//! Typed events the risk engine consumes, and their JSON Lines form (the
+//! `tether analyze` input contract).
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Deserializer};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::Millis;
+use super::geo::Geo;
+
+/// One thing that happened to a device: it enrolled, answered (or missed) a
+/// presence challenge, or a gateway asked for access.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// When it happened (Unix epoch milliseconds).
+    pub at: Millis,
+    pub tenant: String,
+    pub worker: String,
+    pub device: String,
+    /// The source address as the service saw it (IPv4-mapped IPv6 is canonicalized).
+    pub ip: IpAddr,
+    /// Location and network, when the caller already knows them; otherwise the
+    /// engine's [`Enricher`](super::geo::Enricher) is asked.
+    pub geo: Option<Geo>,
+    pub body: EventBody,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventBody {
+    Enrollment(Enrollment),
+    Presence(Presence),
+    Session(Session),
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Enrollment {
+    pub attested: bool,
+    pub format: Option<String>,
+    pub home: Option<Home>,
+}
+
+/// A worker's home as declared (or as the enrollment located it).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Home {
+    pub lat: f64,
+    pub lon: f64,
+    #[serde(default)]
+    pub country: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Missed,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Presence {
+    pub outcome: Outcome,
+    pub issued_at: Option<Millis>,
+    /// `None` when missed.
+    pub answered_at: Option<Millis>,
+    pub sign_count: Option<u64>,
+    pub tpm: Option<TpmClock>,
+    pub posture: Option<Posture>,
+}
+
+/// TPM clock information from a quote (`TPMS_CLOCK_INFO`).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Default)]
+pub struct TpmClock {
+    #[serde(default)]
+    pub clock: Option<u64>,
+    #[serde(default)]
+    pub reset_count: Option<u32>,
+    #[serde(default)]
+    pub restart_count: Option<u32>,
+}
+
+/// The agent's posture report, signed together with the presence answer.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+pub struct Posture {
+    #[serde(default)]
+    pub usb: Vec<UsbDevice>,
+    #[serde(default)]
+    pub processes: Vec<String>,
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub displays: Vec<String>,
+    #[serde(default)]
+    pub lan: Option<Lan>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+pub struct UsbDevice {
+    #[serde(default, deserialize_with = "usb_id")]
+    pub vid: Option<String>,
+    #[serde(default, deserialize_with = "usb_id")]
+    pub pid: Option<String>,
+    #[serde(default)]
+    pub manufacturer: Option<String>,
+    #[serde(default)]
+    pub product: Option<String>,
+}
+
+/// Hashed identifiers of the local network: the same hash on two devices is
+/// close to proof that they sit on one LAN.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+pub struct Lan {
+    #[serde(default)]
+    pub gateway_mac_hash: Option<String>,
+    #[serde(default)]
+    pub wifi_bssid_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Session {
+    pub gateway: Option<String>,
+}
+
+/// USB ids are written as hex strings (`"1d6b"`, `"0x1d6b"`) or as numbers.
+fn usb_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(u16),
+    }
+    Ok(Option::<Id>::deserialize(d)?.map(|id| match id {
+        Id::Text(s) => s.trim().trim_start_matches("0x").to_ascii_lowercase(),
+        Id::Number(n) => format!("{n:04x}"),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum EventType {
+    Enrollment,
+    Presence,
+    Session,
+}
+
+/// The wire form of one line; unknown fields are ignored so that logs can carry more.
+#[derive(Deserialize)]
+struct RawEvent {
+    #[serde(rename = "type")]
+    kind: EventType,
+    at: String,
+    tenant: String,
+    worker: String,
+    device: String,
+    ip: String,
+    #[serde(default)]
+    geo: Option<Geo>,
+    #[serde(default)]
+    attested: Option<bool>,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    home: Option<Home>,
+    #[serde(default)]
+    outcome: Option<Outcome>,
+    #[serde(default)]
+    issued_at: Option<String>,
+    #[serde(default)]
+    answered_at: Option<String>,
+    #[serde(default)]
+    sign_count: Option<u64>,
+    #[serde(default)]
+    tpm: Option<TpmClock>,
+    #[serde(default)]
+    posture: Option<Posture>,
+    #[serde(default)]
+    gateway: Option<String>,
+}
+
+/// Parses an RFC 3339 time into epoch milliseconds.
+pub fn parse_time(field: &str, text: &str) -> Result<Millis, String> {
+    let t = OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|e| format!("`{field}` is not an RFC 3339 time ({e}): {text:?}"))?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|_| format!("`{field}` is out of range: {text:?}"))
+}
+
+/// Formats epoch milliseconds as RFC 3339 (UTC).
+pub fn format_time(at: Millis) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(at) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| at.to_string())
+}
+
+impl Event {
+    /// Parses one JSON Lines event; the error is a sentence naming the problem.
+    pub fn from_json(line: &str) -> Result<Self, String> {
+        let raw: RawEvent = serde_json::from_str(line).map_err(|e| format!("not a valid event: {e}"))?;
+        raw.into_event()
+    }
+}
+
+impl RawEvent {
+    fn into_event(self) -> Result<Event, String> {
+        let at = parse_time("at", &self.at)?;
+        let ip: IpAddr = self.ip.trim().parse().map_err(|_| format!("`ip` is not an IP address: {:?}", self.ip))?;
+        let optional_time =
+            |field: &str, value: &Option<String>| value.as_deref().map(|v| parse_time(field, v)).transpose();
+        let body = match self.kind {
+            EventType::Enrollment => EventBody::Enrollment(Enrollment {
+                attested: self.attested.ok_or("an enrollment needs `attested` (true or false)")?,
+                format: self.format,
+                home: self.home,
+            }),
+            EventType::Presence => {
+                let outcome = self.outcome.ok_or("a presence event needs `outcome` (ok, missed or failed)")?;
+                let answered_at = optional_time("answered_at", &self.answered_at)?;
+                if outcome == Outcome::Ok && answered_at.is_none() {
+                    return Err("a presence event with outcome ok needs `answered_at`".into());
+                }
+                EventBody::Presence(Presence {
+                    outcome,
+                    issued_at: optional_time("issued_at", &self.issued_at)?,
+                    answered_at,
+                    sign_count: self.sign_count,
+                    tpm: self.tpm,
+                    posture: self.posture,
+                })
+            }
+            EventType::Session => EventBody::Session(Session { gateway: self.gateway }),
+        };
+        for (name, value) in [("tenant", &self.tenant), ("worker", &self.worker), ("device", &self.device)] {
+            if value.is_empty() {
+                return Err(format!("`{name}` is empty"));
+            }
+        }
+        Ok(Event {
+            at,
+            tenant: self.tenant,
+            worker: self.worker,
+            device: self.device,
+            ip: ip.to_canonical(),
+            geo: self.geo,
+            body,
+        })
+    }
+}

@@ -1,0 +1,174 @@
+//! What the engine reports: flags and per-device summaries.
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::Millis;
+use super::event::format_time;
+
+/// The ten signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlagKind {
+    UnattestedHardware,
+    CloneSuspected,
+    Relocated,
+    ImpossibleTravel,
+    SharedEgress,
+    PresenceBurst,
+    RemoteControl,
+    AnonymizedEgress,
+    PresenceMissedPattern,
+    TpmAnomaly,
+}
+
+impl FlagKind {
+    pub const ALL: [FlagKind; 10] = [
+        Self::UnattestedHardware,
+        Self::CloneSuspected,
+        Self::Relocated,
+        Self::ImpossibleTravel,
+        Self::SharedEgress,
+        Self::PresenceBurst,
+        Self::RemoteControl,
+        Self::AnonymizedEgress,
+        Self::PresenceMissedPattern,
+        Self::TpmAnomaly,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnattestedHardware => "unattested_hardware",
+            Self::CloneSuspected => "clone_suspected",
+            Self::Relocated => "relocated",
+            Self::ImpossibleTravel => "impossible_travel",
+            Self::SharedEgress => "shared_egress",
+            Self::PresenceBurst => "presence_burst",
+            Self::RemoteControl => "remote_control",
+            Self::AnonymizedEgress => "anonymized_egress",
+            Self::PresenceMissedPattern => "presence_missed_pattern",
+            Self::TpmAnomaly => "tpm_anomaly",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The flag's score (0-100) for a severity: how much it says about risk.
+    pub fn score(self, severity: Severity) -> u8 {
+        use Severity::*;
+        match (self, severity) {
+            (_, Info) => 10,
+            (Self::UnattestedHardware, _) => 30,
+            (Self::CloneSuspected, _) => 95,
+            (Self::Relocated, Review) => 35,
+            (Self::Relocated, High) => 60,
+            (Self::ImpossibleTravel, Review) => 50,
+            (Self::ImpossibleTravel, High) => 75,
+            (Self::SharedEgress, Review) => 40,
+            (Self::SharedEgress, High) => 70,
+            (Self::PresenceBurst, _) => 90,
+            (Self::RemoteControl, Review) => 50,
+            (Self::RemoteControl, High) => 90,
+            (Self::AnonymizedEgress, _) => 40,
+            (Self::PresenceMissedPattern, _) => 30,
+            (Self::TpmAnomaly, Review) => 45,
+            (Self::TpmAnomaly, High) => 85,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Review,
+    High,
+}
+
+/// One finding, as `tether analyze` prints it and the service stores it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Flag {
+    pub kind: FlagKind,
+    pub severity: Severity,
+    pub score: u8,
+    pub tenant: String,
+    pub worker: String,
+    pub device: String,
+    #[serde(serialize_with = "rfc3339")]
+    pub at: Millis,
+    pub evidence: serde_json::Value,
+}
+
+fn rfc3339<S: Serializer>(at: &Millis, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_time(*at))
+}
+
+/// The engine's view of one device after everything it has seen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceSummary {
+    pub device: String,
+    pub worker: String,
+    pub tenant: String,
+    /// 0-100.
+    pub risk: u8,
+    pub farm_suspected: bool,
+    pub flags: Vec<FlagKind>,
+}
+
+/// Per device: the highest severity raised per kind (the summary's input).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlagSet {
+    severities: [Option<Severity>; 10],
+    /// Member of a high shared-egress cluster that is itself farm evidence
+    /// (remote-control tools on most members).
+    farm_cluster: bool,
+}
+
+impl FlagSet {
+    pub fn get(&self, kind: FlagKind) -> Option<Severity> {
+        self.severities[kind.index()]
+    }
+
+    pub fn raise(&mut self, kind: FlagKind, severity: Severity) {
+        let slot = &mut self.severities[kind.index()];
+        if slot.is_none_or(|s| s < severity) {
+            *slot = Some(severity);
+        }
+    }
+
+    pub fn mark_farm_cluster(&mut self) {
+        self.farm_cluster = true;
+    }
+
+    pub fn kinds(&self) -> Vec<FlagKind> {
+        FlagKind::ALL.into_iter().filter(|k| self.get(*k).is_some()).collect()
+    }
+
+    fn at_least(&self, kind: FlagKind, severity: Severity) -> bool {
+        self.get(kind).is_some_and(|s| s >= severity)
+    }
+
+    /// Laptop farm: KVM-over-IP hardware; or one person answering for several
+    /// devices; or a high cross-tenant cluster with remote-control tools on
+    /// most of its laptops; or a high cluster of devices that have also been
+    /// away from home for a long time.
+    pub fn farm_suspected(&self) -> bool {
+        use FlagKind::*;
+        let kvm = self.at_least(RemoteControl, Severity::High);
+        let burst = self.at_least(PresenceBurst, Severity::Review);
+        let shared = self.at_least(SharedEgress, Severity::High);
+        kvm || burst || self.farm_cluster || (shared && self.at_least(Relocated, Severity::High))
+    }
+
+    /// 0-100: the scores of the raised kinds combined as independent evidence;
+    /// at least 80 when a farm is suspected.
+    pub fn risk(&self) -> u8 {
+        let clean: f64 = FlagKind::ALL
+            .into_iter()
+            .filter_map(|k| self.get(k).map(|s| 1.0 - f64::from(k.score(s)) / 100.0))
+            .product();
+        let risk = ((1.0 - clean) * 100.0).round().clamp(0.0, 100.0) as u8;
+        if self.farm_suspected() { risk.max(80) } else { risk }
+    }
+}

@@ -1,0 +1,198 @@
+//! `presence_burst`: one person answering for many devices. Challenges issued
+//! together (a round) to devices behind one egress are answered one after
+//! another, a few seconds apart, never two at once — and that repeats.
+
+use std::collections::VecDeque;
+
+use serde_json::json;
+
+use crate::risk::Millis;
+use crate::risk::engine::{Engine, Finding, HOUR, Sighting};
+use crate::risk::event::{Lan, format_time};
+use crate::risk::flag::{FlagKind, Severity};
+use crate::risk::geo::NetworkClass;
+use crate::risk::network::EgressKey;
+
+const MAX_OPEN_ROUNDS: usize = 16;
+const MAX_ANSWERS_PER_ROUND: usize = 64;
+const MAX_CLOSED_ROUNDS: usize = 64;
+
+#[derive(Debug, Default)]
+pub struct Rounds {
+    open: Vec<OpenRound>,
+    closed: VecDeque<ClosedRound>,
+}
+
+#[derive(Debug)]
+struct OpenRound {
+    issued_at: Millis,
+    answers: Vec<(Millis, u32)>,
+}
+
+#[derive(Debug)]
+struct ClosedRound {
+    issued_at: Millis,
+    serial: bool,
+    answers: Vec<(Millis, u32)>,
+}
+
+impl Rounds {
+    pub(crate) fn is_idle(&self) -> bool {
+        self.open.is_empty()
+    }
+}
+
+impl Engine {
+    /// Records an answer in its round, per egress address and per LAN fingerprint.
+    pub(crate) fn observe_answer(
+        &mut self,
+        d: u32,
+        issued: Millis,
+        answered: Millis,
+        s: &Sighting,
+        lan: Option<&Lan>,
+        out: &mut Vec<Finding>,
+    ) {
+        if !self.counts_at(d, s) {
+            return;
+        }
+        let mut keys = Vec::with_capacity(3);
+        if !s.class.is_some_and(NetworkClass::skips_shared_egress) {
+            keys.push(EgressKey::for_ip(s.ip, self.cfg.shared_egress.ipv6_prefix));
+        }
+        if self.cfg.shared_egress.use_lan_fingerprint
+            && let Some(lan) = lan
+        {
+            keys.extend(
+                [&lan.gateway_mac_hash, &lan.wifi_bssid_hash]
+                    .into_iter()
+                    .flatten()
+                    .filter(|h| !h.is_empty())
+                    .map(|h| EgressKey::Lan(h.as_str().into())),
+            );
+        }
+        for key in keys {
+            self.add_answer(key, d, issued, answered, s, out);
+        }
+    }
+
+    fn add_answer(
+        &mut self,
+        key: EgressKey,
+        d: u32,
+        issued: Millis,
+        answered: Millis,
+        s: &Sighting,
+        out: &mut Vec<Finding>,
+    ) {
+        self.close_rounds(&key, answered, false, out);
+        let tolerance = Millis::from(self.cfg.presence_burst.round_tolerance_secs) * 1000;
+        let egress = self.egress.entry(key).or_insert_with(|| super::egress::EgressState::new(s.ip, s.class, s.at));
+        let rounds = &mut egress.rounds;
+        match rounds.open.iter_mut().find(|r| (r.issued_at - issued).abs() <= tolerance) {
+            Some(r) if r.answers.len() < MAX_ANSWERS_PER_ROUND => r.answers.push((answered, d)),
+            Some(_) => {}
+            None => {
+                if rounds.open.len() >= MAX_OPEN_ROUNDS {
+                    rounds.open.remove(0);
+                }
+                rounds.open.push(OpenRound { issued_at: issued, answers: vec![(answered, d)] });
+            }
+        }
+    }
+
+    /// Closes rounds issued more than `round_close_secs` before `now` (all when `all`),
+    /// then flags the egress if its serialized rounds cross the thresholds.
+    pub(crate) fn close_rounds(&mut self, key: &EgressKey, now: Millis, all: bool, out: &mut Vec<Finding>) {
+        let cfg = &self.cfg.presence_burst;
+        let close_after = Millis::from(cfg.round_close_secs) * 1000;
+        let window = Millis::from(cfg.window_hours) * HOUR;
+        let Some(egress) = self.egress.get_mut(key) else { return };
+        let rounds = &mut egress.rounds;
+        let mut closed_any = false;
+        let mut i = 0;
+        while i < rounds.open.len() {
+            if all || now.saturating_sub(rounds.open[i].issued_at) >= close_after {
+                let r = rounds.open.swap_remove(i);
+                if let Some(closed) = judge(r, cfg) {
+                    rounds.closed.push_back(closed);
+                    closed_any = true;
+                }
+            } else {
+                i += 1;
+            }
+        }
+        if !closed_any {
+            return;
+        }
+        let newest = rounds.closed.iter().map(|r| r.issued_at).max().unwrap_or(now);
+        while rounds.closed.len() > MAX_CLOSED_ROUNDS
+            || rounds.closed.front().is_some_and(|r| newest - r.issued_at > window)
+        {
+            rounds.closed.pop_front();
+        }
+        let serial: Vec<&ClosedRound> = rounds.closed.iter().filter(|r| r.serial).collect();
+        let ratio = serial.len() as f64 / rounds.closed.len().max(1) as f64;
+        if serial.len() < cfg.min_rounds || ratio < cfg.min_ratio {
+            return;
+        }
+        let mut devices: Vec<u32> = serial.iter().flat_map(|r| r.answers.iter().map(|(_, d)| *d)).collect();
+        devices.sort_unstable();
+        devices.dedup();
+        let examples: Vec<serde_json::Value> = serial
+            .iter()
+            .rev()
+            .take(3)
+            .map(|r| {
+                json!({
+                    "issued_at": format_time(r.issued_at),
+                    "answers": r.answers.iter().map(|(t, d)| json!({
+                        "device": &*self.devices[*d as usize].name,
+                        "after_secs": (*t - r.issued_at) as f64 / 1000.0,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let evidence = json!({
+            "egress": key.describe(self.cfg.shared_egress.ipv6_prefix),
+            "ip": egress.ip.to_string(),
+            "serialized_rounds": serial.len(),
+            "counted_rounds": rounds.closed.len(),
+            "ratio": (ratio * 100.0).round() / 100.0,
+            "thresholds": {
+                "min_devices": cfg.min_devices, "min_gap_secs": cfg.min_gap_secs, "max_gap_secs": cfg.max_gap_secs,
+                "min_rounds": cfg.min_rounds, "min_ratio": cfg.min_ratio, "window_hours": cfg.window_hours,
+            },
+            "cluster": devices.iter().map(|d| self.describe_device(*d)).collect::<Vec<_>>(),
+            "recent_rounds": examples,
+        });
+        for d in devices {
+            out.push(Finding {
+                device: d,
+                kind: FlagKind::PresenceBurst,
+                severity: Severity::High,
+                evidence: evidence.clone(),
+            });
+        }
+    }
+}
+
+/// A round counts when enough distinct devices answered; it is serialized when
+/// consecutive answers are all between the minimum and maximum gap.
+fn judge(mut r: OpenRound, cfg: &crate::risk::config::BurstConfig) -> Option<ClosedRound> {
+    r.answers.sort_unstable();
+    let mut seen = Vec::with_capacity(r.answers.len());
+    r.answers.retain(|(_, d)| {
+        let new = !seen.contains(d);
+        seen.push(*d);
+        new
+    });
+    if r.answers.len() < cfg.min_devices {
+        return None;
+    }
+    let serial = r.answers.windows(2).all(|w| {
+        let gap = (w[1].0 - w[0].0) as f64 / 1000.0;
+        gap >= cfg.min_gap_secs && gap <= cfg.max_gap_secs
+    });
+    Some(ClosedRound { issued_at: r.issued_at, serial, answers: r.answers })
+}

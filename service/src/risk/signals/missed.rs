@@ -1,0 +1,54 @@
+//! `presence_missed_pattern`: repeated missed presence during declared working hours.
+
+use serde_json::json;
+
+use crate::risk::Millis;
+use crate::risk::engine::{Engine, Finding, HOUR};
+use crate::risk::event::{Presence, format_time};
+use crate::risk::flag::{FlagKind, Severity};
+
+const MAX_MISSES_KEPT: usize = 64;
+
+impl Engine {
+    pub(crate) fn on_presence_missed(&mut self, d: u32, w: u32, p: &Presence, at: Millis, out: &mut Vec<Finding>) {
+        let cfg = &self.cfg.presence_missed;
+        let when = p.issued_at.unwrap_or(at);
+        // Working hours are the worker's local hours; the offset comes from the home's longitude.
+        let home = self.workers[w as usize].home.as_ref();
+        let offset_hours = home.map_or(0, |h| (h.lon / 15.0).round() as i64);
+        let local = when + offset_hours * HOUR;
+        let hour = local.rem_euclid(24 * HOUR) / HOUR;
+        // 1970-01-01 was a Thursday: day 0 → weekday index 3 (Monday = 0).
+        let weekday = (local.div_euclid(24 * HOUR) + 3).rem_euclid(7);
+        let in_hours = if cfg.working_hours_start <= cfg.working_hours_end {
+            hour >= i64::from(cfg.working_hours_start) && hour < i64::from(cfg.working_hours_end)
+        } else {
+            hour >= i64::from(cfg.working_hours_start) || hour < i64::from(cfg.working_hours_end)
+        };
+        if !in_hours || (cfg.weekdays_only && weekday >= 5) {
+            return;
+        }
+        let window = Millis::from(cfg.window_hours) * HOUR;
+        let misses = &mut self.devices[d as usize].missed;
+        misses.push_back(when);
+        while misses.len() > MAX_MISSES_KEPT || misses.front().is_some_and(|t| when - *t > window) {
+            misses.pop_front();
+        }
+        if misses.len() >= cfg.threshold {
+            out.push(Finding {
+                device: d,
+                kind: FlagKind::PresenceMissedPattern,
+                severity: Severity::Review,
+                evidence: json!({
+                    "missed": misses.iter().map(|t| format_time(*t)).collect::<Vec<_>>(),
+                    "threshold": cfg.threshold,
+                    "window_hours": cfg.window_hours,
+                    "working_hours": format!("{:02}:00-{:02}:00{}", cfg.working_hours_start, cfg.working_hours_end,
+                        if cfg.weekdays_only { " Mon-Fri" } else { "" }),
+                    "utc_offset_hours": offset_hours,
+                    "home_known": home.is_some(),
+                }),
+            });
+        }
+    }
+}

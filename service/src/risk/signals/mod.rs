@@ -1,0 +1,8 @@
+//! The ten signals, each an `impl Engine` block over the engine's state.
+
+pub mod burst;
+pub mod egress;
+pub mod hardware;
+pub mod missed;
+pub mod posture;
+pub mod travel;

@@ -1,0 +1,146 @@
+//! Bounded per-device and per-worker state, and the id interner.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+
+use super::Millis;
+use super::event::TpmClock;
+use super::flag::{FlagKind, FlagSet, Severity};
+
+/// A located sighting of a device.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    pub lat: f64,
+    pub lon: f64,
+    pub accuracy_km: f64,
+    pub country: Option<Box<str>>,
+    pub at: Millis,
+    pub ip: IpAddr,
+}
+
+impl Point {
+    pub fn coords(&self) -> (f64, f64) {
+        (self.lat, self.lon)
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ip": self.ip.to_string(),
+            "lat": self.lat,
+            "lon": self.lon,
+            "accuracy_km": self.accuracy_km,
+            "country": self.country.as_deref(),
+            "at": super::event::format_time(self.at),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HomePoint {
+    pub lat: f64,
+    pub lon: f64,
+    pub country: Option<Box<str>>,
+}
+
+/// Everything remembered about one device; fixed size apart from the capped deque.
+#[derive(Debug)]
+pub struct DeviceState {
+    pub name: Box<str>,
+    pub tenant: u32,
+    pub worker: u32,
+    pub attested: Option<bool>,
+    pub flags: FlagSet,
+    /// Per kind: the last severity emitted and when.
+    pub emitted: [Option<(Severity, Millis)>; 10],
+    pub last_point: Option<Point>,
+    pub relocated_since: Option<Millis>,
+    pub sign_count: Option<u64>,
+    pub tpm: Option<(TpmClock, Option<Point>)>,
+    /// Missed presence in working hours (capped).
+    pub missed: VecDeque<Millis>,
+}
+
+impl DeviceState {
+    pub fn new(name: &str, tenant: u32, worker: u32) -> Self {
+        Self {
+            name: name.into(),
+            tenant,
+            worker,
+            attested: None,
+            flags: FlagSet::default(),
+            emitted: [None; 10],
+            last_point: None,
+            relocated_since: None,
+            sign_count: None,
+            tpm: None,
+            missed: VecDeque::new(),
+        }
+    }
+
+    /// Whether a flag of this kind and severity would be new: a higher severity
+    /// than before, or the same after the cooldown.
+    pub fn wants(&self, kind: FlagKind, severity: Severity, at: Millis, cooldown: Millis) -> bool {
+        match self.emitted[kind.index()] {
+            None => true,
+            Some((prev, last)) => severity > prev || (severity == prev && at.saturating_sub(last) >= cooldown),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct WorkerState {
+    pub name: Box<str>,
+    pub home: Option<HomePoint>,
+    /// The last located sighting of any of the worker's devices, and which device.
+    pub last_point: Option<(Point, u32)>,
+}
+
+/// Interns tenant, worker and device ids to small integers.
+#[derive(Debug, Default)]
+pub struct Ids {
+    tenants: HashMap<String, u32>,
+    pub tenant_names: Vec<Box<str>>,
+    per_tenant: Vec<TenantIds>,
+}
+
+#[derive(Debug, Default)]
+struct TenantIds {
+    devices: HashMap<String, u32>,
+    workers: HashMap<String, u32>,
+}
+
+impl Ids {
+    pub fn tenant(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.tenants.get(name) {
+            return *id;
+        }
+        let id = u32::try_from(self.tenant_names.len()).unwrap_or(u32::MAX);
+        self.tenants.insert(name.to_owned(), id);
+        self.tenant_names.push(name.into());
+        self.per_tenant.push(TenantIds::default());
+        id
+    }
+
+    /// Returns the device index and whether it is new; `next` is the index a new device gets.
+    pub fn device(&mut self, tenant: u32, name: &str, next: usize) -> (u32, bool) {
+        Self::intern(&mut self.per_tenant[tenant as usize].devices, name, next)
+    }
+
+    pub fn worker(&mut self, tenant: u32, name: &str, next: usize) -> (u32, bool) {
+        Self::intern(&mut self.per_tenant[tenant as usize].workers, name, next)
+    }
+
+    pub fn find_device(&self, tenant: &str, name: &str) -> Option<u32> {
+        let t = *self.tenants.get(tenant)?;
+        self.per_tenant.get(t as usize)?.devices.get(name).copied()
+    }
+
+    fn intern(map: &mut HashMap<String, u32>, name: &str, next: usize) -> (u32, bool) {
+        if let Some(id) = map.get(name) {
+            return (*id, false);
+        }
+        let id = u32::try_from(next).unwrap_or(u32::MAX);
+        map.insert(name.to_owned(), id);
+        (id, true)
+    }
+}
