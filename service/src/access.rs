@@ -4,6 +4,8 @@
 
 use crate::app::App;
 use crate::error::ApiResult;
+use crate::risk::Severity;
+use crate::risk_live;
 use crate::store::credentials::Credential;
 use crate::store::sessions::SessionRecord;
 use crate::store::{credentials, flags, inventory, sessions, tenants};
@@ -79,10 +81,45 @@ pub async fn check(app: &App, q: &AccessQuery<'_>) -> ApiResult<AccessDecision> 
     let source_ip = canonical_ip(q.source_ip).map(|ip| ip.to_string());
     let mut last_presence = 0;
 
+    let session_id = new_id("ses");
     if let Some(problem) = malformed(q, source_ip.is_some()) {
         reasons.push((DenyReason::InvalidRequest, problem));
     } else {
         evaluate(app, q, now, &mut target, &mut reasons, &mut last_presence).await?;
+        let known = !reasons.iter().any(|(code, _)| {
+            matches!(code, DenyReason::WorkerUnknown | DenyReason::DeviceNotEnrolled | DenyReason::InvalidRequest)
+        });
+        if known {
+            // This very session may complete a pattern (a shared egress, a
+            // jump across the map): its flags count in this decision.
+            let credential_id = target.credentials.first().map(|c| c.id.clone()).unwrap_or_default();
+            let raised = risk_live::observe(
+                app,
+                risk_live::Observation {
+                    tenant_id: q.tenant_id,
+                    worker: q.worker_external_id.trim(),
+                    device_id: &target.device_id,
+                    credential_id: &credential_id,
+                    session_id: &session_id,
+                    ip: source_ip.as_deref().unwrap_or_default(),
+                    at_ms: now,
+                    what: risk_live::Happening::Session { gateway: truncate(q.gateway_id) },
+                },
+            )
+            .await?;
+            let high: Vec<&str> = raised
+                .iter()
+                .filter(|f| f.severity == Severity::High && f.tenant == q.tenant_id)
+                .filter(|f| f.device == target.device_id || f.worker == q.worker_external_id.trim())
+                .map(|f| f.kind.as_str())
+                .collect();
+            if !high.is_empty() && !reasons.iter().any(|(code, _)| *code == DenyReason::OpenHighSeverityFlags) {
+                reasons.push((
+                    DenyReason::OpenHighSeverityFlags,
+                    format!("open high-severity flags: {}", high.join(", ")),
+                ));
+            }
+        }
     }
     let allow = reasons.is_empty();
     let reasons_json = serde_json::Value::Array(
@@ -96,7 +133,7 @@ pub async fn check(app: &App, q: &AccessQuery<'_>) -> ApiResult<AccessDecision> 
         _ => q.credential_id.trim().to_string(),
     };
     let session = SessionRecord {
-        id: new_id("ses"),
+        id: session_id,
         tenant_id: q.tenant_id.to_string(),
         worker_external_id: truncate(q.worker_external_id),
         device_id: truncate(&target.device_id),

@@ -1,6 +1,8 @@
 //! Shared state of a running service.
 
 use crate::auth::Pepper;
+use crate::risk::Engine;
+use crate::risk_live::LiveRisk;
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,15 +30,18 @@ pub struct App {
     pub settings: Settings,
     /// Credential ids that just received a challenge, for open streams.
     pub issued: broadcast::Sender<String>,
+    /// The risk engine that turns events into flags.
+    pub risk: LiveRisk,
     /// Flips to true when shutdown begins, so long-lived streams and the
     /// scheduler end and graceful shutdown does not wait on them forever.
     pub stopping: watch::Sender<bool>,
 }
 
 impl App {
-    pub fn new(store: Store, pepper: Pepper, settings: Settings) -> Arc<App> {
+    pub fn new(store: Store, pepper: Pepper, settings: Settings, risk: Engine) -> Arc<App> {
+        let risk = LiveRisk::new(risk);
         let (issued, _) = broadcast::channel(1024);
         let (stopping, _) = watch::channel(false);
-        Arc::new(App { store, pepper, settings, issued, stopping })
+        Arc::new(App { store, pepper, settings, issued, risk, stopping })
     }
 }

@@ -39,7 +39,7 @@ pub fn mint_token_secret() -> (String, Vec<u8>) {
 }
 
 /// Finds a token by secret and checks that it can still be redeemed.
-async fn usable_token(app: &App, secret: &str) -> ApiResult<EnrollmentToken> {
+pub(crate) async fn usable_token(app: &App, secret: &str) -> ApiResult<EnrollmentToken> {
     let secret = secret.trim();
     if secret.is_empty() {
         return Err(ApiError::invalid("token is required"));
@@ -259,6 +259,23 @@ pub async fn finish(
         tenant = %tenant.id, device = %credential.device_id, credential = %credential.id,
         format = %credential.format, attested = credential.attested, "device enrolled"
     );
+    crate::risk_live::observe(
+        app,
+        crate::risk_live::Observation {
+            tenant_id: &tenant.id,
+            worker: &credential.worker_external_id,
+            device_id: &credential.device_id,
+            credential_id: &credential.id,
+            session_id: "",
+            ip: source_ip,
+            at_ms: now,
+            what: crate::risk_live::Happening::Enrolled {
+                attested: credential.attested,
+                format: credential.format.clone(),
+            },
+        },
+    )
+    .await?;
     Ok(credential)
 }
 

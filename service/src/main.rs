@@ -48,6 +48,10 @@ enum Command {
         pepper: PepperArgs,
         #[command(flatten)]
         tls: TlsArgs,
+        /// Risk-engine configuration (TOML or JSON): thresholds, network classes, offices,
+        /// remote-control lists, MaxMind-format databases. Defaults are documented in the README.
+        #[arg(long, env = "TETHER_RISK_CONFIG")]
+        risk_config: Option<std::path::PathBuf>,
     },
     /// Create a tenant (employer) and print its first admin API key, once.
     Init {
@@ -124,7 +128,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { listen, database_url, scheduler_tick, pepper, tls } => {
+        Command::Serve { listen, database_url, scheduler_tick, pepper, tls, risk_config } => {
             let tls = tetherd::tls::TlsFiles {
                 cert: tls.tls_cert,
                 key: tls.tls_key,
@@ -135,8 +139,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!(e))?;
             let pepper = pepper.load(&database_url)?;
             let store = Store::open(&database_url).await?;
+            let engine = tetherd::risk_live::load_engine(risk_config.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
             let settings = Settings { scheduler_tick, ..Settings::default() };
-            let app = App::new(store, pepper, settings);
+            let app = App::new(store, pepper, settings, engine);
+            if !app.risk.geo_enabled() {
+                tracing::warn!(
+                    "no IP databases configured (risk configuration geo.city_mmdb/asn_mmdb): geo signals are off"
+                );
+            }
+            let warmed = app.risk.warm_up(&app.store).await?;
+            tracing::info!(events = warmed, "risk engine warmed up from the last day");
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;

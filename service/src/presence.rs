@@ -5,6 +5,7 @@
 use crate::app::App;
 use crate::audit;
 use crate::error::{ApiError, ApiResult};
+use crate::risk_live::{self, Happening, Observation};
 use crate::store::credentials::Credential;
 use crate::store::flags::FlagRecord;
 use crate::store::presence::{Challenge, PresenceEvent};
@@ -63,7 +64,8 @@ pub async fn sweep_missed(app: &App) -> ApiResult<usize> {
             .map(|c| c.worker_external_id)
             .unwrap_or_default();
         let mut tx = app.store.begin().await?;
-        if presence::mark_missed(&mut tx, &challenge.id, now).await? {
+        let marked = presence::mark_missed(&mut tx, &challenge.id, now).await?;
+        if marked {
             presence::insert_event(
                 &mut tx,
                 &PresenceEvent {
@@ -71,7 +73,7 @@ pub async fn sweep_missed(app: &App) -> ApiResult<usize> {
                     tenant_id: challenge.tenant_id.clone(),
                     outcome: "missed".into(),
                     device_id: challenge.device_id.clone(),
-                    worker_external_id: worker,
+                    worker_external_id: worker.clone(),
                     credential_id: challenge.credential_id.clone(),
                     challenge_id: challenge.id.clone(),
                     at_ms: now,
@@ -86,6 +88,19 @@ pub async fn sweep_missed(app: &App) -> ApiResult<usize> {
             missed += 1;
         }
         tx.commit().await.map_err(StoreError::from)?;
+        if marked {
+            let observation = Observation {
+                tenant_id: &challenge.tenant_id,
+                worker: &worker,
+                device_id: &challenge.device_id,
+                credential_id: &challenge.credential_id,
+                session_id: "",
+                ip: "",
+                at_ms: now,
+                what: Happening::Missed { issued_at_ms: challenge.issued_at_ms },
+            };
+            risk_live::observe(app, observation).await?;
+        }
     }
     Ok(missed)
 }
@@ -114,14 +129,14 @@ pub fn to_proto(challenge: &Challenge, tenant: &Tenant) -> pb::PresenceChallenge
 }
 
 /// Everything needed to write down a failed answer.
-struct Attempt<'a> {
-    challenge: &'a Challenge,
-    credential: &'a Credential,
-    source_ip: &'a str,
+pub(crate) struct Attempt<'a> {
+    pub(crate) challenge: &'a Challenge,
+    pub(crate) credential: &'a Credential,
+    pub(crate) source_ip: &'a str,
 }
 
 impl Attempt<'_> {
-    fn event(&self, outcome: &str, detail: String, at_ms: i64) -> PresenceEvent {
+    pub(crate) fn event(&self, outcome: &str, detail: String, at_ms: i64) -> PresenceEvent {
         PresenceEvent {
             id: new_id("pev"),
             tenant_id: self.challenge.tenant_id.clone(),
@@ -137,7 +152,7 @@ impl Attempt<'_> {
     }
 
     /// Records the failure, then hands back the error for the caller.
-    async fn reject(&self, app: &App, outcome: &str, error: ApiError) -> ApiError {
+    pub(crate) async fn reject(&self, app: &App, outcome: &str, error: ApiError) -> ApiError {
         let event = self.event(outcome, error.to_string(), now_ms());
         let recorded = async {
             let mut tx = app.store.begin().await?;
@@ -162,7 +177,12 @@ impl Attempt<'_> {
         );
         let result = async {
             let mut tx = app.store.begin().await?;
-            presence::consume(&mut tx, &self.challenge.id, now).await?;
+            if !presence::consume(&mut tx, &self.challenge.id, now).await? {
+                // The same answer already succeeded through another call (a
+                // duplicate submission racing on another replica): a replay,
+                // not a clone.
+                return Ok::<bool, StoreError>(false);
+            }
             presence::insert_event(&mut tx, &self.event("clone_suspected", detail.clone(), now)).await?;
             let evidence = serde_json::json!({
                 "stored_sign_count": stored,
@@ -199,11 +219,15 @@ impl Attempt<'_> {
             )
             .await?;
             tx.commit().await.map_err(StoreError::from)?;
-            Ok::<(), StoreError>(())
+            Ok(true)
         }
         .await;
         match result {
-            Ok(()) => ApiError::denied(format!("{detail}; the device has been flagged")),
+            Ok(false) => {
+                let error = ApiError::precondition("this challenge was already answered; challenges are single-use");
+                self.reject(app, "replayed", error).await
+            }
+            Ok(true) => ApiError::denied(format!("{detail}; the device has been flagged")),
             Err(e) => e.into(),
         }
     }
@@ -221,6 +245,11 @@ pub async fn answer(app: &App, challenge_id: &str, assertion_json: &str, source_
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("challenge {} names a missing tenant", challenge.id)))?;
     let attempt = Attempt { challenge: &challenge, credential: &credential, source_ip };
+    if credential.kind == crate::tpm_enrollment::KIND {
+        // TPM attestation keys answer with quotes (crate::tpm_presence), never assertions.
+        let error = ApiError::invalid("this credential is a TPM attestation key: answer with tpm_quote");
+        return Err(attempt.reject(app, "failed", error).await);
+    }
 
     let response = match AuthenticationResponseJson::from_json(assertion_json) {
         Ok(r) => r,
@@ -293,5 +322,16 @@ pub async fn answer(app: &App, challenge_id: &str, assertion_json: &str, source_
     let detail = format!("verified; user verified: {}; sign count {presented}", verified.user_verified);
     presence::insert_event(&mut tx, &attempt.event("ok", detail, now)).await?;
     tx.commit().await.map_err(StoreError::from)?;
+    let observation = Observation {
+        tenant_id: &challenge.tenant_id,
+        worker: &credential.worker_external_id,
+        device_id: &challenge.device_id,
+        credential_id: &credential.id,
+        session_id: "",
+        ip: source_ip,
+        at_ms: now,
+        what: Happening::Answered { issued_at_ms: challenge.issued_at_ms, sign_count: verified.sign_count },
+    };
+    risk_live::observe(app, observation).await?;
     Ok(now)
 }

@@ -87,6 +87,7 @@ impl Org {
                     asset_tag: String::new(),
                     worker_external_id: worker.into(),
                     worker_display_name: format!("Worker {worker}"),
+                    ek_pin: String::new(),
                 },
             ))
             .await
@@ -200,6 +201,7 @@ pub async fn answer_json(
         .answer_challenge(pb::AnswerChallengeRequest {
             challenge_id: challenge_id.into(),
             assertion_response_json: json,
+            tpm_quote: None,
         })
         .await
         .map(|r| r.into_inner())

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod fixtures;
+pub mod swtpm;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

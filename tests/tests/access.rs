@@ -156,6 +156,7 @@ async fn roles_are_enforced() {
         asset_tag: String::new(),
         worker_external_id: String::new(),
         worker_display_name: String::new(),
+        ek_pin: String::new(),
     };
     for key in [&org.analyst_key, &org.gateway_key] {
         let err = admin.register_device(authed(key, register.clone())).await.unwrap_err();

@@ -1,6 +1,6 @@
 //! The authenticator abstraction: whatever holds the device's hardware-bound
-//! key. Today the software authenticator; the TPM backend comes later behind
-//! the same trait.
+//! key: the software authenticator, or the TPM backend (`crate::tpm`, cargo
+//! feature `tpm`), which answers with quotes through [`Authenticator::tpm_quote`].
 
 use std::path::PathBuf;
 
@@ -32,6 +32,12 @@ pub trait Authenticator: Send {
 
     /// The signature counter, for backends that keep one.
     fn sign_count(&self) -> Option<u32> {
+        None
+    }
+
+    /// For backends whose credential is a TPM attestation key: a TPM2_Quote over the
+    /// challenge nonce. `None` (the default) answers with a WebAuthn assertion instead.
+    fn tpm_quote(&mut self, _nonce: &[u8]) -> Option<Result<tether_proto::v1::TpmQuote, AgentError>> {
         None
     }
 }
@@ -72,6 +78,14 @@ pub fn restore_authenticator(backend: &str, state: &serde_json::Value) -> Result
                 .map_err(|e| AgentError::State(format!("cannot restore the softkey authenticator: {e}")))?;
             Ok(Box::new(soft))
         }
+        #[cfg(feature = "tpm")]
+        crate::tpm::TPM_BACKEND => Ok(Box::new(crate::tpm::TpmKey::from_state(state)?)),
+        #[cfg(not(feature = "tpm"))]
+        "tpm" => Err(AgentError::State(
+            "this state file holds a TPM key, but this agent was built without the `tpm` feature \
+             (cargo build -p tether-agent --features tpm)"
+                .into(),
+        )),
         other => Err(AgentError::State(format!(
             "unknown authenticator backend {other:?} (this agent supports {SOFTKEY_BACKEND:?})"
         ))),

@@ -4,7 +4,9 @@
 //! hardware-bound WebAuthn credential with a one-time token ([`enroll`]) and
 //! then answers the server's presence challenges with it ([`run`],
 //! [`answer_challenge`]). The key lives behind the [`Authenticator`] trait:
-//! today the software authenticator from `tether-softkey`, the TPM later.
+//! the software authenticator from `tether-softkey`, or (cargo feature `tpm`)
+//! an attestation key in the TPM 2.0 that enrolls with credential activation
+//! (`tpm::enroll_tpm`) and answers with quotes.
 //!
 //! The device services carry no API key: enrollment is authorized by the
 //! token, presence by the signature.
@@ -18,6 +20,9 @@ mod enrollment;
 mod error;
 mod presence;
 mod state;
+/// The TPM 2.0 backend (cargo feature `tpm`; needs libtss2 at build and run time).
+#[cfg(feature = "tpm")]
+pub mod tpm;
 
 use std::time::Duration;
 

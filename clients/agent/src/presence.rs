@@ -37,10 +37,15 @@ pub async fn answer_challenge(
     challenge: &PresenceChallenge,
     auth: &mut dyn Authenticator,
 ) -> Result<AnswerChallengeResponse, AgentError> {
-    let assertion = auth.get_assertion(&challenge.request_options_json, &challenge.origin)?;
+    // A TPM attestation key answers with a quote over the nonce, anything else with an assertion.
+    let (assertion, tpm_quote) = match auth.tpm_quote(&challenge.nonce) {
+        Some(quote) => (String::new(), Some(quote?)),
+        None => (auth.get_assertion(&challenge.request_options_json, &challenge.origin)?, None),
+    };
     let mut request = tonic::Request::new(AnswerChallengeRequest {
         challenge_id: challenge.challenge_id.clone(),
         assertion_response_json: assertion,
+        tpm_quote,
     });
     request.set_timeout(RPC_TIMEOUT);
     let response = PresenceServiceClient::new(channel).answer_challenge(request).await?.into_inner();

@@ -202,8 +202,15 @@ mod tests {
     #[test]
     fn unknown_backend_is_refused() {
         let mut state = sample();
-        state.backend = "tpm".into();
+        state.backend = "hsm".into();
         let err = state.authenticator().err().unwrap();
         assert!(err.to_string().contains("unknown authenticator backend"), "{err}");
+        // A TPM state file needs an agent built with the `tpm` feature; with it, a valid state.
+        state.backend = "tpm".into();
+        let err = state.authenticator().err().unwrap();
+        #[cfg(not(feature = "tpm"))]
+        assert!(err.to_string().contains("without the `tpm` feature"), "{err}");
+        #[cfg(feature = "tpm")]
+        assert!(err.to_string().contains("cannot restore the TPM key"), "{err}");
     }
 }

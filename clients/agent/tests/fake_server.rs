@@ -171,6 +171,20 @@ impl EnrollmentService for Shared {
             attestation_reason: String::new(),
         }))
     }
+
+    async fn begin_tpm_enrollment(
+        &self,
+        _request: Request<tether_proto::v1::BeginTpmEnrollmentRequest>,
+    ) -> Result<Response<tether_proto::v1::BeginTpmEnrollmentResponse>, Status> {
+        Err(Status::unimplemented("the fake server has no TPM enrollment"))
+    }
+
+    async fn finish_tpm_enrollment(
+        &self,
+        _request: Request<tether_proto::v1::FinishTpmEnrollmentRequest>,
+    ) -> Result<Response<FinishEnrollmentResponse>, Status> {
+        Err(Status::unimplemented("the fake server has no TPM enrollment"))
+    }
 }
 
 async fn start(fake: Arc<Fake>) -> SocketAddr {

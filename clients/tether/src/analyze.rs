@@ -4,10 +4,10 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
-use tetherd::risk::{Engine, Enricher, Event, MmdbEnricher, NoEnricher, RiskConfig};
+use tetherd::risk::Event;
 
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
@@ -33,20 +33,10 @@ pub fn run(args: AnalyzeArgs) -> i32 {
 }
 
 fn analyze(args: &AnalyzeArgs) -> Result<(), String> {
-    let (config, base) = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read the configuration {}: {e}", path.display()))?;
-            let config = RiskConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-            (config, path.parent().map(Path::to_path_buf).unwrap_or_default())
-        }
-        None => (RiskConfig::default(), PathBuf::new()),
-    };
-    let enricher = enricher(&config, &base)?;
-    if !enricher.enabled() {
+    let mut engine = tetherd::risk_live::load_engine(args.config.as_deref())?;
+    if !engine.geo_enabled() {
         eprintln!("note: no IP database configured: geo signals use only the events' `geo`");
     }
-    let mut engine = Engine::with_enricher(config, enricher)?;
     let input: Box<dyn Read> = if args.events == "-" {
         Box::new(std::io::stdin().lock())
     } else {
@@ -89,20 +79,4 @@ fn write_all<T: serde::Serialize>(out: &mut impl Write, items: impl IntoIterator
         out.write_all(b"\n").map_err(|e| format!("cannot write the output: {e}"))?;
     }
     Ok(())
-}
-
-fn enricher(config: &RiskConfig, base: &Path) -> Result<Box<dyn Enricher>, String> {
-    let read = |path: &Option<PathBuf>| {
-        path.as_ref()
-            .map(|p| {
-                let full = base.join(p);
-                std::fs::read(&full).map_err(|e| format!("cannot read the IP database {}: {e}", full.display()))
-            })
-            .transpose()
-    };
-    let (city, asn) = (read(&config.geo.city_mmdb)?, read(&config.geo.asn_mmdb)?);
-    if city.is_none() && asn.is_none() {
-        return Ok(Box::new(NoEnricher));
-    }
-    Ok(Box::new(MmdbEnricher::from_bytes(city, asn)?))
 }

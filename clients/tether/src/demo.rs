@@ -59,7 +59,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let settings = Settings { scheduler_tick: Duration::from_millis(200), stream_poll: Duration::from_millis(200) };
-    let app = App::new(store, pepper, settings);
+    let engine = tetherd::risk::Engine::new(tetherd::risk::RiskConfig::default()).map_err(|e| anyhow::anyhow!(e))?;
+    let app = App::new(store, pepper, settings, engine);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -137,6 +138,7 @@ async fn run_story(channel: Channel, admin_key: String) -> anyhow::Result<()> {
                             .answer_challenge(pb::AnswerChallengeRequest {
                                 challenge_id: challenge.challenge_id.clone(),
                                 assertion_response_json: carol_old_answer.clone().unwrap_or_default(),
+                                tpm_quote: None,
                             })
                             .await?;
                     } else {
@@ -163,6 +165,7 @@ async fn run_story(channel: Channel, admin_key: String) -> anyhow::Result<()> {
         .answer_challenge(pb::AnswerChallengeRequest {
             challenge_id: ids.first().cloned().unwrap_or_default(),
             assertion_response_json: carol_old_answer.unwrap_or_default(),
+            tpm_quote: None,
         })
         .await;
     match replay {
@@ -224,6 +227,7 @@ impl Demo {
                     asset_tag: String::new(),
                     worker_external_id: worker.into(),
                     worker_display_name: worker.into(),
+                    ek_pin: String::new(),
                 },
             )?)
             .await?

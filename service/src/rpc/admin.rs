@@ -120,6 +120,7 @@ impl AdminApi {
             revoked_at_ms: d.revoked_at_ms.unwrap_or(0),
             credentials: creds.iter().map(credential_to_proto).collect(),
             attestation_state: attestation_state(attested) as i32,
+            ek_pin: crate::store::tpm::device_ek_pin(&self.app.store, &d.tenant_id, &d.id).await?.unwrap_or_default(),
         })
     }
 
@@ -308,8 +309,13 @@ impl AdminService for AdminApi {
                     e.into()
                 });
             }
+            if !r.ek_pin.trim().is_empty() {
+                let pin = crate::tpm_enrollment::normalize_pin(&r.ek_pin)?;
+                crate::tpm_enrollment::pin_device(&mut tx, &caller.tenant_id, &device.id, &pin).await?;
+            }
             let details = serde_json::json!({
                 "serial_number": device.serial_number, "model": device.model, "worker": device.worker_external_id,
+                "ek_pin": r.ek_pin.trim().to_ascii_lowercase(),
             });
             self.commit(tx, &caller, "device.registered", &device.id, details).await?;
             self.device_to_proto(&device).await

@@ -7,7 +7,7 @@ use crate::app::App;
 use crate::error::{ApiError, ApiResult, required};
 use crate::store::{StoreError, credentials, presence as presence_store, tenants};
 use crate::util::now_ms;
-use crate::{enrollment, presence};
+use crate::{enrollment, presence, tpm_enrollment, tpm_presence};
 use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -50,6 +50,41 @@ impl EnrollmentService for EnrollmentApi {
         let r = request.into_inner();
         let c = enrollment::finish(&self.app, &r.enrollment_id, &r.token, &r.registration_response_json, &source_ip)
             .await?;
+        Ok(Response::new(pb::FinishEnrollmentResponse {
+            device_id: c.device_id,
+            credential_id: c.id,
+            format: c.format,
+            attestation_type: c.attestation_type,
+            attested: c.attested,
+            trust_anchor: c.trust_anchor,
+            attestation_reason: c.attestation_reason,
+        }))
+    }
+
+    async fn begin_tpm_enrollment(
+        &self,
+        request: Request<pb::BeginTpmEnrollmentRequest>,
+    ) -> Reply<pb::BeginTpmEnrollmentResponse> {
+        let r = request.get_ref();
+        let begun = tpm_enrollment::begin(&self.app, &r.token, &r.ek_public, &r.ek_certificate, &r.ak_public).await?;
+        Ok(Response::new(pb::BeginTpmEnrollmentResponse {
+            enrollment_id: begun.enrollment.id,
+            credential_blob: begun.credential_blob,
+            encrypted_secret: begun.encrypted_secret,
+            expires_at_ms: begun.enrollment.expires_at_ms,
+            device_id: begun.token.device_id,
+            worker_external_id: begun.token.worker_external_id,
+            credential_id: begun.enrollment.credential_id,
+        }))
+    }
+
+    async fn finish_tpm_enrollment(
+        &self,
+        request: Request<pb::FinishTpmEnrollmentRequest>,
+    ) -> Reply<pb::FinishEnrollmentResponse> {
+        let source_ip = peer_ip(&request);
+        let r = request.into_inner();
+        let c = tpm_enrollment::finish(&self.app, &r.enrollment_id, &r.token, &r.activated_secret, &source_ip).await?;
         Ok(Response::new(pb::FinishEnrollmentResponse {
             device_id: c.device_id,
             credential_id: c.id,
@@ -150,7 +185,13 @@ impl PresenceService for PresenceApi {
         let source_ip = peer_ip(&request);
         let r = request.into_inner();
         let challenge_id = required("challenge_id", &r.challenge_id)?;
-        let at = presence::answer(&self.app, challenge_id, &r.assertion_response_json, &source_ip).await?;
+        let at = match &r.tpm_quote {
+            Some(_) if !r.assertion_response_json.is_empty() => {
+                return Err(ApiError::invalid("give exactly one of assertion_response_json and tpm_quote").into());
+            }
+            Some(quote) => tpm_presence::answer(&self.app, challenge_id, quote, &source_ip).await?,
+            None => presence::answer(&self.app, challenge_id, &r.assertion_response_json, &source_ip).await?,
+        };
         Ok(Response::new(pb::AnswerChallengeResponse { outcome: pb::PresenceOutcome::Ok as i32, verified_at_ms: at }))
     }
 }

@@ -9,12 +9,14 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/sqlite/0001_foundation.sql")),
     (2, "audit log", include_str!("../../migrations/sqlite/0002_audit_log.sql")),
     (3, "api key hardening", include_str!("../../migrations/sqlite/0003_api_key_hardening.sql")),
+    (4, "tpm", include_str!("../../migrations/sqlite/0004_tpm.sql")),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
     (1, "foundation", include_str!("../../migrations/postgres/0001_foundation.sql")),
     (2, "audit log", include_str!("../../migrations/postgres/0002_audit_log.sql")),
     (3, "api key hardening", include_str!("../../migrations/postgres/0003_api_key_hardening.sql")),
+    (4, "tpm", include_str!("../../migrations/postgres/0004_tpm.sql")),
 ];
 
 pub(super) async fn run(store: &Store) -> StoreResult<()> {

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod presence;
 pub mod sessions;
 pub mod tenants;
+pub mod tpm;
 pub mod trust;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};

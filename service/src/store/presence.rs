@@ -249,3 +249,12 @@ pub async fn list_events(
     .await?;
     rows.iter().map(event_from_row).collect()
 }
+
+/// Presence events since `since_ms`, all tenants, oldest first (engine warm-up).
+pub async fn recent_events(store: &Store, since_ms: i64) -> StoreResult<Vec<PresenceEvent>> {
+    let rows = sqlx::query("SELECT * FROM presence_events WHERE at_ms >= $1 ORDER BY at_ms, id LIMIT 1000000")
+        .bind(since_ms)
+        .fetch_all(store.pool())
+        .await?;
+    rows.iter().map(event_from_row).collect()
+}

@@ -122,7 +122,11 @@ async fn main() {
             for (challenge_id, json) in queue {
                 let t = Instant::now();
                 client
-                    .answer_challenge(pb::AnswerChallengeRequest { challenge_id, assertion_response_json: json })
+                    .answer_challenge(pb::AnswerChallengeRequest {
+                        challenge_id,
+                        assertion_response_json: json,
+                        tpm_quote: None,
+                    })
                     .await
                     .expect("answer verified");
                 latencies.push(t.elapsed());

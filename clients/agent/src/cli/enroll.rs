@@ -37,6 +37,22 @@ pub struct EnrollArgs {
     /// Replace an existing state file (its credential is abandoned).
     #[arg(long)]
     pub force: bool,
+
+    /// Enroll the TPM 2.0 instead of the software authenticator: an attestation key under the
+    /// endorsement key, bound by credential activation (needs an agent built with
+    /// `--features tpm`).
+    #[arg(long, conflicts_with_all = ["attestation_ca_cert", "self_attestation", "aaguid"])]
+    pub tpm: bool,
+
+    /// The TPM's TCTI, e.g. `device:/dev/tpmrm0` or `swtpm:host=127.0.0.1,port=2321`
+    /// [default: $TPM2TOOLS_TCTI, else device:/dev/tpmrm0].
+    #[arg(long, value_name = "TCTI", requires = "tpm")]
+    pub tcti: Option<String>,
+
+    /// PEM file with the TPM maker's intermediate CA certificates, sent after the EK
+    /// certificate when the trust store holds only the maker's root.
+    #[arg(long, value_name = "PEM", requires = "tpm")]
+    pub ek_intermediates: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -57,6 +73,9 @@ pub async fn enroll(cli: &Cli, args: &EnrollArgs) -> anyhow::Result<u8> {
         );
     }
     AgentState::check_writable(path)?;
+    if args.tpm {
+        return enroll_tpm(cli, args).await;
+    }
     let mode = attestation_mode(args)?;
     let aaguid = args.aaguid.unwrap_or_else(uuid::Uuid::nil);
     let mut auth = new_soft_authenticator(mode, aaguid)?;
@@ -75,11 +94,38 @@ pub async fn enroll(cli: &Cli, args: &EnrollArgs) -> anyhow::Result<u8> {
         attested = enrollment.attested,
         "enrolled"
     );
+    print_enrollment(cli, &enrollment, server)
+}
 
+#[cfg(feature = "tpm")]
+async fn enroll_tpm(cli: &Cli, args: &EnrollArgs) -> anyhow::Result<u8> {
+    use tether_agent::tpm::{TpmKey, enroll_tpm, tcti_from_env};
+    let tcti = tcti_from_env(args.tcti.as_deref());
+    let intermediates = args.ek_intermediates.as_ref().map(read_pem).transpose()?;
+    let mut key =
+        TpmKey::create(&tcti).with_context(|| format!("cannot create an attestation key in the TPM at {tcti}"))?;
+    let server = cli.server.as_deref().unwrap_or(DEFAULT_SERVER);
+    let channel = tether_agent::connect(server).await.with_context(|| format!("cannot connect to {server}"))?;
+    let enrollment = enroll_tpm(channel, &args.token, &mut key, intermediates.as_deref()).await?;
+    let state = AgentState::from_enrollment(server, &enrollment, &key)?;
+    state.save(&cli.state).with_context(|| {
+        format!("enrolled credential {} but could not save it; enroll again with a new token", enrollment.credential_id)
+    })?;
+    tracing::info!(device_id = %enrollment.device_id, credential_id = %enrollment.credential_id, "TPM enrolled");
+    print_enrollment(cli, &enrollment, server)
+}
+
+#[cfg(not(feature = "tpm"))]
+async fn enroll_tpm(_cli: &Cli, _args: &EnrollArgs) -> anyhow::Result<u8> {
+    bail!(
+        "this tether-agent was built without TPM support; rebuild it with `cargo build -p tether-agent --features tpm`"
+    )
+}
+
+fn print_enrollment(cli: &Cli, enrollment: &Enrollment, server: &str) -> anyhow::Result<u8> {
+    let path = &cli.state;
     match cli.output {
-        Output::Json => {
-            print_json(&EnrollOutput { enrollment: &enrollment, server, state_file: path.display().to_string() })?
-        }
+        Output::Json => print_json(&EnrollOutput { enrollment, server, state_file: path.display().to_string() })?,
         Output::Table => print_fields(&[
             ("device id", enrollment.device_id.clone()),
             ("worker", enrollment.worker_external_id.clone()),

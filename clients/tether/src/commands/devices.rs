@@ -28,6 +28,10 @@ pub enum DevicesCommand {
         /// Create the worker with this name if unknown.
         #[arg(long, value_name = "NAME", requires = "worker")]
         worker_name: Option<String>,
+        /// Pin the device to its TPM: hex SHA-256 of the EK's SubjectPublicKeyInfo (DER).
+        /// A TPM enrollment with another EK is then refused.
+        #[arg(long, value_name = "HEX", default_value = "")]
+        ek_pin: String,
     },
     /// Assign a device to a worker.
     Assign {
@@ -59,13 +63,14 @@ pub enum DevicesCommand {
 pub async fn run(ctx: &Ctx, command: DevicesCommand) -> anyhow::Result<i32> {
     let mut admin = ctx.admin().await?;
     let device = match command {
-        DevicesCommand::Add { serial, model, asset_tag, worker, worker_name } => {
+        DevicesCommand::Add { serial, model, asset_tag, worker, worker_name, ek_pin } => {
             let request = RegisterDeviceRequest {
                 serial_number: serial,
                 model,
                 asset_tag,
                 worker_external_id: worker.unwrap_or_default(),
                 worker_display_name: worker_name.unwrap_or_default(),
+                ek_pin,
             };
             admin.register_device(request).await?.into_inner()
         }

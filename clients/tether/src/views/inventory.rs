@@ -246,6 +246,8 @@ pub struct DeviceView {
     pub revoked_at: Option<String>,
     pub credentials: Vec<CredentialView>,
     pub attestation_state: String,
+    /// The pinned TPM endorsement key (hex SHA-256 of its SubjectPublicKeyInfo); empty when none.
+    pub ek_pin: String,
 }
 
 impl From<pb::Device> for DeviceView {
@@ -260,6 +262,7 @@ impl From<pb::Device> for DeviceView {
             revoked_at: rfc3339(d.revoked_at_ms),
             credentials: d.credentials.into_iter().map(Into::into).collect(),
             attestation_state: attestation_state(d.attestation_state),
+            ek_pin: d.ek_pin,
         }
     }
 }
@@ -279,6 +282,7 @@ impl Render for DeviceView {
             .add("asset tag", &self.asset_tag)
             .add("worker", &self.worker_external_id)
             .add("attestation", &self.attestation_state)
+            .add("TPM EK pin", if self.ek_pin.is_empty() { "-" } else { &self.ek_pin })
             .add("registered at", time_cell(&self.registered_at))
             .add("revoked at", time_cell(&self.revoked_at))
             .render();

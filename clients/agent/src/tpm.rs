@@ -1,0 +1,378 @@
+//! The TPM 2.0 backend (cargo feature `tpm`, tss-esapi over the system's tpm2-tss).
+//!
+//! The device's identity key is an attestation key (AK) created under the endorsement key
+//! (EK) — the TCG RSA-2048 EK template, whose certificate the TPM maker stored in NV index
+//! 0x01c00002. Enrollment is credential activation: the EK public area, the EK certificate and
+//! the AK public area go to BeginTpmEnrollment, TPM2_ActivateCredential recovers the server's
+//! secret (possible only on the TPM that holds both keys), FinishTpmEnrollment returns it.
+//! Presence challenges are answered with TPM2_Quote over the challenge nonce.
+//!
+//! Every step opens its own TCTI context and flushes the transient objects and sessions it
+//! created (a TPM without a resource manager, such as swtpm, has only a few slots). The state
+//! file keeps the TCTI string and the AK's public and (TPM-wrapped) private blobs; the AK is
+//! reloaded under the EK for each quote.
+
+use std::str::FromStr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+use tether_proto::v1::enrollment_service_client::EnrollmentServiceClient;
+use tether_proto::v1::{BeginTpmEnrollmentRequest, FinishTpmEnrollmentRequest, TpmQuote};
+use tonic::transport::Channel;
+use tss_esapi::Context;
+use tss_esapi::abstraction::{AsymmetricAlgorithmSelection, ak, ek};
+use tss_esapi::attributes::SessionAttributesBuilder;
+use tss_esapi::constants::SessionType;
+use tss_esapi::handles::{AuthHandle, KeyHandle, ObjectHandle, SessionHandle};
+use tss_esapi::interface_types::algorithm::{HashingAlgorithm, SignatureSchemeAlgorithm};
+use tss_esapi::interface_types::key_bits::RsaKeyBits;
+use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
+use tss_esapi::structures::{
+    Data, EncryptedSecret, IdObject, PcrSelectionListBuilder, PcrSlot, Private, Public, PublicBuffer, SignatureScheme,
+    SymmetricDefinition,
+};
+use tss_esapi::tcti_ldr::TctiNameConf;
+use tss_esapi::traits::{Marshall, UnMarshall};
+
+use crate::{AgentError, Authenticator, Enrollment, RPC_TIMEOUT};
+
+/// The backend name stored in the state file for [`TpmKey`].
+pub const TPM_BACKEND: &str = "tpm";
+
+/// The default TCTI: the kernel's resource manager.
+pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
+
+/// The TCTI to use: an explicit one, else `TPM2TOOLS_TCTI` / `TCTI`, else [`DEFAULT_TCTI`].
+pub fn tcti_from_env(explicit: Option<&str>) -> String {
+    explicit
+        .map(str::to_string)
+        .or_else(|| std::env::var("TPM2TOOLS_TCTI").ok().filter(|s| !s.is_empty()))
+        .or_else(|| std::env::var("TCTI").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| DEFAULT_TCTI.to_string())
+}
+
+fn tpm_error(what: &str) -> impl Fn(tss_esapi::Error) -> AgentError + '_ {
+    move |e| AgentError::Authenticator(format!("TPM: {what}: {e}"))
+}
+
+/// An attestation key in a TPM 2.0, reached through a TCTI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TpmKey {
+    tcti: String,
+    /// TPM2B_PUBLIC of the AK.
+    ak_public: Vec<u8>,
+    /// TPM2B_PRIVATE contents of the AK (wrapped by the EK: useless outside this TPM).
+    ak_private: Vec<u8>,
+    /// base64url AK name, as the server names the credential (after enrollment).
+    credential_id: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TpmState {
+    tcti: String,
+    ak_public: String,
+    ak_private: String,
+    #[serde(default)]
+    credential_id: Option<String>,
+}
+
+/// What BeginTpmEnrollment needs from the TPM.
+#[derive(Debug, Clone)]
+pub struct TpmEvidence {
+    /// TPM2B_PUBLIC of the EK.
+    pub ek_public: Vec<u8>,
+    /// The EK certificate as stored in NV (DER, possibly padded).
+    pub ek_certificate: Vec<u8>,
+    /// TPM2B_PUBLIC of the AK.
+    pub ak_public: Vec<u8>,
+}
+
+struct Session {
+    ctx: Context,
+    ek: KeyHandle,
+}
+
+impl Session {
+    fn open(tcti: &str) -> Result<Self, AgentError> {
+        let conf = TctiNameConf::from_str(tcti)
+            .map_err(|e| AgentError::Authenticator(format!("TPM: invalid TCTI {tcti:?}: {e}")))?;
+        let mut ctx = Context::new(conf).map_err(tpm_error("cannot open the TCTI"))?;
+        let ek = ek::create_ek_object_2(&mut ctx, AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048), None)
+            .map_err(tpm_error("cannot create the endorsement key"))?;
+        Ok(Self { ctx, ek })
+    }
+
+    fn load_ak(&mut self, key: &TpmKey) -> Result<KeyHandle, AgentError> {
+        let public = public_from_tpm2b(&key.ak_public)?;
+        let private =
+            Private::try_from(key.ak_private.clone()).map_err(tpm_error("the stored AK is not a TPM2B_PRIVATE"))?;
+        ak::load_ak(&mut self.ctx, self.ek, None, private, public).map_err(tpm_error("cannot load the attestation key"))
+    }
+
+    fn flush(&mut self, handle: impl Into<ObjectHandle>) {
+        let _ = self.ctx.flush_context(handle.into());
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let ek = self.ek;
+        self.flush(ek);
+    }
+}
+
+fn public_from_tpm2b(bytes: &[u8]) -> Result<Public, AgentError> {
+    let buffer = PublicBuffer::unmarshall(bytes).map_err(tpm_error("the stored AK is not a TPM2B_PUBLIC"))?;
+    Public::try_from(buffer).map_err(tpm_error("the stored AK public area cannot be read"))
+}
+
+fn public_to_tpm2b(public: Public) -> Result<Vec<u8>, AgentError> {
+    PublicBuffer::try_from(public).and_then(|b| b.marshall()).map_err(tpm_error("cannot marshal a public area"))
+}
+
+impl TpmKey {
+    /// Creates a new AK (RSA-2048, RSASSA-SHA256) under the EK of the TPM at `tcti`.
+    pub fn create(tcti: &str) -> Result<Self, AgentError> {
+        let mut s = Session::open(tcti)?;
+        let created =
+            ak::create_ak(&mut s.ctx, s.ek, HashingAlgorithm::Sha256, SignatureSchemeAlgorithm::RsaSsa, None, None)
+                .map_err(tpm_error("cannot create the attestation key"))?;
+        Ok(Self {
+            tcti: tcti.to_string(),
+            ak_public: public_to_tpm2b(created.out_public)?,
+            ak_private: created.out_private.value().to_vec(),
+            credential_id: None,
+        })
+    }
+
+    pub fn tcti(&self) -> &str {
+        &self.tcti
+    }
+
+    /// Restores the key from the state file's `authenticator_state`.
+    pub fn from_state(state: &serde_json::Value) -> Result<Self, AgentError> {
+        let s: TpmState = serde_json::from_value(state.clone())
+            .map_err(|e| AgentError::State(format!("cannot restore the TPM key: {e}")))?;
+        let decode = |what: &str, v: &str| {
+            STANDARD.decode(v).map_err(|e| AgentError::State(format!("cannot restore the TPM key's {what}: {e}")))
+        };
+        Ok(Self {
+            tcti: s.tcti,
+            ak_public: decode("AK public area", &s.ak_public)?,
+            ak_private: decode("AK private blob", &s.ak_private)?,
+            credential_id: s.credential_id,
+        })
+    }
+
+    /// EK public area, EK certificate (from NV) and AK public area.
+    pub fn evidence(&self) -> Result<TpmEvidence, AgentError> {
+        let mut s = Session::open(&self.tcti)?;
+        let (ek_public, _, _) = s.ctx.read_public(s.ek).map_err(tpm_error("cannot read the EK public area"))?;
+        let ek_certificate =
+            ek::retrieve_ek_pubcert(&mut s.ctx, AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048))
+                .map_err(tpm_error("cannot read the EK certificate from NV index 0x01c00002"))?;
+        Ok(TpmEvidence { ek_public: public_to_tpm2b(ek_public)?, ek_certificate, ak_public: self.ak_public.clone() })
+    }
+
+    /// TPM2_ActivateCredential: the secret the server encrypted to this TPM's EK for this AK.
+    pub fn activate(&self, credential_blob: &[u8], encrypted_secret: &[u8]) -> Result<Vec<u8>, AgentError> {
+        let blob = IdObject::try_from(credential_blob.to_vec()).map_err(tpm_error("credential_blob"))?;
+        let secret = EncryptedSecret::try_from(encrypted_secret.to_vec()).map_err(tpm_error("encrypted_secret"))?;
+        let mut s = Session::open(&self.tcti)?;
+        let ak = s.load_ak(self)?;
+        let result = activate_with(&mut s, ak, blob, secret);
+        s.flush(ak);
+        result
+    }
+
+    /// TPM2_Quote over `nonce` (PCRs 0-7 of the SHA-256 bank) by the AK.
+    pub fn quote(&self, nonce: &[u8]) -> Result<TpmQuote, AgentError> {
+        let data = Data::try_from(nonce.to_vec()).map_err(tpm_error("the nonce is too long"))?;
+        let selection = PcrSelectionListBuilder::new()
+            .with_selection(
+                HashingAlgorithm::Sha256,
+                &[
+                    PcrSlot::Slot0,
+                    PcrSlot::Slot1,
+                    PcrSlot::Slot2,
+                    PcrSlot::Slot3,
+                    PcrSlot::Slot4,
+                    PcrSlot::Slot5,
+                    PcrSlot::Slot6,
+                    PcrSlot::Slot7,
+                ],
+            )
+            .build()
+            .map_err(tpm_error("PCR selection"))?;
+        let mut s = Session::open(&self.tcti)?;
+        let ak = s.load_ak(self)?;
+        let quoted = s
+            .ctx
+            .execute_with_session(Some(AuthSession::Password), |ctx| {
+                ctx.quote(ak, data, SignatureScheme::Null, selection)
+            })
+            .map_err(tpm_error("TPM2_Quote failed"));
+        s.flush(ak);
+        let (attest, signature) = quoted?;
+        Ok(TpmQuote {
+            attest: attest.marshall().map_err(tpm_error("cannot marshal TPMS_ATTEST"))?,
+            signature: signature.marshall().map_err(tpm_error("cannot marshal TPMT_SIGNATURE"))?,
+            pcrs: Vec::new(),
+        })
+    }
+}
+
+fn activate_with(
+    s: &mut Session,
+    ak: KeyHandle,
+    blob: IdObject,
+    secret: EncryptedSecret,
+) -> Result<Vec<u8>, AgentError> {
+    // The EK authorizes with its policy: PolicySecret(endorsement) in a policy session.
+    let policy = s
+        .ctx
+        .start_auth_session(
+            None,
+            None,
+            None,
+            SessionType::Policy,
+            SymmetricDefinition::AES_128_CFB,
+            HashingAlgorithm::Sha256,
+        )
+        .map_err(tpm_error("cannot start a policy session"))?
+        .ok_or_else(|| AgentError::Authenticator("TPM: no policy session was returned".into()))?;
+    let result = (|| {
+        let (attributes, mask) = SessionAttributesBuilder::new().build();
+        s.ctx.tr_sess_set_attributes(policy, attributes, mask).map_err(tpm_error("session attributes"))?;
+        let policy_session = PolicySession::try_from(policy).map_err(tpm_error("policy session"))?;
+        s.ctx
+            .execute_with_session(Some(AuthSession::Password), |ctx| {
+                ctx.policy_secret(
+                    policy_session,
+                    AuthHandle::Endorsement,
+                    Default::default(),
+                    Default::default(),
+                    Default::default(),
+                    None,
+                )
+            })
+            .map_err(tpm_error("PolicySecret(endorsement) failed"))?;
+        s.ctx.set_sessions((Some(AuthSession::Password), Some(policy), None));
+        let recovered = s.ctx.activate_credential(ak, s.ek, blob, secret);
+        s.ctx.clear_sessions();
+        recovered.map(|d| d.value().to_vec()).map_err(tpm_error("TPM2_ActivateCredential failed"))
+    })();
+    let _ = s.ctx.flush_context(SessionHandle::from(policy).into());
+    result
+}
+
+impl Authenticator for TpmKey {
+    fn backend(&self) -> &'static str {
+        TPM_BACKEND
+    }
+
+    fn make_credential(&mut self, _creation_options_json: &str, _origin: &str) -> Result<String, AgentError> {
+        Err(AgentError::Authenticator(
+            "a TPM attestation key enrolls with credential activation (tether-agent enroll --tpm), not WebAuthn".into(),
+        ))
+    }
+
+    fn get_assertion(&mut self, _request_options_json: &str, _origin: &str) -> Result<String, AgentError> {
+        Err(AgentError::Authenticator("a TPM attestation key answers with quotes, not WebAuthn assertions".into()))
+    }
+
+    fn credential_id(&self) -> Option<Vec<u8>> {
+        let id = self.credential_id.as_ref()?;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(id).ok()
+    }
+
+    fn to_state_json(&self) -> String {
+        serde_json::json!(TpmState {
+            tcti: self.tcti.clone(),
+            ak_public: STANDARD.encode(&self.ak_public),
+            ak_private: STANDARD.encode(&self.ak_private),
+            credential_id: self.credential_id.clone(),
+        })
+        .to_string()
+    }
+
+    fn tpm_quote(&mut self, nonce: &[u8]) -> Option<Result<TpmQuote, AgentError>> {
+        Some(self.quote(nonce))
+    }
+}
+
+/// PEM blocks for one DER certificate (NV padding after it removed).
+fn der_certificate_to_pem(nv: &[u8]) -> Result<String, AgentError> {
+    let bad = || AgentError::Authenticator("TPM: the EK certificate in NV is not a DER certificate".into());
+    let (&tag, rest) = nv.split_first().ok_or_else(bad)?;
+    let (&first, rest) = rest.split_first().ok_or_else(bad)?;
+    if tag != 0x30 {
+        return Err(bad());
+    }
+    let len = if first < 0x80 {
+        2 + usize::from(first)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 {
+            return Err(bad());
+        }
+        let len = rest.get(..n).ok_or_else(bad)?.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+        2 + n + len
+    };
+    let der = nv.get(..len).ok_or_else(bad)?;
+    let b64 = STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    Ok(out)
+}
+
+/// Enroll the TPM: BeginTpmEnrollment with the EK, its certificate (followed by
+/// `ek_intermediates_pem`, the TPM maker's intermediate CA certificates, when given) and the
+/// AK; TPM2_ActivateCredential; FinishTpmEnrollment with the recovered secret.
+pub async fn enroll_tpm(
+    channel: Channel,
+    token: &str,
+    key: &mut TpmKey,
+    ek_intermediates_pem: Option<&str>,
+) -> Result<Enrollment, AgentError> {
+    let evidence = key.evidence()?;
+    let ek_certificate = match ek_intermediates_pem {
+        Some(chain) => format!("{}{chain}", der_certificate_to_pem(&evidence.ek_certificate)?).into_bytes(),
+        None => evidence.ek_certificate,
+    };
+    let mut client = EnrollmentServiceClient::new(channel);
+    let mut begin = tonic::Request::new(BeginTpmEnrollmentRequest {
+        token: token.to_string(),
+        ek_public: evidence.ek_public,
+        ek_certificate,
+        ak_public: evidence.ak_public,
+    });
+    begin.set_timeout(RPC_TIMEOUT);
+    let begun = client.begin_tpm_enrollment(begin).await?.into_inner();
+    tracing::debug!(enrollment_id = %begun.enrollment_id, device_id = %begun.device_id, "TPM enrollment started");
+
+    let secret = key.activate(&begun.credential_blob, &begun.encrypted_secret)?;
+    let mut finish = tonic::Request::new(FinishTpmEnrollmentRequest {
+        enrollment_id: begun.enrollment_id,
+        token: token.to_string(),
+        activated_secret: secret,
+    });
+    finish.set_timeout(RPC_TIMEOUT);
+    let finish = client.finish_tpm_enrollment(finish).await?.into_inner();
+    key.credential_id = Some(finish.credential_id.clone());
+    Ok(Enrollment {
+        device_id: finish.device_id,
+        credential_id: finish.credential_id,
+        format: finish.format,
+        attestation_type: finish.attestation_type,
+        attested: finish.attested,
+        trust_anchor: finish.trust_anchor,
+        attestation_reason: finish.attestation_reason,
+        worker_external_id: begun.worker_external_id,
+    })
+}

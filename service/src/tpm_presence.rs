@@ -1,0 +1,239 @@
+//! Presence answers from TPM devices: a TPM2_Quote over the challenge nonce by the AK bound at
+//! credential activation. The quote is verified with the stored AK only — never with a key that
+//! comes with the answer (CVE-2022-1053) — and a bad signature is a recorded rejection, never
+//! logged and accepted (Keylime PR #1423). The challenge is consumed atomically exactly like a
+//! WebAuthn answer, and the quote's clock reading is compared with the previous one: counters
+//! going backwards raise a high-severity `tpm_anomaly` flag (which denies access), a firmware
+//! change a review one.
+
+use crate::app::App;
+use crate::audit;
+use crate::error::{ApiError, ApiResult};
+use crate::presence::Attempt;
+use crate::risk_live::{self, Happening, Observation};
+use crate::store::flags::FlagRecord;
+use crate::store::tpm::Clock;
+use crate::store::{StoreError, Tx, credentials, flags, presence, tpm as tpm_store};
+use crate::tpm_enrollment::KIND;
+use crate::util::{new_id, now_ms};
+use tether_attestation::tpm::quote::{self, ClockAnomaly};
+use tether_attestation::tpm::{Attest, ClockInfo, TpmPublic, pcr::PcrValues};
+use tether_proto::v1 as pb;
+
+/// Larger quote parts are refused before parsing.
+const MAX_PART: usize = 16 * 1024;
+
+/// Verifies and records a quote answering `challenge_id`. Returns the verification time.
+pub async fn answer(app: &App, challenge_id: &str, quote: &pb::TpmQuote, source_ip: &str) -> ApiResult<i64> {
+    let challenge = presence::challenge(&app.store, challenge_id.trim())
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such challenge"))?;
+    let credential = credentials::get(&app.store, &challenge.credential_id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("challenge {} names a missing credential", challenge.id)))?;
+    let attempt = Attempt { challenge: &challenge, credential: &credential, source_ip };
+
+    if credential.kind != KIND {
+        let error = ApiError::invalid(
+            "this credential is a WebAuthn credential: answer with assertion_response_json, not tpm_quote",
+        );
+        return Err(attempt.reject(app, "failed", error).await);
+    }
+    if quote.attest.is_empty() || quote.signature.is_empty() {
+        let error = ApiError::invalid("tpm_quote: attest (TPMS_ATTEST) and signature (TPMT_SIGNATURE) are required");
+        return Err(attempt.reject(app, "failed", error).await);
+    }
+    if quote.attest.len() > MAX_PART || quote.signature.len() > MAX_PART || quote.pcrs.len() > MAX_PART {
+        let error = ApiError::invalid("tpm_quote: a part is too large");
+        return Err(attempt.reject(app, "failed", error).await);
+    }
+    if credential.revoked_at_ms.is_some() {
+        let error = ApiError::denied("the credential has been revoked");
+        return Err(attempt.reject(app, "failed", error).await);
+    }
+    if challenge.consumed_at_ms.is_some() {
+        let error = ApiError::precondition("this challenge was already answered; challenges are single-use");
+        return Err(attempt.reject(app, "replayed", error).await);
+    }
+    let now = now_ms();
+    if challenge.missed_at_ms.is_some() || now > challenge.deadline_ms {
+        let error = ApiError::precondition(format!(
+            "the answer came {} ms after the challenge's deadline",
+            now - challenge.deadline_ms
+        ));
+        return Err(attempt.reject(app, "late", error).await);
+    }
+    // A quote made for an earlier challenge's nonce is a replay, like a WebAuthn assertion's.
+    if let Ok(attest) = Attest::parse(&quote.attest)
+        && attest.extra_data != challenge.nonce
+        && let Some(other) = presence::challenge_by_nonce(&app.store, &attest.extra_data).await?
+    {
+        let error = ApiError::precondition(format!(
+            "the quote was made for an earlier challenge ({}), not this one: a replay",
+            other.id
+        ));
+        return Err(attempt.reject(app, "replayed", error).await);
+    }
+    let stored = tpm_store::credential(&app.store, &credential.id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("TPM credential {} has no stored AK", credential.id)))?;
+    let ak = TpmPublic::parse(&stored.ak_public)
+        .map_err(|e| StoreError::Corrupt(format!("credential {} AK: {e}", credential.id)))?;
+    let pcrs = if quote.pcrs.is_empty() {
+        None
+    } else {
+        match PcrValues::from_tpm2_tools(&quote.pcrs) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                let error = ApiError::invalid(format!("tpm_quote.pcrs: {e}"));
+                return Err(attempt.reject(app, "failed", error).await);
+            }
+        }
+    };
+    let verified = match quote::verify_quote(&ak, &quote.attest, &quote.signature, &challenge.nonce, pcrs.as_ref()) {
+        Ok(v) => v,
+        Err(e) => {
+            let error = ApiError::denied(format!("the presence answer was rejected: {e}"));
+            return Err(attempt.reject(app, "failed", error).await);
+        }
+    };
+    let current = Clock {
+        clock: verified.clock_info.clock,
+        reset_count: verified.clock_info.reset_count,
+        restart_count: verified.clock_info.restart_count,
+        firmware_version: verified.firmware_version,
+    };
+    let anomalies = match stored.last {
+        Some(previous) => {
+            let info = |c: &Clock| ClockInfo {
+                clock: c.clock,
+                reset_count: c.reset_count,
+                restart_count: c.restart_count,
+                safe: true,
+            };
+            quote::compare_clocks(
+                &info(&previous),
+                previous.firmware_version,
+                &info(&current),
+                current.firmware_version,
+            )
+        }
+        None => Vec::new(),
+    };
+    let high: Vec<&ClockAnomaly> =
+        anomalies.iter().filter(|a| !matches!(a, ClockAnomaly::FirmwareChanged { .. })).collect();
+    let firmware_changed = anomalies.iter().any(|a| matches!(a, ClockAnomaly::FirmwareChanged { .. }));
+
+    let mut tx = app.store.begin().await?;
+    if !presence::consume(&mut tx, &challenge.id, now).await? {
+        drop(tx);
+        let error = ApiError::precondition("this challenge was already answered; challenges are single-use");
+        return Err(attempt.reject(app, "replayed", error).await);
+    }
+    if !tpm_store::record_clock(&mut tx, &credential.id, stored.last, current, now).await? {
+        // Another answer for this credential recorded a reading since it was read above.
+        drop(tx);
+        let error = ApiError::precondition(
+            "another answer for this credential was recorded at the same time; answer the next challenge",
+        );
+        return Err(attempt.reject(app, "failed", error).await);
+    }
+    let evidence = |anomalies: &[&ClockAnomaly]| {
+        serde_json::json!({
+            "anomalies": anomalies.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            "previous": stored.last.map(clock_json),
+            "current": clock_json(current),
+            "challenge_id": challenge.id,
+            "source_ip": source_ip,
+        })
+    };
+    if !high.is_empty() {
+        // A genuine quote by the bound AK whose counters went backwards: the TPM was cleared or
+        // its state rolled back to erase history. Consume the challenge, record a failure, flag.
+        let detail = format!("tpm_anomaly: {}", high.iter().map(|a| a.to_string()).collect::<Vec<_>>().join("; "));
+        presence::insert_event(&mut tx, &attempt.event("failed", detail.clone(), now)).await?;
+        raise(&mut tx, &attempt, "high", evidence(&high), now).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        tracing::warn!(credential = %credential.id, device = %challenge.device_id, %detail, "TPM anomaly");
+        return Err(ApiError::denied(format!("{detail}; the device has been flagged")));
+    }
+    if !credentials::record_presence(&mut tx, &credential.id, 0, now).await? {
+        drop(tx);
+        let error = ApiError::denied("the credential has been revoked");
+        return Err(attempt.reject(app, "failed", error).await);
+    }
+    if firmware_changed {
+        let changed: Vec<&ClockAnomaly> = anomalies.iter().collect();
+        raise(&mut tx, &attempt, "review", evidence(&changed), now).await?;
+    }
+    let detail = format!(
+        "verified TPM quote; clock {} reset {} restart {} firmware {:016x}{}",
+        current.clock,
+        current.reset_count,
+        current.restart_count,
+        current.firmware_version,
+        if verified.pcrs_verified { "; PCR digest matches" } else { "" }
+    );
+    presence::insert_event(&mut tx, &attempt.event("ok", detail, now)).await?;
+    tx.commit().await.map_err(StoreError::from)?;
+    // The risk engine sees the answer like a WebAuthn one (a TPM keeps no signature counter).
+    let observation = Observation {
+        tenant_id: &challenge.tenant_id,
+        worker: &credential.worker_external_id,
+        device_id: &challenge.device_id,
+        credential_id: &credential.id,
+        session_id: "",
+        ip: source_ip,
+        at_ms: now,
+        what: Happening::Answered { issued_at_ms: challenge.issued_at_ms, sign_count: 0 },
+    };
+    risk_live::observe(app, observation).await?;
+    Ok(now)
+}
+
+fn clock_json(c: Clock) -> serde_json::Value {
+    serde_json::json!({
+        "clock": c.clock,
+        "reset_count": c.reset_count,
+        "restart_count": c.restart_count,
+        "firmware_version": format!("{:016x}", c.firmware_version),
+    })
+}
+
+/// A `tpm_anomaly` flag and its audit entry, in the answer's transaction.
+async fn raise(
+    tx: &mut Tx,
+    attempt: &Attempt<'_>,
+    severity: &str,
+    evidence: serde_json::Value,
+    now: i64,
+) -> Result<(), StoreError> {
+    flags::insert(
+        tx,
+        &FlagRecord {
+            id: new_id("flg"),
+            tenant_id: attempt.challenge.tenant_id.clone(),
+            kind: "tpm_anomaly".into(),
+            severity: severity.into(),
+            status: "open".into(),
+            device_id: attempt.challenge.device_id.clone(),
+            worker_external_id: attempt.credential.worker_external_id.clone(),
+            credential_id: attempt.credential.id.clone(),
+            session_id: String::new(),
+            raised_at_ms: now,
+            evidence_json: evidence.to_string(),
+        },
+    )
+    .await?;
+    let details = serde_json::json!({"kind": "tpm_anomaly", "severity": severity, "credential": attempt.credential.id});
+    audit::append(
+        tx,
+        &attempt.challenge.tenant_id,
+        &audit::Actor::system(),
+        "flag.raised",
+        &attempt.challenge.device_id,
+        details,
+    )
+    .await?;
+    Ok(())
+}
