@@ -81,6 +81,21 @@ impl Server {
         server
     }
 
+    /// Another `tetherd` process on this server's database and pepper: a replica.
+    pub fn replica(&self) -> Server {
+        let mut replica = Server {
+            child: None,
+            url: String::new(),
+            database_url: self.database_url.clone(),
+            scheduler_tick: self.scheduler_tick.clone(),
+            pepper_file: self.pepper_file.clone(),
+            extra_args: self.extra_args.clone(),
+            _dir: None,
+        };
+        replica.spawn();
+        replica
+    }
+
     /// A fresh server started with more `tetherd serve` flags.
     pub fn start_with_args(args: &[&str]) -> Server {
         let mut server = Server::start_with_tick("200ms");
@@ -187,8 +202,9 @@ impl Drop for Server {
             let _ = child.kill();
             let _ = child.wait();
         }
+        let owns_database = self._dir.is_some();
         if let Some((base, name)) =
-            self.database_url.rsplit_once('/').filter(|_| self.database_url.starts_with("postgres"))
+            self.database_url.rsplit_once('/').filter(|_| owns_database && self.database_url.starts_with("postgres"))
         {
             let _ = Command::new("psql")
                 .args([&format!("{base}/postgres"), "-qc", &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")])
