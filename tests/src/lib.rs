@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod fixtures;
+pub mod mmdb;
 pub mod swtpm;
 
 use std::io::{BufRead, BufReader};
@@ -59,6 +60,20 @@ impl Server {
     /// `postgres://postgres@127.0.0.1:5432`), each server gets a fresh
     /// PostgreSQL database there instead of a SQLite file.
     pub fn start_with_tick(tick: &str) -> Server {
+        let mut server = Server::prepare(tick, &[]);
+        server.spawn();
+        server
+    }
+
+    /// A fresh server started with more `tetherd serve` flags.
+    pub fn start_with_args(args: &[&str]) -> Server {
+        let mut server = Server::prepare("200ms", args);
+        server.spawn();
+        server
+    }
+
+    /// A fresh database and pepper, not started yet.
+    fn prepare(tick: &str, args: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let database_url = match std::env::var("TETHER_TEST_POSTGRES_URL") {
             Ok(base) if !base.is_empty() => fresh_postgres_database(&base),
@@ -68,17 +83,15 @@ impl Server {
         std::fs::write(&pepper_file, format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()))
             .expect("write the pepper file");
         let pepper_file = pepper_file.display().to_string();
-        let mut server = Server {
+        Server {
             child: None,
             url: String::new(),
             database_url,
             scheduler_tick: tick.into(),
             pepper_file,
-            extra_args: Vec::new(),
+            extra_args: args.iter().map(|a| a.to_string()).collect(),
             _dir: Some(dir),
-        };
-        server.spawn();
-        server
+        }
     }
 
     /// Another `tetherd` process on this server's database and pepper: a replica.
@@ -94,15 +107,6 @@ impl Server {
         };
         replica.spawn();
         replica
-    }
-
-    /// A fresh server started with more `tetherd serve` flags.
-    pub fn start_with_args(args: &[&str]) -> Server {
-        let mut server = Server::start_with_tick("200ms");
-        server.stop();
-        server.extra_args = args.iter().map(|a| a.to_string()).collect();
-        server.spawn();
-        server
     }
 
     fn spawn(&mut self) {
