@@ -5,6 +5,10 @@
 //! WebAuthn answer, and the quote's clock reading is compared with the previous one: counters
 //! going backwards raise a high-severity `tpm_anomaly` flag (which denies access), a firmware
 //! change a review one.
+//!
+//! When a PCR policy applies to the device (its own, else its model's), the quote must select the
+//! policy's PCRs and carry their values; values other than the expected ones still prove the
+//! TPM's presence, so the answer counts and a review `pcr_policy_mismatch` flag records them.
 
 use crate::app::App;
 use crate::audit;
@@ -12,12 +16,13 @@ use crate::error::{ApiError, ApiResult};
 use crate::presence::Attempt;
 use crate::risk_live::{self, Happening, Observation};
 use crate::store::flags::FlagRecord;
+use crate::store::pcr_policy::{self, PcrPolicy};
 use crate::store::tpm::Clock;
-use crate::store::{StoreError, Tx, credentials, flags, presence, tpm as tpm_store};
+use crate::store::{StoreError, Tx, credentials, flags, inventory, presence, tpm as tpm_store};
 use crate::tpm_enrollment::KIND;
 use crate::util::{new_id, now_ms};
 use tether_attestation::tpm::quote::{self, ClockAnomaly};
-use tether_attestation::tpm::{Attest, ClockInfo, TpmPublic, pcr::PcrValues};
+use tether_attestation::tpm::{Attest, ClockInfo, HashAlg, PcrSelection, TpmPublic, pcr::PcrValues};
 use tether_proto::v1 as pb;
 
 /// Larger quote parts are refused before parsing.
@@ -97,6 +102,18 @@ pub async fn answer(app: &App, challenge_id: &str, quote: &pb::TpmQuote, source_
             return Err(attempt.reject(app, "failed", error).await);
         }
     };
+    let model = inventory::get_device(&app.store, &challenge.tenant_id, &challenge.device_id)
+        .await?
+        .map(|d| d.model)
+        .unwrap_or_default();
+    let policy = pcr_policy::applicable(&app.store, &challenge.tenant_id, &challenge.device_id, &model).await?;
+    let mismatches = match &policy {
+        Some(policy) => match evaluate(policy, &verified.selection, pcrs.as_ref()) {
+            Ok(m) => m,
+            Err(error) => return Err(attempt.reject(app, "failed", error).await),
+        },
+        None => Vec::new(),
+    };
     let current = Clock {
         clock: verified.clock_info.clock,
         reset_count: verified.clock_info.reset_count,
@@ -152,7 +169,7 @@ pub async fn answer(app: &App, challenge_id: &str, quote: &pb::TpmQuote, source_
         // its state rolled back to erase history. Consume the challenge, record a failure, flag.
         let detail = format!("tpm_anomaly: {}", high.iter().map(|a| a.to_string()).collect::<Vec<_>>().join("; "));
         presence::insert_event(&mut tx, &attempt.event("failed", detail.clone(), now)).await?;
-        raise(&mut tx, &attempt, "high", evidence(&high), now).await?;
+        raise(&mut tx, &attempt, "tpm_anomaly", "high", evidence(&high), now).await?;
         tx.commit().await.map_err(StoreError::from)?;
         tracing::warn!(credential = %credential.id, device = %challenge.device_id, %detail, "TPM anomaly");
         return Err(ApiError::denied(format!("{detail}; the device has been flagged")));
@@ -164,9 +181,9 @@ pub async fn answer(app: &App, challenge_id: &str, quote: &pb::TpmQuote, source_
     }
     if firmware_changed {
         let changed: Vec<&ClockAnomaly> = anomalies.iter().collect();
-        raise(&mut tx, &attempt, "review", evidence(&changed), now).await?;
+        raise(&mut tx, &attempt, "tpm_anomaly", "review", evidence(&changed), now).await?;
     }
-    let detail = format!(
+    let mut detail = format!(
         "verified TPM quote; clock {} reset {} restart {} firmware {:016x}{}",
         current.clock,
         current.reset_count,
@@ -174,6 +191,26 @@ pub async fn answer(app: &App, challenge_id: &str, quote: &pb::TpmQuote, source_
         current.firmware_version,
         if verified.pcrs_verified { "; PCR digest matches" } else { "" }
     );
+    if let Some(policy) = &policy {
+        if mismatches.is_empty() {
+            detail.push_str(&format!("; PCR policy for {} matches", policy.scope));
+        } else {
+            let pcrs = mismatches.iter().map(|m| m.pcr.as_str()).collect::<Vec<_>>().join(", ");
+            detail.push_str(&format!(
+                "; PCR policy for {} not met: {pcrs} differ from the expected values (flagged pcr_policy_mismatch)",
+                policy.scope
+            ));
+            let evidence = serde_json::json!({
+                "scope": policy.scope.kind(),
+                "target": policy.scope.target(),
+                "mismatches": mismatches.iter().map(Mismatch::json).collect::<Vec<_>>(),
+                "challenge_id": challenge.id,
+                "source_ip": source_ip,
+            });
+            raise(&mut tx, &attempt, "pcr_policy_mismatch", "review", evidence, now).await?;
+            tracing::warn!(credential = %credential.id, device = %challenge.device_id, %pcrs, "PCR policy mismatch");
+        }
+    }
     presence::insert_event(&mut tx, &attempt.event("ok", detail, now)).await?;
     tx.commit().await.map_err(StoreError::from)?;
     // The risk engine sees the answer like a WebAuthn one (a TPM keeps no signature counter).
@@ -200,10 +237,76 @@ fn clock_json(c: Clock) -> serde_json::Value {
     })
 }
 
-/// A `tpm_anomaly` flag and its audit entry, in the answer's transaction.
+/// One policy PCR whose quoted value is not the expected one.
+struct Mismatch {
+    pcr: String,
+    bank: String,
+    index: u32,
+    expected: String,
+    actual: String,
+}
+
+impl Mismatch {
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "pcr": self.pcr, "bank": self.bank, "index": self.index,
+            "expected": self.expected, "actual": self.actual,
+        })
+    }
+}
+
+/// Checks a verified quote against the PCR policy that applies. A policy PCR the quote does
+/// not select, or a quote without PCR values, is a rejection (the TPM could hide any state by
+/// leaving PCRs out); values that differ are returned, for a flag.
+fn evaluate(
+    policy: &PcrPolicy,
+    selection: &[PcrSelection],
+    values: Option<&PcrValues>,
+) -> Result<Vec<Mismatch>, ApiError> {
+    let quoted = |alg: HashAlg, index: u32| {
+        selection.iter().any(|bank| HashAlg::from_id(bank.hash) == Some(alg) && bank.pcrs().contains(&index))
+    };
+    let missing: Vec<String> = policy
+        .pcrs
+        .iter()
+        .filter(|e| pcr_policy::bank(&e.bank).is_none_or(|alg| !quoted(alg, e.index)))
+        .map(|e| e.pcr())
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::precondition(format!(
+            "the PCR policy for {} expects PCR {}, which the quote does not include; quote the policy's PCRs",
+            policy.scope,
+            missing.join(", ")
+        )));
+    }
+    let Some(values) = values else {
+        return Err(ApiError::precondition(format!(
+            "the PCR policy for {} applies to this device: send the quoted PCR values with the quote \
+             (tpm_quote.pcrs, the file tpm2_quote -o writes)",
+            policy.scope
+        )));
+    };
+    let mut mismatches = Vec::new();
+    for e in &policy.pcrs {
+        let actual = pcr_policy::bank(&e.bank).and_then(|alg| values.get(alg, e.index)).map(hex::encode);
+        if actual.as_deref() != Some(e.value_hex.as_str()) {
+            mismatches.push(Mismatch {
+                pcr: e.pcr(),
+                bank: e.bank.clone(),
+                index: e.index,
+                expected: e.value_hex.clone(),
+                actual: actual.unwrap_or_default(),
+            });
+        }
+    }
+    Ok(mismatches)
+}
+
+/// A flag of `kind` and its audit entry, in the answer's transaction.
 async fn raise(
     tx: &mut Tx,
     attempt: &Attempt<'_>,
+    kind: &str,
     severity: &str,
     evidence: serde_json::Value,
     now: i64,
@@ -213,7 +316,7 @@ async fn raise(
         &FlagRecord {
             id: new_id("flg"),
             tenant_id: attempt.challenge.tenant_id.clone(),
-            kind: "tpm_anomaly".into(),
+            kind: kind.into(),
             severity: severity.into(),
             status: "open".into(),
             device_id: attempt.challenge.device_id.clone(),
@@ -225,7 +328,7 @@ async fn raise(
         },
     )
     .await?;
-    let details = serde_json::json!({"kind": "tpm_anomaly", "severity": severity, "credential": attempt.credential.id});
+    let details = serde_json::json!({"kind": kind, "severity": severity, "credential": attempt.credential.id});
     audit::append(
         tx,
         &attempt.challenge.tenant_id,

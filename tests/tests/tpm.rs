@@ -11,6 +11,11 @@ use tether_e2e::{Server, authed};
 use tether_proto::v1 as pb;
 use tonic::{Code, Status};
 
+#[path = "tpm/agent_binary.rs"]
+mod agent_binary;
+#[path = "tpm/pcr_policy.rs"]
+mod pcr_policy;
+
 /// The tenant's TPM manufacturer root: the swtpm local CA.
 async fn trust_tpm_root(server: &Server, org: &Org, tpm: &Swtpm) {
     let mut admin = server.admin().await;

@@ -165,4 +165,9 @@ impl Authenticator for PersistingAuthenticator {
     fn sign_count(&self) -> Option<u32> {
         self.inner.sign_count()
     }
+
+    /// A TPM keeps its state in the TPM: a quote changes nothing to save.
+    fn tpm_quote(&mut self, nonce: &[u8]) -> Option<Result<tether_proto::v1::TpmQuote, AgentError>> {
+        self.inner.tpm_quote(nonce)
+    }
 }

@@ -100,6 +100,9 @@ pub enum Command {
     /// Analyst reports (newest first).
     #[command(subcommand)]
     Report(ReportCommand),
+    /// Review flags: acknowledge, resolve or reopen them with a note.
+    #[command(subcommand)]
+    Flags(crate::commands::flags::FlagsCommand),
     /// The tenant's tamper-evident audit log: export it, verify its hash chain.
     #[command(subcommand)]
     Audit(crate::commands::audit::AuditCommand),

@@ -70,6 +70,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Gateway(c) => commands::gateway::run(&ctx, c).await,
         Command::Report(c) => commands::report::run(&ctx, c).await,
         Command::Audit(c) => commands::audit::run(&ctx, c).await,
+        Command::Flags(c) => commands::flags::run(&ctx, c).await,
     }
 }
 

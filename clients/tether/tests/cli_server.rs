@@ -112,6 +112,13 @@ impl ReportService for Shared {
         Ok(Response::new(ListSessionsResponse { sessions: vec![], next_page_token: "same".into() }))
     }
 
+    async fn update_flag(
+        &self,
+        _request: Request<tether_proto::v1::UpdateFlagRequest>,
+    ) -> Result<Response<tether_proto::v1::Flag>, Status> {
+        Err(Status::unimplemented("not part of this fake"))
+    }
+
     async fn list_audit_log(
         &self,
         _request: Request<tether_proto::v1::ListAuditLogRequest>,

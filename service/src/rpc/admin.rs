@@ -1,5 +1,7 @@
 //! AdminService: inventory, tokens, trust store, policy, keys.
 
+mod pcr_policy;
+
 use super::{id_cursor, id_token, page_size};
 use crate::app::App;
 use crate::audit::{self, Actor};
@@ -644,5 +646,20 @@ impl AdminService for AdminApi {
             Ok(pb::ChallengeNowResponse { challenge_ids })
         }
         .await)
+    }
+
+    async fn set_pcr_policy(&self, request: Request<pb::SetPcrPolicyRequest>) -> Reply<pb::PcrPolicy> {
+        ok(self.do_set_pcr_policy(request).await)
+    }
+
+    async fn list_pcr_policies(
+        &self,
+        request: Request<pb::ListPcrPoliciesRequest>,
+    ) -> Reply<pb::ListPcrPoliciesResponse> {
+        ok(self.do_list_pcr_policies(request).await)
+    }
+
+    async fn clear_pcr_policy(&self, request: Request<pb::ClearPcrPolicyRequest>) -> Reply<pb::PcrPolicy> {
+        ok(self.do_clear_pcr_policy(request).await)
     }
 }

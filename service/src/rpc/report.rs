@@ -3,10 +3,13 @@
 use super::{page_size, time_cursor, time_range, time_token};
 use crate::access::reason_from_name;
 use crate::app::App;
+use crate::audit::{self as audit_log, Actor};
 use crate::auth::{Role, authorize};
 use crate::error::{ApiError, ApiResult};
+use crate::store::flags::StoredFlag;
 use crate::store::presence::EventFilter;
-use crate::store::{audit, flags, presence, sessions};
+use crate::store::{StoreError, audit, flags, presence, sessions};
+use crate::util::now_ms;
 use std::sync::Arc;
 use tether_proto::v1::{self as pb, report_service_server::ReportService};
 use tonic::{Request, Response, Status};
@@ -59,6 +62,25 @@ fn failure_outcomes(requested: &[i32]) -> ApiResult<String> {
         list.push(',');
     }
     Ok(list)
+}
+
+fn flag_to_proto(stored: StoredFlag) -> pb::Flag {
+    let f = stored.flag;
+    pb::Flag {
+        id: f.id,
+        kind: f.kind,
+        severity: severity(&f.severity) as i32,
+        status: status_from_name(&f.status) as i32,
+        device_id: f.device_id,
+        worker_external_id: f.worker_external_id,
+        credential_id: f.credential_id,
+        session_id: f.session_id,
+        raised_at_ms: f.raised_at_ms,
+        evidence_json: f.evidence_json,
+        note: stored.note,
+        updated_at_ms: stored.updated_at_ms.unwrap_or(0),
+        updated_by: stored.updated_by,
+    }
 }
 
 fn severity(name: &str) -> pb::FlagSeverity {
@@ -176,22 +198,8 @@ impl ReportService for ReportApi {
         let list = flags::list(&self.app.store, &caller.tenant_id, &filter, status, &cursor, limit)
             .await
             .map_err(ApiError::from)?;
-        let next = time_token(list.last().map(|f| (f.raised_at_ms, f.id.as_str())), list.len(), limit);
-        let flags = list
-            .into_iter()
-            .map(|f| pb::Flag {
-                id: f.id,
-                kind: f.kind,
-                severity: severity(&f.severity) as i32,
-                status: status_from_name(&f.status) as i32,
-                device_id: f.device_id,
-                worker_external_id: f.worker_external_id,
-                credential_id: f.credential_id,
-                session_id: f.session_id,
-                raised_at_ms: f.raised_at_ms,
-                evidence_json: f.evidence_json,
-            })
-            .collect();
+        let next = time_token(list.last().map(|f| (f.flag.raised_at_ms, f.flag.id.as_str())), list.len(), limit);
+        let flags = list.into_iter().map(flag_to_proto).collect();
         Ok(Response::new(pb::ListFlagsResponse { flags, next_page_token: next }))
     }
 
@@ -227,5 +235,54 @@ impl ReportService for ReportApi {
             })
             .collect();
         Ok(Response::new(pb::ListAuditLogResponse { entries, head_seq, head_hash }))
+    }
+
+    async fn update_flag(&self, request: Request<pb::UpdateFlagRequest>) -> Result<Response<pb::Flag>, Status> {
+        let caller = authorize(&self.app, &request, READERS).await?;
+        let r = request.get_ref();
+        let flag_id = crate::error::required("flag_id", &r.flag_id)?;
+        let note = r.note.trim();
+        if note.is_empty() {
+            return Err(
+                ApiError::invalid("note is required: say why the flag is acknowledged, resolved or reopened").into()
+            );
+        }
+        if note.chars().count() > 2000 {
+            return Err(ApiError::invalid("note is longer than 2000 characters").into());
+        }
+        let (to, action) = match pb::FlagStatus::try_from(r.status) {
+            Ok(pb::FlagStatus::Acknowledged) => ("acknowledged", "flag.acknowledged"),
+            Ok(pb::FlagStatus::Resolved) => ("resolved", "flag.resolved"),
+            Ok(pb::FlagStatus::Open) => ("open", "flag.reopened"),
+            _ => return Err(ApiError::invalid("status must be ACKNOWLEDGED, RESOLVED or OPEN").into()),
+        };
+        let current = flags::get(&self.app.store, &caller.tenant_id, flag_id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::not_found(format!("no flag {flag_id:?}")))?;
+        let from = current.flag.status.clone();
+        if from == to {
+            return Err(ApiError::precondition(format!("the flag is already {to}")).into());
+        }
+        if from == "resolved" && to == "acknowledged" {
+            return Err(ApiError::precondition("a resolved flag must be reopened before it is acknowledged").into());
+        }
+        let mut tx = self.app.store.begin().await.map_err(ApiError::from)?;
+        let moved = flags::review(&mut tx, flag_id, &from, to, note, &caller.principal, now_ms())
+            .await
+            .map_err(ApiError::from)?;
+        if !moved {
+            return Err(ApiError::precondition("the flag changed meanwhile; reload it and try again").into());
+        }
+        let details = serde_json::json!({"kind": current.flag.kind, "from": from, "to": to, "note": note});
+        audit_log::append(&mut tx, &caller.tenant_id, &Actor(caller.principal.clone()), action, flag_id, details)
+            .await
+            .map_err(ApiError::from)?;
+        tx.commit().await.map_err(StoreError::from).map_err(ApiError::from)?;
+        let updated = flags::get(&self.app.store, &caller.tenant_id, flag_id)
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::not_found("no such flag"))?;
+        Ok(Response::new(flag_to_proto(updated)))
     }
 }

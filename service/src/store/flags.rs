@@ -22,6 +22,15 @@ pub struct FlagRecord {
     pub evidence_json: String,
 }
 
+/// A flag as read back, with its latest review.
+#[derive(Debug, Clone)]
+pub struct StoredFlag {
+    pub flag: FlagRecord,
+    pub note: String,
+    pub updated_at_ms: Option<i64>,
+    pub updated_by: String,
+}
+
 fn from_row(row: &AnyRow) -> StoreResult<FlagRecord> {
     Ok(FlagRecord {
         id: row.try_get("id")?,
@@ -35,6 +44,15 @@ fn from_row(row: &AnyRow) -> StoreResult<FlagRecord> {
         session_id: row.try_get("session_id")?,
         raised_at_ms: row.try_get("raised_at_ms")?,
         evidence_json: row.try_get("evidence_json")?,
+    })
+}
+
+fn stored_from_row(row: &AnyRow) -> StoreResult<StoredFlag> {
+    Ok(StoredFlag {
+        flag: from_row(row)?,
+        note: row.try_get("note")?,
+        updated_at_ms: row.try_get("updated_at_ms")?,
+        updated_by: row.try_get("updated_by")?,
     })
 }
 
@@ -86,7 +104,7 @@ pub async fn list(
     status: &str,
     after: &Cursor,
     limit: i64,
-) -> StoreResult<Vec<FlagRecord>> {
+) -> StoreResult<Vec<StoredFlag>> {
     let rows = sqlx::query(
         "SELECT * FROM flags WHERE tenant_id = $1 \
          AND ($2 = 0 OR raised_at_ms >= $2) AND ($3 = 0 OR raised_at_ms < $3) \
@@ -106,5 +124,39 @@ pub async fn list(
     .bind(limit)
     .fetch_all(store.pool())
     .await?;
-    rows.iter().map(from_row).collect()
+    rows.iter().map(stored_from_row).collect()
+}
+
+pub async fn get(store: &Store, tenant_id: &str, id: &str) -> StoreResult<Option<StoredFlag>> {
+    let row = sqlx::query("SELECT * FROM flags WHERE tenant_id = $1 AND id = $2")
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(store.pool())
+        .await?;
+    row.as_ref().map(stored_from_row).transpose()
+}
+
+/// Moves a flag from `from` to `to`; false when its status was no longer `from`
+/// (another analyst changed it first).
+pub async fn review(
+    tx: &mut Tx,
+    id: &str,
+    from: &str,
+    to: &str,
+    note: &str,
+    by: &str,
+    now_ms: i64,
+) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE flags SET status = $3, note = $4, updated_by = $5, updated_at_ms = $6 WHERE id = $1 AND status = $2",
+    )
+    .bind(id)
+    .bind(from)
+    .bind(to)
+    .bind(note)
+    .bind(by)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }

@@ -10,6 +10,8 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (2, "audit log", include_str!("../../migrations/sqlite/0002_audit_log.sql")),
     (3, "api key hardening", include_str!("../../migrations/sqlite/0003_api_key_hardening.sql")),
     (4, "tpm", include_str!("../../migrations/sqlite/0004_tpm.sql")),
+    (5, "pcr policy", include_str!("../../migrations/sqlite/0005_pcr_policy.sql")),
+    (6, "flag review", include_str!("../../migrations/sqlite/0006_flag_review.sql")),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -17,6 +19,8 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (2, "audit log", include_str!("../../migrations/postgres/0002_audit_log.sql")),
     (3, "api key hardening", include_str!("../../migrations/postgres/0003_api_key_hardening.sql")),
     (4, "tpm", include_str!("../../migrations/postgres/0004_tpm.sql")),
+    (5, "pcr policy", include_str!("../../migrations/postgres/0005_pcr_policy.sql")),
+    (6, "flag review", include_str!("../../migrations/postgres/0006_flag_review.sql")),
 ];
 
 pub(super) async fn run(store: &Store) -> StoreResult<()> {

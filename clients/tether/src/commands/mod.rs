@@ -5,6 +5,7 @@ pub mod challenge;
 pub mod credentials;
 pub mod dev_ca;
 pub mod devices;
+pub mod flags;
 pub mod gateway;
 pub mod keys;
 pub mod policy;

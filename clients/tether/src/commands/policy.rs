@@ -1,4 +1,6 @@
-//! `tether policy show|set`.
+//! `tether policy show|set`, and `tether policy pcr …` (PCR policy for TPM devices).
+
+pub mod pcr;
 
 use clap::{ArgGroup, Args, Subcommand};
 use tether_proto::v1::{GetPolicyRequest, UpdatePolicyRequest};
@@ -14,6 +16,9 @@ pub enum PolicyCommand {
     Show,
     /// Change some of the policy; options not given keep their value.
     Set(PolicySetArgs),
+    /// Expected PCR values for TPM devices, per model or per device.
+    #[command(subcommand)]
+    Pcr(pcr::PcrCommand),
 }
 
 #[derive(Debug, Args)]
@@ -58,10 +63,10 @@ impl PolicySetArgs {
 }
 
 pub async fn run(ctx: &Ctx, command: PolicyCommand) -> anyhow::Result<i32> {
-    let mut admin = ctx.admin().await?;
     let policy = match command {
-        PolicyCommand::Show => admin.get_policy(GetPolicyRequest {}).await?.into_inner(),
-        PolicyCommand::Set(args) => admin.update_policy(args.to_request()).await?.into_inner(),
+        PolicyCommand::Show => ctx.admin().await?.get_policy(GetPolicyRequest {}).await?.into_inner(),
+        PolicyCommand::Set(args) => ctx.admin().await?.update_policy(args.to_request()).await?.into_inner(),
+        PolicyCommand::Pcr(command) => return pcr::run(ctx, command).await,
     };
     emit(ctx.output, &PolicyView::from(policy))?;
     Ok(0)

@@ -197,6 +197,10 @@ pub struct FlagView {
     pub raised_at: Option<String>,
     /// The parsed `evidence_json` (kept as a string if it is not JSON; null if empty).
     pub evidence: serde_json::Value,
+    /// The latest review note, when and by whom (null when never reviewed).
+    pub note: Option<String>,
+    pub updated_at: Option<String>,
+    pub updated_by: Option<String>,
 }
 
 impl From<pb::Flag> for FlagView {
@@ -217,6 +221,9 @@ impl From<pb::Flag> for FlagView {
             session_id: f.session_id,
             raised_at: rfc3339(f.raised_at_ms),
             evidence,
+            note: Some(f.note).filter(|n| !n.is_empty()),
+            updated_at: rfc3339(f.updated_at_ms),
+            updated_by: Some(f.updated_by).filter(|b| !b.is_empty()),
         }
     }
 }
@@ -225,6 +232,22 @@ impl From<pb::Flag> for FlagView {
 pub struct FlagsView {
     pub flags: Vec<FlagView>,
     pub next_page_token: Option<String>,
+}
+
+impl Render for FlagView {
+    fn to_text(&self) -> String {
+        Fields::new()
+            .add("flag", &self.id)
+            .add("kind", &self.kind)
+            .add("severity", &self.severity)
+            .add("status", &self.status)
+            .add("device", &self.device_id)
+            .add("worker", &self.worker_external_id)
+            .add("note", self.note.as_deref().unwrap_or(""))
+            .add("updated by", self.updated_by.as_deref().unwrap_or(""))
+            .add("updated", time_cell(&self.updated_at))
+            .render()
+    }
 }
 
 impl Render for FlagsView {
