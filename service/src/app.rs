@@ -1,6 +1,7 @@
 //! Shared state of a running service.
 
 use crate::auth::Pepper;
+use crate::limits::{LimitSettings, Limiter};
 use crate::risk::Engine;
 use crate::risk_live::LiveRisk;
 use crate::store::Store;
@@ -15,11 +16,16 @@ pub struct Settings {
     /// How often an open challenge stream re-reads the database, so streams
     /// also see challenges issued by other replicas.
     pub stream_poll: Duration,
+    pub limits: LimitSettings,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
-        Settings { scheduler_tick: Duration::from_secs(5), stream_poll: Duration::from_secs(2) }
+        Settings {
+            scheduler_tick: Duration::from_secs(5),
+            stream_poll: Duration::from_secs(2),
+            limits: LimitSettings::default(),
+        }
     }
 }
 
@@ -30,6 +36,8 @@ pub struct App {
     pub settings: Settings,
     /// Credential ids that just received a challenge, for open streams.
     pub issued: broadcast::Sender<String>,
+    /// Abuse limits (token buckets).
+    pub limits: Limiter,
     /// The risk engine that turns events into flags.
     pub risk: LiveRisk,
     /// Flips to true when shutdown begins, so long-lived streams and the
@@ -42,6 +50,7 @@ impl App {
         let risk = LiveRisk::new(risk);
         let (issued, _) = broadcast::channel(1024);
         let (stopping, _) = watch::channel(false);
-        Arc::new(App { store, pepper, settings, issued, risk, stopping })
+        let limits = Limiter::new(settings.limits.clone());
+        Arc::new(App { store, pepper, settings, issued, limits, risk, stopping })
     }
 }

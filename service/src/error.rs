@@ -17,6 +17,8 @@ pub enum ApiError {
     FailedPrecondition(String),
     #[error("{0}")]
     AlreadyExists(String),
+    #[error("{message}")]
+    ResourceExhausted { message: String, retry_after: std::time::Duration },
     #[error("storage failure: {0}")]
     Store(#[from] StoreError),
 }
@@ -50,6 +52,14 @@ impl From<ApiError> for Status {
             ApiError::NotFound(m) => Status::new(Code::NotFound, m),
             ApiError::FailedPrecondition(m) => Status::new(Code::FailedPrecondition, m),
             ApiError::AlreadyExists(m) => Status::new(Code::AlreadyExists, m),
+            ApiError::ResourceExhausted { message, retry_after } => {
+                let mut status = Status::new(Code::ResourceExhausted, message);
+                // Machine-readable retry hint for clients and gateways.
+                if let Ok(value) = retry_after.as_millis().to_string().parse() {
+                    status.metadata_mut().insert("retry-after-ms", value);
+                }
+                status
+            }
             ApiError::Store(e) => {
                 // Details stay in the server log; callers learn only that it
                 // was the server's fault and may be retried.

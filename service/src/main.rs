@@ -5,6 +5,7 @@ use std::io::Write;
 use std::time::Duration;
 use tetherd::app::{App, Settings};
 use tetherd::auth::Pepper;
+use tetherd::limits::{LimitSettings, Rate};
 use tetherd::store::Store;
 use tetherd::{server, tenancy};
 use tracing_subscriber::EnvFilter;
@@ -48,6 +49,8 @@ enum Command {
         pepper: PepperArgs,
         #[command(flatten)]
         tls: TlsArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
         /// Risk-engine configuration (TOML or JSON): thresholds, network classes, offices,
         /// remote-control lists, MaxMind-format databases. Defaults are documented in the README.
         #[arg(long, env = "TETHER_RISK_CONFIG")]
@@ -70,6 +73,44 @@ enum Command {
         #[command(flatten)]
         pepper: PepperArgs,
     },
+}
+
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Access checks per second per tenant (burst: twice as many).
+    #[arg(long, env = "TETHER_LIMIT_ACCESS_PER_TENANT", default_value_t = 1000.0)]
+    limit_access_per_tenant: f64,
+    /// Presence answers per second per device (burst: five times as many).
+    #[arg(long, env = "TETHER_LIMIT_PRESENCE_PER_DEVICE", default_value_t = 2.0)]
+    limit_presence_per_device: f64,
+    /// Enrollment calls per second per source address (burst: four times as many).
+    #[arg(long, env = "TETHER_LIMIT_ENROLLMENT_PER_ADDRESS", default_value_t = 5.0)]
+    limit_enrollment_per_address: f64,
+    /// Enrollment calls per second with one token (burst: twenty times as many).
+    #[arg(long, env = "TETHER_LIMIT_ENROLLMENT_PER_TOKEN", default_value_t = 0.5)]
+    limit_enrollment_per_token: f64,
+}
+
+impl LimitArgs {
+    fn settings(&self) -> anyhow::Result<LimitSettings> {
+        for (name, value) in [
+            ("--limit-access-per-tenant", self.limit_access_per_tenant),
+            ("--limit-presence-per-device", self.limit_presence_per_device),
+            ("--limit-enrollment-per-address", self.limit_enrollment_per_address),
+            ("--limit-enrollment-per-token", self.limit_enrollment_per_token),
+        ] {
+            if !value.is_finite() || value <= 0.0 {
+                anyhow::bail!("{name} must be a positive number of calls per second, not {value}");
+            }
+        }
+        let rate = |per_second: f64, burst: f64| Rate { per_second, burst: (per_second * burst).max(1.0) };
+        Ok(LimitSettings {
+            access_per_tenant: rate(self.limit_access_per_tenant, 2.0),
+            presence_per_device: rate(self.limit_presence_per_device, 5.0),
+            enrollment_per_address: rate(self.limit_enrollment_per_address, 4.0),
+            enrollment_per_token: rate(self.limit_enrollment_per_token, 20.0),
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -128,7 +169,8 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { listen, database_url, scheduler_tick, pepper, tls, risk_config } => {
+        Command::Serve { listen, database_url, scheduler_tick, pepper, tls, limits, risk_config } => {
+            let limits = limits.settings()?;
             let tls = tetherd::tls::TlsFiles {
                 cert: tls.tls_cert,
                 key: tls.tls_key,
@@ -140,7 +182,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let pepper = pepper.load(&database_url)?;
             let store = Store::open(&database_url).await?;
             let engine = tetherd::risk_live::load_engine(risk_config.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
-            let settings = Settings { scheduler_tick, ..Settings::default() };
+            let settings = Settings { scheduler_tick, limits, ..Settings::default() };
             let app = App::new(store, pepper, settings, engine);
             if !app.risk.geo_enabled() {
                 tracing::warn!(

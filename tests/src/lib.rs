@@ -114,6 +114,12 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &self.database_url])
             .args(["--scheduler-tick", &self.scheduler_tick, "--api-key-pepper-file", &self.pepper_file])
             .args(&self.extra_args)
+            // Tests drive one device or tenant far harder than the production
+            // defaults allow; tests of the limits pass explicit flags, which win.
+            .env("TETHER_LIMIT_ACCESS_PER_TENANT", "1000000")
+            .env("TETHER_LIMIT_PRESENCE_PER_DEVICE", "100000")
+            .env("TETHER_LIMIT_ENROLLMENT_PER_ADDRESS", "100000")
+            .env("TETHER_LIMIT_ENROLLMENT_PER_TOKEN", "100000")
             .env("RUST_LOG", std::env::var("TETHER_TEST_LOG").unwrap_or_else(|_| "warn".into()))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

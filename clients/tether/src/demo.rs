@@ -58,7 +58,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let (_tenant, admin) = tetherd::tenancy::create_tenant(&store, &pepper, "Demo Corp", RP_ID, ORIGIN)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let settings = Settings { scheduler_tick: Duration::from_millis(200), stream_poll: Duration::from_millis(200) };
+    let settings = Settings {
+        scheduler_tick: Duration::from_millis(200),
+        stream_poll: Duration::from_millis(200),
+        limits: tetherd::limits::LimitSettings::default(),
+    };
     let engine = tetherd::risk::Engine::new(tetherd::risk::RiskConfig::default()).map_err(|e| anyhow::anyhow!(e))?;
     let app = App::new(store, pepper, settings, engine);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

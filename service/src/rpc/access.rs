@@ -3,6 +3,7 @@
 use crate::access::{AccessQuery, check};
 use crate::app::App;
 use crate::auth::{Role, authorize};
+use crate::limits::Kind;
 use std::sync::Arc;
 use tether_proto::v1::{self as pb, access_service_server::AccessService};
 use tonic::{Request, Response, Status};
@@ -18,6 +19,7 @@ impl AccessService for AccessApi {
         request: Request<pb::CheckAccessRequest>,
     ) -> Result<Response<pb::CheckAccessResponse>, Status> {
         let caller = authorize(&self.app, &request, &[Role::Gateway, Role::Admin]).await?;
+        self.app.limits.check(Kind::AccessPerTenant, &caller.tenant_id)?;
         let r = request.get_ref();
         let query = AccessQuery {
             tenant_id: &caller.tenant_id,

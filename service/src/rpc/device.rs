@@ -5,6 +5,7 @@
 use super::peer_ip;
 use crate::app::App;
 use crate::error::{ApiError, ApiResult, required};
+use crate::limits::Kind;
 use crate::store::{StoreError, credentials, presence as presence_store, tenants};
 use crate::util::now_ms;
 use crate::{enrollment, presence, tpm_enrollment, tpm_presence};
@@ -21,6 +22,13 @@ use tonic::{Request, Response, Status};
 
 type Reply<T> = Result<Response<T>, Status>;
 
+/// Enrollment is limited per source address and per token (by its hash, so
+/// the secret is not kept in memory).
+fn limit_enrollment(app: &App, source_ip: &str, token: &str) -> Result<(), ApiError> {
+    app.limits.check(Kind::EnrollmentPerAddress, source_ip)?;
+    app.limits.check(Kind::EnrollmentPerToken, &crate::util::b64url(&crate::util::sha256(token.trim().as_bytes())))
+}
+
 pub struct EnrollmentApi {
     pub app: Arc<App>,
 }
@@ -31,6 +39,7 @@ impl EnrollmentService for EnrollmentApi {
         &self,
         request: Request<pb::BeginEnrollmentRequest>,
     ) -> Reply<pb::BeginEnrollmentResponse> {
+        limit_enrollment(&self.app, &peer_ip(&request), &request.get_ref().token)?;
         let begun = enrollment::begin(&self.app, &request.get_ref().token).await?;
         Ok(Response::new(pb::BeginEnrollmentResponse {
             enrollment_id: begun.session.id,
@@ -47,6 +56,7 @@ impl EnrollmentService for EnrollmentApi {
         request: Request<pb::FinishEnrollmentRequest>,
     ) -> Reply<pb::FinishEnrollmentResponse> {
         let source_ip = peer_ip(&request);
+        limit_enrollment(&self.app, &source_ip, &request.get_ref().token)?;
         let r = request.into_inner();
         let c = enrollment::finish(&self.app, &r.enrollment_id, &r.token, &r.registration_response_json, &source_ip)
             .await?;
@@ -65,6 +75,7 @@ impl EnrollmentService for EnrollmentApi {
         &self,
         request: Request<pb::BeginTpmEnrollmentRequest>,
     ) -> Reply<pb::BeginTpmEnrollmentResponse> {
+        limit_enrollment(&self.app, &peer_ip(&request), &request.get_ref().token)?;
         let r = request.get_ref();
         let begun = tpm_enrollment::begin(&self.app, &r.token, &r.ek_public, &r.ek_certificate, &r.ak_public).await?;
         Ok(Response::new(pb::BeginTpmEnrollmentResponse {
@@ -83,6 +94,7 @@ impl EnrollmentService for EnrollmentApi {
         request: Request<pb::FinishTpmEnrollmentRequest>,
     ) -> Reply<pb::FinishEnrollmentResponse> {
         let source_ip = peer_ip(&request);
+        limit_enrollment(&self.app, &source_ip, &request.get_ref().token)?;
         let r = request.into_inner();
         let c = tpm_enrollment::finish(&self.app, &r.enrollment_id, &r.token, &r.activated_secret, &source_ip).await?;
         Ok(Response::new(pb::FinishEnrollmentResponse {
@@ -185,6 +197,12 @@ impl PresenceService for PresenceApi {
         let source_ip = peer_ip(&request);
         let r = request.into_inner();
         let challenge_id = required("challenge_id", &r.challenge_id)?;
+        // Limit per device; unknown challenges fall through to NOT_FOUND.
+        if let Some(challenge) =
+            presence_store::challenge(&self.app.store, challenge_id).await.map_err(ApiError::from)?
+        {
+            self.app.limits.check(Kind::PresencePerDevice, &challenge.device_id)?;
+        }
         let at = match &r.tpm_quote {
             Some(_) if !r.assertion_response_json.is_empty() => {
                 return Err(ApiError::invalid("give exactly one of assertion_response_json and tpm_quote").into());
