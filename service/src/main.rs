@@ -6,7 +6,7 @@ use std::time::Duration;
 use tetherd::app::{App, Settings};
 use tetherd::auth::Pepper;
 use tetherd::limits::{LimitSettings, Rate};
-use tetherd::store::Store;
+use tetherd::store::{Store, StoreOptions};
 use tetherd::{server, tenancy};
 use tracing_subscriber::EnvFilter;
 
@@ -50,6 +50,8 @@ enum Command {
         #[command(flatten)]
         tls: TlsArgs,
         #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
         limits: LimitArgs,
         /// Risk-engine configuration (TOML or JSON): thresholds, network classes, offices,
         /// remote-control lists, MaxMind-format databases. Defaults are documented in the README.
@@ -73,6 +75,32 @@ enum Command {
         #[command(flatten)]
         pepper: PepperArgs,
     },
+}
+
+#[derive(clap::Args)]
+struct DatabaseArgs {
+    /// Most database connections this process opens [default: 8 for SQLite, 16 for PostgreSQL].
+    #[arg(long, env = "TETHER_DB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    db_max_connections: Option<u32>,
+    /// How long a call waits for a free connection before failing UNAVAILABLE.
+    #[arg(long, env = "TETHER_DB_ACQUIRE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    db_acquire_timeout: Duration,
+    /// PostgreSQL: the longest a statement may run; SQLite: the longest a writer waits for the lock.
+    #[arg(long, env = "TETHER_DB_STATEMENT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    db_statement_timeout: Duration,
+}
+
+impl DatabaseArgs {
+    fn options(&self) -> anyhow::Result<StoreOptions> {
+        if self.db_acquire_timeout.is_zero() || self.db_statement_timeout.is_zero() {
+            anyhow::bail!("--db-acquire-timeout and --db-statement-timeout must be longer than zero");
+        }
+        Ok(StoreOptions {
+            max_connections: self.db_max_connections,
+            acquire_timeout: self.db_acquire_timeout,
+            statement_timeout: self.db_statement_timeout,
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -169,8 +197,9 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { listen, database_url, scheduler_tick, pepper, tls, limits, risk_config } => {
+        Command::Serve { listen, database_url, scheduler_tick, pepper, tls, database, limits, risk_config } => {
             let limits = limits.settings()?;
+            let store_options = database.options()?;
             let tls = tetherd::tls::TlsFiles {
                 cert: tls.tls_cert,
                 key: tls.tls_key,
@@ -180,7 +209,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .server_config()
             .map_err(|e| anyhow::anyhow!(e))?;
             let pepper = pepper.load(&database_url)?;
-            let store = Store::open(&database_url).await?;
+            let store = Store::open_with(&database_url, &store_options).await?;
             let engine = tetherd::risk_live::load_engine(risk_config.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
             let settings = Settings { scheduler_tick, limits, ..Settings::default() };
             let app = App::new(store, pepper, settings, engine);

@@ -51,6 +51,28 @@ impl StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Connection-pool and per-statement limits.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Most connections this process opens (default 8 for SQLite, 16 for PostgreSQL).
+    pub max_connections: Option<u32>,
+    /// How long a call waits for a free connection before failing UNAVAILABLE.
+    pub acquire_timeout: Duration,
+    /// PostgreSQL: the longest any statement may run (`statement_timeout`).
+    /// SQLite: the longest a writer waits for the write lock (`busy_timeout`).
+    pub statement_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions {
+            max_connections: None,
+            acquire_timeout: Duration::from_secs(10),
+            statement_timeout: Duration::from_secs(10),
+        }
+    }
+}
 pub type Tx = Transaction<'static, Any>;
 
 #[derive(Clone)]
@@ -60,17 +82,35 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects and applies pending migrations.
+    /// Connects with default options and applies pending migrations.
     pub async fn open(database_url: &str) -> StoreResult<Store> {
+        Store::open_with(database_url, &StoreOptions::default()).await
+    }
+
+    /// Connects and applies pending migrations.
+    pub async fn open_with(database_url: &str, options: &StoreOptions) -> StoreResult<Store> {
         install_default_drivers();
         let (backend, url) = normalize_url(database_url)?;
-        let max_connections = match backend {
+        let max_connections = options.max_connections.unwrap_or(match backend {
             Backend::Sqlite => 8,
             Backend::Postgres => 16,
+        });
+        let timeout_ms = u64::try_from(options.statement_timeout.as_millis()).unwrap_or(u64::MAX);
+        // Integers only: the statement text cannot carry anything else.
+        let setting = match backend {
+            Backend::Sqlite => format!("PRAGMA busy_timeout = {timeout_ms}"),
+            Backend::Postgres => format!("SET statement_timeout = {timeout_ms}"),
         };
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(options.acquire_timeout)
+            .after_connect(move |connection, _| {
+                let setting = setting.clone();
+                Box::pin(async move {
+                    sqlx::query(sqlx::AssertSqlSafe(setting)).execute(&mut *connection).await?;
+                    Ok(())
+                })
+            })
             .connect(&url)
             .await?;
         if backend == Backend::Sqlite {

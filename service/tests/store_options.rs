@@ -1,0 +1,39 @@
+//! Database timeouts are applied to every pooled connection.
+
+use std::time::{Duration, Instant};
+use tetherd::store::{Store, StoreOptions};
+
+fn options(statement_timeout: Duration) -> StoreOptions {
+    StoreOptions { max_connections: Some(2), acquire_timeout: Duration::from_secs(5), statement_timeout }
+}
+
+#[tokio::test]
+async fn sqlite_writers_wait_no_longer_than_the_statement_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let holder = Store::open_with(&url, &options(Duration::from_secs(10))).await.unwrap();
+    let waiter = Store::open_with(&url, &options(Duration::from_millis(200))).await.unwrap();
+    let lock = holder.begin().await.unwrap();
+    let started = Instant::now();
+    let blocked = waiter.begin().await;
+    let waited = started.elapsed();
+    assert!(blocked.is_err(), "a second writer got the lock while the first held it");
+    assert!(waited >= Duration::from_millis(150), "gave up before the timeout: {waited:?}");
+    assert!(waited < Duration::from_secs(3), "waited past the timeout: {waited:?}");
+    drop(lock);
+    assert!(waiter.begin().await.is_ok(), "the lock was released");
+}
+
+#[tokio::test]
+async fn postgres_statements_are_cancelled_after_the_statement_timeout() {
+    let Ok(base) = std::env::var("TETHER_TEST_POSTGRES_URL") else {
+        eprintln!("NOTICE: TETHER_TEST_POSTGRES_URL is not set; skipping the PostgreSQL statement-timeout test");
+        return;
+    };
+    let base = base.trim_end_matches('/');
+    let store = Store::open_with(&format!("{base}/postgres"), &options(Duration::from_millis(200))).await.unwrap();
+    let started = Instant::now();
+    let error = sqlx::query("SELECT pg_sleep(3)").execute(store.pool()).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2), "the statement ran past its timeout");
+    assert!(error.to_string().contains("statement timeout"), "{error}");
+}
