@@ -9,7 +9,7 @@ use crate::store::credentials::Credential;
 use crate::store::enrollment::{EnrollmentSession, EnrollmentToken};
 use crate::store::flags::FlagRecord;
 use crate::store::tenants::Tenant;
-use crate::store::{StoreError, credentials, enrollment, flags, inventory, tenants, trust};
+use crate::store::{StoreError, Tx, credentials, enrollment, flags, inventory, tenants, trust};
 use crate::util::{b64url, new_id, now_ms, random_bytes, sha256};
 use tether_attestation::json::{
     AuthenticatorSelection, CreationOptionsJson, CredentialDescriptor, PubKeyCredParam, RegistrationResponseJson,
@@ -222,61 +222,79 @@ pub async fn finish(
             e.into()
         });
     }
+    let extra = serde_json::json!({"aaguid": credential.aaguid});
+    complete(app, tx, &token.id, &credential, source_ip, now, extra).await?;
+    Ok(credential)
+}
+
+/// The bookkeeping every enrollment ends with, whatever the key: a review
+/// `unattested_hardware` flag when the credential is unattested, the
+/// `device.enrolled` audit entry, the commit of the caller's transaction,
+/// and the risk engine's view of it. `extra` adds key-specific evidence.
+pub(crate) async fn complete(
+    app: &App,
+    mut tx: Tx,
+    token_id: &str,
+    credential: &Credential,
+    source_ip: &str,
+    now: i64,
+    extra: serde_json::Value,
+) -> ApiResult<()> {
+    let with_extra = |mut base: serde_json::Value| {
+        if let (Some(base), Some(extra)) = (base.as_object_mut(), extra.as_object()) {
+            base.extend(extra.clone());
+        }
+        base
+    };
     if !credential.attested {
-        let evidence = serde_json::json!({
+        let evidence = with_extra(serde_json::json!({
             "format": credential.format,
             "attestation_type": credential.attestation_type,
             "reason": credential.attestation_reason,
             "source_ip": source_ip,
-        });
-        flags::insert(
-            &mut tx,
-            &FlagRecord {
-                id: new_id("flg"),
-                tenant_id: tenant.id.clone(),
-                kind: "unattested_hardware".into(),
-                severity: "review".into(),
-                status: "open".into(),
-                device_id: credential.device_id.clone(),
-                worker_external_id: credential.worker_external_id.clone(),
-                credential_id: credential.id.clone(),
-                session_id: String::new(),
-                raised_at_ms: now,
-                evidence_json: evidence.to_string(),
-            },
-        )
-        .await?;
+        }));
+        let flag = FlagRecord {
+            id: new_id("flg"),
+            tenant_id: credential.tenant_id.clone(),
+            kind: "unattested_hardware".into(),
+            severity: "review".into(),
+            status: "open".into(),
+            device_id: credential.device_id.clone(),
+            worker_external_id: credential.worker_external_id.clone(),
+            credential_id: credential.id.clone(),
+            session_id: String::new(),
+            raised_at_ms: now,
+            evidence_json: evidence.to_string(),
+        };
+        flags::insert(&mut tx, &flag).await?;
     }
-    let details = serde_json::json!({
+    let details = with_extra(serde_json::json!({
         "device": credential.device_id, "worker": credential.worker_external_id, "credential": credential.id,
         "format": credential.format, "attested": credential.attested, "trust_anchor": credential.trust_anchor,
-        "aaguid": credential.aaguid, "source_ip": source_ip,
-    });
-    let actor = audit::Actor(format!("token:{}", token.id));
-    audit::append(&mut tx, &tenant.id, &actor, "device.enrolled", &credential.device_id, details).await?;
+        "source_ip": source_ip,
+    }));
+    let actor = audit::Actor(format!("token:{token_id}"));
+    audit::append(&mut tx, &credential.tenant_id, &actor, "device.enrolled", &credential.device_id, details).await?;
     tx.commit().await.map_err(StoreError::from)?;
     tracing::info!(
-        tenant = %tenant.id, device = %credential.device_id, credential = %credential.id,
+        tenant = %credential.tenant_id, device = %credential.device_id, credential = %credential.id,
         format = %credential.format, attested = credential.attested, "device enrolled"
     );
-    crate::risk_live::observe(
-        app,
-        crate::risk_live::Observation {
-            tenant_id: &tenant.id,
-            worker: &credential.worker_external_id,
-            device_id: &credential.device_id,
-            credential_id: &credential.id,
-            session_id: "",
-            ip: source_ip,
-            at_ms: now,
-            what: crate::risk_live::Happening::Enrolled {
-                attested: credential.attested,
-                format: credential.format.clone(),
-            },
+    let observation = crate::risk_live::Observation {
+        tenant_id: &credential.tenant_id,
+        worker: &credential.worker_external_id,
+        device_id: &credential.device_id,
+        credential_id: &credential.id,
+        session_id: "",
+        ip: source_ip,
+        at_ms: now,
+        what: crate::risk_live::Happening::Enrolled {
+            attested: credential.attested,
+            format: credential.format.clone(),
         },
-    )
-    .await?;
-    Ok(credential)
+    };
+    crate::risk_live::observe(app, observation).await?;
+    Ok(())
 }
 
 /// Policy AAGUIDs are validated when stored; one that no longer parses is an

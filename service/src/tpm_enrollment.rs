@@ -11,14 +11,12 @@
 //! AK public area stored here is the only key quotes are ever verified with.
 
 use crate::app::App;
-use crate::audit;
 use crate::enrollment::{tenant_trust_store, usable_token};
 use crate::error::{ApiError, ApiResult};
 use crate::store::credentials::Credential;
 use crate::store::enrollment::EnrollmentToken;
-use crate::store::flags::FlagRecord;
 use crate::store::tpm::{TpmCredential, TpmEnrollment};
-use crate::store::{StoreError, credentials, flags, tenants, tpm as tpm_store};
+use crate::store::{StoreError, credentials, tenants, tpm as tpm_store};
 use crate::util::{b64url, new_id, now_ms, random_bytes, sha256};
 use tether_attestation::tpm::ek::{self, EkError};
 use tether_attestation::tpm::{SystemRng, TpmPublic, ak, credential, ek_pin};
@@ -249,62 +247,11 @@ pub async fn finish(
         },
     )
     .await?;
-    if !credential.attested {
-        let evidence = serde_json::json!({
-            "format": credential.format,
-            "attestation_type": credential.attestation_type,
-            "reason": credential.attestation_reason,
-            "ek_pin": session.ek_pin,
-            "source_ip": source_ip,
-        });
-        flags::insert(
-            &mut tx,
-            &FlagRecord {
-                id: new_id("flg"),
-                tenant_id: tenant.id.clone(),
-                kind: "unattested_hardware".into(),
-                severity: "review".into(),
-                status: "open".into(),
-                device_id: credential.device_id.clone(),
-                worker_external_id: credential.worker_external_id.clone(),
-                credential_id: credential.id.clone(),
-                session_id: String::new(),
-                raised_at_ms: now,
-                evidence_json: evidence.to_string(),
-            },
-        )
-        .await?;
-    }
-    let details = serde_json::json!({
-        "device": credential.device_id, "worker": credential.worker_external_id, "credential": credential.id,
-        "format": credential.format, "attested": credential.attested, "trust_anchor": credential.trust_anchor,
+    let extra = serde_json::json!({
         "ek_pin": session.ek_pin, "tpm_manufacturer": session.ek_manufacturer, "tpm_model": session.ek_model,
-        "tpm_firmware": session.ek_firmware, "source_ip": source_ip,
+        "tpm_firmware": session.ek_firmware,
     });
-    let actor = audit::Actor(format!("token:{}", token.id));
-    audit::append(&mut tx, &tenant.id, &actor, "device.enrolled", &credential.device_id, details).await?;
-    tx.commit().await.map_err(StoreError::from)?;
-    tracing::info!(
-        tenant = %tenant.id, device = %credential.device_id, credential = %credential.id,
-        attested = credential.attested, "TPM device enrolled"
-    );
-    crate::risk_live::observe(
-        app,
-        crate::risk_live::Observation {
-            tenant_id: &tenant.id,
-            worker: &credential.worker_external_id,
-            device_id: &credential.device_id,
-            credential_id: &credential.id,
-            session_id: "",
-            ip: source_ip,
-            at_ms: now,
-            what: crate::risk_live::Happening::Enrolled {
-                attested: credential.attested,
-                format: credential.format.clone(),
-            },
-        },
-    )
-    .await?;
+    crate::enrollment::complete(app, tx, &token.id, &credential, source_ip, now, extra).await?;
     Ok(credential)
 }
 
