@@ -93,6 +93,15 @@ fn ecdsa_quote_verifies_and_plain_pcr_values_work() {
 }
 
 #[test]
+fn pcr_files_re_encode_byte_for_byte_as_tpm2_tools_wrote_them() {
+    for hex in [RSA_QUOTE_PCRS, ECC_QUOTE_PCRS] {
+        let file = bytes(hex);
+        let pcrs = PcrValues::from_tpm2_tools(&file).expect("PCR file");
+        assert_eq!(pcrs.to_tpm2_tools().expect("encode"), file);
+    }
+}
+
+#[test]
 fn wrong_nonce_is_refused() {
     let err = verify_quote(&public(RSA_AK_PUB), &bytes(RSA_QUOTE_MSG), &bytes(RSA_QUOTE_SIG), b"other", None);
     assert!(matches!(err, Err(QuoteError::NonceMismatch { .. })), "{err:?}");

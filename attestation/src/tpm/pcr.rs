@@ -91,6 +91,81 @@ impl PcrValues {
         Self::assign(&selection, digests, what)
     }
 
+    /// Writes the file `tpm2_quote -o` writes, which [`Self::from_tpm2_tools`] reads back: the
+    /// TPML_PCR_SELECTION the values imply (each run of one bank is one TPMS_PCR_SELECTION with
+    /// a 3-byte bitmap, as tpm2-tools selects, or 4 bytes for PCRs 24-31), then the values in
+    /// TPML_DIGESTs of at most 8. Unused slots and C padding are zero. The values must be in
+    /// selection order (banks not repeated, PCRs ascending) and of their bank's digest size.
+    pub fn to_tpm2_tools(&self) -> Result<Vec<u8>, WireError> {
+        let what = "tpm2-tools PCR file";
+        let invalid = |reason: String| WireError::Invalid { what, reason };
+        let mut selection: Vec<(HashAlg, u32, [u8; MAX_PCR_SELECT])> = Vec::new();
+        for v in &self.values {
+            if v.value.len() != v.bank.digest_len() {
+                return Err(invalid(format!(
+                    "PCR {}:{} is {} bytes, not {}",
+                    v.bank,
+                    v.index,
+                    v.value.len(),
+                    v.bank.digest_len()
+                )));
+            }
+            let byte = usize::try_from(v.index / 8).ok().filter(|b| *b < MAX_PCR_SELECT);
+            let byte = byte.ok_or_else(|| invalid(format!("PCR {}:{} is beyond PCR 31", v.bank, v.index)))?;
+            match selection.last_mut() {
+                Some((bank, last, bitmap)) if *bank == v.bank => {
+                    if v.index <= *last {
+                        return Err(invalid(format!("PCR {}:{} is out of ascending order", v.bank, v.index)));
+                    }
+                    *last = v.index;
+                    if let Some(b) = bitmap.get_mut(byte) {
+                        *b |= 1 << (v.index % 8);
+                    }
+                }
+                _ => {
+                    if selection.iter().any(|(bank, _, _)| *bank == v.bank) {
+                        return Err(invalid(format!("the {} bank is listed twice", v.bank)));
+                    }
+                    let mut bitmap = [0u8; MAX_PCR_SELECT];
+                    if let Some(b) = bitmap.get_mut(byte) {
+                        *b |= 1 << (v.index % 8);
+                    }
+                    selection.push((v.bank, v.index, bitmap));
+                }
+            }
+        }
+        if selection.len() > MAX_PCR_BANKS {
+            return Err(invalid(format!("it lists {} PCR banks; at most 16 exist", selection.len())));
+        }
+        let chunks = self.values.chunks(DIGESTS_PER_LIST);
+        let mut out = Vec::with_capacity(4 + MAX_PCR_BANKS * SELECTION_SIZE + 4 + chunks.len() * LIST_SIZE);
+        // Both counts are bounded above (16 banks; 16 × 32 / 8 lists), so they fit a u32.
+        out.extend_from_slice(&(selection.len() as u32).to_le_bytes());
+        for slot in 0..MAX_PCR_BANKS {
+            let entry: [u8; SELECTION_SIZE] = match selection.get(slot) {
+                Some((bank, last, [b0, b1, b2, b3])) => {
+                    let [h0, h1] = bank.id().to_le_bytes();
+                    let size = if *last >= 24 { 4 } else { 3 };
+                    [h0, h1, size, *b0, *b1, *b2, *b3, 0]
+                }
+                None => [0; SELECTION_SIZE],
+            };
+            out.extend_from_slice(&entry);
+        }
+        out.extend_from_slice(&(chunks.len() as u32).to_le_bytes());
+        for chunk in chunks {
+            out.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
+            for slot in 0..DIGESTS_PER_LIST {
+                let value = chunk.get(slot).map(|v| v.value.as_slice()).unwrap_or_default();
+                // A digest is at most 64 bytes (checked above against its bank's size).
+                out.extend_from_slice(&(value.len() as u16).to_le_bytes());
+                out.extend_from_slice(value);
+                out.resize(out.len() + (DIGEST_SIZE - 2 - value.len()), 0);
+            }
+        }
+        Ok(out)
+    }
+
     /// Reads `tpm2_pcrread -o` output: the values of `selection` concatenated, with no framing.
     pub fn from_concatenated(bytes: &[u8], selection: &[PcrSelection]) -> Result<Self, WireError> {
         let what = "PCR values file";
@@ -181,5 +256,51 @@ impl<'a> LeReader<'a> {
     fn u32(&mut self) -> Result<u32, WireError> {
         let bytes = self.take(4)?;
         <[u8; 4]>::try_from(bytes).map(u32::from_le_bytes).map_err(|_| WireError::Truncated(self.what))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(bank: HashAlg, index: u32, fill: u8) -> PcrValue {
+        PcrValue { bank, index, value: vec![fill; bank.digest_len()] }
+    }
+
+    #[test]
+    fn to_tpm2_tools_round_trips_through_the_parser() {
+        // 10 sha256 values (two digest lists), then a second bank reaching PCR 31 (4-byte bitmap).
+        let mut values: Vec<PcrValue> = (0..10).map(|i| value(HashAlg::Sha256, i, i as u8 + 1)).collect();
+        values.extend([value(HashAlg::Sha1, 16, 0xaa), value(HashAlg::Sha1, 31, 0xbb)]);
+        let pcrs = PcrValues { values };
+        let file = pcrs.to_tpm2_tools().expect("encode");
+        assert_eq!(file.len(), 4 + MAX_PCR_BANKS * SELECTION_SIZE + 4 + 2 * LIST_SIZE);
+        assert_eq!(PcrValues::from_tpm2_tools(&file).expect("decode"), pcrs);
+        // The selection as tpm2-tools lays it out: count, then hash, sizeofSelect, bitmap, pad.
+        assert_eq!(&file[..4], &2u32.to_le_bytes());
+        assert_eq!(&file[4..12], &[0x0b, 0x00, 3, 0xff, 0x03, 0x00, 0x00, 0x00]);
+        assert_eq!(&file[12..20], &[0x04, 0x00, 4, 0x00, 0x00, 0x01, 0x80, 0x00]);
+        // PCRs 0-7 of one bank: one list, a 3-byte bitmap.
+        let eight = PcrValues { values: (0..8).map(|i| value(HashAlg::Sha256, i, 7)).collect() };
+        let file = eight.to_tpm2_tools().expect("encode");
+        assert_eq!(file.len(), 4 + MAX_PCR_BANKS * SELECTION_SIZE + 4 + LIST_SIZE);
+        assert_eq!(PcrValues::from_tpm2_tools(&file).expect("decode"), eight);
+        // No values: an empty selection and no lists.
+        let empty = PcrValues::default().to_tpm2_tools().expect("encode");
+        assert_eq!(PcrValues::from_tpm2_tools(&empty).expect("decode"), PcrValues::default());
+    }
+
+    #[test]
+    fn to_tpm2_tools_refuses_what_the_format_cannot_say() {
+        let cases = [
+            vec![value(HashAlg::Sha256, 3, 1), value(HashAlg::Sha256, 2, 1)],
+            vec![value(HashAlg::Sha256, 1, 1), value(HashAlg::Sha1, 1, 1), value(HashAlg::Sha256, 2, 1)],
+            vec![value(HashAlg::Sha256, 32, 1)],
+            vec![PcrValue { bank: HashAlg::Sha256, index: 0, value: vec![0; 20] }],
+        ];
+        for values in cases {
+            let err = PcrValues { values: values.clone() }.to_tpm2_tools();
+            assert!(matches!(err, Err(WireError::Invalid { .. })), "{values:?}: {err:?}");
+        }
     }
 }

@@ -5,7 +5,8 @@
 //! 0x01c00002. Enrollment is credential activation: the EK public area, the EK certificate and
 //! the AK public area go to BeginTpmEnrollment, TPM2_ActivateCredential recovers the server's
 //! secret (possible only on the TPM that holds both keys), FinishTpmEnrollment returns it.
-//! Presence challenges are answered with TPM2_Quote over the challenge nonce.
+//! Presence challenges are answered with TPM2_Quote over the challenge nonce, with the values of
+//! the quoted PCRs (TPM2_PCR_Read) in the `tpm2_quote -o` file format.
 //!
 //! Every step opens its own TCTI context and flushes the transient objects and sessions it
 //! created (a TPM without a resource manager, such as swtpm, has only a few slots). The state
@@ -17,6 +18,8 @@ use std::str::FromStr;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
+use tether_attestation::tpm::HashAlg;
+use tether_attestation::tpm::pcr::{PcrValue, PcrValues};
 use tether_proto::v1::enrollment_service_client::EnrollmentServiceClient;
 use tether_proto::v1::{BeginTpmEnrollmentRequest, FinishTpmEnrollmentRequest, TpmQuote};
 use tonic::transport::Channel;
@@ -29,8 +32,8 @@ use tss_esapi::interface_types::algorithm::{HashingAlgorithm, SignatureSchemeAlg
 use tss_esapi::interface_types::key_bits::RsaKeyBits;
 use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
-    Data, EncryptedSecret, IdObject, PcrSelectionListBuilder, PcrSlot, Private, Public, PublicBuffer, SignatureScheme,
-    SymmetricDefinition,
+    AttestInfo, Data, EncryptedSecret, IdObject, PcrSelectionList, PcrSelectionListBuilder, PcrSlot, Private, Public,
+    PublicBuffer, SignatureScheme, SymmetricDefinition,
 };
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::{Marshall, UnMarshall};
@@ -186,41 +189,120 @@ impl TpmKey {
         result
     }
 
-    /// TPM2_Quote over `nonce` (PCRs 0-7 of the SHA-256 bank) by the AK.
+    /// TPM2_Quote over `nonce` (PCRs 0-7 of the SHA-256 bank) by the AK, with the quoted PCR
+    /// values (TPM2_PCR_Read) as the `tpm2_quote -o` file. The PCRs are read before and after
+    /// the quote; if they changed in between (or their values do not hash to the quote's PCR
+    /// digest) the quote is taken again, at most [`QUOTE_ATTEMPTS`] times.
     pub fn quote(&self, nonce: &[u8]) -> Result<TpmQuote, AgentError> {
         let data = Data::try_from(nonce.to_vec()).map_err(tpm_error("the nonce is too long"))?;
-        let selection = PcrSelectionListBuilder::new()
-            .with_selection(
-                HashingAlgorithm::Sha256,
-                &[
-                    PcrSlot::Slot0,
-                    PcrSlot::Slot1,
-                    PcrSlot::Slot2,
-                    PcrSlot::Slot3,
-                    PcrSlot::Slot4,
-                    PcrSlot::Slot5,
-                    PcrSlot::Slot6,
-                    PcrSlot::Slot7,
-                ],
-            )
-            .build()
-            .map_err(tpm_error("PCR selection"))?;
         let mut s = Session::open(&self.tcti)?;
         let ak = s.load_ak(self)?;
-        let quoted = s
-            .ctx
-            .execute_with_session(Some(AuthSession::Password), |ctx| {
-                ctx.quote(ak, data, SignatureScheme::Null, selection)
-            })
-            .map_err(tpm_error("TPM2_Quote failed"));
+        let quoted = quote_with_pcrs(&mut s.ctx, ak, &data);
         s.flush(ak);
-        let (attest, signature) = quoted?;
-        Ok(TpmQuote {
+        quoted
+    }
+}
+
+/// How many times a quote is taken while the quoted PCRs keep changing under it.
+pub const QUOTE_ATTEMPTS: usize = 3;
+
+/// The PCRs every quote covers: 0-7 of the SHA-256 bank.
+const QUOTED_PCRS: [u32; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
+
+fn sha256_selection(indices: &[u32]) -> Result<PcrSelectionList, AgentError> {
+    let slots = indices
+        .iter()
+        .map(|&i| {
+            1u32.checked_shl(i)
+                .and_then(|bit| PcrSlot::try_from(bit).ok())
+                .ok_or_else(|| AgentError::Authenticator(format!("TPM: there is no PCR {i}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    PcrSelectionListBuilder::new()
+        .with_selection(HashingAlgorithm::Sha256, &slots)
+        .build()
+        .map_err(tpm_error("PCR selection"))
+}
+
+/// The quoted PCRs' values in selection order, with the TPM's PCR update counter; `None` if
+/// a PCR changed between the TPM2_PCR_Read calls needed (a TPM returns at most 8 digests per
+/// call, and may return fewer).
+fn read_quoted_pcrs(ctx: &mut Context) -> Result<Option<(u32, PcrValues)>, AgentError> {
+    let mut remaining = QUOTED_PCRS.to_vec();
+    let mut read: Vec<PcrValue> = Vec::new();
+    let mut counter = None;
+    // Each call returns at least one value or fails below, so this many calls always suffice.
+    for _ in 0..QUOTED_PCRS.len() {
+        if remaining.is_empty() {
+            break;
+        }
+        let (update_counter, selected, digests) =
+            ctx.pcr_read(sha256_selection(&remaining)?).map_err(tpm_error("TPM2_PCR_Read failed"))?;
+        if counter.is_some_and(|c| c != update_counter) {
+            return Ok(None);
+        }
+        counter = Some(update_counter);
+        let slots = selected
+            .get_selections()
+            .iter()
+            .flat_map(|bank| bank.selected().into_iter().map(move |slot| (bank.hashing_algorithm(), slot)))
+            .collect::<Vec<_>>();
+        if slots.len() != digests.value().len() {
+            return Err(AgentError::Authenticator(format!(
+                "TPM: TPM2_PCR_Read returned {} values for {} PCRs",
+                digests.value().len(),
+                slots.len()
+            )));
+        }
+        let before = remaining.len();
+        for ((hash, slot), digest) in slots.into_iter().zip(digests.value()) {
+            let index = u32::from(slot).trailing_zeros();
+            if hash == HashingAlgorithm::Sha256 && remaining.contains(&index) {
+                remaining.retain(|&i| i != index);
+                read.push(PcrValue { bank: HashAlg::Sha256, index, value: digest.value().to_vec() });
+            }
+        }
+        if remaining.len() == before {
+            return Err(AgentError::Authenticator(format!(
+                "TPM: TPM2_PCR_Read returned no value for sha256 PCRs {remaining:?} (is the SHA-256 bank active?)"
+            )));
+        }
+    }
+    if !remaining.is_empty() {
+        return Err(AgentError::Authenticator(format!("TPM: TPM2_PCR_Read left sha256 PCRs {remaining:?} unread")));
+    }
+    read.sort_by_key(|v| v.index);
+    Ok(counter.map(|c| (c, PcrValues { values: read })))
+}
+
+fn quote_with_pcrs(ctx: &mut Context, ak: KeyHandle, data: &Data) -> Result<TpmQuote, AgentError> {
+    for _ in 0..QUOTE_ATTEMPTS {
+        let Some(before) = read_quoted_pcrs(ctx)? else { continue };
+        let selection = sha256_selection(&QUOTED_PCRS)?;
+        let (attest, signature) = ctx
+            .execute_with_session(Some(AuthSession::Password), |ctx| {
+                ctx.quote(ak, data.clone(), SignatureScheme::Null, selection)
+            })
+            .map_err(tpm_error("TPM2_Quote failed"))?;
+        let Some(after) = read_quoted_pcrs(ctx)? else { continue };
+        // The AK signs with RSASSA-SHA256, so the quote's PCR digest is a SHA-256 digest.
+        let digest_matches = match attest.attested() {
+            AttestInfo::Quote { info } => info.pcr_digest().value() == after.1.digest(HashAlg::Sha256).as_slice(),
+            _ => false,
+        };
+        if before != after || !digest_matches {
+            tracing::debug!("the quoted PCRs changed while quoting; quoting again");
+            continue;
+        }
+        return Ok(TpmQuote {
             attest: attest.marshall().map_err(tpm_error("cannot marshal TPMS_ATTEST"))?,
             signature: signature.marshall().map_err(tpm_error("cannot marshal TPMT_SIGNATURE"))?,
-            pcrs: Vec::new(),
-        })
+            pcrs: after.1.to_tpm2_tools().map_err(|e| AgentError::Authenticator(format!("TPM: {e}")))?,
+        });
     }
+    Err(AgentError::Authenticator(format!(
+        "TPM: the quoted PCRs changed during each of {QUOTE_ATTEMPTS} quotes; try again"
+    )))
 }
 
 fn activate_with(

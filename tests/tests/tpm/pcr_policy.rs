@@ -177,3 +177,70 @@ async fn pcr_policy_flags_mismatches_refuses_missing_pcrs_and_prefers_the_device
     let count = |action: &str| audit.iter().filter(|a| a.action == action).count();
     assert_eq!((count("pcr_policy.set"), count("pcr_policy.cleared")), (4, 1));
 }
+
+/// tether-agent's own TPM backend (tss-esapi) under a model PCR policy: its quotes carry the
+/// values of PCRs 0-7, so a matching policy passes unflagged, and after a policy PCR is
+/// extended the next answer raises `pcr_policy_mismatch` and still counts.
+#[cfg(feature = "tpm")]
+#[tokio::test]
+async fn the_agent_tpm_backend_sends_the_pcr_values_a_policy_checks() {
+    use tether_agent::answer_challenge;
+    use tether_agent::tpm::{TpmKey, enroll_tpm};
+    use tether_attestation::tpm::PcrSelection;
+    if tools_missing("the agent PCR policy test") {
+        return;
+    }
+    let tpm = Swtpm::start();
+    let server = Server::start();
+    let org = Org::create(&server, "tpm-pcr-agent").await;
+    trust_tpm_root(&server, &org, &tpm).await;
+    let device_id = register(&server, &org, "w-pcr-agent", "").await;
+    let token = org.token(&server, &device_id).await;
+    let mut key = TpmKey::create(&tpm.tcti()).unwrap();
+    let channel = tether_agent::connect(&server.url).await.unwrap();
+    let enrolled = enroll_tpm(channel.clone(), &token, &mut key, Some(&tpm.issuer_pem())).await.unwrap();
+    let credential_id = enrolled.credential_id;
+
+    // The expected values as tpm2_pcrread reads them, independently of the agent.
+    tpm.ok("tpm2_pcrread", &["sha256:0,7", "-o", "policy.pcrs"]);
+    let selection = [PcrSelection { hash: HashAlg::Sha256.id(), select: vec![0x81, 0, 0] }];
+    let read = PcrValues::from_concatenated(&tpm.read("policy.pcrs"), &selection).unwrap();
+    let (pcr0, pcr7) = (read.get(HashAlg::Sha256, 0).unwrap().to_vec(), read.get(HashAlg::Sha256, 7).unwrap().to_vec());
+    let admin = org.keys.admin_key.as_str();
+    set(&server, admin, Target::Model(MODEL.into()), vec![pcr(0, &pcr0), pcr(7, &pcr7)]).await.unwrap();
+
+    // The agent's quote carries PCRs 0-7 in the tpm2-tools file format.
+    let quote = key.quote(b"read the PCRs").unwrap();
+    let sent = PcrValues::from_tpm2_tools(&quote.pcrs).unwrap();
+    assert_eq!(sent.values.iter().map(|v| v.index).collect::<Vec<_>>(), (0..8).collect::<Vec<u32>>());
+    assert_eq!(sent.get(HashAlg::Sha256, 7), Some(pcr7.as_slice()));
+
+    // A matching policy: allowed, nothing flagged.
+    let c1 = next_challenge(&server, &credential_id).await;
+    let ok = answer_challenge(channel.clone(), &c1, &mut key).await.unwrap();
+    assert_eq!(ok.outcome, pb::PresenceOutcome::Ok as i32);
+    assert!(flags(&server, &org, &device_id).await.is_empty());
+    let detail = event_detail(&server, &c1.challenge_id).await;
+    assert!(detail.contains("PCR policy for model") && detail.contains("matches"), "{detail}");
+    assert!(is_allow(&org.check(&server, "w-pcr-agent", &device_id).await));
+
+    // PCR 7 (Secure Boot policy) extended: the next answer counts but is flagged for review.
+    tpm.ok("tpm2_pcrextend", &[&format!("7:sha256={}", hex(&[0xa5; 32]))]);
+    let c2 = challenge_now(&server, &org, &device_id, &credential_id).await;
+    let ok = answer_challenge(channel.clone(), &c2, &mut key).await.unwrap();
+    assert_eq!(ok.outcome, pb::PresenceOutcome::Ok as i32);
+    let raised = flags(&server, &org, &device_id).await;
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    assert_eq!(raised[0].kind, "pcr_policy_mismatch");
+    assert_eq!(raised[0].severity, pb::FlagSeverity::Review as i32);
+    let evidence: serde_json::Value = serde_json::from_str(&raised[0].evidence_json).unwrap();
+    let mismatches = evidence["mismatches"].as_array().unwrap();
+    assert_eq!(mismatches.len(), 1, "{evidence}");
+    assert_eq!(mismatches[0]["index"], 7);
+    assert_eq!(mismatches[0]["expected"], hex(&pcr7).as_str());
+    assert_ne!(mismatches[0]["actual"], hex(&pcr7).as_str());
+    assert_eq!(evidence["challenge_id"], c2.challenge_id.as_str());
+    let detail = event_detail(&server, &c2.challenge_id).await;
+    assert!(detail.contains("sha256:7") && detail.contains("pcr_policy_mismatch"), "{detail}");
+    assert!(is_allow(&org.check(&server, "w-pcr-agent", &device_id).await), "a review flag does not deny");
+}
