@@ -65,9 +65,12 @@ impl From<ApiError> for Status {
                 // was the server's fault and may be retried.
                 tracing::error!(error = %e, "storage failure");
                 match e {
-                    StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => {
-                        Status::new(Code::Unavailable, "the database is unavailable; retry later")
-                    }
+                    StoreError::Database(
+                        sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::Io(_)
+                        | sqlx::Error::WorkerCrashed,
+                    ) => Status::new(Code::Unavailable, "the database is unavailable; retry later"),
                     _ => Status::new(Code::Internal, "internal storage error; see the server log"),
                 }
             }

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod auth;
 pub mod enrollment;
 pub mod error;
+pub mod health;
 pub mod limits;
 pub mod presence;
 pub mod risk;

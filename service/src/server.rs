@@ -3,7 +3,7 @@
 
 use crate::app::App;
 use crate::rpc::{access::AccessApi, admin::AdminApi, device::EnrollmentApi, device::PresenceApi, report::ReportApi};
-use crate::scheduler;
+use crate::{health, scheduler};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,11 +30,9 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let local: SocketAddr = listener.local_addr()?;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<AdminServiceServer<AdminApi>>().await;
-    health_reporter.set_serving::<EnrollmentServiceServer<EnrollmentApi>>().await;
-    health_reporter.set_serving::<PresenceServiceServer<PresenceApi>>().await;
-    health_reporter.set_serving::<AccessServiceServer<AccessApi>>().await;
-    health_reporter.set_serving::<ReportServiceServer<ReportApi>>().await;
+    health::set_all(&health_reporter, tonic_health::ServingStatus::Serving).await;
+    let health_watch =
+        tokio::spawn(health::watch(Arc::clone(&app), health_reporter.clone(), app.settings.scheduler_tick));
 
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tether_proto::v1::FILE_DESCRIPTOR_SET)
@@ -76,7 +74,8 @@ pub async fn serve(
     let result = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown).await;
     let _ = app.stopping.send(true);
     let _ = scheduler.await;
-    health_reporter.set_not_serving::<AdminServiceServer<AdminApi>>().await;
+    let _ = health_watch.await;
+    health::set_all(&health_reporter, tonic_health::ServingStatus::NotServing).await;
     app.store.close().await;
     tracing::info!("tetherd stopped");
     Ok(result?)

@@ -72,6 +72,15 @@ impl Server {
         server
     }
 
+    /// A server on the given database URL (for example through a proxy the
+    /// test controls), with more `tetherd serve` flags.
+    pub fn start_on(database_url: &str, args: &[&str]) -> Server {
+        let mut server = Server::prepare("200ms", args);
+        server.database_url = database_url.to_string();
+        server.spawn();
+        server
+    }
+
     /// A fresh database and pepper, not started yet.
     fn prepare(tick: &str, args: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -248,7 +257,7 @@ pub fn run_bin(name: &str, args: &[&str], envs: &[(&str, &str)]) -> std::process
 }
 
 /// Creates an empty database on the PostgreSQL server at `base` and returns its URL.
-fn fresh_postgres_database(base: &str) -> String {
+pub fn fresh_postgres_database(base: &str) -> String {
     let name = format!("tether_test_{}", uuid::Uuid::new_v4().simple());
     let base = base.trim_end_matches('/');
     let out = Command::new("psql")
