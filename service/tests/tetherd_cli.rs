@@ -105,3 +105,16 @@ fn an_explicit_pepper_file_must_exist_and_be_long_enough() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 32 bytes"));
 }
+
+#[test]
+fn migrate_applies_the_schema_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let out = tetherd().args(["migrate", "--database-url", &url]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("schema is current"));
+    assert!(dir.path().join("t.db").exists());
+    // A database that cannot be reached fails the job.
+    let out = tetherd().args(["migrate", "--database-url", "postgres://postgres@127.0.0.1:1/none"]).output().unwrap();
+    assert!(!out.status.success());
+}
