@@ -140,16 +140,7 @@ pub async fn finish(
         .await?
         .ok_or_else(|| ApiError::not_found("no such enrollment; call BeginEnrollment first"))?;
     let token = usable_token(app, token_secret).await?;
-    if token.id != session.token_id {
-        return Err(ApiError::denied("the token does not belong to this enrollment"));
-    }
-    let now = now_ms();
-    if session.finished_at_ms.is_some() {
-        return Err(ApiError::precondition("this enrollment was already finished"));
-    }
-    if session.expires_at_ms <= now {
-        return Err(ApiError::precondition("this enrollment ceremony expired; begin again"));
-    }
+    let now = check_ceremony(&token, &session.token_id, session.finished_at_ms, session.expires_at_ms)?;
     let response = RegistrationResponseJson::from_json(registration_json)
         .map_err(|e| ApiError::invalid(format!("registration_response_json: {e}")))?;
     let tenant = tenants::get(&app.store, &session.tenant_id)
@@ -225,6 +216,27 @@ pub async fn finish(
     let extra = serde_json::json!({"aaguid": credential.aaguid});
     complete(app, tx, &token.id, &credential, source_ip, now, extra).await?;
     Ok(credential)
+}
+
+/// The checks every enrollment's finishing step makes on its ceremony:
+/// the token opened it, and it is neither finished nor expired. Returns now.
+pub(crate) fn check_ceremony(
+    token: &EnrollmentToken,
+    ceremony_token_id: &str,
+    finished_at_ms: Option<i64>,
+    expires_at_ms: i64,
+) -> ApiResult<i64> {
+    if token.id != ceremony_token_id {
+        return Err(ApiError::denied("the token does not belong to this enrollment"));
+    }
+    let now = now_ms();
+    if finished_at_ms.is_some() {
+        return Err(ApiError::precondition("this enrollment was already finished"));
+    }
+    if expires_at_ms <= now {
+        return Err(ApiError::precondition("this enrollment ceremony expired; begin again"));
+    }
+    Ok(now)
 }
 
 /// The bookkeeping every enrollment ends with, whatever the key: a review

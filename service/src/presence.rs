@@ -167,6 +167,43 @@ impl Attempt<'_> {
         }
     }
 
+    /// The checks every answer passes before its signature is looked at: the
+    /// credential is live and the challenge is neither used nor overdue.
+    /// Failures are recorded. Returns the time of the check.
+    pub(crate) async fn check_open(&self, app: &App) -> ApiResult<i64> {
+        if self.credential.revoked_at_ms.is_some() {
+            let error = ApiError::denied("the credential has been revoked");
+            return Err(self.reject(app, "failed", error).await);
+        }
+        if self.challenge.consumed_at_ms.is_some() {
+            let error = ApiError::precondition("this challenge was already answered; challenges are single-use");
+            return Err(self.reject(app, "replayed", error).await);
+        }
+        let now = now_ms();
+        if self.challenge.missed_at_ms.is_some() || now > self.challenge.deadline_ms {
+            let error = ApiError::precondition(format!(
+                "the answer came {} ms after the challenge's deadline",
+                now - self.challenge.deadline_ms
+            ));
+            return Err(self.reject(app, "late", error).await);
+        }
+        Ok(now)
+    }
+
+    /// An answer signed over an earlier challenge's nonce is a replay (recorded).
+    pub(crate) async fn refuse_earlier_nonce(&self, app: &App, signed_nonce: &[u8], what: &str) -> ApiResult<()> {
+        if signed_nonce != self.challenge.nonce.as_slice()
+            && let Some(other) = presence::challenge_by_nonce(&app.store, signed_nonce).await?
+        {
+            let error = ApiError::precondition(format!(
+                "the {what} was made for an earlier challenge ({}), not this one: a replay",
+                other.id
+            ));
+            return Err(self.reject(app, "replayed", error).await);
+        }
+        Ok(())
+    }
+
     /// A counter that did not move forward: consume the challenge so it cannot
     /// be retried, record the event and raise a high-severity flag.
     async fn clone_suspected(&self, app: &App, stored: i64, presented: i64) -> ApiError {
@@ -258,31 +295,9 @@ pub async fn answer(app: &App, challenge_id: &str, assertion_json: &str, source_
             return Err(attempt.reject(app, "failed", error).await);
         }
     };
-    if credential.revoked_at_ms.is_some() {
-        let error = ApiError::denied("the credential has been revoked");
-        return Err(attempt.reject(app, "failed", error).await);
-    }
-    if challenge.consumed_at_ms.is_some() {
-        let error = ApiError::precondition("this challenge was already answered; challenges are single-use");
-        return Err(attempt.reject(app, "replayed", error).await);
-    }
-    let now = now_ms();
-    if challenge.missed_at_ms.is_some() || now > challenge.deadline_ms {
-        let error = ApiError::precondition(format!(
-            "the answer came {} ms after the challenge's deadline",
-            now - challenge.deadline_ms
-        ));
-        return Err(attempt.reject(app, "late", error).await);
-    }
-    if let Ok(client_data) = parse_client_data(&response.response.client_data_json)
-        && client_data.challenge != challenge.nonce
-        && let Some(other) = presence::challenge_by_nonce(&app.store, &client_data.challenge).await?
-    {
-        let error = ApiError::precondition(format!(
-            "the assertion was made for an earlier challenge ({}), not this one: a replay",
-            other.id
-        ));
-        return Err(attempt.reject(app, "replayed", error).await);
+    let now = attempt.check_open(app).await?;
+    if let Ok(client_data) = parse_client_data(&response.response.client_data_json) {
+        attempt.refuse_earlier_nonce(app, &client_data.challenge, "assertion").await?;
     }
     let key = CredentialPublicKey::from_cose(&credential.public_key_cose)
         .map_err(|e| StoreError::Corrupt(format!("credential {} key: {e}", credential.id)))?;

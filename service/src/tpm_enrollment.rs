@@ -166,17 +166,9 @@ pub async fn finish(
     let session = tpm_store::enrollment(&app.store, enrollment_id.trim())
         .await?
         .ok_or_else(|| ApiError::not_found("no such TPM enrollment; call BeginTpmEnrollment first"))?;
-    let token = usable_token(app, token_secret).await?;
-    if token.id != session.token_id {
-        return Err(ApiError::denied("the token does not belong to this enrollment"));
-    }
-    let now = now_ms();
-    if session.finished_at_ms.is_some() {
-        return Err(ApiError::precondition("this enrollment was already finished"));
-    }
-    if session.expires_at_ms <= now {
-        return Err(ApiError::precondition("this enrollment ceremony expired; begin again"));
-    }
+    let token = crate::enrollment::usable_token(app, token_secret).await?;
+    let now =
+        crate::enrollment::check_ceremony(&token, &session.token_id, session.finished_at_ms, session.expires_at_ms)?;
     if !credential::secret_matches(&session.secret_hash, &sha256(activated_secret)) {
         return Err(ApiError::denied(
             "credential activation failed: the returned secret is not the one encrypted to this TPM's EK for this AK",

@@ -20,7 +20,7 @@ use crate::store::pcr_policy::{self, PcrPolicy};
 use crate::store::tpm::Clock;
 use crate::store::{StoreError, Tx, credentials, flags, inventory, presence, tpm as tpm_store};
 use crate::tpm_enrollment::KIND;
-use crate::util::{new_id, now_ms};
+use crate::util::new_id;
 use tether_attestation::tpm::quote::{self, ClockAnomaly};
 use tether_attestation::tpm::{Attest, ClockInfo, HashAlg, PcrSelection, TpmPublic, pcr::PcrValues};
 use tether_proto::v1 as pb;
@@ -52,32 +52,10 @@ pub async fn answer(app: &App, challenge_id: &str, quote: &pb::TpmQuote, source_
         let error = ApiError::invalid("tpm_quote: a part is too large");
         return Err(attempt.reject(app, "failed", error).await);
     }
-    if credential.revoked_at_ms.is_some() {
-        let error = ApiError::denied("the credential has been revoked");
-        return Err(attempt.reject(app, "failed", error).await);
-    }
-    if challenge.consumed_at_ms.is_some() {
-        let error = ApiError::precondition("this challenge was already answered; challenges are single-use");
-        return Err(attempt.reject(app, "replayed", error).await);
-    }
-    let now = now_ms();
-    if challenge.missed_at_ms.is_some() || now > challenge.deadline_ms {
-        let error = ApiError::precondition(format!(
-            "the answer came {} ms after the challenge's deadline",
-            now - challenge.deadline_ms
-        ));
-        return Err(attempt.reject(app, "late", error).await);
-    }
+    let now = attempt.check_open(app).await?;
     // A quote made for an earlier challenge's nonce is a replay, like a WebAuthn assertion's.
-    if let Ok(attest) = Attest::parse(&quote.attest)
-        && attest.extra_data != challenge.nonce
-        && let Some(other) = presence::challenge_by_nonce(&app.store, &attest.extra_data).await?
-    {
-        let error = ApiError::precondition(format!(
-            "the quote was made for an earlier challenge ({}), not this one: a replay",
-            other.id
-        ));
-        return Err(attempt.reject(app, "replayed", error).await);
+    if let Ok(attest) = Attest::parse(&quote.attest) {
+        attempt.refuse_earlier_nonce(app, &attest.extra_data, "quote").await?;
     }
     let stored = tpm_store::credential(&app.store, &credential.id)
         .await?
