@@ -221,3 +221,33 @@ pub fn deny_codes(response: &pb::CheckAccessResponse) -> Vec<pb::DenyReason> {
 pub fn is_allow(response: &pb::CheckAccessResponse) -> bool {
     response.decision == pb::Decision::Allow as i32
 }
+
+/// Issues a challenge to the device now ("challenge now", admin key) and
+/// returns it as the agent sees it.
+pub async fn challenge_now(
+    server: &Server,
+    org: &Org,
+    device: &EnrolledDevice,
+    deadline_seconds: u64,
+) -> pb::PresenceChallenge {
+    let mut admin = server.admin().await;
+    let ids = admin
+        .challenge_now(authed(
+            &org.keys.admin_key,
+            pb::ChallengeNowRequest { device_id: device.device_id.clone(), deadline_seconds },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .challenge_ids;
+    let mut presence = server.presence().await;
+    presence
+        .poll_challenges(pb::PollChallengesRequest { credential_id: device.credential_id.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .challenges
+        .into_iter()
+        .find(|c| c.challenge_id == ids[0])
+        .expect("the new challenge is pending")
+}

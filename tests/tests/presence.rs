@@ -1,7 +1,9 @@
 //! Presence challenges: single use, deadlines, replays, clones, streams.
 
 use std::time::Duration;
-use tether_e2e::fixtures::{Org, answer_json, deny_codes, is_allow, next_challenge, prove_presence, sign};
+use tether_e2e::fixtures::{
+    EnrolledDevice, Org, answer_json, challenge_now, deny_codes, is_allow, next_challenge, prove_presence, sign,
+};
 use tether_e2e::{Server, authed};
 use tether_proto::v1 as pb;
 use tokio_stream::StreamExt;
@@ -177,17 +179,7 @@ async fn a_counter_going_backwards_flags_a_clone_and_denies() {
     prove_presence_with_challenge_now(&server, &org, &mut device).await;
     assert!(is_allow(&org.check(&server, "w-finn", &device.device_id).await));
 
-    let mut admin = server.admin().await;
-    let ids = admin
-        .challenge_now(authed(
-            &org.keys.admin_key,
-            pb::ChallengeNowRequest { device_id: device.device_id.clone(), deadline_seconds: 60 },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .challenge_ids;
-    let challenge = find_challenge(&server, &device.credential_id, &ids[0]).await;
+    let challenge = challenge_now(&server, &org, &device, 60).await;
     let json = sign(&challenge, &mut clone);
     let err = answer_json(&server, &challenge.challenge_id, json).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
@@ -200,35 +192,8 @@ async fn a_counter_going_backwards_flags_a_clone_and_denies() {
     assert_eq!(outcome(&events[0]), pb::PresenceOutcome::CloneSuspected);
 }
 
-async fn find_challenge(server: &Server, credential_id: &str, id: &str) -> pb::PresenceChallenge {
-    let mut presence = server.presence().await;
-    presence
-        .poll_challenges(pb::PollChallengesRequest { credential_id: credential_id.into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .challenges
-        .into_iter()
-        .find(|c| c.challenge_id == id)
-        .unwrap()
-}
-
-async fn prove_presence_with_challenge_now(
-    server: &Server,
-    org: &Org,
-    device: &mut tether_e2e::fixtures::EnrolledDevice,
-) {
-    let mut admin = server.admin().await;
-    let ids = admin
-        .challenge_now(authed(
-            &org.keys.admin_key,
-            pb::ChallengeNowRequest { device_id: device.device_id.clone(), deadline_seconds: 60 },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .challenge_ids;
-    let challenge = find_challenge(server, &device.credential_id, &ids[0]).await;
+async fn prove_presence_with_challenge_now(server: &Server, org: &Org, device: &mut EnrolledDevice) {
+    let challenge = challenge_now(server, org, device, 60).await;
     let json = sign(&challenge, &mut device.auth);
     answer_json(server, &challenge.challenge_id, json).await.unwrap();
 }

@@ -4,7 +4,7 @@
 //! sharing one file) and, in CI, on PostgreSQL.
 
 use std::time::Duration;
-use tether_e2e::fixtures::{Org, next_challenge, sign};
+use tether_e2e::fixtures::{Org, challenge_now, next_challenge, sign};
 use tether_e2e::{Server, authed};
 use tether_proto::v1 as pb;
 use tonic::Code;
@@ -18,28 +18,11 @@ async fn a_challenge_answered_through_three_replicas_at_once_counts_once() {
     let org = Org::create(&a, "acme").await;
     let mut device = org.enrolled_device(&a, "w-alice").await;
     let replicas = [&a, &b, &c];
-    let mut admin = a.admin().await;
     for round in 0..ROUNDS {
         let challenge = if round == 0 {
             next_challenge(&a, &device.credential_id).await
         } else {
-            let ids = admin
-                .challenge_now(authed(
-                    &org.keys.admin_key,
-                    pb::ChallengeNowRequest { device_id: device.device_id.clone(), deadline_seconds: 60 },
-                ))
-                .await
-                .unwrap()
-                .into_inner()
-                .challenge_ids;
-            let mut presence = a.presence().await;
-            let pending = presence
-                .poll_challenges(pb::PollChallengesRequest { credential_id: device.credential_id.clone() })
-                .await
-                .unwrap()
-                .into_inner()
-                .challenges;
-            pending.into_iter().find(|p| p.challenge_id == ids[0]).unwrap()
+            challenge_now(&a, &org, &device, 60).await
         };
         let json = sign(&challenge, &mut device.auth);
         let mut clients = Vec::new();
