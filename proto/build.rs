@@ -20,5 +20,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptor_path = out_dir.join("tether_descriptor.bin");
     std::fs::write(&descriptor_path, prost::Message::encode_to_vec(&file_descriptors))?;
     tonic_prost_build::configure().compile_fds(file_descriptors)?;
+
+    // Envoy's ext_authz protos: a descriptor set for reflection only (the
+    // types come from the envoy-types crate; see third_party/envoy/README.md).
+    println!("cargo:rerun-if-changed=third_party/envoy");
+    let envoy = protox::compile(["envoy/service/auth/v3/external_auth.proto"], ["third_party/envoy"])?;
+    std::fs::write(out_dir.join("envoy_ext_authz_descriptor.bin"), prost::Message::encode_to_vec(&envoy))?;
     Ok(())
 }

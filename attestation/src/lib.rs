@@ -5,6 +5,7 @@
 //! `x509-parser`; CBOR is `ciborium`. Everything that cannot be verified is reported as
 //! untrusted rather than silently accepted.
 
+pub mod access_token;
 pub mod assertion;
 pub mod authdata;
 mod cbor;
@@ -13,6 +14,7 @@ pub mod client_data;
 pub mod cose;
 mod encoding;
 pub mod json;
+pub mod posture;
 pub mod registration;
 mod statement;
 pub mod tpm;

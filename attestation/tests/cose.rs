@@ -181,3 +181,29 @@ fn keys_compare_with_certificate_spkis() {
     assert!(ed_key.matches_spki_der(&ed.subject_public_key_info()));
     assert!(!ed_key.matches_spki_der(&rcgen_key.subject_public_key_info()));
 }
+
+/// Found by fuzz/cose_key: with a small-order Ed25519 key (here the identity point) the
+/// signature R = identity, S = 0 verifies for every message. Such keys are refused, in
+/// every encoding (sign bit set, non-canonical y = p + 1).
+#[test]
+fn small_order_ed25519_keys_are_refused() {
+    let okp = |x: Vec<u8>| {
+        encode(vec![(1, Value::from(1)), (3, Value::from(-8)), (-1, Value::from(6)), (-2, Value::Bytes(x))])
+    };
+    let mut identity = vec![0u8; 32];
+    identity[0] = 1;
+    let mut signed_identity = identity.clone();
+    signed_identity[31] = 0x80;
+    let mut p_plus_1 = vec![0xffu8; 32];
+    p_plus_1[0] = 0xee;
+    p_plus_1[31] = 0x7f;
+    let order_8 = hex::decode("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05").expect("hex");
+    for x in [identity, signed_identity, p_plus_1, order_8, vec![0; 32]] {
+        assert_eq!(CredentialPublicKey::from_cose(&okp(x)), Err(CoseError::WeakEd25519Key));
+    }
+    // An ordinary key whose encoding merely starts like a small-order one is accepted.
+    let mut fine = vec![0u8; 32];
+    fine[0] = 1;
+    fine[5] = 9;
+    assert!(!matches!(CredentialPublicKey::from_cose(&okp(fine)), Err(CoseError::WeakEd25519Key)));
+}

@@ -9,3 +9,8 @@ pub mod v1 {
     /// The encoded `FileDescriptorSet` for gRPC server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("tether_descriptor");
 }
+
+/// The encoded `FileDescriptorSet` of `envoy.service.auth.v3` (Envoy external
+/// authorization) and its imports, for reflection; the types are `envoy-types`'.
+pub const ENVOY_EXT_AUTHZ_FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("envoy_ext_authz_descriptor");

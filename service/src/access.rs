@@ -25,6 +25,8 @@ pub struct AccessDecision {
     pub allow: bool,
     pub reasons: Vec<(DenyReason, String)>,
     pub session_id: String,
+    /// The worker as recorded with the session.
+    pub worker_external_id: String,
     pub device_id: String,
     pub credential_id: String,
     pub last_presence_at_ms: i64,
@@ -61,6 +63,12 @@ pub fn reason_name(code: DenyReason) -> &'static str {
         DenyReason::PresenceNever => "presence_never",
         DenyReason::PresenceStale => "presence_stale",
         DenyReason::OpenHighSeverityFlags => "open_high_severity_flags",
+        DenyReason::AccessTokenInvalid => "access_token_invalid",
+        DenyReason::AccessTokenExpired => "access_token_expired",
+        DenyReason::AccessTokenWrongSource => "access_token_wrong_source",
+        DenyReason::AccessTokenMismatch => "access_token_mismatch",
+        DenyReason::IdentityMissing => "identity_missing",
+        DenyReason::ClientCertificateInvalid => "client_certificate_invalid",
     }
 }
 
@@ -75,14 +83,28 @@ struct Target {
 
 /// Evaluates the request, records the session, and returns the decision.
 pub async fn check(app: &App, q: &AccessQuery<'_>) -> ApiResult<AccessDecision> {
+    check_with(app, q, Vec::new()).await
+}
+
+/// As [`check`], but a non-empty `refused` (reasons found before the query
+/// could be trusted, such as an invalid access token) decides DENY without
+/// evaluating the query; the session is still recorded.
+pub async fn check_with(
+    app: &App,
+    q: &AccessQuery<'_>,
+    refused: Vec<(DenyReason, String)>,
+) -> ApiResult<AccessDecision> {
     let now = now_ms();
-    let mut reasons: Vec<(DenyReason, String)> = Vec::new();
+    let preset = !refused.is_empty();
+    let mut reasons: Vec<(DenyReason, String)> = refused;
     let mut target = Target { device_id: q.device_id.trim().to_string(), credentials: Vec::new() };
     let source_ip = canonical_ip(q.source_ip).map(|ip| ip.to_string());
     let mut last_presence = 0;
 
     let session_id = new_id("ses");
-    if let Some(problem) = malformed(q, source_ip.is_some()) {
+    if preset {
+        // Decided already: nothing in the query is evaluated or observed.
+    } else if let Some(problem) = malformed(q, source_ip.is_some()) {
         reasons.push((DenyReason::InvalidRequest, problem));
     } else {
         evaluate(app, q, now, &mut target, &mut reasons, &mut last_presence).await?;
@@ -149,6 +171,7 @@ pub async fn check(app: &App, q: &AccessQuery<'_>) -> ApiResult<AccessDecision> 
         allow,
         reasons,
         session_id: session.id,
+        worker_external_id: session.worker_external_id,
         device_id: session.device_id,
         credential_id: session.credential_id,
         last_presence_at_ms: last_presence,

@@ -17,6 +17,8 @@ pub struct Settings {
     /// also see challenges issued by other replicas.
     pub stream_poll: Duration,
     pub limits: LimitSettings,
+    /// The longest any unary call may run (clients may ask for less).
+    pub request_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -25,6 +27,7 @@ impl Default for Settings {
             scheduler_tick: Duration::from_secs(5),
             stream_poll: Duration::from_secs(2),
             limits: LimitSettings::default(),
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -43,6 +46,9 @@ pub struct App {
     /// Flips to true when shutdown begins, so long-lived streams and the
     /// scheduler end and graceful shutdown does not wait on them forever.
     pub stopping: watch::Sender<bool>,
+    /// Access-token signing keys (from files, never the database); unset
+    /// when tokens are not enabled.
+    pub access_tokens: std::sync::OnceLock<crate::access_token::TokenKeys>,
 }
 
 impl App {
@@ -51,6 +57,6 @@ impl App {
         let (issued, _) = broadcast::channel(1024);
         let (stopping, _) = watch::channel(false);
         let limits = Limiter::new(settings.limits.clone());
-        Arc::new(App { store, pepper, settings, issued, limits, risk, stopping })
+        Arc::new(App { store, pepper, settings, issued, limits, risk, stopping, access_tokens: Default::default() })
     }
 }

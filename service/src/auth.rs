@@ -204,6 +204,7 @@ pub async fn authorize<T>(app: &App, request: &tonic::Request<T>, allowed: &[Rol
 }
 
 fn check_role(caller: Caller, allowed: &[Role]) -> ApiResult<Caller> {
+    crate::telemetry::set_tenant(&caller.tenant_id);
     if allowed.contains(&caller.role) {
         return Ok(caller);
     }

@@ -47,6 +47,7 @@ pub(crate) async fn usable_token(app: &App, secret: &str) -> ApiResult<Enrollmen
     let token = enrollment::token_by_hash(&app.store, &sha256(secret.as_bytes()))
         .await?
         .ok_or_else(|| ApiError::Unauthenticated("the enrollment token is not valid".into()))?;
+    crate::telemetry::set_tenant(&token.tenant_id);
     let now = now_ms();
     if token.revoked_at_ms.is_some() {
         return Err(ApiError::precondition("the enrollment token was revoked; ask your administrator for a new one"));
@@ -152,8 +153,11 @@ pub async fn finish(
         origin: &tenant.policy.origin,
         challenge: &session.challenge,
     };
-    let verified = verify_registration(&response, &expectation, &trust_store, time::OffsetDateTime::now_utc())
-        .map_err(|e| ApiError::invalid(format!("the registration was rejected: {e}")))?;
+    let now_utc = time::OffsetDateTime::now_utc();
+    let verified = crate::telemetry::verify(crate::telemetry::WEBAUTHN_ATTESTATION, || {
+        verify_registration(&response, &expectation, &trust_store, now_utc)
+    })
+    .map_err(|e| ApiError::invalid(format!("the registration was rejected: {e}")))?;
     let algorithm = verified.public_key.algorithm();
     if !ALGORITHMS.contains(&algorithm) {
         return Err(ApiError::invalid(format!(
@@ -199,22 +203,29 @@ pub async fn finish(
         revoke_reason: None,
         last_presence_at_ms: None,
     };
-    let mut tx = app.store.begin().await?;
-    if !enrollment::consume_token(&mut tx, &token.id, now).await? {
-        return Err(ApiError::precondition("the enrollment token was already used; tokens are single-use"));
-    }
-    if !enrollment::finish_session(&mut tx, &session.id, now).await? {
-        return Err(ApiError::precondition("this enrollment was already finished"));
-    }
-    if let Err(e) = credentials::insert(&mut tx, &credential).await {
-        return Err(if e.is_unique_violation() {
-            ApiError::AlreadyExists("this credential is already enrolled".into())
-        } else {
-            e.into()
-        });
-    }
     let extra = serde_json::json!({"aaguid": credential.aaguid});
-    complete(app, tx, &token.id, &credential, source_ip, now, extra).await?;
+    app.store
+        .retrying("enrollment.finish", || async {
+            let mut tx = app.store.begin().await?;
+            if !enrollment::consume_token(&mut tx, &token.id, now).await? {
+                return Err(ApiError::precondition("the enrollment token was already used; tokens are single-use"));
+            }
+            if !enrollment::finish_session(&mut tx, &session.id, now).await? {
+                return Err(ApiError::precondition("this enrollment was already finished"));
+            }
+            if let Err(e) = credentials::insert(&mut tx, &credential).await {
+                return Err(if e.is_unique_violation() {
+                    ApiError::AlreadyExists("this credential is already enrolled".into())
+                } else {
+                    e.into()
+                });
+            }
+            record(&mut tx, &token.id, &credential, source_ip, now, &extra).await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            Ok(())
+        })
+        .await?;
+    enrolled(app, &credential, source_ip, now).await?;
     Ok(credential)
 }
 
@@ -239,19 +250,18 @@ pub(crate) fn check_ceremony(
     Ok(now)
 }
 
-/// The bookkeeping every enrollment ends with, whatever the key: a review
-/// `unattested_hardware` flag when the credential is unattested, the
-/// `device.enrolled` audit entry, the commit of the caller's transaction,
-/// and the risk engine's view of it. `extra` adds key-specific evidence.
-pub(crate) async fn complete(
-    app: &App,
-    mut tx: Tx,
+/// The bookkeeping every enrollment's transaction ends with, whatever the
+/// key: a review `unattested_hardware` flag when the credential is
+/// unattested and the `device.enrolled` audit entry. `extra` adds
+/// key-specific evidence. The caller commits, then calls [`enrolled`].
+pub(crate) async fn record(
+    tx: &mut Tx,
     token_id: &str,
     credential: &Credential,
     source_ip: &str,
     now: i64,
-    extra: serde_json::Value,
-) -> ApiResult<()> {
+    extra: &serde_json::Value,
+) -> Result<(), StoreError> {
     let with_extra = |mut base: serde_json::Value| {
         if let (Some(base), Some(extra)) = (base.as_object_mut(), extra.as_object()) {
             base.extend(extra.clone());
@@ -278,7 +288,7 @@ pub(crate) async fn complete(
             raised_at_ms: now,
             evidence_json: evidence.to_string(),
         };
-        flags::insert(&mut tx, &flag).await?;
+        flags::insert(tx, &flag).await?;
     }
     let details = with_extra(serde_json::json!({
         "device": credential.device_id, "worker": credential.worker_external_id, "credential": credential.id,
@@ -286,8 +296,13 @@ pub(crate) async fn complete(
         "source_ip": source_ip,
     }));
     let actor = audit::Actor(format!("token:{token_id}"));
-    audit::append(&mut tx, &credential.tenant_id, &actor, "device.enrolled", &credential.device_id, details).await?;
-    tx.commit().await.map_err(StoreError::from)?;
+    audit::append(tx, &credential.tenant_id, &actor, "device.enrolled", &credential.device_id, details).await
+}
+
+/// After an enrollment committed: the log line and the risk engine's view
+/// of it. Outside the transaction, so a re-run transaction never feeds the
+/// engine twice.
+pub(crate) async fn enrolled(app: &App, credential: &Credential, source_ip: &str, now: i64) -> ApiResult<()> {
     tracing::info!(
         tenant = %credential.tenant_id, device = %credential.device_id, credential = %credential.id,
         format = %credential.format, attested = credential.attested, "device enrolled"

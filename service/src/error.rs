@@ -64,6 +64,9 @@ impl From<ApiError> for Status {
                 // Details stay in the server log; callers learn only that it
                 // was the server's fault and may be retried.
                 tracing::error!(error = %e, "storage failure");
+                if matches!(e, StoreError::Database(sqlx::Error::PoolTimedOut)) {
+                    crate::telemetry::record_pool_timeout();
+                }
                 match e {
                     StoreError::Database(
                         sqlx::Error::PoolTimedOut
@@ -71,6 +74,21 @@ impl From<ApiError> for Status {
                         | sqlx::Error::Io(_)
                         | sqlx::Error::WorkerCrashed,
                     ) => Status::new(Code::Unavailable, "the database is unavailable; retry later"),
+                    // gRPC's "retry at a higher level": the change lost a race
+                    // with a concurrent one and the service's own re-runs
+                    // (--db-retry-attempts) did not get it through.
+                    StoreError::Conflict { attempts, .. } => Status::new(
+                        Code::Aborted,
+                        format!(
+                            "the database aborted this change {attempts} time(s) because of concurrent changes \
+                             (deadlock or serialization failure); it was not applied; retry the call"
+                        ),
+                    ),
+                    e if e.is_retryable() => Status::new(
+                        Code::Aborted,
+                        "the database aborted a transaction because of a concurrent change \
+                         (deadlock or serialization failure); retry the call",
+                    ),
                     _ => Status::new(Code::Internal, "internal storage error; see the server log"),
                 }
             }

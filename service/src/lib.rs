@@ -6,20 +6,31 @@
 //! `presence`, `access`), and persistence in `store`.
 
 pub mod access;
+pub mod access_token;
+pub mod access_token_envoy;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod config_file;
+pub mod console;
+pub mod deadline;
 pub mod enrollment;
 pub mod error;
+pub mod flag_review;
 pub mod health;
 pub mod limits;
+pub mod posture;
 pub mod presence;
+pub mod reports;
 pub mod risk;
 pub mod risk_live;
+pub mod risk_probes;
+pub mod risk_shared;
 pub mod rpc;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod tenancy;
 pub mod tls;
 pub mod tpm_enrollment;

@@ -1,14 +1,14 @@
 //! `tetherd`: the Tether service binary.
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use std::ffi::OsString;
 use std::io::Write;
 use std::time::Duration;
 use tetherd::app::{App, Settings};
 use tetherd::auth::Pepper;
 use tetherd::limits::{LimitSettings, Rate};
 use tetherd::store::{Store, StoreOptions};
-use tetherd::{server, tenancy};
-use tracing_subscriber::EnvFilter;
+use tetherd::{config_file, server, tenancy};
 
 #[derive(Parser)]
 #[command(name = "tetherd", version, about = "Tether: hardware-attested device presence for remote workers")]
@@ -32,10 +32,16 @@ enum Output {
     Json,
 }
 
+// Parsed once at startup: the size of `Serve`'s many settings does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the gRPC service.
     Serve {
+        /// A TOML file of settings: each key is one of these flags' long name with _ for -
+        /// (`scheduler_tick = "5s"`). Command-line flags and environment variables override it.
+        #[arg(long, env = "TETHER_CONFIG")]
+        config: Option<std::path::PathBuf>,
         /// Address to listen on (port 0 picks a free one; the chosen address is printed).
         #[arg(long, env = "TETHER_LISTEN", default_value = "127.0.0.1:50051")]
         listen: String,
@@ -45,6 +51,10 @@ enum Command {
         /// How often scheduled challenges are issued and missed ones recorded.
         #[arg(long, env = "TETHER_SCHEDULER_TICK", default_value = "5s", value_parser = humantime::parse_duration)]
         scheduler_tick: Duration,
+        /// The longest a unary call may run before it fails DEADLINE_EXCEEDED (clients may ask for
+        /// less with their gRPC deadline); streams are not cut.
+        #[arg(long, env = "TETHER_REQUEST_TIMEOUT", default_value = "30s", value_parser = parse_positive_duration)]
+        request_timeout: Duration,
         #[command(flatten)]
         pepper: PepperArgs,
         #[command(flatten)]
@@ -57,6 +67,16 @@ enum Command {
         /// remote-control lists, MaxMind-format databases. Defaults are documented in the README.
         #[arg(long, env = "TETHER_RISK_CONFIG")]
         risk_config: Option<std::path::PathBuf>,
+        /// Serve the analysts' web console on this address (off unless set; port 0 picks a free
+        /// one; the chosen address is printed).
+        #[arg(long, env = "TETHER_CONSOLE_LISTEN")]
+        console_listen: Option<String>,
+        /// Serve Prometheus metrics at /metrics on this address (off unless set; port 0 picks a
+        /// free one; the chosen address is printed).
+        #[arg(long, env = "TETHER_METRICS_LISTEN")]
+        metrics_listen: Option<String>,
+        #[command(flatten)]
+        access_tokens: AccessTokenArgs,
     },
     /// Apply pending schema migrations and exit (for deployment jobs; `serve` also applies them).
     Migrate {
@@ -93,6 +113,11 @@ struct DatabaseArgs {
     /// PostgreSQL: the longest a statement may run; SQLite: the longest a writer waits for the lock.
     #[arg(long, env = "TETHER_DB_STATEMENT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     db_statement_timeout: Duration,
+    /// Runs of a transaction the database aborts for a concurrent one (deadlock, serialization
+    /// failure) before the call fails ABORTED; 1 = no retry.
+    #[arg(long, env = "TETHER_DB_RETRY_ATTEMPTS", default_value_t = tetherd::store::retry::DEFAULT_ATTEMPTS,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(tetherd::store::retry::MAX_ATTEMPTS)))]
+    db_retry_attempts: u32,
 }
 
 impl DatabaseArgs {
@@ -104,6 +129,7 @@ impl DatabaseArgs {
             max_connections: self.db_max_connections,
             acquire_timeout: self.db_acquire_timeout,
             statement_timeout: self.db_statement_timeout,
+            retry_attempts: self.db_retry_attempts,
         })
     }
 }
@@ -164,6 +190,35 @@ struct TlsArgs {
 }
 
 #[derive(clap::Args)]
+struct AccessTokenArgs {
+    /// PKCS#8 Ed25519 private key (PEM or DER) that signs access tokens; without it tokens are off.
+    /// Create one with `tether gateway new-token-key --out FILE`.
+    #[arg(long, env = "TETHER_ACCESS_TOKEN_KEY", value_name = "FILE")]
+    access_token_key: Option<std::path::PathBuf>,
+    /// A previous signing key (repeatable; the environment variable takes a comma-separated list):
+    /// tokens it signed still verify and its public key is still published, but it signs nothing.
+    #[arg(long, env = "TETHER_ACCESS_TOKEN_PREVIOUS_KEYS", value_name = "FILE", value_delimiter = ',')]
+    access_token_previous_key: Vec<std::path::PathBuf>,
+    /// Lifetime of an access token (at most 60m).
+    #[arg(long, env = "TETHER_ACCESS_TOKEN_TTL", default_value = "5m", value_parser = parse_positive_duration)]
+    access_token_ttl: Duration,
+}
+
+impl AccessTokenArgs {
+    fn load(&self) -> anyhow::Result<Option<tetherd::access_token::TokenKeys>> {
+        let Some(active) = &self.access_token_key else {
+            if !self.access_token_previous_key.is_empty() {
+                anyhow::bail!("--access-token-previous-key needs --access-token-key (the key that signs new tokens)");
+            }
+            return Ok(None);
+        };
+        tetherd::access_token::TokenKeys::load(active, &self.access_token_previous_key, self.access_token_ttl)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!(e))
+    }
+}
+
+#[derive(clap::Args)]
 struct PepperArgs {
     /// File holding the API-key pepper (at least 32 bytes; `TETHER_API_KEY_PEPPER` may hold the value
     /// itself). Default with SQLite: DATABASE.pepper beside the database file, created on first start.
@@ -178,33 +233,78 @@ impl PepperArgs {
     }
 }
 
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
     }
+}
+
+/// Logs on stderr, plus OTLP export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (tetherd::telemetry).
+fn init_logging(format: LogFormat) -> anyhow::Result<tetherd::telemetry::Telemetry> {
+    tetherd::telemetry::init(matches!(format, LogFormat::Json))
 }
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.log_format);
-    match run(cli.command).await {
+    let cli = match with_config_file(std::env::args_os().collect()) {
+        Ok(args) => Cli::parse_from(args),
+        Err(e) => {
+            eprintln!("tetherd: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let telemetry = match init_logging(cli.log_format) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("tetherd: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let code = match run(cli.command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tetherd: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    };
+    telemetry.shutdown();
+    code
+}
+
+/// Adds the settings of `serve --config FILE` (or `TETHER_CONFIG`) that the
+/// command line and environment do not set; other subcommands ignore it.
+fn with_config_file(args: Vec<OsString>) -> Result<Vec<OsString>, config_file::ConfigFileError> {
+    if !args.iter().skip(1).any(|a| a == "serve") {
+        return Ok(args);
     }
+    let Some(path) = config_file::config_path(&args) else { return Ok(args) };
+    let cli = Cli::command();
+    let Some(serve) = cli.find_subcommand("serve") else { return Ok(args) };
+    config_file::merge(serve, args, std::path::Path::new(&path))
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve { listen, database_url, scheduler_tick, pepper, tls, database, limits, risk_config } => {
+        Command::Serve {
+            config: _,
+            listen,
+            database_url,
+            scheduler_tick,
+            request_timeout,
+            pepper,
+            tls,
+            database,
+            limits,
+            risk_config,
+            console_listen,
+            metrics_listen,
+            access_tokens,
+        } => {
             let limits = limits.settings()?;
             let store_options = database.options()?;
+            let token_keys = access_tokens.load()?;
             let tls = tetherd::tls::TlsFiles {
                 cert: tls.tls_cert,
                 key: tls.tls_key,
@@ -216,8 +316,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let pepper = pepper.load(&database_url)?;
             let store = Store::open_with(&database_url, &store_options).await?;
             let engine = tetherd::risk_live::load_engine(risk_config.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
-            let settings = Settings { scheduler_tick, limits, ..Settings::default() };
+            let settings = Settings { scheduler_tick, limits, request_timeout, ..Settings::default() };
             let app = App::new(store, pepper, settings, engine);
+            if let Some(keys) = token_keys {
+                tracing::info!(
+                    active = keys.active_key_id(),
+                    verify_only = keys.verifying_keys().len() - 1,
+                    "access tokens enabled"
+                );
+                let _ = app.access_tokens.set(keys);
+            }
             if !app.risk.geo_enabled() {
                 tracing::warn!(
                     "no IP databases configured (risk configuration geo.city_mmdb/asn_mmdb): geo signals are off"
@@ -225,6 +333,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             let warmed = app.risk.warm_up(&app.store).await?;
             tracing::info!(events = warmed, "risk engine warmed up from the last day");
+            if let Some(address) = console_listen {
+                let console = tokio::net::TcpListener::bind(&address)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {address} (--console-listen): {e}"))?;
+                // Printed before the gRPC line, which tells scripts that startup is complete.
+                println!("tether console listening on http://{}", console.local_addr()?);
+                tetherd::console::spawn(app.clone(), console);
+            }
+            tetherd::telemetry::prometheus::start(metrics_listen.as_deref(), app.stopping.subscribe()).await?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
@@ -259,5 +376,25 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's configuration table is the documentation of the file:
+    /// a flag added without a row there fails here.
+    #[test]
+    fn the_readme_lists_every_configuration_key() {
+        let readme = include_str!("../../README.md");
+        let cli = Cli::command();
+        let serve = cli.find_subcommand("serve").expect("serve subcommand");
+        let missing: Vec<String> = config_file::keys(serve)
+            .into_iter()
+            .filter(|(key, _, _)| !readme.contains(&format!("| `{key}` |")))
+            .map(|(key, _, _)| key)
+            .collect();
+        assert!(missing.is_empty(), "README.md's configuration table lacks {missing:?}");
     }
 }

@@ -5,12 +5,13 @@
 use crate::app::App;
 use crate::audit;
 use crate::error::{ApiError, ApiResult};
+use crate::posture::Report;
 use crate::risk_live::{self, Happening, Observation};
 use crate::store::credentials::Credential;
 use crate::store::flags::FlagRecord;
 use crate::store::presence::{Challenge, PresenceEvent};
 use crate::store::tenants::Tenant;
-use crate::store::{StoreError, credentials, flags, presence, tenants};
+use crate::store::{StoreError, Tx, credentials, flags, posture as posture_store, presence, tenants};
 use crate::util::{b64url, new_id, now_ms, random_bytes};
 use tether_attestation::assertion::{AssertionExpectation, verify_assertion};
 use tether_attestation::client_data::parse_client_data;
@@ -22,8 +23,16 @@ use tether_proto::v1 as pb;
 const BATCH: i64 = 500;
 
 pub async fn issue(app: &App, credential: &Credential, deadline_s: i64, reason: &str) -> ApiResult<Challenge> {
-    let now = now_ms();
-    let challenge = Challenge {
+    let challenge = new_challenge(credential, deadline_s, reason, now_ms());
+    presence::insert_challenge(&app.store, &challenge).await?;
+    // Nobody listening is fine: agents also poll.
+    let _ = app.issued.send(challenge.credential_id.clone());
+    Ok(challenge)
+}
+
+/// A fresh challenge for the credential, not stored yet.
+pub(crate) fn new_challenge(credential: &Credential, deadline_s: i64, reason: &str, now: i64) -> Challenge {
+    Challenge {
         id: new_id("chl"),
         tenant_id: credential.tenant_id.clone(),
         credential_id: credential.id.clone(),
@@ -34,11 +43,7 @@ pub async fn issue(app: &App, credential: &Credential, deadline_s: i64, reason: 
         deadline_ms: now.saturating_add(deadline_s.saturating_mul(1000)),
         consumed_at_ms: None,
         missed_at_ms: None,
-    };
-    presence::insert_challenge(&app.store, &challenge).await?;
-    // Nobody listening is fine: agents also poll.
-    let _ = app.issued.send(challenge.credential_id.clone());
-    Ok(challenge)
+    }
 }
 
 /// Issues a challenge to every active credential that is due under its
@@ -63,31 +68,39 @@ pub async fn sweep_missed(app: &App) -> ApiResult<usize> {
             .await?
             .map(|c| c.worker_external_id)
             .unwrap_or_default();
-        let mut tx = app.store.begin().await?;
-        let marked = presence::mark_missed(&mut tx, &challenge.id, now).await?;
-        if marked {
-            presence::insert_event(
-                &mut tx,
-                &PresenceEvent {
-                    id: new_id("pev"),
-                    tenant_id: challenge.tenant_id.clone(),
-                    outcome: "missed".into(),
-                    device_id: challenge.device_id.clone(),
-                    worker_external_id: worker.clone(),
-                    credential_id: challenge.credential_id.clone(),
-                    challenge_id: challenge.id.clone(),
-                    at_ms: now,
-                    source_ip: String::new(),
-                    detail: format!(
-                        "no answer by the deadline ({} ms after issue)",
-                        challenge.deadline_ms - challenge.issued_at_ms
-                    ),
-                },
-            )
+        let marked = app
+            .store
+            .retrying("presence.sweep_missed", || async {
+                let mut tx = app.store.begin().await?;
+                let marked = presence::mark_missed(&mut tx, &challenge.id, now).await?;
+                if marked {
+                    presence::insert_event(
+                        &mut tx,
+                        &PresenceEvent {
+                            id: new_id("pev"),
+                            tenant_id: challenge.tenant_id.clone(),
+                            outcome: "missed".into(),
+                            device_id: challenge.device_id.clone(),
+                            worker_external_id: worker.clone(),
+                            credential_id: challenge.credential_id.clone(),
+                            challenge_id: challenge.id.clone(),
+                            at_ms: now,
+                            source_ip: String::new(),
+                            detail: format!(
+                                "no answer by the deadline ({} ms after issue)",
+                                challenge.deadline_ms - challenge.issued_at_ms
+                            ),
+                        },
+                    )
+                    .await?;
+                }
+                tx.commit().await.map_err(StoreError::from)?;
+                Ok::<_, StoreError>(marked)
+            })
             .await?;
+        if marked {
             missed += 1;
         }
-        tx.commit().await.map_err(StoreError::from)?;
         if marked {
             let observation = Observation {
                 tenant_id: &challenge.tenant_id,
@@ -97,7 +110,7 @@ pub async fn sweep_missed(app: &App) -> ApiResult<usize> {
                 session_id: "",
                 ip: "",
                 at_ms: now,
-                what: Happening::Missed { issued_at_ms: challenge.issued_at_ms },
+                what: Happening::Missed { issued_at_ms: challenge.issued_at_ms, probe: challenge.reason == "probe" },
             };
             risk_live::observe(app, observation).await?;
         }
@@ -190,6 +203,41 @@ impl Attempt<'_> {
         Ok(now)
     }
 
+    /// A posture report that is not the one the key signed over (altered,
+    /// attached or swapped after signing) is refused as tampered (recorded).
+    pub(crate) async fn refuse_tampered_posture(
+        &self,
+        app: &App,
+        signed: &[u8],
+        posture: Option<&Report>,
+    ) -> ApiResult<()> {
+        match crate::posture::mismatch(&self.challenge.nonce, signed, posture) {
+            Some(why) => Err(self.reject(app, "failed", ApiError::denied(why)).await),
+            None => Ok(()),
+        }
+    }
+
+    /// The successful answer's record, with its posture report (if any), in the answer's transaction.
+    pub(crate) async fn record_ok(
+        &self,
+        tx: &mut Tx,
+        mut detail: String,
+        now: i64,
+        posture: Option<&Report>,
+    ) -> Result<(), StoreError> {
+        if let Some(report) = posture {
+            detail.push_str(&format!("; posture sha256 {}", report.digest_hex));
+        }
+        let event = self.event("ok", detail, now);
+        presence::insert_event(tx, &event).await?;
+        if let Some(report) = posture {
+            let json = String::from_utf8_lossy(&report.bytes);
+            posture_store::insert(tx, &event.id, &event.tenant_id, &event.device_id, now, &report.digest_hex, &json)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// An answer signed over an earlier challenge's nonce is a replay (recorded).
     pub(crate) async fn refuse_earlier_nonce(&self, app: &App, signed_nonce: &[u8], what: &str) -> ApiResult<()> {
         if signed_nonce != self.challenge.nonce.as_slice()
@@ -212,7 +260,7 @@ impl Attempt<'_> {
             "the signature counter went backwards (stored {stored}, presented {presented}): \
              the credential may have been cloned"
         );
-        let result = async {
+        let result = app.store.retrying("presence.clone_suspected", || async {
             let mut tx = app.store.begin().await?;
             if !presence::consume(&mut tx, &self.challenge.id, now).await? {
                 // The same answer already succeeded through another call (a
@@ -257,7 +305,7 @@ impl Attempt<'_> {
             .await?;
             tx.commit().await.map_err(StoreError::from)?;
             Ok(true)
-        }
+        })
         .await;
         match result {
             Ok(false) => {
@@ -270,8 +318,22 @@ impl Attempt<'_> {
     }
 }
 
-/// Verifies and records an answer. Returns the verification time.
-pub async fn answer(app: &App, challenge_id: &str, assertion_json: &str, source_ip: &str) -> ApiResult<i64> {
+/// Why an answer's transaction rolled back instead of recording it; the
+/// refusal is recorded afterwards, in its own transaction.
+enum Refused {
+    Replayed,
+    CounterBehind,
+}
+
+/// Verifies and records an answer. With a posture report the key must have
+/// signed the challenge bound to it (crate::posture). Returns the verification time.
+pub async fn answer(
+    app: &App,
+    challenge_id: &str,
+    assertion_json: &str,
+    source_ip: &str,
+    posture: Option<&Report>,
+) -> ApiResult<i64> {
     let challenge = presence::challenge(&app.store, challenge_id.trim())
         .await?
         .ok_or_else(|| ApiError::not_found("no such challenge"))?;
@@ -298,7 +360,9 @@ pub async fn answer(app: &App, challenge_id: &str, assertion_json: &str, source_
     let now = attempt.check_open(app).await?;
     if let Ok(client_data) = parse_client_data(&response.response.client_data_json) {
         attempt.refuse_earlier_nonce(app, &client_data.challenge, "assertion").await?;
+        attempt.refuse_tampered_posture(app, &client_data.challenge, posture).await?;
     }
+    let signed_challenge = crate::posture::expected(&challenge.nonce, posture);
     let key = CredentialPublicKey::from_cose(&credential.public_key_cose)
         .map_err(|e| StoreError::Corrupt(format!("credential {} key: {e}", credential.id)))?;
     let credential_id = tether_attestation::b64url_decode(&credential.id)
@@ -306,10 +370,11 @@ pub async fn answer(app: &App, challenge_id: &str, assertion_json: &str, source_
     let expectation = AssertionExpectation {
         rp_id: &tenant.policy.rp_id,
         origin: &tenant.policy.origin,
-        challenge: &challenge.nonce,
+        challenge: &signed_challenge,
         require_user_verification: true,
     };
-    let verified = match verify_assertion(&response, &expectation, &credential_id, &key) {
+    let verify = || verify_assertion(&response, &expectation, &credential_id, &key);
+    let verified = match crate::telemetry::verify(crate::telemetry::WEBAUTHN_ASSERTION, verify) {
         Ok(v) => v,
         Err(e) => {
             let error = ApiError::denied(format!("the presence answer was rejected: {e}"));
@@ -322,21 +387,34 @@ pub async fn answer(app: &App, challenge_id: &str, assertion_json: &str, source_
         return Err(attempt.clone_suspected(app, stored, presented).await);
     }
 
-    let mut tx = app.store.begin().await?;
-    if !presence::consume(&mut tx, &challenge.id, now).await? {
-        drop(tx);
-        let error = ApiError::precondition("this challenge was already answered; challenges are single-use");
-        return Err(attempt.reject(app, "replayed", error).await);
-    }
-    if !credentials::record_presence(&mut tx, &credential.id, presented, now).await? {
-        // Another answer stored a counter at least as high in the meantime.
-        drop(tx);
-        let latest = credentials::get(&app.store, &credential.id).await?.map(|c| c.sign_count).unwrap_or(stored);
-        return Err(attempt.clone_suspected(app, latest, presented).await);
-    }
     let detail = format!("verified; user verified: {}; sign count {presented}", verified.user_verified);
-    presence::insert_event(&mut tx, &attempt.event("ok", detail, now)).await?;
-    tx.commit().await.map_err(StoreError::from)?;
+    let refused = app
+        .store
+        .retrying("presence.answer", || async {
+            let mut tx = app.store.begin().await?;
+            if !presence::consume(&mut tx, &challenge.id, now).await? {
+                return Ok(Some(Refused::Replayed));
+            }
+            if !credentials::record_presence(&mut tx, &credential.id, presented, now).await? {
+                return Ok(Some(Refused::CounterBehind));
+            }
+            attempt.record_ok(&mut tx, detail.clone(), now, posture).await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            Ok::<_, StoreError>(None)
+        })
+        .await?;
+    match refused {
+        Some(Refused::Replayed) => {
+            let error = ApiError::precondition("this challenge was already answered; challenges are single-use");
+            return Err(attempt.reject(app, "replayed", error).await);
+        }
+        Some(Refused::CounterBehind) => {
+            // Another answer stored a counter at least as high in the meantime.
+            let latest = credentials::get(&app.store, &credential.id).await?.map(|c| c.sign_count).unwrap_or(stored);
+            return Err(attempt.clone_suspected(app, latest, presented).await);
+        }
+        None => {}
+    }
     let observation = Observation {
         tenant_id: &challenge.tenant_id,
         worker: &credential.worker_external_id,
@@ -345,7 +423,11 @@ pub async fn answer(app: &App, challenge_id: &str, assertion_json: &str, source_
         session_id: "",
         ip: source_ip,
         at_ms: now,
-        what: Happening::Answered { issued_at_ms: challenge.issued_at_ms, sign_count: verified.sign_count },
+        what: Happening::Answered {
+            issued_at_ms: challenge.issued_at_ms,
+            sign_count: verified.sign_count,
+            posture: posture.map(|p| p.posture.clone()),
+        },
     };
     risk_live::observe(app, observation).await?;
     Ok(now)

@@ -3,32 +3,35 @@
 //! an audit entry) before the request returns, so they show in the analyst
 //! report and in the gateway decision of that same request.
 //!
-//! The engine's windows live in this process's memory; on start they are
-//! warmed from the last day of recorded presence and sessions. Several
-//! replicas each see only their own traffic — sharing engine state across
-//! replicas is part of the scale-out work.
+//! Each event is appended to the log every replica evaluates
+//! (crate::risk_shared), so all replicas' engines hold the same windows; on
+//! start an engine is warmed from the newest events of that log.
 
 use crate::app::App;
-use crate::audit::{self, Actor};
 use crate::error::ApiResult;
-use crate::risk::event::{Enrollment, Outcome, Presence, Session};
-use crate::risk::{Engine, Enricher, Event, EventBody, Flag, MmdbEnricher, NoEnricher, RiskConfig, Severity};
-use crate::store::flags::FlagRecord;
-use crate::store::{Store, StoreError, flags, presence as presence_store, sessions};
-use crate::util::{canonical_ip, new_id, now_ms};
+use crate::risk::event::{Enrollment, Outcome, Posture, Presence, Session};
+use crate::risk::{
+    Engine, Enricher, Event, EventBody, Flag, MmdbEnricher, NoEnricher, ProbeRequest, RiskConfig, Severity,
+};
+use crate::risk_shared::{Declaration, Shared};
+use crate::store::risk_events::{self, StoredEvent};
+use crate::store::{Store, StoreError, inventory, posture as posture_store, presence as presence_store, sessions};
+use crate::util::{canonical_ip, now_ms};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 pub struct LiveRisk {
-    engine: Mutex<Engine>,
+    shared: Mutex<Shared>,
 }
 
-/// What happened, in the service's terms.
+/// What happened, in the service's terms. An answer's `posture` is the report
+/// its device's key signed with it, if any; a miss's `probe` says that the
+/// challenge was one of a probe round (crate::risk_probes).
 pub enum Happening {
     Enrolled { attested: bool, format: String },
-    Answered { issued_at_ms: i64, sign_count: u32 },
-    Missed { issued_at_ms: i64 },
+    Answered { issued_at_ms: i64, sign_count: u32, posture: Option<Posture> },
+    Missed { issued_at_ms: i64, probe: bool },
     Session { gateway: String },
 }
 
@@ -83,33 +86,64 @@ pub fn load_engine(config_path: Option<&Path>) -> Result<Engine, String> {
 
 impl LiveRisk {
     pub fn new(engine: Engine) -> LiveRisk {
-        LiveRisk { engine: Mutex::new(engine) }
+        LiveRisk { shared: Mutex::new(Shared::new(engine)) }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Shared> {
+        // A panic elsewhere poisoned the lock; the engine's state is still usable.
+        self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn geo_enabled(&self) -> bool {
-        match self.engine.lock() {
-            Ok(engine) => engine.geo_enabled(),
-            Err(poisoned) => poisoned.into_inner().geo_enabled(),
-        }
+        self.lock().engine.geo_enabled()
     }
 
     fn process(&self, event: &Event) -> Vec<Flag> {
-        match self.engine.lock() {
-            Ok(mut engine) => engine.process(event),
-            // A panic elsewhere poisoned the lock; the engine's state is still usable.
-            Err(poisoned) => poisoned.into_inner().process(event),
+        self.lock().engine.process(event)
+    }
+
+    /// Probe requests the engine raised since the last call, and how to probe
+    /// (`enabled` false when probes are disabled in the risk configuration).
+    pub(crate) fn take_probes(&self) -> (Vec<ProbeRequest>, crate::risk_probes::Cadence) {
+        let mut shared = self.lock();
+        let probes = shared.engine.take_probe_requests();
+        let cadence = crate::risk_probes::Cadence::of(shared.engine.config());
+        (if cadence.enabled { probes } else { Vec::new() }, cadence)
+    }
+
+    /// Sets an administrator's declaration (home, working hours) for a worker.
+    pub fn declare(&self, tenant_id: &str, worker: &inventory::Worker) {
+        Declaration::of(worker).apply(&mut self.lock().engine, tenant_id, &worker.external_id);
+    }
+
+    /// Warms the windows from the shared event log (crate::risk_shared::warm_up);
+    /// from the presence and session records when the log is still empty (the
+    /// first start after upgrading to it). Returns how many events were replayed.
+    pub async fn warm_up(&self, store: &Store) -> Result<usize, StoreError> {
+        for (tenant_id, worker) in inventory::declared_workers(store).await? {
+            self.declare(&tenant_id, &worker);
+        }
+        match risk_events::last_seq(store).await? {
+            0 => self.warm_up_from_records(store).await,
+            last => crate::risk_shared::warm_up(self, store, last).await,
         }
     }
 
     /// Replays the last day of recorded activity so windows survive a restart.
     /// The flags this raises were stored when the events first happened.
-    pub async fn warm_up(&self, store: &Store) -> Result<usize, StoreError> {
+    async fn warm_up_from_records(&self, store: &Store) -> Result<usize, StoreError> {
         let since = now_ms() - 24 * 3600 * 1000;
         let mut events: Vec<Event> = Vec::new();
+        let mut postures = posture_store::recent(store, since).await?;
         for e in presence_store::recent_events(store, since).await? {
+            // Stored reports were parsed strictly when received; one that no longer parses is skipped.
+            let posture = postures
+                .remove(&e.id)
+                .and_then(|json| crate::posture::Report::parse(json.as_bytes()).ok().flatten())
+                .map(|r| r.posture);
             let what = match e.outcome.as_str() {
-                "ok" => Happening::Answered { issued_at_ms: e.at_ms, sign_count: 0 },
-                "missed" => Happening::Missed { issued_at_ms: e.at_ms },
+                "ok" => Happening::Answered { issued_at_ms: e.at_ms, sign_count: 0, posture },
+                "missed" => Happening::Missed { issued_at_ms: e.at_ms, probe: false },
                 _ => continue,
             };
             events.extend(to_event(&Observation {
@@ -142,6 +176,7 @@ impl LiveRisk {
         for event in &events {
             self.process(event);
         }
+        self.lock().engine.take_probe_requests();
         Ok(events.len())
     }
 }
@@ -155,21 +190,23 @@ fn to_event(o: &Observation<'_>) -> Option<Event> {
         Happening::Enrolled { attested, format } => {
             EventBody::Enrollment(Enrollment { attested: *attested, format: Some(format.clone()), home: None })
         }
-        Happening::Answered { issued_at_ms, sign_count } => EventBody::Presence(Presence {
+        Happening::Answered { issued_at_ms, sign_count, posture } => EventBody::Presence(Presence {
             outcome: Outcome::Ok,
             issued_at: Some(*issued_at_ms),
             answered_at: Some(o.at_ms),
             sign_count: (*sign_count > 0).then_some(u64::from(*sign_count)),
             tpm: None,
-            posture: None,
+            posture: posture.clone(),
+            probe: false,
         }),
-        Happening::Missed { issued_at_ms } => EventBody::Presence(Presence {
+        Happening::Missed { issued_at_ms, probe } => EventBody::Presence(Presence {
             outcome: Outcome::Missed,
             issued_at: Some(*issued_at_ms),
             answered_at: None,
             sign_count: None,
             tpm: None,
             posture: None,
+            probe: *probe,
         }),
         Happening::Session { gateway } => EventBody::Session(Session { gateway: Some(gateway.clone()) }),
     };
@@ -184,49 +221,42 @@ fn to_event(o: &Observation<'_>) -> Option<Event> {
     })
 }
 
-/// Feeds one happening to the engine and stores the flags it raises, with
-/// their audit entries, in one transaction. Returns the stored flags.
+/// Hands an administrator's declaration for a worker to this process's engine
+/// (other replicas pick it up before their next event for the worker).
+pub fn declare(app: &App, tenant_id: &str, worker: &inventory::Worker) {
+    app.risk.declare(tenant_id, worker);
+}
+
+/// Records one happening in the shared event log and evaluates the log up
+/// to it; the flags that raises are stored, with their audit entries, before
+/// this returns. Returns the flags (this event's, and any others the catch-up
+/// raised).
 pub async fn observe(app: &App, o: Observation<'_>) -> ApiResult<Vec<Flag>> {
     let Some(event) = to_event(&o) else { return Ok(Vec::new()) };
-    let mut raised = app.risk.process(&event);
-    if matches!(o.what, Happening::Enrolled { .. }) {
-        // Enrollment records this flag itself, in its own transaction and
-        // with the verifier's reason; the engine only needs to know.
-        raised.retain(|f| f.kind != crate::risk::FlagKind::UnattestedHardware);
-    }
-    if raised.is_empty() {
-        return Ok(raised);
-    }
-    let mut tx = app.store.begin().await?;
-    for flag in &raised {
-        // A cluster flag can name other members, even of other tenants:
-        // each is stored with its own tenant, device and worker.
-        let own = flag.tenant == o.tenant_id && flag.device == o.device_id;
-        let record = FlagRecord {
-            id: new_id("flg"),
-            tenant_id: flag.tenant.clone(),
-            kind: flag.kind.as_str().into(),
-            severity: severity_name(flag.severity).into(),
-            status: "open".into(),
-            device_id: flag.device.clone(),
-            worker_external_id: flag.worker.clone(),
-            credential_id: if own { o.credential_id.to_string() } else { String::new() },
-            session_id: if own { o.session_id.to_string() } else { String::new() },
-            raised_at_ms: flag.at,
-            evidence_json: flag.evidence.to_string(),
-        };
-        flags::insert(&mut tx, &record).await?;
-        let details = serde_json::json!({
-            "flag": record.id, "kind": record.kind, "severity": record.severity, "score": flag.score,
-        });
-        audit::append(&mut tx, &flag.tenant, &Actor::system(), "flag.raised", &flag.device, details).await?;
-    }
-    tx.commit().await.map_err(StoreError::from)?;
-    for flag in &raised {
-        tracing::info!(
-            tenant = %flag.tenant, device = %flag.device, kind = flag.kind.as_str(),
-            severity = severity_name(flag.severity), "risk flag raised"
-        );
-    }
-    Ok(raised)
+    // The worker's declaration as stored now (another replica may have changed
+    // it), carried with the event so that every replica applies the same one.
+    let declared = match o.worker {
+        "" => None,
+        worker => inventory::get_worker(&app.store, o.tenant_id, worker).await?.map(|w| Declaration::of(&w)),
+    };
+    let mut row = StoredEvent {
+        seq: 0,
+        tenant_id: o.tenant_id.to_string(),
+        device_id: o.device_id.to_string(),
+        credential_id: o.credential_id.to_string(),
+        session_id: o.session_id.to_string(),
+        at_ms: o.at_ms,
+        event_json: event.to_json().to_string(),
+        declared_json: declared.map(|d| serde_json::json!(d).to_string()).unwrap_or_default(),
+    };
+    row.seq = app
+        .store
+        .retrying("risk.append", || async {
+            let mut tx = app.store.begin().await?;
+            let seq = risk_events::append(&mut tx, app.store.backend(), &row).await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            Ok::<_, StoreError>(seq)
+        })
+        .await?;
+    crate::risk_shared::evaluate_own(app, &row).await
 }

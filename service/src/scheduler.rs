@@ -25,5 +25,9 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             Ok(n) => tracing::debug!(issued = n, "issued scheduled presence challenges"),
             Err(e) => tracing::warn!(error = %e, "challenge scheduling failed; retrying next tick"),
         }
+        // Other replicas' risk events, even when this one has no traffic of its own.
+        if let Err(e) = crate::risk_shared::tick(&app).await {
+            tracing::warn!(error = %e, "risk catch-up failed; retrying next tick");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! reflection, message-size limits, and graceful shutdown.
 
 use crate::app::App;
+use crate::deadline::DeadlineLayer;
 use crate::rpc::{access::AccessApi, admin::AdminApi, device::EnrollmentApi, device::PresenceApi, report::ReportApi};
 use crate::{health, scheduler};
 use std::future::Future;
@@ -37,6 +38,7 @@ pub async fn serve(
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tether_proto::v1::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tether_proto::ENVOY_EXT_AUTHZ_FILE_DESCRIPTOR_SET)
         .build_v1()?;
 
     let scheduler = tokio::spawn(scheduler::run(Arc::clone(&app), app.stopping.subscribe()));
@@ -51,7 +53,11 @@ pub async fn serve(
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
+    crate::telemetry::watch_pool(app.store.pool());
     let router = builder
+        // Outermost, so calls the deadline layer ends are counted too.
+        .layer(crate::telemetry::RpcLayer)
+        .layer(DeadlineLayer::new(app.settings.request_timeout))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(
@@ -70,6 +76,12 @@ pub async fn serve(
         )
         .add_service(
             ReportServiceServer::new(ReportApi { app: Arc::clone(&app) }).max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            envoy_types::ext_authz::v3::pb::AuthorizationServer::new(crate::rpc::ext_authz::ExtAuthzApi {
+                app: Arc::clone(&app),
+            })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
         );
     let result = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown).await;
     let _ = app.stopping.send(true);

@@ -93,7 +93,9 @@ pub async fn begin(
             ek::read_certificates(ek_certificate).map_err(|e| ApiError::invalid(format!("ek_certificate: {e}")))?;
         let (leaf, intermediates) =
             certs.split_first().ok_or_else(|| ApiError::invalid("ek_certificate holds no certificate"))?;
-        match ek::verify_ek_certificate(leaf, intermediates, &trust, time::OffsetDateTime::now_utc()) {
+        let now = time::OffsetDateTime::now_utc();
+        let verify = || ek::verify_ek_certificate(leaf, intermediates, &trust, now);
+        match crate::telemetry::verify(crate::telemetry::TPM_EK_CERTIFICATE, verify) {
             Ok(v) => {
                 ek::ek_matches_certificate(&ek, &v)
                     .map_err(|e| ApiError::invalid(format!("the EK certificate was rejected: {e}")))?;
@@ -205,45 +207,52 @@ pub async fn finish(
         revoke_reason: None,
         last_presence_at_ms: None,
     };
-    let mut tx = app.store.begin().await?;
-    // The pin may have been set since the ceremony began: check it as this transaction sees it.
-    if let Some(pinned) = tpm_store::device_ek_pin_tx(&mut tx, &tenant.id, &token.device_id).await?
-        && !credential::secret_matches(pinned.as_bytes(), session.ek_pin.as_bytes())
-    {
-        return Err(pin_refusal(&pinned, &session.ek_pin));
-    }
-    if !crate::store::enrollment::consume_token(&mut tx, &token.id, now).await? {
-        return Err(ApiError::precondition("the enrollment token was already used; tokens are single-use"));
-    }
-    if !tpm_store::finish_enrollment(&mut tx, &session.id, now).await? {
-        return Err(ApiError::precondition("this enrollment was already finished"));
-    }
-    if let Err(e) = credentials::insert(&mut tx, &credential).await {
-        return Err(if e.is_unique_violation() {
-            ApiError::AlreadyExists("this attestation key is already enrolled".into())
-        } else {
-            e.into()
-        });
-    }
-    tpm_store::insert_credential(
-        &mut tx,
-        &TpmCredential {
-            credential_id: credential.id.clone(),
-            tenant_id: tenant.id.clone(),
-            ak_public: session.ak_public.clone(),
-            ek_pin: session.ek_pin.clone(),
-            ek_manufacturer: session.ek_manufacturer.clone(),
-            ek_model: session.ek_model.clone(),
-            ek_firmware: session.ek_firmware.clone(),
-            last: None,
-        },
-    )
-    .await?;
     let extra = serde_json::json!({
         "ek_pin": session.ek_pin, "tpm_manufacturer": session.ek_manufacturer, "tpm_model": session.ek_model,
         "tpm_firmware": session.ek_firmware,
     });
-    crate::enrollment::complete(app, tx, &token.id, &credential, source_ip, now, extra).await?;
+    app.store
+        .retrying("tpm_enrollment.finish", || async {
+            let mut tx = app.store.begin().await?;
+            // The pin may have been set since the ceremony began: check it as this transaction sees it.
+            if let Some(pinned) = tpm_store::device_ek_pin_tx(&mut tx, &tenant.id, &token.device_id).await?
+                && !credential::secret_matches(pinned.as_bytes(), session.ek_pin.as_bytes())
+            {
+                return Err(pin_refusal(&pinned, &session.ek_pin));
+            }
+            if !crate::store::enrollment::consume_token(&mut tx, &token.id, now).await? {
+                return Err(ApiError::precondition("the enrollment token was already used; tokens are single-use"));
+            }
+            if !tpm_store::finish_enrollment(&mut tx, &session.id, now).await? {
+                return Err(ApiError::precondition("this enrollment was already finished"));
+            }
+            if let Err(e) = credentials::insert(&mut tx, &credential).await {
+                return Err(if e.is_unique_violation() {
+                    ApiError::AlreadyExists("this attestation key is already enrolled".into())
+                } else {
+                    e.into()
+                });
+            }
+            tpm_store::insert_credential(
+                &mut tx,
+                &TpmCredential {
+                    credential_id: credential.id.clone(),
+                    tenant_id: tenant.id.clone(),
+                    ak_public: session.ak_public.clone(),
+                    ek_pin: session.ek_pin.clone(),
+                    ek_manufacturer: session.ek_manufacturer.clone(),
+                    ek_model: session.ek_model.clone(),
+                    ek_firmware: session.ek_firmware.clone(),
+                    last: None,
+                },
+            )
+            .await?;
+            crate::enrollment::record(&mut tx, &token.id, &credential, source_ip, now, &extra).await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            Ok(())
+        })
+        .await?;
+    crate::enrollment::enrolled(app, &credential, source_ip, now).await?;
     Ok(credential)
 }
 

@@ -13,6 +13,7 @@
 use crate::app::App;
 use crate::audit;
 use crate::error::{ApiError, ApiResult};
+use crate::posture::Report;
 use crate::presence::Attempt;
 use crate::risk_live::{self, Happening, Observation};
 use crate::store::flags::FlagRecord;
@@ -28,8 +29,15 @@ use tether_proto::v1 as pb;
 /// Larger quote parts are refused before parsing.
 const MAX_PART: usize = 16 * 1024;
 
-/// Verifies and records a quote answering `challenge_id`. Returns the verification time.
-pub async fn answer(app: &App, challenge_id: &str, quote: &pb::TpmQuote, source_ip: &str) -> ApiResult<i64> {
+/// Verifies and records a quote answering `challenge_id`; with a posture report the quote's
+/// qualifying data must be the challenge bound to it. Returns the verification time.
+pub async fn answer(
+    app: &App,
+    challenge_id: &str,
+    quote: &pb::TpmQuote,
+    source_ip: &str,
+    posture: Option<&Report>,
+) -> ApiResult<i64> {
     let challenge = presence::challenge(&app.store, challenge_id.trim())
         .await?
         .ok_or_else(|| ApiError::not_found("no such challenge"))?;
@@ -56,7 +64,9 @@ pub async fn answer(app: &App, challenge_id: &str, quote: &pb::TpmQuote, source_
     // A quote made for an earlier challenge's nonce is a replay, like a WebAuthn assertion's.
     if let Ok(attest) = Attest::parse(&quote.attest) {
         attempt.refuse_earlier_nonce(app, &attest.extra_data, "quote").await?;
+        attempt.refuse_tampered_posture(app, &attest.extra_data, posture).await?;
     }
+    let qualifying_data = crate::posture::expected(&challenge.nonce, posture);
     let stored = tpm_store::credential(&app.store, &credential.id)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("TPM credential {} has no stored AK", credential.id)))?;
@@ -73,7 +83,8 @@ pub async fn answer(app: &App, challenge_id: &str, quote: &pb::TpmQuote, source_
             }
         }
     };
-    let verified = match quote::verify_quote(&ak, &quote.attest, &quote.signature, &challenge.nonce, pcrs.as_ref()) {
+    let verify = || quote::verify_quote(&ak, &quote.attest, &quote.signature, &qualifying_data, pcrs.as_ref());
+    let verified = match crate::telemetry::verify(crate::telemetry::TPM_QUOTE, verify) {
         Ok(v) => v,
         Err(e) => {
             let error = ApiError::denied(format!("the presence answer was rejected: {e}"));
@@ -119,78 +130,100 @@ pub async fn answer(app: &App, challenge_id: &str, quote: &pb::TpmQuote, source_
         anomalies.iter().filter(|a| !matches!(a, ClockAnomaly::FirmwareChanged { .. })).collect();
     let firmware_changed = anomalies.iter().any(|a| matches!(a, ClockAnomaly::FirmwareChanged { .. }));
 
-    let mut tx = app.store.begin().await?;
-    if !presence::consume(&mut tx, &challenge.id, now).await? {
-        drop(tx);
-        let error = ApiError::precondition("this challenge was already answered; challenges are single-use");
-        return Err(attempt.reject(app, "replayed", error).await);
-    }
-    if !tpm_store::record_clock(&mut tx, &credential.id, stored.last, current, now).await? {
-        // Another answer for this credential recorded a reading since it was read above.
-        drop(tx);
-        let error = ApiError::precondition(
-            "another answer for this credential was recorded at the same time; answer the next challenge",
-        );
-        return Err(attempt.reject(app, "failed", error).await);
-    }
-    let evidence = |anomalies: &[&ClockAnomaly]| {
-        serde_json::json!({
-            "anomalies": anomalies.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-            "previous": stored.last.map(clock_json),
-            "current": clock_json(current),
-            "challenge_id": challenge.id,
-            "source_ip": source_ip,
+    // The transaction is one unit: run again whole if the database aborts it for a concurrent one.
+    let outcome = app
+        .store
+        .retrying("tpm_presence.answer", || async {
+            let mut tx = app.store.begin().await?;
+            if !presence::consume(&mut tx, &challenge.id, now).await? {
+                return Ok(Quoted::Replayed);
+            }
+            if !tpm_store::record_clock(&mut tx, &credential.id, stored.last, current, now).await? {
+                // Another answer for this credential recorded a reading since it was read above.
+                return Ok(Quoted::ClockRaced);
+            }
+            let evidence = |anomalies: &[&ClockAnomaly]| {
+                serde_json::json!({
+                    "anomalies": anomalies.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                    "previous": stored.last.map(clock_json),
+                    "current": clock_json(current),
+                    "challenge_id": challenge.id,
+                    "source_ip": source_ip,
+                })
+            };
+            if !high.is_empty() {
+                // A genuine quote by the bound AK whose counters went backwards: the TPM was cleared or
+                // its state rolled back to erase history. Consume the challenge, record a failure, flag.
+                let found: Vec<String> = high.iter().map(|a| a.to_string()).collect();
+                let detail = format!("tpm_anomaly: {}", found.join("; "));
+                presence::insert_event(&mut tx, &attempt.event("failed", detail.clone(), now)).await?;
+                raise(&mut tx, &attempt, "tpm_anomaly", "high", evidence(&high), now).await?;
+                tx.commit().await.map_err(StoreError::from)?;
+                return Ok(Quoted::Anomaly(detail));
+            }
+            if !credentials::record_presence(&mut tx, &credential.id, 0, now).await? {
+                return Ok(Quoted::Revoked);
+            }
+            if firmware_changed {
+                let changed: Vec<&ClockAnomaly> = anomalies.iter().collect();
+                raise(&mut tx, &attempt, "tpm_anomaly", "review", evidence(&changed), now).await?;
+            }
+            let mut detail = format!(
+                "verified TPM quote; clock {} reset {} restart {} firmware {:016x}{}",
+                current.clock,
+                current.reset_count,
+                current.restart_count,
+                current.firmware_version,
+                if verified.pcrs_verified { "; PCR digest matches" } else { "" }
+            );
+            if let Some(policy) = &policy {
+                if mismatches.is_empty() {
+                    detail.push_str(&format!("; PCR policy for {} matches", policy.scope));
+                } else {
+                    let pcrs = mismatches.iter().map(|m| m.pcr.as_str()).collect::<Vec<_>>().join(", ");
+                    detail.push_str(&format!(
+                        "; PCR policy for {} not met: {pcrs} differ from the expected values \
+                         (flagged pcr_policy_mismatch)",
+                        policy.scope
+                    ));
+                    let evidence = serde_json::json!({
+                        "scope": policy.scope.kind(),
+                        "target": policy.scope.target(),
+                        "mismatches": mismatches.iter().map(Mismatch::json).collect::<Vec<_>>(),
+                        "challenge_id": challenge.id,
+                        "source_ip": source_ip,
+                    });
+                    raise(&mut tx, &attempt, "pcr_policy_mismatch", "review", evidence, now).await?;
+                    let (credential, device) = (&credential.id, &challenge.device_id);
+                    tracing::warn!(%credential, %device, %pcrs, "PCR policy mismatch");
+                }
+            }
+            attempt.record_ok(&mut tx, detail, now, posture).await?;
+            tx.commit().await.map_err(StoreError::from)?;
+            Ok::<_, StoreError>(Quoted::Recorded)
         })
-    };
-    if !high.is_empty() {
-        // A genuine quote by the bound AK whose counters went backwards: the TPM was cleared or
-        // its state rolled back to erase history. Consume the challenge, record a failure, flag.
-        let detail = format!("tpm_anomaly: {}", high.iter().map(|a| a.to_string()).collect::<Vec<_>>().join("; "));
-        presence::insert_event(&mut tx, &attempt.event("failed", detail.clone(), now)).await?;
-        raise(&mut tx, &attempt, "tpm_anomaly", "high", evidence(&high), now).await?;
-        tx.commit().await.map_err(StoreError::from)?;
-        tracing::warn!(credential = %credential.id, device = %challenge.device_id, %detail, "TPM anomaly");
-        return Err(ApiError::denied(format!("{detail}; the device has been flagged")));
-    }
-    if !credentials::record_presence(&mut tx, &credential.id, 0, now).await? {
-        drop(tx);
-        let error = ApiError::denied("the credential has been revoked");
-        return Err(attempt.reject(app, "failed", error).await);
-    }
-    if firmware_changed {
-        let changed: Vec<&ClockAnomaly> = anomalies.iter().collect();
-        raise(&mut tx, &attempt, "tpm_anomaly", "review", evidence(&changed), now).await?;
-    }
-    let mut detail = format!(
-        "verified TPM quote; clock {} reset {} restart {} firmware {:016x}{}",
-        current.clock,
-        current.reset_count,
-        current.restart_count,
-        current.firmware_version,
-        if verified.pcrs_verified { "; PCR digest matches" } else { "" }
-    );
-    if let Some(policy) = &policy {
-        if mismatches.is_empty() {
-            detail.push_str(&format!("; PCR policy for {} matches", policy.scope));
-        } else {
-            let pcrs = mismatches.iter().map(|m| m.pcr.as_str()).collect::<Vec<_>>().join(", ");
-            detail.push_str(&format!(
-                "; PCR policy for {} not met: {pcrs} differ from the expected values (flagged pcr_policy_mismatch)",
-                policy.scope
-            ));
-            let evidence = serde_json::json!({
-                "scope": policy.scope.kind(),
-                "target": policy.scope.target(),
-                "mismatches": mismatches.iter().map(Mismatch::json).collect::<Vec<_>>(),
-                "challenge_id": challenge.id,
-                "source_ip": source_ip,
-            });
-            raise(&mut tx, &attempt, "pcr_policy_mismatch", "review", evidence, now).await?;
-            tracing::warn!(credential = %credential.id, device = %challenge.device_id, %pcrs, "PCR policy mismatch");
+        .await?;
+    match outcome {
+        Quoted::Recorded => {}
+        Quoted::Replayed => {
+            let error = ApiError::precondition("this challenge was already answered; challenges are single-use");
+            return Err(attempt.reject(app, "replayed", error).await);
+        }
+        Quoted::ClockRaced => {
+            let error = ApiError::precondition(
+                "another answer for this credential was recorded at the same time; answer the next challenge",
+            );
+            return Err(attempt.reject(app, "failed", error).await);
+        }
+        Quoted::Anomaly(detail) => {
+            tracing::warn!(credential = %credential.id, device = %challenge.device_id, %detail, "TPM anomaly");
+            return Err(ApiError::denied(format!("{detail}; the device has been flagged")));
+        }
+        Quoted::Revoked => {
+            let error = ApiError::denied("the credential has been revoked");
+            return Err(attempt.reject(app, "failed", error).await);
         }
     }
-    presence::insert_event(&mut tx, &attempt.event("ok", detail, now)).await?;
-    tx.commit().await.map_err(StoreError::from)?;
     // The risk engine sees the answer like a WebAuthn one (a TPM keeps no signature counter).
     let observation = Observation {
         tenant_id: &challenge.tenant_id,
@@ -200,10 +233,24 @@ pub async fn answer(app: &App, challenge_id: &str, quote: &pb::TpmQuote, source_
         session_id: "",
         ip: source_ip,
         at_ms: now,
-        what: Happening::Answered { issued_at_ms: challenge.issued_at_ms, sign_count: 0 },
+        what: Happening::Answered {
+            issued_at_ms: challenge.issued_at_ms,
+            sign_count: 0,
+            posture: posture.map(|p| p.posture.clone()),
+        },
     };
     risk_live::observe(app, observation).await?;
     Ok(now)
+}
+
+/// How an answer's transaction ended; the refusals are recorded after it rolled back.
+enum Quoted {
+    Recorded,
+    Replayed,
+    ClockRaced,
+    /// Committed with a high-severity flag: the answer is refused with this detail.
+    Anomaly(String),
+    Revoked,
 }
 
 fn clock_json(c: Clock) -> serde_json::Value {

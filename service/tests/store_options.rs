@@ -1,10 +1,17 @@
 //! Database timeouts are applied to every pooled connection.
 
+mod common;
+
 use std::time::{Duration, Instant};
 use tetherd::store::{Store, StoreOptions};
 
 fn options(statement_timeout: Duration) -> StoreOptions {
-    StoreOptions { max_connections: Some(2), acquire_timeout: Duration::from_secs(5), statement_timeout }
+    StoreOptions {
+        max_connections: Some(2),
+        acquire_timeout: Duration::from_secs(5),
+        statement_timeout,
+        ..StoreOptions::default()
+    }
 }
 
 #[tokio::test]
@@ -26,12 +33,12 @@ async fn sqlite_writers_wait_no_longer_than_the_statement_timeout() {
 
 #[tokio::test]
 async fn postgres_statements_are_cancelled_after_the_statement_timeout() {
-    let Ok(base) = std::env::var("TETHER_TEST_POSTGRES_URL") else {
-        eprintln!("NOTICE: TETHER_TEST_POSTGRES_URL is not set; skipping the PostgreSQL statement-timeout test");
+    let Some(base) = common::postgres_base("postgres_statements_are_cancelled_after_the_statement_timeout") else {
         return;
     };
-    let base = base.trim_end_matches('/');
-    let store = Store::open_with(&format!("{base}/postgres"), &options(Duration::from_millis(200))).await.unwrap();
+    // A database of its own: opening a Store applies the migrations.
+    let url = common::fresh_database(&base, "tether_options", &[]).await;
+    let store = Store::open_with(&url, &options(Duration::from_millis(200))).await.unwrap();
     let started = Instant::now();
     let error = sqlx::query("SELECT pg_sleep(3)").execute(store.pool()).await.unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(2), "the statement ran past its timeout");

@@ -132,6 +132,7 @@ impl Org {
                     credential_id: String::new(),
                     source_ip: "127.0.0.1".into(),
                     gateway_id: "vpn-test".into(),
+                    ..Default::default()
                 },
             ))
             .await
@@ -202,6 +203,35 @@ pub async fn answer_json(
             challenge_id: challenge_id.into(),
             assertion_response_json: json,
             tpm_quote: None,
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+/// Signs the challenge bound to a posture report (`tether_attestation::posture`):
+/// what an agent signs when it sends `posture_json` with its answer.
+pub fn sign_with_posture(challenge: &pb::PresenceChallenge, auth: &mut SoftAuthenticator, posture: &[u8]) -> String {
+    let bound = tether_attestation::posture::bound_challenge(&challenge.nonce, posture);
+    let mut options: serde_json::Value = serde_json::from_str(&challenge.request_options_json).unwrap();
+    options["challenge"] = tether_attestation::b64url_encode(&bound).into();
+    auth.get_assertion(&options.to_string(), &challenge.origin).unwrap()
+}
+
+/// Answers with an assertion and a posture report.
+pub async fn answer_with_posture(
+    server: &Server,
+    challenge_id: &str,
+    json: String,
+    posture: &[u8],
+) -> Result<pb::AnswerChallengeResponse, Status> {
+    let mut client = server.presence().await;
+    client
+        .answer_challenge(pb::AnswerChallengeRequest {
+            challenge_id: challenge_id.into(),
+            assertion_response_json: json,
+            posture_json: posture.to_vec(),
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner())

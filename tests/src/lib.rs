@@ -3,6 +3,7 @@
 //! Every helper panics with a message on failure: this is test code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod bench;
 pub mod fixtures;
 pub mod mmdb;
 pub mod swtpm;
@@ -39,6 +40,10 @@ pub fn bin(name: &str) -> PathBuf {
 pub struct Server {
     child: Option<Child>,
     pub url: String,
+    /// `http://ADDR` of the web console when started with `--console-listen`, else empty.
+    pub console_url: String,
+    /// `http://ADDR` of the Prometheus endpoint when started with `--metrics-listen`, else empty.
+    pub metrics_url: String,
     pub database_url: String,
     pub scheduler_tick: String,
     /// The API-key pepper file every tetherd of this server uses.
@@ -95,6 +100,8 @@ impl Server {
         Server {
             child: None,
             url: String::new(),
+            console_url: String::new(),
+            metrics_url: String::new(),
             database_url,
             scheduler_tick: tick.into(),
             pepper_file,
@@ -108,6 +115,8 @@ impl Server {
         let mut replica = Server {
             child: None,
             url: String::new(),
+            console_url: String::new(),
+            metrics_url: String::new(),
             database_url: self.database_url.clone(),
             scheduler_tick: self.scheduler_tick.clone(),
             pepper_file: self.pepper_file.clone(),
@@ -139,6 +148,12 @@ impl Server {
         let addr = loop {
             match lines.next() {
                 Some(Ok(line)) => {
+                    if let Some(console) = line.strip_prefix("tether console listening on ") {
+                        self.console_url = console.trim().to_string();
+                    }
+                    if let Some(metrics) = line.strip_prefix("tetherd metrics listening on ") {
+                        self.metrics_url = format!("http://{}", metrics.trim());
+                    }
                     if let Some(addr) = line.strip_prefix("tetherd listening on ") {
                         break addr.trim().to_string();
                     }
@@ -166,6 +181,16 @@ impl Server {
         let _ = child.kill();
         let _ = child.wait();
         None
+    }
+
+    /// Kills the process with SIGKILL (std's `Child::kill` on Unix), as a crash
+    /// or the OOM killer would: no shutdown, no draining of in-flight calls.
+    /// `restart` then starts a new process on the same database.
+    pub fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// Stops and starts again on the same database (a new port).

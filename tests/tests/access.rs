@@ -12,6 +12,7 @@ fn request(worker: &str, device: &str, ip: &str) -> pb::CheckAccessRequest {
         credential_id: String::new(),
         source_ip: ip.into(),
         gateway_id: "vpn-1".into(),
+        ..Default::default()
     }
 }
 
@@ -64,7 +65,11 @@ async fn unknown_or_malformed_input_is_denied_never_allowed() {
     admin
         .upsert_worker(authed(
             &org.keys.admin_key,
-            pb::UpsertWorkerRequest { external_id: "w-mallory".into(), display_name: "Mallory".into() },
+            pb::UpsertWorkerRequest {
+                external_id: "w-mallory".into(),
+                display_name: "Mallory".into(),
+                ..Default::default()
+            },
         ))
         .await
         .unwrap();

@@ -17,6 +17,7 @@ async fn check_from(server: &Server, org: &Org, device: &EnrolledDevice, ip: &st
                 credential_id: String::new(),
                 source_ip: ip.into(),
                 gateway_id: "vpn-1".into(),
+                ..Default::default()
             },
         ))
         .await

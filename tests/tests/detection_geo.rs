@@ -60,6 +60,7 @@ async fn check_from(server: &Server, org: &Org, device: &EnrolledDevice, ip: &st
                 credential_id: String::new(),
                 source_ip: ip.into(),
                 gateway_id: "vpn-1".into(),
+                ..Default::default()
             },
         ))
         .await
@@ -138,7 +139,7 @@ async fn a_check_from_a_hosting_network_is_anonymized_egress() {
     assert_eq!(e["ip"], format!("{HOSTING}.20"), "{e}");
 }
 
-/// Moves this device's recorded access checks `hours` into the past.
+/// Moves this device's recorded access check (and the engine's copy) `hours` into the past.
 async fn backdate_sessions(server: &Server, device: &EnrolledDevice, hours: i64) {
     sqlx::any::install_default_drivers();
     let pool = sqlx::AnyPool::connect(&server.database_url).await.unwrap();
@@ -148,6 +149,16 @@ async fn backdate_sessions(server: &Server, device: &EnrolledDevice, hours: i64)
         .execute(&pool)
         .await
         .unwrap();
+    assert_eq!(done.rows_affected(), 1);
+    // The engine's copy, which a restart replays.
+    let done = sqlx::query(
+        "UPDATE risk_events SET at_ms = at_ms - $1 WHERE device_id = $2 AND event_json LIKE '%\"type\":\"session\"%'",
+    )
+    .bind(hours * 3_600_000)
+    .bind(device.device_id.as_str())
+    .execute(&pool)
+    .await
+    .unwrap();
     assert_eq!(done.rows_affected(), 1);
     pool.close().await;
 }

@@ -13,6 +13,7 @@ fn check(worker: &str) -> pb::CheckAccessRequest {
         credential_id: String::new(),
         source_ip: "127.0.0.1".into(),
         gateway_id: "vpn".into(),
+        ..Default::default()
     }
 }
 

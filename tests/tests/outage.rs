@@ -99,6 +99,7 @@ async fn a_database_outage_fails_closed_and_recovers_by_itself() {
         credential_id: String::new(),
         source_ip: "127.0.0.1".into(),
         gateway_id: "vpn".into(),
+        ..Default::default()
     };
     let mut access = server.access().await;
     access.check_access(authed(&org.gateway_key, request())).await.unwrap();

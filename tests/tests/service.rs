@@ -170,6 +170,7 @@ async fn reports_paginate_newest_first_with_stable_cursors() {
                     credential_id: String::new(),
                     source_ip: "127.0.0.1".into(),
                     gateway_id: "g".into(),
+                    ..Default::default()
                 },
             ))
             .await

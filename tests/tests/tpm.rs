@@ -117,6 +117,7 @@ async fn answer(
             challenge_id: challenge_id.into(),
             assertion_response_json: String::new(),
             tpm_quote: Some(pb::TpmQuote { attest, signature, pcrs }),
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner())
@@ -243,6 +244,7 @@ async fn a_tpm_enrolls_with_credential_activation_and_answers_with_quotes() {
             challenge_id: c1.challenge_id.clone(),
             assertion_response_json: "{}".into(),
             tpm_quote: None,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -252,6 +254,7 @@ async fn a_tpm_enrolls_with_credential_activation_and_answers_with_quotes() {
             challenge_id: c1.challenge_id.clone(),
             assertion_response_json: "{}".into(),
             tpm_quote: Some(pb::TpmQuote::default()),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -56,6 +56,8 @@ pub enum CoseError {
     RsaKeySize(usize),
     #[error("the credential public key contains private key material and must not be used")]
     PrivateKeyMaterial,
+    #[error("the Ed25519 public key is a point of small order, for which one signature verifies every message")]
+    WeakEd25519Key,
     #[error("the signature does not verify with the credential public key")]
     BadSignature,
 }
@@ -258,7 +260,45 @@ fn parse_okp(map: &Map<'_>, alg: i64) -> Result<Material, CoseError> {
     if x.len() != signature::ED25519_PUBLIC_KEY_LEN {
         return Err(CoseError::InvalidParameter("x (-2)"));
     }
+    if is_small_order_ed25519(x) {
+        return Err(CoseError::WeakEd25519Key);
+    }
     Ok(Material::Ed25519 { x: x.to_vec() })
+}
+
+/// The encodings (sign bit ignored) of the Ed25519 points of small order, canonical or not,
+/// as libsodium refuses them. ring verifies against such a key without complaint, and with
+/// it the signature R = identity, S = 0 is valid for every message (found by fuzz/cose_key).
+const ED25519_SMALL_ORDER: [[u8; 32]; 7] = {
+    let mut p_minus_1 = [0xff; 32];
+    p_minus_1[0] = 0xec;
+    p_minus_1[31] = 0x7f;
+    let mut p = p_minus_1;
+    p[0] = 0xed;
+    let mut p_plus_1 = p_minus_1;
+    p_plus_1[0] = 0xee;
+    let mut one = [0; 32];
+    one[0] = 1;
+    [
+        [0; 32],
+        one,
+        [
+            0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef, 0x98, 0xf0, 0xd5, 0xdf,
+            0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88, 0x6d, 0x53, 0xfc, 0x05,
+        ],
+        [
+            0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10, 0x67, 0x0f, 0x2a, 0x20,
+            0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77, 0x92, 0xac, 0x03, 0x7a,
+        ],
+        p_minus_1,
+        p,
+        p_plus_1,
+    ]
+};
+
+fn is_small_order_ed25519(x: &[u8]) -> bool {
+    let Some((&last, rest)) = x.split_last() else { return false };
+    ED25519_SMALL_ORDER.iter().any(|bad| bad[..31] == *rest && bad[31] == last & 0x7f)
 }
 
 fn unsupported_or_mismatch(alg: i64, key: &'static str) -> CoseError {

@@ -18,6 +18,7 @@
 mod authenticator;
 mod enrollment;
 mod error;
+pub mod posture;
 mod presence;
 mod state;
 /// The TPM 2.0 backend (cargo feature `tpm`; needs libtss2 at build and run time).
@@ -32,7 +33,8 @@ pub use authenticator::{Authenticator, PersistingAuthenticator, SOFTKEY_BACKEND,
 pub use enrollment::{Enrollment, enroll};
 pub use error::AgentError;
 pub use presence::{
-    AnswerResult, MAX_ANSWER_ATTEMPTS, WatchMode, answer_challenge, answer_pending, poll_challenges, run,
+    AnswerOptions, AnswerResult, MAX_ANSWER_ATTEMPTS, WatchMode, answer_challenge, answer_challenge_full,
+    answer_challenge_with, answer_pending, answer_pending_with, poll_challenges, run, run_with,
 };
 pub use state::AgentState;
 pub use tether_proto::v1::{AnswerChallengeResponse, PresenceChallenge, PresenceOutcome};

@@ -11,6 +11,7 @@ use tether_proto::v1::{
 };
 use tonic::transport::Channel;
 
+use crate::posture::Collector;
 use crate::{AgentError, Authenticator, RPC_TIMEOUT};
 
 /// How [`run`] learns about new challenges.
@@ -30,26 +31,79 @@ pub const MAX_ANSWER_ATTEMPTS: u32 = 3;
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
-/// Sign one challenge and send the answer. An answer the server rejects
-/// (outcome FAILED, LATE, ...) is `Ok`: look at `outcome`.
+/// How answers are made.
+#[derive(Debug, Clone, Default)]
+pub struct AnswerOptions {
+    /// Collect a posture report for every answer and sign it with the answer
+    /// (`None`: answers carry no posture).
+    pub posture: Option<Collector>,
+    /// Ask for a short-lived access token with every answer
+    /// (`AnswerChallengeResponse.access_token`).
+    pub request_access_token: bool,
+}
+
+/// Sign one challenge and send the answer, without a posture report. An
+/// answer the server rejects (outcome FAILED, LATE, ...) is `Ok`: look at `outcome`.
 pub async fn answer_challenge(
     channel: Channel,
     challenge: &PresenceChallenge,
     auth: &mut dyn Authenticator,
 ) -> Result<AnswerChallengeResponse, AgentError> {
-    // A TPM attestation key answers with a quote over the nonce, anything else with an assertion.
-    let (assertion, tpm_quote) = match auth.tpm_quote(&challenge.nonce) {
+    answer_challenge_with(channel, challenge, auth, None).await
+}
+
+/// Sign one challenge and send the answer with `posture_json` (when given)
+/// bound into what the key signs (`tether_attestation::posture::bound_challenge`).
+pub async fn answer_challenge_with(
+    channel: Channel,
+    challenge: &PresenceChallenge,
+    auth: &mut dyn Authenticator,
+    posture_json: Option<&[u8]>,
+) -> Result<AnswerChallengeResponse, AgentError> {
+    answer_challenge_full(channel, challenge, auth, posture_json, false).await
+}
+
+/// [`answer_challenge_with`], optionally asking for an access token.
+pub async fn answer_challenge_full(
+    channel: Channel,
+    challenge: &PresenceChallenge,
+    auth: &mut dyn Authenticator,
+    posture_json: Option<&[u8]>,
+    request_access_token: bool,
+) -> Result<AnswerChallengeResponse, AgentError> {
+    let signed = tether_attestation::posture::expected_challenge(&challenge.nonce, posture_json);
+    // A TPM attestation key answers with a quote over the challenge, anything else with an assertion.
+    let (assertion, tpm_quote) = match auth.tpm_quote(&signed) {
         Some(quote) => (String::new(), Some(quote?)),
-        None => (auth.get_assertion(&challenge.request_options_json, &challenge.origin)?, None),
+        None => {
+            let options = match posture_json {
+                Some(_) => with_challenge(&challenge.request_options_json, &signed)?,
+                None => challenge.request_options_json.clone(),
+            };
+            (auth.get_assertion(&options, &challenge.origin)?, None)
+        }
     };
     let mut request = tonic::Request::new(AnswerChallengeRequest {
         challenge_id: challenge.challenge_id.clone(),
         assertion_response_json: assertion,
         tpm_quote,
+        posture_json: posture_json.map(<[u8]>::to_vec).unwrap_or_default(),
+        request_access_token,
     });
     request.set_timeout(RPC_TIMEOUT);
     let response = PresenceServiceClient::new(channel).answer_challenge(request).await?.into_inner();
     Ok(response)
+}
+
+/// The request options with their challenge replaced (base64url of `challenge`).
+fn with_challenge(request_options_json: &str, challenge: &[u8]) -> Result<String, AgentError> {
+    let mut options: serde_json::Value = serde_json::from_str(request_options_json)
+        .map_err(|e| AgentError::Authenticator(format!("the server's request options are not JSON: {e}")))?;
+    let Some(map) = options.as_object_mut() else {
+        return Err(AgentError::Authenticator("the server's request options are not a JSON object".into()));
+    };
+    map.insert("challenge".into(), tether_attestation::b64url_encode(challenge).into());
+    Ok(options.to_string())
 }
 
 /// The challenges pending for `credential_id` right now.
@@ -70,13 +124,26 @@ pub async fn answer_pending(
     credential_id: &str,
     auth: &mut dyn Authenticator,
 ) -> Result<Vec<AnswerResult>, AgentError> {
+    answer_pending_with(channel, credential_id, auth, &AnswerOptions::default()).await
+}
+
+/// [`answer_pending`] with options (a posture report per answer).
+pub async fn answer_pending_with(
+    channel: Channel,
+    credential_id: &str,
+    auth: &mut dyn Authenticator,
+    options: &AnswerOptions,
+) -> Result<Vec<AnswerResult>, AgentError> {
     let challenges = poll_challenges(channel.clone(), credential_id).await?;
     let mut results = Vec::with_capacity(challenges.len());
     for challenge in challenges {
         if !is_ours(&challenge, credential_id) {
             continue;
         }
-        let result = answer_challenge(channel.clone(), &challenge, auth).await;
+        let posture = options.posture.as_ref().map(Collector::collect_json);
+        let result =
+            answer_challenge_full(channel.clone(), &challenge, auth, posture.as_deref(), options.request_access_token)
+                .await;
         log_answer(&challenge, &result);
         results.push((challenge, result));
     }
@@ -101,6 +168,23 @@ pub async fn run<S, F>(
     auth: &mut dyn Authenticator,
     mode: WatchMode,
     shutdown: S,
+    on_answer: F,
+) -> Result<(), AgentError>
+where
+    S: Future<Output = ()>,
+    F: FnMut(&PresenceChallenge, &Result<AnswerChallengeResponse, AgentError>),
+{
+    run_with(channel, credential_id, auth, mode, &AnswerOptions::default(), shutdown, on_answer).await
+}
+
+/// [`run`] with options (a posture report per answer).
+pub async fn run_with<S, F>(
+    channel: Channel,
+    credential_id: &str,
+    auth: &mut dyn Authenticator,
+    mode: WatchMode,
+    options: &AnswerOptions,
+    shutdown: S,
     mut on_answer: F,
 ) -> Result<(), AgentError>
 where
@@ -111,6 +195,7 @@ where
         channel,
         credential_id,
         auth,
+        options,
         tracker: Tracker::default(),
         on_answer: &mut on_answer,
         shutdown: std::pin::pin!(shutdown),
@@ -125,6 +210,7 @@ struct Answerer<'a, F, S> {
     channel: Channel,
     credential_id: &'a str,
     auth: &'a mut dyn Authenticator,
+    options: &'a AnswerOptions,
     tracker: Tracker,
     on_answer: &'a mut F,
     shutdown: Pin<&'a mut S>,
@@ -157,7 +243,11 @@ where
             tracing::debug!(challenge_id = %challenge.challenge_id, "already handled; skipping");
             return;
         }
-        let result = answer_challenge(self.channel.clone(), &challenge, &mut *self.auth).await;
+        let posture = self.options.posture.as_ref().map(Collector::collect_json);
+        let request_token = self.options.request_access_token;
+        let result =
+            answer_challenge_full(self.channel.clone(), &challenge, &mut *self.auth, posture.as_deref(), request_token)
+                .await;
         log_answer(&challenge, &result);
         self.tracker.finish(&challenge.challenge_id, &result);
         (self.on_answer)(&challenge, &result);

@@ -133,7 +133,11 @@ impl PresenceService for Shared {
         if let Some(i) = errors.iter().position(|(id, _)| *id == request.challenge_id) {
             return Err(errors.remove(i).1);
         }
-        Ok(Response::new(AnswerChallengeResponse { outcome: PresenceOutcome::Ok as i32, verified_at_ms: 1 }))
+        Ok(Response::new(AnswerChallengeResponse {
+            outcome: PresenceOutcome::Ok as i32,
+            verified_at_ms: 1,
+            ..Default::default()
+        }))
     }
 }
 

@@ -24,7 +24,8 @@ Output format. json prints one JSON document per command: the response message w
 proto field names, enums as lowercase strings (\"allow\", \"attested\", \
 \"clone_suspected\"), times as RFC 3339 strings named without the _ms suffix \
 (null for never), and lists wrapped as in the proto ({\"devices\": [...], \
-\"next_page_token\": null}).";
+\"next_page_token\": null}). csv (tether report only) prints RFC 4180 comma-separated \
+values with a header row, one row per item.";
 
 /// Tether: prove remote workers are on company-issued hardware.
 ///

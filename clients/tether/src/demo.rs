@@ -61,7 +61,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let settings = Settings {
         scheduler_tick: Duration::from_millis(200),
         stream_poll: Duration::from_millis(200),
-        limits: tetherd::limits::LimitSettings::default(),
+        ..Settings::default()
     };
     let engine = tetherd::risk::Engine::new(tetherd::risk::RiskConfig::default()).map_err(|e| anyhow::anyhow!(e))?;
     let app = App::new(store, pepper, settings, engine);
@@ -143,6 +143,7 @@ async fn run_story(channel: Channel, admin_key: String) -> anyhow::Result<()> {
                                 challenge_id: challenge.challenge_id.clone(),
                                 assertion_response_json: carol_old_answer.clone().unwrap_or_default(),
                                 tpm_quote: None,
+                                ..Default::default()
                             })
                             .await?;
                     } else {
@@ -170,6 +171,7 @@ async fn run_story(channel: Channel, admin_key: String) -> anyhow::Result<()> {
             challenge_id: ids.first().cloned().unwrap_or_default(),
             assertion_response_json: carol_old_answer.unwrap_or_default(),
             tpm_quote: None,
+            ..Default::default()
         })
         .await;
     match replay {
@@ -192,6 +194,7 @@ async fn run_story(channel: Channel, admin_key: String) -> anyhow::Result<()> {
                     credential_id: String::new(),
                     source_ip: "127.0.0.1".into(),
                     gateway_id: "demo-vpn".into(),
+                    ..Default::default()
                 },
             )?)
             .await?

@@ -26,7 +26,16 @@ use crate::commands::Ctx;
 const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|error| {
+        // Under OpenVPN (which sets $script_type) a usage error must exit 1:
+        // OpenVPN reads 2 from auth-user-pass-verify as "deferred" and would
+        // leave the client waiting instead of refusing it.
+        if error.use_stderr() && std::env::var_os("script_type").is_some() {
+            let _ = error.print();
+            std::process::exit(1);
+        }
+        error.exit()
+    });
     let api_key_given = cli.global.api_key.is_some();
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {

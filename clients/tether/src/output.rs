@@ -16,6 +16,8 @@ pub enum OutputFormat {
     Table,
     /// One JSON document per command, for scripts.
     Json,
+    /// Comma-separated values with a header row (`tether report` only).
+    Csv,
 }
 
 /// Something a command prints: as JSON (the serde shape) or as text.
@@ -29,6 +31,7 @@ pub fn emit<T: Render>(format: OutputFormat, value: &T) -> anyhow::Result<()> {
     match format {
         OutputFormat::Json => println!("{}", to_json(value)?),
         OutputFormat::Table => print!("{}", value.to_text()),
+        OutputFormat::Csv => anyhow::bail!("--output csv is available for `tether report` only; use table or json"),
     }
     Ok(())
 }

@@ -72,6 +72,13 @@ impl AccessService for Shared {
         };
         Ok(Response::new(response))
     }
+
+    async fn get_access_token_keys(
+        &self,
+        _request: Request<tether_proto::v1::GetAccessTokenKeysRequest>,
+    ) -> Result<Response<tether_proto::v1::GetAccessTokenKeysResponse>, Status> {
+        Err(Status::unimplemented("this fake gateway server issues no access tokens"))
+    }
 }
 
 fn event(id: &str) -> PresenceEvent {
@@ -123,6 +130,20 @@ impl ReportService for Shared {
         &self,
         _request: Request<tether_proto::v1::ListAuditLogRequest>,
     ) -> Result<Response<tether_proto::v1::ListAuditLogResponse>, Status> {
+        Err(Status::unimplemented("not part of this fake"))
+    }
+
+    async fn get_device_timeline(
+        &self,
+        _request: Request<tether_proto::v1::GetDeviceTimelineRequest>,
+    ) -> Result<Response<tether_proto::v1::GetDeviceTimelineResponse>, Status> {
+        Err(Status::unimplemented("not part of this fake"))
+    }
+
+    async fn get_summary(
+        &self,
+        _request: Request<tether_proto::v1::GetSummaryRequest>,
+    ) -> Result<Response<tether_proto::v1::GetSummaryResponse>, Status> {
         Err(Status::unimplemented("not part of this fake"))
     }
 

@@ -27,6 +27,75 @@ pub struct RiskConfig {
     pub remote_control: RemoteControlRules,
     pub presence_missed: MissedConfig,
     pub tpm: TpmConfig,
+    pub probes: ProbeConfig,
+}
+
+/// Probe rounds (tetherd only; `tether analyze` replays logs and issues nothing).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProbeConfig {
+    /// tetherd challenges every member of a new cross-tenant cluster at once. Default true.
+    pub enabled: bool,
+    /// Seconds the probed devices have to answer. Default 60.
+    pub deadline_secs: u32,
+    /// Rounds a new cluster gets. Default: `presence_burst.min_rounds`, the
+    /// fewest serialized rounds that raise `presence_burst`.
+    pub rounds: Option<u32>,
+    /// Seconds from one round to the next. Default 3600.
+    pub interval_secs: u32,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self { enabled: true, deadline_secs: 60, rounds: None, interval_secs: 3600 }
+    }
+}
+
+impl RiskConfig {
+    /// How many probe rounds a new cluster gets (`[probes] rounds`, else what the burst signal needs).
+    pub fn probe_rounds(&self) -> u32 {
+        self.probes.rounds.unwrap_or_else(|| u32::try_from(self.presence_burst.min_rounds).unwrap_or(u32::MAX))
+    }
+
+    /// The probe settings must let the burst signal see what the rounds provoke.
+    fn validate_probes(&self) -> Result<(), String> {
+        let (p, b) = (&self.probes, &self.presence_burst);
+        if p.deadline_secs == 0 || p.deadline_secs > 86_400 {
+            return Err("probes.deadline_secs must be 1 to 86400".into());
+        }
+        if !(1..=100).contains(&self.probe_rounds()) {
+            return Err("probes.rounds must be 1 to 100".into());
+        }
+        if !p.enabled {
+            return Ok(());
+        }
+        // Misses are recorded after the deadline; a round judged before then would not count them.
+        if p.deadline_secs >= b.round_close_secs {
+            return Err(format!(
+                "probes.deadline_secs ({}) must be shorter than presence_burst.round_close_secs ({}), \
+                 or missed probes are judged after their round closed",
+                p.deadline_secs, b.round_close_secs
+            ));
+        }
+        // Rounds closer than the tolerance would merge into one; a device would hold two probes at once.
+        let floor = p.deadline_secs.max(b.round_tolerance_secs.saturating_add(1));
+        if self.probe_rounds() > 1 && p.interval_secs < floor {
+            return Err(format!(
+                "probes.interval_secs ({}) must be at least {floor}: longer than presence_burst.round_tolerance_secs \
+                 and not shorter than probes.deadline_secs",
+                p.interval_secs
+            ));
+        }
+        let span = u64::from(self.probe_rounds().saturating_sub(1)) * u64::from(p.interval_secs);
+        if span >= u64::from(b.window_hours) * 3600 {
+            return Err(format!(
+                "probes.rounds x probes.interval_secs spans {span} s, beyond presence_burst.window_hours ({} h): \
+                 the first rounds would leave the window before the last is judged",
+                b.window_hours
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -248,6 +317,7 @@ impl RiskConfig {
         if self.shared_egress.max_devices_per_egress == 0 {
             return Err("shared_egress.max_devices_per_egress must be at least 1".into());
         }
+        self.validate_probes()?;
         if self.presence_burst.min_devices < 2 {
             return Err("presence_burst.min_devices must be at least 2".into());
         }

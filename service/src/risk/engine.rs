@@ -8,6 +8,7 @@ use super::config::RiskConfig;
 use super::event::{Event, EventBody, Home, Outcome};
 use super::flag::{DeviceSummary, Flag, FlagKind, Severity};
 use super::geo::{Enricher, Geo, NetworkClass, NoEnricher};
+use super::hours::WorkingHours;
 use super::network::{EgressKey, Networks};
 use super::signals::egress::EgressState;
 use super::signals::posture::CompiledRules;
@@ -101,6 +102,15 @@ impl Engine {
         self.workers[w as usize].home = Some(home_point(home));
     }
 
+    /// Sets what an administrator declared for a worker, replacing any earlier
+    /// declaration: `None` removes the home or the working hours.
+    pub fn declare(&mut self, tenant: &str, worker: &str, home: Option<&Home>, hours: Option<WorkingHours>) {
+        let t = self.ids.tenant(tenant);
+        let w = self.worker_index(t, worker) as usize;
+        self.workers[w].home = home.map(home_point);
+        self.workers[w].hours = hours;
+    }
+
     /// Evaluates one event and returns the flags it raised (already de-duplicated).
     pub fn process(&mut self, event: &Event) -> Vec<Flag> {
         let at = event.at;
@@ -144,7 +154,12 @@ impl Engine {
             EventBody::Presence(p) => {
                 match p.outcome {
                     Outcome::Ok => self.on_presence_answer(device, p, &s, &mut findings),
-                    Outcome::Missed => self.on_presence_missed(device, worker, p, at, &mut findings),
+                    Outcome::Missed => {
+                        if let (true, Some(issued)) = (p.probe, p.issued_at) {
+                            self.observe_probe_miss(device, issued);
+                        }
+                        self.on_presence_missed(device, worker, p, at, &mut findings)
+                    }
                     Outcome::Failed => {}
                 }
                 p.outcome == Outcome::Ok
@@ -170,6 +185,22 @@ impl Engine {
         let mut findings = Vec::new();
         self.close_all_rounds(&mut findings);
         self.emit(findings, self.latest, true)
+    }
+
+    /// Closes the presence rounds whose time is up by `now` (a clock, for a
+    /// service whose rounds must be judged even when no later answer arrives
+    /// behind their egress) and returns what that raised. Each flag is dated
+    /// when its round was due to close, so replicas calling this at different
+    /// moments raise equal flags. A log replay ([`Engine::finish`]) needs none of this.
+    pub fn close_due_rounds(&mut self, now: Millis) -> Vec<Flag> {
+        let mut flags = Vec::new();
+        for key in self.keys_with_due_rounds(now) {
+            let mut findings = Vec::new();
+            if let Some(due_at) = self.close_rounds(&key, now, false, &mut findings) {
+                flags.extend(self.emit(findings, due_at, true));
+            }
+        }
+        flags
     }
 
     /// Probe requests raised since the last call (see [`ProbeRequest`]).
@@ -211,7 +242,7 @@ impl Engine {
     fn worker_index(&mut self, tenant: u32, name: &str) -> u32 {
         let (w, new) = self.ids.worker(tenant, name, self.workers.len());
         if new {
-            self.workers.push(WorkerState { name: name.into(), home: None, last_point: None });
+            self.workers.push(WorkerState { name: name.into(), home: None, hours: None, last_point: None });
         }
         w
     }

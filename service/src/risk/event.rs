@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -42,7 +42,7 @@ pub struct Enrollment {
 }
 
 /// A worker's home as declared (or as the enrollment located it).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Home {
     pub lat: f64,
     pub lon: f64,
@@ -50,7 +50,7 @@ pub struct Home {
     pub country: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Ok,
@@ -67,10 +67,13 @@ pub struct Presence {
     pub sign_count: Option<u64>,
     pub tpm: Option<TpmClock>,
     pub posture: Option<Posture>,
+    /// The challenge was a probe (issued to a whole cluster at once): a miss
+    /// then counts in its round for `presence_burst`. `"probe": true` in logs.
+    pub probe: bool,
 }
 
 /// TPM clock information from a quote (`TPMS_CLOCK_INFO`).
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct TpmClock {
     #[serde(default)]
     pub clock: Option<u64>,
@@ -81,7 +84,7 @@ pub struct TpmClock {
 }
 
 /// The agent's posture report, signed together with the presence answer.
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Posture {
     #[serde(default)]
     pub usb: Vec<UsbDevice>,
@@ -95,7 +98,7 @@ pub struct Posture {
     pub lan: Option<Lan>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct UsbDevice {
     #[serde(default, deserialize_with = "usb_id")]
     pub vid: Option<String>,
@@ -109,7 +112,7 @@ pub struct UsbDevice {
 
 /// Hashed identifiers of the local network: the same hash on two devices is
 /// close to proof that they sit on one LAN.
-#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 pub struct Lan {
     #[serde(default)]
     pub gateway_mac_hash: Option<String>,
@@ -175,6 +178,8 @@ struct RawEvent {
     #[serde(default)]
     posture: Option<Posture>,
     #[serde(default)]
+    probe: bool,
+    #[serde(default)]
     gateway: Option<String>,
 }
 
@@ -197,12 +202,55 @@ impl Event {
     /// Parses one JSON Lines event; the error is a sentence naming the problem.
     pub fn from_json(line: &str) -> Result<Self, String> {
         let raw: RawEvent = serde_json::from_str(line).map_err(|e| format!("not a valid event: {e}"))?;
-        raw.into_event()
+        raw.into_event(true)
+    }
+
+    /// As [`Event::from_json`], but accepts empty ids: the service records
+    /// events of devices that have no worker, and replays them as they were.
+    pub fn from_stored_json(line: &str) -> Result<Self, String> {
+        let raw: RawEvent = serde_json::from_str(line).map_err(|e| format!("not a valid event: {e}"))?;
+        raw.into_event(false)
+    }
+
+    /// The JSON Lines form [`Event::from_json`] reads back to an equal event
+    /// (times keep their milliseconds): how replicas share what they evaluated.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({
+            "at": format_time(self.at),
+            "tenant": self.tenant,
+            "worker": self.worker,
+            "device": self.device,
+            "ip": self.ip.to_string(),
+        });
+        let time = |t: Option<Millis>| t.map(format_time);
+        let body = match &self.body {
+            EventBody::Enrollment(e) => serde_json::json!({
+                "type": "enrollment", "attested": e.attested, "format": e.format, "home": e.home,
+            }),
+            EventBody::Presence(p) => {
+                let mut v = serde_json::json!({
+                    "type": "presence", "outcome": p.outcome, "issued_at": time(p.issued_at),
+                    "answered_at": time(p.answered_at), "sign_count": p.sign_count, "tpm": p.tpm, "posture": p.posture,
+                });
+                if let (true, Some(map)) = (p.probe, v.as_object_mut()) {
+                    map.insert("probe".into(), true.into());
+                }
+                v
+            }
+            EventBody::Session(s) => serde_json::json!({"type": "session", "gateway": s.gateway}),
+        };
+        if let (Some(map), serde_json::Value::Object(body)) = (v.as_object_mut(), body) {
+            map.extend(body);
+            if let Some(geo) = &self.geo {
+                map.insert("geo".into(), serde_json::json!(geo));
+            }
+        }
+        v
     }
 }
 
 impl RawEvent {
-    fn into_event(self) -> Result<Event, String> {
+    fn into_event(self, require_ids: bool) -> Result<Event, String> {
         let at = parse_time("at", &self.at)?;
         let ip: IpAddr = self.ip.trim().parse().map_err(|_| format!("`ip` is not an IP address: {:?}", self.ip))?;
         let optional_time =
@@ -226,12 +274,13 @@ impl RawEvent {
                     sign_count: self.sign_count,
                     tpm: self.tpm,
                     posture: self.posture,
+                    probe: self.probe,
                 })
             }
             EventType::Session => EventBody::Session(Session { gateway: self.gateway }),
         };
         for (name, value) in [("tenant", &self.tenant), ("worker", &self.worker), ("device", &self.device)] {
-            if value.is_empty() {
+            if require_ids && value.is_empty() {
                 return Err(format!("`{name}` is empty"));
             }
         }
@@ -244,5 +293,42 @@ impl RawEvent {
             geo: self.geo,
             body,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_json_form_reads_back_to_the_same_event() {
+        let lines = [
+            r#"{"type":"presence","at":"2026-01-05T09:00:00.123Z","tenant":"t","worker":"w","device":"d",
+               "ip":"203.0.113.7","outcome":"ok","issued_at":"2026-01-05T08:59:59.001Z",
+               "answered_at":"2026-01-05T09:00:00.123Z","sign_count":7,"tpm":{"clock":5,"reset_count":1},
+               "posture":{"usb":[{"vid":"1D6B","pid":"0x0104","product":"KVM"}],"processes":["kvmd"],
+               "lan":{"gateway_mac_hash":"ab"}},"geo":{"lat":1.5,"lon":2.5,"country":"DE"}}"#,
+            r#"{"type":"presence","at":"2026-01-05T09:00:00Z","tenant":"t","worker":"w","device":"d",
+               "ip":"0.0.0.0","outcome":"missed","issued_at":"2026-01-05T08:59:00Z"}"#,
+            r#"{"type":"presence","at":"2026-01-05T09:00:00Z","tenant":"t","worker":"w","device":"d",
+               "ip":"0.0.0.0","outcome":"missed","issued_at":"2026-01-05T08:59:00Z","probe":true}"#,
+            r#"{"type":"enrollment","at":"2026-01-05T09:00:00Z","tenant":"t","worker":"w","device":"d",
+               "ip":"::1","attested":true,"format":"packed","home":{"lat":1.0,"lon":2.0,"country":"US"}}"#,
+            r#"{"type":"session","at":"2026-01-05T09:00:00.999Z","tenant":"t","worker":"w","device":"d",
+               "ip":"2001:db8::1","gateway":"vpn"}"#,
+        ];
+        for line in lines {
+            let event = Event::from_json(line).unwrap();
+            let again = Event::from_json(&event.to_json().to_string()).unwrap();
+            assert_eq!(again, event, "{line}");
+        }
+    }
+
+    #[test]
+    fn stored_events_may_lack_a_worker() {
+        let line = r#"{"type":"session","at":"2026-01-05T09:00:00Z","tenant":"t","worker":"","device":"d",
+            "ip":"127.0.0.1","gateway":"vpn"}"#;
+        assert!(Event::from_json(line).is_err());
+        assert_eq!(Event::from_stored_json(line).unwrap().worker, "");
     }
 }

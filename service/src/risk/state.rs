@@ -91,6 +91,8 @@ impl DeviceState {
 pub struct WorkerState {
     pub name: Box<str>,
     pub home: Option<HomePoint>,
+    /// Declared working hours (else `presence_missed` hours local to the home's longitude).
+    pub hours: Option<crate::risk::WorkingHours>,
     /// The last located sighting of any of the worker's devices, and which device.
     pub last_point: Option<(Point, u32)>,
 }

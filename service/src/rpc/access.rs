@@ -29,11 +29,24 @@ impl AccessService for AccessApi {
             source_ip: &r.source_ip,
             gateway_id: &r.gateway_id,
         };
-        let decision = check(&self.app, &query).await?;
+        let decision = if r.access_token.is_empty() {
+            check(&self.app, &query).await?
+        } else {
+            crate::access_token::check_with_token(&self.app, &caller.tenant_id, r).await?
+        };
+        crate::telemetry::record_access(&decision);
         tracing::info!(
             tenant = %caller.tenant_id, worker = %r.worker_external_id.trim(), device = %decision.device_id,
             allow = decision.allow, reasons = decision.reasons.len(), "access decision"
         );
         Ok(Response::new(decision.to_proto()))
+    }
+
+    async fn get_access_token_keys(
+        &self,
+        request: Request<pb::GetAccessTokenKeysRequest>,
+    ) -> Result<Response<pb::GetAccessTokenKeysResponse>, Status> {
+        authorize(&self.app, &request, &[Role::Gateway, Role::Admin]).await?;
+        Ok(Response::new(crate::access_token::keys(&self.app)?.to_proto()))
     }
 }

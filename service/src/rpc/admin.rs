@@ -1,6 +1,7 @@
 //! AdminService: inventory, tokens, trust store, policy, keys.
 
 mod pcr_policy;
+mod workers;
 
 use super::{id_cursor, id_token, page_size};
 use crate::app::App;
@@ -147,6 +148,16 @@ impl AdminApi {
         Ok(())
     }
 
+    /// Runs one change and its audit entry again when the database aborts it
+    /// for a concurrent transaction (`Store::retrying`).
+    async fn retrying<F, Fut>(&self, what: &'static str, op: F) -> ApiResult<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = ApiResult<()>>,
+    {
+        self.app.store.retrying(what, op).await
+    }
+
     async fn tenant(&self, tenant_id: &str) -> ApiResult<tenants::Tenant> {
         Ok(tenants::get(&self.app.store, tenant_id)
             .await?
@@ -191,10 +202,13 @@ impl AdminService for AdminApi {
                 n => Some(now_ms() + i64::try_from(n * 1000).unwrap_or(i64::MAX / 2)),
             };
             let minted = mint_key(&self.app.pepper, &caller.tenant_id, name, role, expires_at_ms);
-            let mut tx = self.app.store.begin().await?;
-            keys::insert(&mut tx, &minted.record).await?;
-            let details = serde_json::json!({"role": role.as_str(), "name": minted.record.name});
-            self.commit(tx, &caller, "api_key.created", &minted.record.id, details).await?;
+            self.retrying("api_key.create", || async {
+                let mut tx = self.app.store.begin().await?;
+                keys::insert(&mut tx, &minted.record).await?;
+                let details = serde_json::json!({"role": role.as_str(), "name": minted.record.name});
+                self.commit(tx, &caller, "api_key.created", &minted.record.id, details).await
+            })
+            .await?;
             Ok(pb::CreateApiKeyResponse { key: Some(key_to_proto(&minted.record)), secret: minted.secret })
         }
         .await)
@@ -213,11 +227,14 @@ impl AdminService for AdminApi {
         ok(async {
             let caller = authorize(&self.app, &request, ADMIN).await?;
             let id = required("id", &request.get_ref().id)?;
-            let mut tx = self.app.store.begin().await?;
-            if !keys::revoke(&mut tx, &caller.tenant_id, id, now_ms()).await? {
-                return Err(ApiError::not_found(format!("no API key {id:?}")));
-            }
-            self.commit(tx, &caller, "api_key.revoked", id, serde_json::json!({})).await?;
+            self.retrying("api_key.revoke", || async {
+                let mut tx = self.app.store.begin().await?;
+                if !keys::revoke(&mut tx, &caller.tenant_id, id, now_ms()).await? {
+                    return Err(ApiError::not_found(format!("no API key {id:?}")));
+                }
+                self.commit(tx, &caller, "api_key.revoked", id, serde_json::json!({})).await
+            })
+            .await?;
             let key = keys::get(&self.app.store, id).await?.ok_or_else(|| ApiError::not_found("no such API key"))?;
             Ok(key_to_proto(&key))
         }
@@ -229,13 +246,30 @@ impl AdminService for AdminApi {
             let caller = authorize(&self.app, &request, ADMIN).await?;
             let r = request.get_ref();
             let external_id = required("external_id", &r.external_id)?;
-            let display_name =
-                if r.display_name.trim().is_empty() { external_id } else { required("display_name", &r.display_name)? };
+            // Without a display name an existing worker keeps its own (a new one is named by its id).
+            let existing = match r.display_name.trim().is_empty() {
+                true => inventory::get_worker(&self.app.store, &caller.tenant_id, external_id).await?,
+                false => None,
+            };
+            let display_name = match &existing {
+                Some(w) => w.display_name.as_str(),
+                None if r.display_name.trim().is_empty() => external_id,
+                None => required("display_name", &r.display_name)?,
+            };
             let mut tx = self.app.store.begin().await?;
-            let w = inventory::upsert_worker(&mut tx, &caller.tenant_id, external_id, display_name, now_ms()).await?;
-            let details = serde_json::json!({"display_name": w.display_name});
+            let mut w =
+                inventory::upsert_worker(&mut tx, &caller.tenant_id, external_id, display_name, now_ms()).await?;
+            // Declared home and working hours: validated before anything is committed.
+            let declared = workers::apply(&w.declared, r)?;
+            if declared != w.declared {
+                inventory::set_declared(&mut tx, &caller.tenant_id, external_id, &declared).await?;
+                w.declared = declared;
+            }
+            let mut details = workers::audit_json(&w.declared);
+            details["display_name"] = w.display_name.clone().into();
             self.commit(tx, &caller, "worker.upserted", external_id, details).await?;
-            Ok(pb::Worker { external_id: w.external_id, display_name: w.display_name, created_at_ms: w.created_at_ms })
+            crate::risk_live::declare(&self.app, &caller.tenant_id, &w);
+            Ok(workers::to_proto(w))
         }
         .await)
     }
@@ -248,14 +282,7 @@ impl AdminService for AdminApi {
             let list = inventory::list_workers(&self.app.store, &caller.tenant_id, &id_cursor(page)?, limit).await?;
             let next = id_token(list.last().map(|w| w.external_id.as_str()), list.len(), limit);
             Ok(pb::ListWorkersResponse {
-                workers: list
-                    .into_iter()
-                    .map(|w| pb::Worker {
-                        external_id: w.external_id,
-                        display_name: w.display_name,
-                        created_at_ms: w.created_at_ms,
-                    })
-                    .collect(),
+                workers: list.into_iter().map(workers::to_proto).collect(),
                 next_page_token: next,
             })
         }
@@ -334,10 +361,13 @@ impl AdminService for AdminApi {
             if inventory::get_worker(&self.app.store, &caller.tenant_id, worker).await?.is_none() {
                 return Err(ApiError::not_found(format!("no worker {worker:?}")));
             }
-            let mut tx = self.app.store.begin().await?;
-            inventory::assign_device(&mut tx, &caller.tenant_id, &device.id, worker).await?;
-            let details = serde_json::json!({"from": device.worker_external_id, "to": worker});
-            self.commit(tx, &caller, "device.assigned", &device.id, details).await?;
+            self.retrying("device.assign", || async {
+                let mut tx = self.app.store.begin().await?;
+                inventory::assign_device(&mut tx, &caller.tenant_id, &device.id, worker).await?;
+                let details = serde_json::json!({"from": device.worker_external_id, "to": worker});
+                self.commit(tx, &caller, "device.assigned", &device.id, details).await
+            })
+            .await?;
             let device = self.device(&caller.tenant_id, &device.id).await?;
             self.device_to_proto(&device).await
         }
@@ -385,9 +415,12 @@ impl AdminService for AdminApi {
             let r = request.get_ref();
             let device = self.device(&caller.tenant_id, &r.device_id).await?;
             let reason = if r.reason.trim().is_empty() { "revoked by an administrator" } else { r.reason.trim() };
-            let mut tx = self.app.store.begin().await?;
-            inventory::revoke_device(&mut tx, &caller.tenant_id, &device.id, reason, now_ms()).await?;
-            self.commit(tx, &caller, "device.revoked", &device.id, serde_json::json!({"reason": reason})).await?;
+            self.retrying("device.revoke", || async {
+                let mut tx = self.app.store.begin().await?;
+                inventory::revoke_device(&mut tx, &caller.tenant_id, &device.id, reason, now_ms()).await?;
+                self.commit(tx, &caller, "device.revoked", &device.id, serde_json::json!({"reason": reason})).await
+            })
+            .await?;
             tracing::info!(tenant = %caller.tenant_id, device = %device.id, "device revoked");
             let device = self.device(&caller.tenant_id, &device.id).await?;
             self.device_to_proto(&device).await
@@ -401,11 +434,14 @@ impl AdminService for AdminApi {
             let r = request.get_ref();
             let id = required("credential_id", &r.credential_id)?;
             let reason = if r.reason.trim().is_empty() { "revoked by an administrator" } else { r.reason.trim() };
-            let mut tx = self.app.store.begin().await?;
-            if !credentials::revoke(&mut tx, &caller.tenant_id, id, reason, now_ms()).await? {
-                return Err(ApiError::not_found(format!("no credential {id:?}")));
-            }
-            self.commit(tx, &caller, "credential.revoked", id, serde_json::json!({"reason": reason})).await?;
+            self.retrying("credential.revoke", || async {
+                let mut tx = self.app.store.begin().await?;
+                if !credentials::revoke(&mut tx, &caller.tenant_id, id, reason, now_ms()).await? {
+                    return Err(ApiError::not_found(format!("no credential {id:?}")));
+                }
+                self.commit(tx, &caller, "credential.revoked", id, serde_json::json!({"reason": reason})).await
+            })
+            .await?;
             let c = credentials::get_in_tenant(&self.app.store, &caller.tenant_id, id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("no such credential"))?;
@@ -446,12 +482,15 @@ impl AdminService for AdminApi {
                 used_at_ms: None,
                 revoked_at_ms: None,
             };
-            let mut tx = self.app.store.begin().await?;
-            enrollment::insert_token(&mut tx, &token).await?;
-            let details = serde_json::json!({
-                "device": token.device_id, "worker": token.worker_external_id, "expires_at_ms": token.expires_at_ms,
-            });
-            self.commit(tx, &caller, "enrollment_token.issued", &token.id, details).await?;
+            self.retrying("enrollment_token.create", || async {
+                let mut tx = self.app.store.begin().await?;
+                enrollment::insert_token(&mut tx, &token).await?;
+                let details = serde_json::json!({
+                    "device": token.device_id, "worker": token.worker_external_id, "expires_at_ms": token.expires_at_ms,
+                });
+                self.commit(tx, &caller, "enrollment_token.issued", &token.id, details).await
+            })
+            .await?;
             Ok(pb::CreateEnrollmentTokenResponse { token: Some(token_to_proto(&token)), secret })
         }
         .await)
@@ -464,11 +503,14 @@ impl AdminService for AdminApi {
         ok(async {
             let caller = authorize(&self.app, &request, ADMIN).await?;
             let id = required("id", &request.get_ref().id)?;
-            let mut tx = self.app.store.begin().await?;
-            if !enrollment::revoke_token(&mut tx, &caller.tenant_id, id, now_ms()).await? {
-                return Err(ApiError::not_found(format!("no enrollment token {id:?}")));
-            }
-            self.commit(tx, &caller, "enrollment_token.revoked", id, serde_json::json!({})).await?;
+            self.retrying("enrollment_token.revoke", || async {
+                let mut tx = self.app.store.begin().await?;
+                if !enrollment::revoke_token(&mut tx, &caller.tenant_id, id, now_ms()).await? {
+                    return Err(ApiError::not_found(format!("no enrollment token {id:?}")));
+                }
+                self.commit(tx, &caller, "enrollment_token.revoked", id, serde_json::json!({})).await
+            })
+            .await?;
             let t = enrollment::token_by_id(&self.app.store, &caller.tenant_id, id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("no such token"))?;
@@ -548,10 +590,13 @@ impl AdminService for AdminApi {
             let anchor = trust::get(&self.app.store, &caller.tenant_id, id)
                 .await?
                 .ok_or_else(|| ApiError::not_found(format!("no trust anchor {id:?}")))?;
-            let mut tx = self.app.store.begin().await?;
-            trust::remove(&mut tx, &caller.tenant_id, id).await?;
-            let details = serde_json::json!({"subject": anchor.subject, "sha256": anchor.sha256});
-            self.commit(tx, &caller, "trust_anchor.removed", id, details).await?;
+            self.retrying("trust_anchor.remove", || async {
+                let mut tx = self.app.store.begin().await?;
+                trust::remove(&mut tx, &caller.tenant_id, id).await?;
+                let details = serde_json::json!({"subject": anchor.subject, "sha256": anchor.sha256});
+                self.commit(tx, &caller, "trust_anchor.removed", id, details).await
+            })
+            .await?;
             Ok(anchor_to_proto(&anchor))
         }
         .await)
@@ -608,10 +653,13 @@ impl AdminService for AdminApi {
             if let Some(v) = r.presence_window_seconds {
                 p.presence_window_s = seconds("presence_window_seconds", v, 1, 30 * 24 * 3600)?;
             }
-            let mut tx = self.app.store.begin().await?;
-            tenants::update_policy(&mut tx, &caller.tenant_id, &p).await?;
-            let details = serde_json::json!({"before": policy_json(&before), "after": policy_json(&p)});
-            self.commit(tx, &caller, "policy.updated", "", details).await?;
+            self.retrying("policy.update", || async {
+                let mut tx = self.app.store.begin().await?;
+                tenants::update_policy(&mut tx, &caller.tenant_id, &p).await?;
+                let details = serde_json::json!({"before": policy_json(&before), "after": policy_json(&p)});
+                self.commit(tx, &caller, "policy.updated", "", details).await
+            })
+            .await?;
             tracing::info!(tenant = %caller.tenant_id, policy = ?p, "policy updated");
             Ok(policy_to_proto(&p))
         }

@@ -58,8 +58,9 @@ impl EnrollmentService for EnrollmentApi {
         let source_ip = peer_ip(&request);
         limit_enrollment(&self.app, &source_ip, &request.get_ref().token)?;
         let r = request.into_inner();
-        let c = enrollment::finish(&self.app, &r.enrollment_id, &r.token, &r.registration_response_json, &source_ip)
-            .await?;
+        let finish =
+            enrollment::finish(&self.app, &r.enrollment_id, &r.token, &r.registration_response_json, &source_ip);
+        let c = crate::telemetry::enrollment("webauthn", finish).await?;
         Ok(Response::new(pb::FinishEnrollmentResponse {
             device_id: c.device_id,
             credential_id: c.id,
@@ -96,7 +97,8 @@ impl EnrollmentService for EnrollmentApi {
         let source_ip = peer_ip(&request);
         limit_enrollment(&self.app, &source_ip, &request.get_ref().token)?;
         let r = request.into_inner();
-        let c = tpm_enrollment::finish(&self.app, &r.enrollment_id, &r.token, &r.activated_secret, &source_ip).await?;
+        let finish = tpm_enrollment::finish(&self.app, &r.enrollment_id, &r.token, &r.activated_secret, &source_ip);
+        let c = crate::telemetry::enrollment("tpm", finish).await?;
         Ok(Response::new(pb::FinishEnrollmentResponse {
             device_id: c.device_id,
             credential_id: c.id,
@@ -117,6 +119,7 @@ pub struct PresenceApi {
 async fn pending(app: &App, credential_id: &str) -> ApiResult<Vec<pb::PresenceChallenge>> {
     let credential =
         credentials::get(&app.store, credential_id).await?.ok_or_else(|| ApiError::not_found("no such credential"))?;
+    crate::telemetry::set_tenant(&credential.tenant_id);
     if credential.revoked_at_ms.is_some() {
         return Err(ApiError::denied("the credential has been revoked"));
     }
@@ -201,15 +204,36 @@ impl PresenceService for PresenceApi {
         if let Some(challenge) =
             presence_store::challenge(&self.app.store, challenge_id).await.map_err(ApiError::from)?
         {
+            crate::telemetry::set_tenant(&challenge.tenant_id);
             self.app.limits.check(Kind::PresencePerDevice, &challenge.device_id)?;
+        }
+        // Parsed before any signature is looked at: garbage is INVALID_ARGUMENT naming the field.
+        let posture = crate::posture::Report::parse(&r.posture_json)?;
+        if r.request_access_token {
+            // Refuse before the single-use challenge is spent on an answer that cannot get a token.
+            crate::access_token::keys(&self.app)?;
         }
         let at = match &r.tpm_quote {
             Some(_) if !r.assertion_response_json.is_empty() => {
                 return Err(ApiError::invalid("give exactly one of assertion_response_json and tpm_quote").into());
             }
-            Some(quote) => tpm_presence::answer(&self.app, challenge_id, quote, &source_ip).await?,
-            None => presence::answer(&self.app, challenge_id, &r.assertion_response_json, &source_ip).await?,
+            Some(quote) => tpm_presence::answer(&self.app, challenge_id, quote, &source_ip, posture.as_ref()).await?,
+            None => {
+                presence::answer(&self.app, challenge_id, &r.assertion_response_json, &source_ip, posture.as_ref())
+                    .await?
+            }
         };
-        Ok(Response::new(pb::AnswerChallengeResponse { outcome: pb::PresenceOutcome::Ok as i32, verified_at_ms: at }))
+        let mut response = pb::AnswerChallengeResponse {
+            outcome: pb::PresenceOutcome::Ok as i32,
+            verified_at_ms: at,
+            ..Default::default()
+        };
+        if r.request_access_token {
+            let (token, expires_at_ms) =
+                crate::access_token::issue_after_answer(&self.app, challenge_id, &source_ip).await?;
+            response.access_token = token;
+            response.access_token_expires_at_ms = expires_at_ms;
+        }
+        Ok(Response::new(response))
     }
 }

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod admin;
 pub mod device;
+pub mod ext_authz;
 pub mod report;
 
 use crate::error::{ApiError, ApiResult};

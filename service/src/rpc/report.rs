@@ -1,103 +1,46 @@
-//! ReportService: what analysts review, newest first, with stable cursors.
+//! ReportService: the gRPC face of `crate::reports`. Authenticates the
+//! caller, turns proto filters into typed ones and domain results into
+//! messages; the queries themselves live in `crate::reports`.
 
-use super::{page_size, time_cursor, time_range, time_token};
-use crate::access::reason_from_name;
+mod convert;
+
 use crate::app::App;
-use crate::audit::{self as audit_log, Actor};
 use crate::auth::{Role, authorize};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiError;
+use crate::flag_review::{self, Review};
+use crate::reports::{self, FailureFilter, FlagFilter, SessionDecision, SessionFilter, SummaryRequest};
+use crate::store::audit;
 use crate::store::flags::StoredFlag;
-use crate::store::presence::EventFilter;
-use crate::store::{StoreError, audit, flags, presence, sessions};
-use crate::util::now_ms;
 use std::sync::Arc;
 use tether_proto::v1::{self as pb, report_service_server::ReportService};
 use tonic::{Request, Response, Status};
 
+pub use convert::outcome_name;
+
 const READERS: &[Role] = &[Role::Analyst, Role::Admin];
-const FAILURE_OUTCOMES: &str = ",missed,failed,replayed,late,clone_suspected,";
 
 pub struct ReportApi {
     pub app: Arc<App>,
 }
 
-pub fn outcome_name(outcome: pb::PresenceOutcome) -> &'static str {
-    match outcome {
-        pb::PresenceOutcome::Unspecified => "unspecified",
-        pb::PresenceOutcome::Ok => "ok",
-        pb::PresenceOutcome::Missed => "missed",
-        pb::PresenceOutcome::Failed => "failed",
-        pb::PresenceOutcome::Replayed => "replayed",
-        pb::PresenceOutcome::Late => "late",
-        pb::PresenceOutcome::CloneSuspected => "clone_suspected",
-    }
-}
-
-fn outcome_from_name(name: &str) -> pb::PresenceOutcome {
-    pb::PresenceOutcome::from_str_name(&format!("PRESENCE_OUTCOME_{}", name.to_ascii_uppercase()))
-        .unwrap_or(pb::PresenceOutcome::Unspecified)
-}
-
-fn filter(range: Option<&pb::TimeRange>, worker: &str, device: &str) -> ApiResult<EventFilter> {
-    let (since_ms, until_ms) = time_range(range)?;
-    Ok(EventFilter {
-        since_ms,
-        until_ms,
-        worker_external_id: worker.trim().to_string(),
-        device_id: device.trim().to_string(),
-    })
-}
-
-fn failure_outcomes(requested: &[i32]) -> ApiResult<String> {
-    if requested.is_empty() {
-        return Ok(FAILURE_OUTCOMES.to_string());
-    }
-    let mut list = String::from(",");
-    for value in requested {
-        let outcome = pb::PresenceOutcome::try_from(*value)
-            .ok()
-            .filter(|o| !matches!(o, pb::PresenceOutcome::Unspecified | pb::PresenceOutcome::Ok))
-            .ok_or_else(|| ApiError::invalid(format!("outcomes: {value} is not a failure outcome")))?;
-        list.push_str(outcome_name(outcome));
-        list.push(',');
-    }
-    Ok(list)
-}
-
-fn flag_to_proto(stored: StoredFlag) -> pb::Flag {
+/// A flag as UpdateFlag returns it: evidence redacted like every listing.
+fn stored_flag(stored: StoredFlag, tenant_id: &str) -> pb::Flag {
     let f = stored.flag;
+    let evidence = reports::redact_evidence(&serde_json::from_str(&f.evidence_json).unwrap_or_default(), tenant_id);
     pb::Flag {
         id: f.id,
         kind: f.kind,
-        severity: severity(&f.severity) as i32,
-        status: status_from_name(&f.status) as i32,
+        severity: convert::severity(&f.severity) as i32,
+        status: convert::status(&f.status) as i32,
         device_id: f.device_id,
         worker_external_id: f.worker_external_id,
         credential_id: f.credential_id,
         session_id: f.session_id,
         raised_at_ms: f.raised_at_ms,
-        evidence_json: f.evidence_json,
+        evidence_json: if evidence.is_null() { f.evidence_json } else { evidence.to_string() },
         note: stored.note,
         updated_at_ms: stored.updated_at_ms.unwrap_or(0),
         updated_by: stored.updated_by,
-    }
-}
-
-fn severity(name: &str) -> pb::FlagSeverity {
-    match name {
-        "info" => pb::FlagSeverity::Info,
-        "review" => pb::FlagSeverity::Review,
-        "high" => pb::FlagSeverity::High,
-        _ => pb::FlagSeverity::Unspecified,
-    }
-}
-
-fn status_from_name(name: &str) -> pb::FlagStatus {
-    match name {
-        "open" => pb::FlagStatus::Open,
-        "acknowledged" => pb::FlagStatus::Acknowledged,
-        "resolved" => pb::FlagStatus::Resolved,
-        _ => pb::FlagStatus::Unspecified,
     }
 }
 
@@ -109,29 +52,16 @@ impl ReportService for ReportApi {
     ) -> Result<Response<pb::ListPresenceFailuresResponse>, Status> {
         let caller = authorize(&self.app, &request, READERS).await?;
         let r = request.get_ref();
-        let filter = filter(r.range.as_ref(), &r.worker_external_id, &r.device_id)?;
-        let outcomes = failure_outcomes(&r.outcomes)?;
-        let limit = page_size(r.page.as_ref());
-        let cursor = time_cursor(r.page.as_ref())?;
-        let list = presence::list_events(&self.app.store, &caller.tenant_id, &filter, &outcomes, &cursor, limit)
-            .await
-            .map_err(ApiError::from)?;
-        let next = time_token(list.last().map(|e| (e.at_ms, e.id.as_str())), list.len(), limit);
-        let events = list
-            .into_iter()
-            .map(|e| pb::PresenceEvent {
-                id: e.id,
-                outcome: outcome_from_name(&e.outcome) as i32,
-                device_id: e.device_id,
-                worker_external_id: e.worker_external_id,
-                credential_id: e.credential_id,
-                challenge_id: e.challenge_id,
-                at_ms: e.at_ms,
-                source_ip: e.source_ip,
-                detail: e.detail,
-            })
-            .collect();
-        Ok(Response::new(pb::ListPresenceFailuresResponse { events, next_page_token: next }))
+        let filter = FailureFilter {
+            window: convert::window(r.range.as_ref())?,
+            outcomes: r.outcomes.iter().map(|o| convert::outcome_filter("outcomes", *o)).collect::<Result<_, _>>()?,
+            worker_external_id: r.worker_external_id.clone(),
+            device_id: r.device_id.clone(),
+        };
+        let page = convert::page(r.page.as_ref())?;
+        let list = reports::list_failures(&self.app.store, &caller.tenant_id, &filter, &page).await?;
+        let events = list.items.into_iter().map(convert::presence).collect();
+        Ok(Response::new(pb::ListPresenceFailuresResponse { events, next_page_token: list.next_page_token }))
     }
 
     async fn list_sessions(
@@ -140,43 +70,22 @@ impl ReportService for ReportApi {
     ) -> Result<Response<pb::ListSessionsResponse>, Status> {
         let caller = authorize(&self.app, &request, READERS).await?;
         let r = request.get_ref();
-        let filter = filter(r.range.as_ref(), &r.worker_external_id, &r.device_id)?;
         let decision = match pb::Decision::try_from(r.decision) {
-            Ok(pb::Decision::Unspecified) => "",
-            Ok(pb::Decision::Allow) => "allow",
-            Ok(pb::Decision::Deny) => "deny",
+            Ok(pb::Decision::Unspecified) => None,
+            Ok(pb::Decision::Allow) => Some(SessionDecision::Allow),
+            Ok(pb::Decision::Deny) => Some(SessionDecision::Deny),
             Err(_) => return Err(ApiError::invalid(format!("decision: {} is not a decision", r.decision)).into()),
         };
-        let limit = page_size(r.page.as_ref());
-        let cursor = time_cursor(r.page.as_ref())?;
-        let list = sessions::list(&self.app.store, &caller.tenant_id, &filter, decision, &cursor, limit)
-            .await
-            .map_err(ApiError::from)?;
-        let next = time_token(list.last().map(|s| (s.at_ms, s.id.as_str())), list.len(), limit);
-        let sessions = list
-            .into_iter()
-            .map(|s| {
-                let reasons: Vec<serde_json::Value> = serde_json::from_str(&s.reasons_json).unwrap_or_default();
-                pb::Session {
-                    id: s.id,
-                    worker_external_id: s.worker_external_id,
-                    device_id: s.device_id,
-                    credential_id: s.credential_id,
-                    source_ip: s.source_ip,
-                    gateway_id: s.gateway_id,
-                    decision: if s.decision == "allow" { pb::Decision::Allow } else { pb::Decision::Deny } as i32,
-                    reasons: reasons
-                        .iter()
-                        .map(|v| pb::Reason {
-                            code: reason_from_name(v["code"].as_str().unwrap_or_default()) as i32,
-                            detail: v["detail"].as_str().unwrap_or_default().to_string(),
-                        })
-                        .collect(),
-                    at_ms: s.at_ms,
-                }
-            })
-            .collect();
-        Ok(Response::new(pb::ListSessionsResponse { sessions, next_page_token: next }))
+        let filter = SessionFilter {
+            window: convert::window(r.range.as_ref())?,
+            decision,
+            worker_external_id: r.worker_external_id.clone(),
+            device_id: r.device_id.clone(),
+        };
+        let page = convert::page(r.page.as_ref())?;
+        let list = reports::list_sessions(&self.app.store, &caller.tenant_id, &filter, &page).await?;
+        let sessions = list.items.into_iter().map(convert::session).collect();
+        Ok(Response::new(pb::ListSessionsResponse { sessions, next_page_token: list.next_page_token }))
     }
 
     async fn list_flags(
@@ -185,22 +94,55 @@ impl ReportService for ReportApi {
     ) -> Result<Response<pb::ListFlagsResponse>, Status> {
         let caller = authorize(&self.app, &request, READERS).await?;
         let r = request.get_ref();
-        let filter = filter(r.range.as_ref(), &r.worker_external_id, &r.device_id)?;
-        let status = match pb::FlagStatus::try_from(r.status) {
-            Ok(pb::FlagStatus::Unspecified) => "",
-            Ok(pb::FlagStatus::Open) => "open",
-            Ok(pb::FlagStatus::Acknowledged) => "acknowledged",
-            Ok(pb::FlagStatus::Resolved) => "resolved",
-            Err(_) => return Err(ApiError::invalid(format!("status: {} is not a flag status", r.status)).into()),
+        let mut statuses: Vec<reports::FlagStatus> =
+            r.statuses.iter().map(|s| convert::status_filter("statuses", *s)).collect::<Result<_, _>>()?;
+        if r.status != pb::FlagStatus::Unspecified as i32 {
+            statuses.push(convert::status_filter("status", r.status)?);
+        }
+        let filter = FlagFilter {
+            window: convert::window(r.range.as_ref())?,
+            kinds: r.kinds.iter().map(|k| reports::parse_kind("kinds", k)).collect::<Result<_, _>>()?,
+            severities: r
+                .severities
+                .iter()
+                .map(|s| convert::severity_filter("severities", *s))
+                .collect::<Result<_, _>>()?,
+            statuses,
+            worker_external_id: r.worker_external_id.clone(),
+            device_id: r.device_id.clone(),
         };
-        let limit = page_size(r.page.as_ref());
-        let cursor = time_cursor(r.page.as_ref())?;
-        let list = flags::list(&self.app.store, &caller.tenant_id, &filter, status, &cursor, limit)
-            .await
-            .map_err(ApiError::from)?;
-        let next = time_token(list.last().map(|f| (f.flag.raised_at_ms, f.flag.id.as_str())), list.len(), limit);
-        let flags = list.into_iter().map(flag_to_proto).collect();
-        Ok(Response::new(pb::ListFlagsResponse { flags, next_page_token: next }))
+        let page = convert::page(r.page.as_ref())?;
+        let list = reports::list_flags(&self.app.store, &caller.tenant_id, &filter, &page).await?;
+        let flags = list.items.into_iter().map(convert::flag).collect();
+        Ok(Response::new(pb::ListFlagsResponse { flags, next_page_token: list.next_page_token }))
+    }
+
+    async fn get_device_timeline(
+        &self,
+        request: Request<pb::GetDeviceTimelineRequest>,
+    ) -> Result<Response<pb::GetDeviceTimelineResponse>, Status> {
+        let caller = authorize(&self.app, &request, READERS).await?;
+        let r = request.get_ref();
+        let window = convert::window(r.range.as_ref())?;
+        let page = convert::page(r.page.as_ref())?;
+        let timeline =
+            reports::device_timeline(&self.app.store, &caller.tenant_id, &r.device_id, &window, &page).await?;
+        Ok(Response::new(convert::timeline(timeline)))
+    }
+
+    async fn get_summary(
+        &self,
+        request: Request<pb::GetSummaryRequest>,
+    ) -> Result<Response<pb::GetSummaryResponse>, Status> {
+        let caller = authorize(&self.app, &request, READERS).await?;
+        let r = request.get_ref();
+        let summary_request = SummaryRequest {
+            window: convert::window(r.range.as_ref())?,
+            top_clusters: usize::try_from(r.top_clusters).unwrap_or(usize::MAX),
+            min_failures: i64::from(r.min_failures),
+        };
+        let summary = reports::summary(&self.app.store, &caller.tenant_id, &summary_request).await?;
+        Ok(Response::new(convert::summary(summary)))
     }
 
     async fn list_audit_log(
@@ -241,48 +183,13 @@ impl ReportService for ReportApi {
         let caller = authorize(&self.app, &request, READERS).await?;
         let r = request.get_ref();
         let flag_id = crate::error::required("flag_id", &r.flag_id)?;
-        let note = r.note.trim();
-        if note.is_empty() {
-            return Err(
-                ApiError::invalid("note is required: say why the flag is acknowledged, resolved or reopened").into()
-            );
-        }
-        if note.chars().count() > 2000 {
-            return Err(ApiError::invalid("note is longer than 2000 characters").into());
-        }
-        let (to, action) = match pb::FlagStatus::try_from(r.status) {
-            Ok(pb::FlagStatus::Acknowledged) => ("acknowledged", "flag.acknowledged"),
-            Ok(pb::FlagStatus::Resolved) => ("resolved", "flag.resolved"),
-            Ok(pb::FlagStatus::Open) => ("open", "flag.reopened"),
+        let review = match pb::FlagStatus::try_from(r.status) {
+            Ok(pb::FlagStatus::Acknowledged) => Review::Acknowledge,
+            Ok(pb::FlagStatus::Resolved) => Review::Resolve,
+            Ok(pb::FlagStatus::Open) => Review::Reopen,
             _ => return Err(ApiError::invalid("status must be ACKNOWLEDGED, RESOLVED or OPEN").into()),
         };
-        let current = flags::get(&self.app.store, &caller.tenant_id, flag_id)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::not_found(format!("no flag {flag_id:?}")))?;
-        let from = current.flag.status.clone();
-        if from == to {
-            return Err(ApiError::precondition(format!("the flag is already {to}")).into());
-        }
-        if from == "resolved" && to == "acknowledged" {
-            return Err(ApiError::precondition("a resolved flag must be reopened before it is acknowledged").into());
-        }
-        let mut tx = self.app.store.begin().await.map_err(ApiError::from)?;
-        let moved = flags::review(&mut tx, flag_id, &from, to, note, &caller.principal, now_ms())
-            .await
-            .map_err(ApiError::from)?;
-        if !moved {
-            return Err(ApiError::precondition("the flag changed meanwhile; reload it and try again").into());
-        }
-        let details = serde_json::json!({"kind": current.flag.kind, "from": from, "to": to, "note": note});
-        audit_log::append(&mut tx, &caller.tenant_id, &Actor(caller.principal.clone()), action, flag_id, details)
-            .await
-            .map_err(ApiError::from)?;
-        tx.commit().await.map_err(StoreError::from).map_err(ApiError::from)?;
-        let updated = flags::get(&self.app.store, &caller.tenant_id, flag_id)
-            .await
-            .map_err(ApiError::from)?
-            .ok_or_else(|| ApiError::not_found("no such flag"))?;
-        Ok(Response::new(flag_to_proto(updated)))
+        let updated = flag_review::review(&self.app, &caller, flag_id, review, &r.note).await?;
+        Ok(Response::new(stored_flag(updated, &caller.tenant_id)))
     }
 }

@@ -75,7 +75,39 @@ pub async fn insert(tx: &mut Tx, f: &FlagRecord) -> StoreResult<()> {
     .bind(&f.evidence_json)
     .execute(&mut **tx)
     .await?;
+    crate::telemetry::record_flag(&f.kind, &f.severity);
     Ok(())
+}
+
+/// Stores an engine flag unless one with the same `dedupe_key` (finding and
+/// window) exists for its tenant, kind and device: another replica evaluating
+/// the same events raised it first. True when this call stored it.
+pub async fn insert_deduped(tx: &mut Tx, f: &FlagRecord, dedupe_key: &str) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "INSERT INTO flags (id, tenant_id, kind, severity, status, device_id, worker_external_id, \
+         credential_id, session_id, raised_at_ms, evidence_json, dedupe_key) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         ON CONFLICT (tenant_id, kind, device_id, dedupe_key) DO NOTHING",
+    )
+    .bind(&f.id)
+    .bind(&f.tenant_id)
+    .bind(&f.kind)
+    .bind(&f.severity)
+    .bind(&f.status)
+    .bind(&f.device_id)
+    .bind(&f.worker_external_id)
+    .bind(&f.credential_id)
+    .bind(&f.session_id)
+    .bind(f.raised_at_ms)
+    .bind(&f.evidence_json)
+    .bind(dedupe_key)
+    .execute(&mut **tx)
+    .await?;
+    let stored = done.rows_affected() == 1;
+    if stored {
+        crate::telemetry::record_flag(&f.kind, &f.severity);
+    }
+    Ok(stored)
 }
 
 /// Kinds of unresolved high-severity flags on the device or the worker.

@@ -9,6 +9,20 @@ pub struct Worker {
     pub external_id: String,
     pub display_name: String,
     pub created_at_ms: i64,
+    pub declared: Declared,
+}
+
+/// What an administrator declared for a worker (risk engine inputs).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Declared {
+    /// Latitude and longitude, both or neither.
+    pub home: Option<(f64, f64)>,
+    /// ISO 3166-1 alpha-2, or empty.
+    pub home_country: String,
+    /// `Mon-Fri 09:00-17:00`, or empty.
+    pub working_hours: String,
+    /// IANA name or fixed offset; set when `working_hours` is.
+    pub working_timezone: String,
 }
 
 #[derive(Debug, Clone)]
@@ -29,7 +43,42 @@ fn worker_from_row(row: &AnyRow) -> StoreResult<Worker> {
         external_id: row.try_get("external_id")?,
         display_name: row.try_get("display_name")?,
         created_at_ms: row.try_get("created_at_ms")?,
+        declared: Declared {
+            home: match (row.try_get::<Option<f64>, _>("home_lat")?, row.try_get::<Option<f64>, _>("home_lon")?) {
+                (Some(lat), Some(lon)) => Some((lat, lon)),
+                _ => None,
+            },
+            home_country: row.try_get("home_country")?,
+            working_hours: row.try_get("working_hours")?,
+            working_timezone: row.try_get("working_timezone")?,
+        },
     })
+}
+
+/// Replaces a worker's declared home and working hours (the worker exists).
+pub async fn set_declared(tx: &mut Tx, tenant_id: &str, external_id: &str, d: &Declared) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE workers SET home_lat = $1, home_lon = $2, home_country = $3, working_hours = $4, \
+         working_timezone = $5 WHERE tenant_id = $6 AND external_id = $7",
+    )
+    .bind(d.home.map(|h| h.0))
+    .bind(d.home.map(|h| h.1))
+    .bind(&d.home_country)
+    .bind(&d.working_hours)
+    .bind(&d.working_timezone)
+    .bind(tenant_id)
+    .bind(external_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Every worker with a declaration, with its tenant (to warm the risk engine).
+pub async fn declared_workers(store: &Store) -> StoreResult<Vec<(String, Worker)>> {
+    let rows = sqlx::query("SELECT * FROM workers WHERE home_lat IS NOT NULL OR working_hours <> ''")
+        .fetch_all(store.pool())
+        .await?;
+    rows.iter().map(|row| Ok((row.try_get("tenant_id")?, worker_from_row(row)?))).collect()
 }
 
 fn device_from_row(row: &AnyRow) -> StoreResult<Device> {

@@ -12,6 +12,10 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (4, "tpm", include_str!("../../migrations/sqlite/0004_tpm.sql")),
     (5, "pcr policy", include_str!("../../migrations/sqlite/0005_pcr_policy.sql")),
     (6, "flag review", include_str!("../../migrations/sqlite/0006_flag_review.sql")),
+    (7, "reports", include_str!("../../migrations/sqlite/0007_reports.sql")),
+    (8, "detection live", include_str!("../../migrations/sqlite/0008_detection_live.sql")),
+    (9, "risk events", include_str!("../../migrations/sqlite/0009_risk_events.sql")),
+    (10, "probe rounds", include_str!("../../migrations/sqlite/0010_probe_rounds.sql")),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -21,6 +25,10 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (4, "tpm", include_str!("../../migrations/postgres/0004_tpm.sql")),
     (5, "pcr policy", include_str!("../../migrations/postgres/0005_pcr_policy.sql")),
     (6, "flag review", include_str!("../../migrations/postgres/0006_flag_review.sql")),
+    (7, "reports", include_str!("../../migrations/postgres/0007_reports.sql")),
+    (8, "detection live", include_str!("../../migrations/postgres/0008_detection_live.sql")),
+    (9, "risk events", include_str!("../../migrations/postgres/0009_risk_events.sql")),
+    (10, "probe rounds", include_str!("../../migrations/postgres/0010_probe_rounds.sql")),
 ];
 
 pub(super) async fn run(store: &Store) -> StoreResult<()> {

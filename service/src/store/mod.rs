@@ -12,7 +12,10 @@ pub mod flags;
 pub mod inventory;
 pub mod keys;
 pub mod pcr_policy;
+pub mod posture;
 pub mod presence;
+pub mod retry;
+pub mod risk_events;
 pub mod sessions;
 pub mod tenants;
 pub mod tpm;
@@ -38,6 +41,9 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// A retryable database error ([`StoreError::is_retryable`]) on every one of `attempts` runs.
+    #[error("{what}: the database aborted the transaction for a concurrent one on all {attempts} attempt(s): {source}")]
+    Conflict { what: &'static str, attempts: u32, source: sqlx::Error },
 }
 
 impl StoreError {
@@ -62,6 +68,9 @@ pub struct StoreOptions {
     /// PostgreSQL: the longest any statement may run (`statement_timeout`).
     /// SQLite: the longest a writer waits for the write lock (`busy_timeout`).
     pub statement_timeout: Duration,
+    /// How many times a unit of work runs when the database aborts it for a
+    /// concurrent transaction (deadlock, serialization failure); 1 = once.
+    pub retry_attempts: u32,
 }
 
 impl Default for StoreOptions {
@@ -70,6 +79,7 @@ impl Default for StoreOptions {
             max_connections: None,
             acquire_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(10),
+            retry_attempts: retry::DEFAULT_ATTEMPTS,
         }
     }
 }
@@ -79,6 +89,7 @@ pub type Tx = Transaction<'static, Any>;
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    retry_attempts: u32,
 }
 
 impl Store {
@@ -118,7 +129,7 @@ impl Store {
             // stored in the file, so setting it once at open is enough.
             sqlx::query("PRAGMA journal_mode = WAL").fetch_optional(&pool).await?;
         }
-        let store = Store { pool, backend };
+        let store = Store { pool, backend, retry_attempts: options.retry_attempts };
         migrations::run(&store).await?;
         Ok(store)
     }
@@ -135,6 +146,7 @@ impl Store {
     /// (`BEGIN IMMEDIATE`) so concurrent writers wait on the busy timeout
     /// instead of failing when a read lock cannot be upgraded.
     pub async fn begin(&self) -> StoreResult<Tx> {
+        let _waiting = crate::telemetry::waiting_for_connection();
         let tx = match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,

@@ -87,6 +87,17 @@ fn event_from_row(row: &AnyRow) -> StoreResult<PresenceEvent> {
 }
 
 pub async fn insert_challenge(store: &Store, c: &Challenge) -> StoreResult<()> {
+    insert_challenge_query(c).execute(store.pool()).await?;
+    Ok(())
+}
+
+/// As [`insert_challenge`], in the caller's transaction.
+pub async fn insert_challenge_in(tx: &mut Tx, c: &Challenge) -> StoreResult<()> {
+    insert_challenge_query(c).execute(&mut **tx).await?;
+    Ok(())
+}
+
+fn insert_challenge_query(c: &Challenge) -> sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments> {
     sqlx::query(
         "INSERT INTO challenges (id, tenant_id, credential_id, device_id, nonce, reason, issued_at_ms, \
          deadline_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -99,9 +110,6 @@ pub async fn insert_challenge(store: &Store, c: &Challenge) -> StoreResult<()> {
     .bind(&c.reason)
     .bind(c.issued_at_ms)
     .bind(c.deadline_ms)
-    .execute(store.pool())
-    .await?;
-    Ok(())
 }
 
 pub async fn challenge(store: &Store, id: &str) -> StoreResult<Option<Challenge>> {
@@ -215,6 +223,7 @@ pub async fn insert_event(tx: &mut Tx, e: &PresenceEvent) -> StoreResult<()> {
     .bind(&e.detail)
     .execute(&mut **tx)
     .await?;
+    crate::telemetry::record_presence(&e.outcome);
     Ok(())
 }
 
@@ -250,11 +259,13 @@ pub async fn list_events(
     rows.iter().map(event_from_row).collect()
 }
 
-/// Presence events since `since_ms`, all tenants, oldest first (engine warm-up).
+/// The newest million presence events since `since_ms`, all tenants, oldest
+/// first (engine warm-up before the shared event log has any rows).
 pub async fn recent_events(store: &Store, since_ms: i64) -> StoreResult<Vec<PresenceEvent>> {
-    let rows = sqlx::query("SELECT * FROM presence_events WHERE at_ms >= $1 ORDER BY at_ms, id LIMIT 1000000")
-        .bind(since_ms)
-        .fetch_all(store.pool())
-        .await?;
-    rows.iter().map(event_from_row).collect()
+    let rows =
+        sqlx::query("SELECT * FROM presence_events WHERE at_ms >= $1 ORDER BY at_ms DESC, id DESC LIMIT 1000000")
+            .bind(since_ms)
+            .fetch_all(store.pool())
+            .await?;
+    rows.iter().rev().map(event_from_row).collect()
 }

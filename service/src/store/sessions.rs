@@ -87,11 +87,12 @@ pub async fn list(
     rows.iter().map(from_row).collect()
 }
 
-/// Sessions since `since_ms`, all tenants, oldest first (engine warm-up).
+/// The newest million sessions since `since_ms`, all tenants, oldest first
+/// (engine warm-up before the shared event log has any rows).
 pub async fn recent(store: &Store, since_ms: i64) -> StoreResult<Vec<SessionRecord>> {
-    let rows = sqlx::query("SELECT * FROM sessions WHERE at_ms >= $1 ORDER BY at_ms, id LIMIT 1000000")
+    let rows = sqlx::query("SELECT * FROM sessions WHERE at_ms >= $1 ORDER BY at_ms DESC, id DESC LIMIT 1000000")
         .bind(since_ms)
         .fetch_all(store.pool())
         .await?;
-    rows.iter().map(from_row).collect()
+    rows.iter().rev().map(from_row).collect()
 }

@@ -1,194 +1,182 @@
-//! Throughput and latency of presence verification and access checks, over
-//! real gRPC on loopback against a real `tetherd` process with its SQLite
-//! store. Build everything in release first:
+//! Throughput and latency of presence answers and access checks over real gRPC
+//! on loopback, against real `tetherd` processes: one, or several replicas on
+//! one database (SQLite, or PostgreSQL when TETHER_TEST_POSTGRES_URL is set).
+//! Devices are enrolled over gRPC (`--devices N`) or, for large populations,
+//! seeded straight into the tables (`--seed N`, see tether_e2e::bench::seed).
+//! Build everything in release first:
 //!
 //!     cargo build --release --workspace --bins
 //!     target/release/tether-bench --devices 200 --concurrency 16 --seconds 10
+//!     target/release/tether-bench --seed 100000 --replicas 2 --concurrency 32 --seconds 30
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tether_e2e::fixtures::{Org, sign};
-use tether_e2e::{Server, authed};
-use tether_proto::v1 as pb;
+use std::time::Instant;
+use tether_e2e::Server;
+use tether_e2e::bench::load::{self, Answerer, Pick, Stats};
+use tether_e2e::bench::seed;
+use tether_e2e::fixtures::{EnrolledDevice, Org};
+
+const USAGE: &str = "usage: tether-bench [--devices N | --seed N [--templates K] [--answer-devices M] [--seed-only]] \
+                     [--replicas R] [--concurrency N] [--seconds N] [--answers-per-device N]";
 
 struct Options {
-    devices: usize,
+    devices: u64,
+    seed: u64,
+    templates: u64,
+    answer_devices: u64,
+    seed_only: bool,
+    replicas: usize,
     concurrency: usize,
     seconds: u64,
     answers_per_device: usize,
 }
 
 fn parse_options() -> Options {
-    let mut options = Options { devices: 200, concurrency: 16, seconds: 10, answers_per_device: 10 };
+    let mut o = Options {
+        devices: 200,
+        seed: 0,
+        templates: 64,
+        answer_devices: 1000,
+        seed_only: false,
+        replicas: 1,
+        concurrency: 16,
+        seconds: 10,
+        answers_per_device: 10,
+    };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
-        let value = args.get(i + 1).and_then(|v| v.parse::<usize>().ok());
+        if args[i] == "--seed-only" {
+            o.seed_only = true;
+            i += 1;
+            continue;
+        }
+        let value = args.get(i + 1).and_then(|v| v.replace('_', "").parse::<u64>().ok());
         match (args[i].as_str(), value) {
-            ("--devices", Some(v)) => options.devices = v,
-            ("--concurrency", Some(v)) => options.concurrency = v.max(1),
-            ("--seconds", Some(v)) => options.seconds = v as u64,
-            ("--answers-per-device", Some(v)) => options.answers_per_device = v.max(1),
+            ("--devices", Some(v)) => o.devices = v.max(1),
+            ("--seed", Some(v)) => o.seed = v,
+            ("--templates", Some(v)) => o.templates = v.max(1),
+            ("--answer-devices", Some(v)) => o.answer_devices = v.max(1),
+            ("--replicas", Some(v)) => o.replicas = (v as usize).max(1),
+            ("--concurrency", Some(v)) => o.concurrency = (v as usize).max(1),
+            ("--seconds", Some(v)) => o.seconds = v,
+            ("--answers-per-device", Some(v)) => o.answers_per_device = (v as usize).max(1),
             _ => {
-                eprintln!("usage: tether-bench [--devices N] [--concurrency N] [--seconds N] [--answers-per-device N]");
+                eprintln!("{USAGE}");
                 std::process::exit(2);
             }
         }
         i += 2;
     }
-    options
+    o
 }
 
-struct Stats {
-    count: usize,
-    wall: Duration,
-    p50: Duration,
-    p99: Duration,
-}
-
-fn stats(mut latencies: Vec<Duration>, wall: Duration) -> Stats {
-    latencies.sort();
-    let pick = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
-    Stats { count: latencies.len(), wall, p50: pick(0.50), p99: pick(0.99) }
-}
-
-fn print_row(name: &str, s: &Stats) {
-    println!(
-        "| {name} | {} | {:.0} | {:.2} | {:.2} |",
-        s.count,
-        s.count as f64 / s.wall.as_secs_f64(),
-        s.p50.as_secs_f64() * 1000.0,
-        s.p99.as_secs_f64() * 1000.0
-    );
+async fn enroll(server: &Server, org: &Org, count: u64, prefix: &str) -> Vec<EnrolledDevice> {
+    let mut devices = Vec::new();
+    for i in 0..count {
+        devices.push(org.enrolled_device(server, &format!("{prefix}-{i}")).await);
+    }
+    devices
 }
 
 #[tokio::main]
 async fn main() {
-    let options = parse_options();
+    let o = parse_options();
+    let backend = match std::env::var("TETHER_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => "PostgreSQL",
+        _ => "SQLite",
+    };
     // A slow scheduler: the benchmark issues its own challenges.
-    let server = Server::start_with_tick("1h");
+    let mut server = Server::start_with_tick("1h");
     let org = Org::create(&server, "bench").await;
     let started = Instant::now();
-    let mut devices = Vec::with_capacity(options.devices);
-    for i in 0..options.devices {
-        devices.push(org.enrolled_device(&server, &format!("w-{i}")).await);
-    }
-    eprintln!("enrolled {} devices in {:.1}s", devices.len(), started.elapsed().as_secs_f64());
-
-    // Pre-issue and pre-sign the challenges so the measured call is only the
-    // server's verification, consumption and recording of each answer.
-    let mut admin = server.admin().await;
-    let mut presence = server.presence().await;
-    let mut signed: Vec<Vec<(String, String)>> = Vec::new();
-    for device in devices.iter_mut() {
-        for _ in 0..options.answers_per_device {
-            admin
-                .challenge_now(authed(
-                    &org.keys.admin_key,
-                    pb::ChallengeNowRequest { device_id: device.device_id.clone(), deadline_seconds: 3600 },
-                ))
-                .await
-                .unwrap();
-        }
-        let pending = presence
-            .poll_challenges(pb::PollChallengesRequest { credential_id: device.credential_id.clone() })
+    let (population, answerers, pick): (u64, Vec<Answerer>, Pick) = if o.seed > 0 {
+        let templates = enroll(&server, &org, o.templates, "w-template").await;
+        eprintln!("enrolled {} template devices in {:.1} s", templates.len(), started.elapsed().as_secs_f64());
+        let (seeded, times) = seed::seed(&server.database_url, &org.keys.tenant_id, o.seed, &templates)
             .await
-            .unwrap()
-            .into_inner()
-            .challenges;
-        signed.push(pending.iter().map(|c| (c.challenge_id.clone(), sign(c, &mut device.auth))).collect());
+            .unwrap_or_else(|e| panic!("seeding failed: {e}"));
+        eprintln!(
+            "seeded {} devices ({} rows) on {backend} in {:.1} s ({:.0} devices/s)",
+            o.seed,
+            times.rows,
+            times.elapsed.as_secs_f64(),
+            o.seed as f64 / times.elapsed.as_secs_f64()
+        );
+        if o.seed_only {
+            return;
+        }
+        // Start again as a deployment would: the risk engine warms up from the seeded day.
+        let restarted = Instant::now();
+        server.restart();
+        eprintln!("tetherd restarted on {} devices in {:.1} s", o.seed, restarted.elapsed().as_secs_f64());
+        let sample = o.answer_devices.min(o.seed);
+        let answerers = (0..sample)
+            .map(|j| {
+                let i = j * o.seed / sample;
+                Answerer {
+                    device_id: seed::device_id(i),
+                    credential_id: seed::credential_id(i),
+                    auth: seeded.authenticator(i),
+                }
+            })
+            .collect();
+        let n = o.seed;
+        let pick: Pick = Arc::new(move |call| {
+            let i = load::spread(call, n);
+            (seed::worker_id(i), seed::device_id(i))
+        });
+        (n + o.templates, answerers, pick)
+    } else {
+        let devices = enroll(&server, &org, o.devices, "w").await;
+        eprintln!("enrolled {} devices in {:.1} s", devices.len(), started.elapsed().as_secs_f64());
+        let ids: Vec<(String, String)> = devices.iter().map(|d| (d.worker.clone(), d.device_id.clone())).collect();
+        let pick: Pick = Arc::new(move |call| ids[(call % ids.len() as u64) as usize].clone());
+        let answerers = devices
+            .into_iter()
+            .map(|d| Answerer { device_id: d.device_id, credential_id: d.credential_id, auth: d.auth })
+            .collect();
+        (o.devices, answerers, pick)
+    };
+
+    let mut replicas = Vec::new();
+    for _ in 1..o.replicas {
+        let t = Instant::now();
+        replicas.push(server.replica());
+        eprintln!("replica started in {:.1} s", t.elapsed().as_secs_f64());
     }
+    let urls: Vec<String> = std::iter::once(&server).chain(&replicas).map(|s| s.url.clone()).collect();
+
+    // Pre-issue and pre-sign, so the measured call is only the server's
+    // verification, consumption and recording of each answer.
+    let t = Instant::now();
+    let signed = load::presign(&server.url, &org.keys.admin_key, answerers, o.answers_per_device, o.concurrency).await;
     let total: usize = signed.iter().map(Vec::len).sum();
-    eprintln!("signed {total} answers");
+    eprintln!("issued and signed {total} challenges in {:.1} s", t.elapsed().as_secs_f64());
+    let presence = load::presence(&urls, signed, o.concurrency).await;
+    let access = load::access(&urls, &org.gateway_key, pick, o.concurrency, o.seconds).await;
 
-    // Presence: each task owns whole devices, answering in counter order.
-    let server = Arc::new(server);
-    let mut queues: Vec<Vec<(String, String)>> = vec![Vec::new(); options.concurrency];
-    for (i, device_answers) in signed.into_iter().enumerate() {
-        queues[i % options.concurrency].extend(device_answers);
-    }
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for queue in queues {
-        let mut client = server.presence().await;
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(queue.len());
-            for (challenge_id, json) in queue {
-                let t = Instant::now();
-                client
-                    .answer_challenge(pb::AnswerChallengeRequest {
-                        challenge_id,
-                        assertion_response_json: json,
-                        tpm_quote: None,
-                    })
-                    .await
-                    .expect("answer verified");
-                latencies.push(t.elapsed());
-            }
-            latencies
-        }));
-    }
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.unwrap());
-    }
-    let presence_stats = stats(latencies, started.elapsed());
+    println!("\n{population} enrolled devices, {backend}, {} replica(s), concurrency {}\n", o.replicas, o.concurrency);
+    println!("| store | devices | replicas | clients | operation | calls | per second | p50 ms | p99 ms |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let setup = |op: &str| {
+        vec![
+            backend.to_string(),
+            population.to_string(),
+            o.replicas.to_string(),
+            o.concurrency.to_string(),
+            op.to_string(),
+        ]
+    };
+    println!("{}", load::row(&setup("presence answer (verify + consume + record)"), &presence));
+    println!("{}", load::row(&setup("access check (decide + record session)"), &access));
+    report_errors("presence answers", &presence);
+    report_errors("access checks", &access);
+}
 
-    // Access checks against the now-present devices, for a fixed time.
-    let ids: Arc<Vec<(String, String)>> =
-        Arc::new(devices.iter().map(|d| (d.worker.clone(), d.device_id.clone())).collect());
-    let deadline = Instant::now() + Duration::from_secs(options.seconds);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for t in 0..options.concurrency {
-        let ids = Arc::clone(&ids);
-        let key = org.gateway_key.clone();
-        let mut access = server.access().await;
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut i = t;
-            while Instant::now() < deadline {
-                let (worker, device) = &ids[i % ids.len()];
-                let t0 = Instant::now();
-                let decision = access
-                    .check_access(authed(
-                        &key,
-                        pb::CheckAccessRequest {
-                            worker_external_id: worker.clone(),
-                            device_id: device.clone(),
-                            credential_id: String::new(),
-                            source_ip: "127.0.0.1".into(),
-                            gateway_id: "bench".into(),
-                        },
-                    ))
-                    .await
-                    .unwrap()
-                    .into_inner();
-                latencies.push(t0.elapsed());
-                assert_eq!(decision.decision, pb::Decision::Allow as i32, "{:?}", decision.reasons);
-                i += 7;
-            }
-            latencies
-        }));
+fn report_errors(what: &str, stats: &Stats) {
+    if let Some(first) = &stats.first_error {
+        eprintln!("WARNING: {} {what} failed or were denied (not in the figures); first: {first}", stats.errors);
     }
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await.unwrap());
-    }
-    let access_stats = stats(latencies, started.elapsed());
-
-    println!(
-        "\n{} enrolled devices, concurrency {}, SQLite store, loopback gRPC\n",
-        options.devices, options.concurrency
-    );
-    println!("| operation | calls | per second | p50 ms | p99 ms |");
-    println!("|---|---|---|---|---|");
-    print_row("presence answer (verify + consume + record)", &presence_stats);
-    print_row("access check (decide + record session)", &access_stats);
 }

@@ -1,5 +1,6 @@
 //! The `tether-agent` command line: arguments and dispatch.
 
+mod access_token_out;
 mod enroll;
 mod run;
 mod status;

@@ -5,7 +5,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use serde::Serialize;
-use tether_agent::{AgentError, AnswerChallengeResponse, PersistingAuthenticator, PresenceOutcome, WatchMode};
+use tether_agent::posture::Collector;
+use tether_agent::{
+    AgentError, AnswerChallengeResponse, AnswerOptions, PersistingAuthenticator, PresenceOutcome, WatchMode,
+};
 
 use super::{Cli, EXIT_ERROR, EXIT_REJECTED, Output, parse_positive_duration, print_json};
 
@@ -22,6 +25,32 @@ pub struct RunArgs {
     /// Answer what is pending now and exit (0 = all accepted, 1 = an answer was rejected, 2 = error).
     #[arg(long)]
     pub once: bool,
+
+    /// Send no posture report (USB devices, process names, timezone, display
+    /// names, hashed gateway MAC) with the answers.
+    #[arg(long)]
+    pub no_posture: bool,
+
+    /// Read posture from this directory instead of / (its sys/, proc/ and etc/
+    /// subfolders; for containers that mount the host's elsewhere, and tests).
+    #[arg(long, value_name = "DIR", conflicts_with = "no_posture")]
+    pub posture_root: Option<std::path::PathBuf>,
+
+    /// With --once: ask for a short-lived access token with the answer and write it to FILE
+    /// (mode 0600; replaced atomically), for a VPN client or proxy to present.
+    #[arg(long, value_name = "FILE", requires = "once")]
+    pub access_token_out: Option<std::path::PathBuf>,
+}
+
+impl RunArgs {
+    fn answer_options(&self) -> AnswerOptions {
+        let posture = match (&self.posture_root, self.no_posture) {
+            (_, true) => None,
+            (Some(root), false) => Some(Collector::with_root(root)),
+            (None, false) => Some(Collector::default()),
+        };
+        AnswerOptions { posture, request_access_token: self.access_token_out.is_some() }
+    }
 }
 
 pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<u8> {
@@ -30,7 +59,8 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<u8> {
     let credential_id = auth.state().credential_id.clone();
 
     if args.once {
-        return run_once(cli, &server, &credential_id, &mut auth).await;
+        let token_out = args.access_token_out.as_deref();
+        return run_once(cli, &server, &credential_id, &mut auth, &args.answer_options(), token_out).await;
     }
 
     let mode = if args.poll { WatchMode::Poll { interval: args.poll_interval } } else { WatchMode::Stream };
@@ -41,7 +71,8 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> anyhow::Result<u8> {
         "tether-agent running"
     );
     let channel = tether_agent::connect_lazy(&server)?;
-    tether_agent::run(channel, &credential_id, &mut auth, mode, shutdown_signal(), |_, _| {}).await?;
+    let options = args.answer_options();
+    tether_agent::run_with(channel, &credential_id, &mut auth, mode, &options, shutdown_signal(), |_, _| {}).await?;
     Ok(0)
 }
 
@@ -59,9 +90,14 @@ async fn run_once(
     server: &str,
     credential_id: &str,
     auth: &mut PersistingAuthenticator,
+    options: &AnswerOptions,
+    token_out: Option<&std::path::Path>,
 ) -> anyhow::Result<u8> {
     let channel = tether_agent::connect(server).await.with_context(|| format!("cannot connect to {server}"))?;
-    let results = tether_agent::answer_pending(channel, credential_id, auth).await?;
+    let results = tether_agent::answer_pending_with(channel, credential_id, auth, options).await?;
+    if let Some(path) = token_out {
+        super::access_token_out::write(path, results.iter().map(|(_, result)| result))?;
+    }
     let answers: Vec<AnswerOutput> = results
         .iter()
         .map(|(challenge, result)| answer_output(&challenge.challenge_id, &challenge.device_id, result))
@@ -181,7 +217,11 @@ mod tests {
         let ok = answer_output(
             "c1",
             "d1",
-            &Ok(AnswerChallengeResponse { outcome: PresenceOutcome::Late as i32, verified_at_ms: 0 }),
+            &Ok(AnswerChallengeResponse {
+                outcome: PresenceOutcome::Late as i32,
+                verified_at_ms: 0,
+                ..Default::default()
+            }),
         );
         assert_eq!(ok.outcome.as_deref(), Some("late"));
         assert!(ok.error.is_none());
@@ -192,7 +232,9 @@ mod tests {
 
     #[test]
     fn once_exit_codes() {
-        let ok = || Ok(AnswerChallengeResponse { outcome: PresenceOutcome::Ok as i32, verified_at_ms: 1 });
+        let ok = || {
+            Ok(AnswerChallengeResponse { outcome: PresenceOutcome::Ok as i32, verified_at_ms: 1, ..Default::default() })
+        };
         let rejected = || Err(AgentError::Status(tonic::Status::permission_denied("bad signature")));
         let unreachable = || Err(AgentError::Status(tonic::Status::unavailable("down")));
         let broken = || Err(AgentError::Authenticator("no key".into()));
@@ -200,7 +242,11 @@ mod tests {
         assert_eq!(once_exit_code(&[ok(), ok()]), 0);
         assert_eq!(once_exit_code(&[ok(), rejected()]), EXIT_REJECTED);
         assert_eq!(
-            once_exit_code(&[Ok(AnswerChallengeResponse { outcome: PresenceOutcome::Late as i32, verified_at_ms: 0 })]),
+            once_exit_code(&[Ok(AnswerChallengeResponse {
+                outcome: PresenceOutcome::Late as i32,
+                verified_at_ms: 0,
+                ..Default::default()
+            })]),
             EXIT_REJECTED
         );
         assert_eq!(once_exit_code(&[rejected(), unreachable()]), EXIT_ERROR);

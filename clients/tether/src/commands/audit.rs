@@ -146,6 +146,7 @@ fn report(format: OutputFormat, entries: &[AuditRecord], outcome: &Outcome) -> a
     };
     match format {
         OutputFormat::Json => println!("{json}"),
+        OutputFormat::Csv => anyhow::bail!("--output csv is available for `tether report` only; use table or json"),
         OutputFormat::Table => match outcome {
             Ok((seq, hash)) => println!("audit log intact: {} entries, head {seq} {hash}", entries.len()),
             Err((seq, reason)) => println!("audit log BROKEN at entry {seq}: {reason}"),

@@ -17,6 +17,16 @@ pub const EXIT_DENY: i32 = 1;
 pub enum GatewayCommand {
     /// Ask whether a worker may connect: exit 0 = ALLOW, 1 = DENY, 2 = error.
     Check(CheckArgs),
+    /// OpenVPN `auth-user-pass-verify CMD via-file`: exit 0 admits, 1 refuses (the log line says why).
+    OpenvpnVerify(super::openvpn::VerifyArgs),
+    /// OpenVPN `client-connect CMD`: exit 0 admits, 1 refuses (the log line says why).
+    OpenvpnConnect(super::openvpn::ConnectArgs),
+    /// Fetch the public keys that verify access tokens (JSON key set for verify-token).
+    TokenKeys(super::token_keys::TokenKeysArgs),
+    /// Verify an access token offline: exit 0 valid (claims JSON), 1 invalid (reason), 2 unusable input.
+    VerifyToken(super::token_keys::VerifyTokenArgs),
+    /// Create an access-token signing key for tetherd --access-token-key (PKCS#8 PEM, mode 0600).
+    NewTokenKey(super::token_keys::NewTokenKeyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -47,12 +57,20 @@ impl CheckArgs {
             credential_id: self.credential.clone().unwrap_or_default(),
             source_ip: self.source_ip.clone(),
             gateway_id: self.gateway.clone(),
+            ..Default::default()
         }
     }
 }
 
 pub async fn run(ctx: &Ctx, command: GatewayCommand) -> anyhow::Result<i32> {
-    let GatewayCommand::Check(args) = command;
+    let args = match command {
+        GatewayCommand::Check(args) => args,
+        GatewayCommand::OpenvpnVerify(args) => return Ok(super::openvpn::verify(ctx, args).await),
+        GatewayCommand::OpenvpnConnect(args) => return Ok(super::openvpn::connect(ctx, args).await),
+        GatewayCommand::TokenKeys(args) => return super::token_keys::token_keys(ctx, args).await,
+        GatewayCommand::VerifyToken(args) => return Ok(super::token_keys::verify_token(&args)),
+        GatewayCommand::NewTokenKey(args) => return super::token_keys::new_token_key(&args),
+    };
     let response = ctx.access().await?.check_access(args.to_request()).await?.into_inner();
     // Unknown values read as UNSPECIFIED: only an explicit ALLOW allows.
     let decision = response.decision();

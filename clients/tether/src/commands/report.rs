@@ -1,20 +1,25 @@
-//! `tether report presence-failures|sessions|flags`.
+//! `tether report flags|failures|sessions|timeline|summary`: tables for
+//! people, `--output json` (one document) or `--output csv` (a header row,
+//! then one row per item) for pipelines.
+
+mod csv;
 
 use clap::{Args, Subcommand, ValueEnum};
 use tether_proto::v1::{
-    Decision, FlagStatus, ListFlagsRequest, ListPresenceFailuresRequest, ListSessionsRequest, Page, PresenceOutcome,
-    TimeRange,
+    Decision, FlagSeverity, FlagStatus, GetDeviceTimelineRequest, GetSummaryRequest, ListFlagsRequest,
+    ListPresenceFailuresRequest, ListSessionsRequest, Page, PresenceOutcome, TimeRange,
 };
 
 use super::{Ctx, check_progress};
-use crate::output::emit;
+use crate::output::{OutputFormat, Render, emit};
 use crate::parse;
-use crate::views::{FlagsView, PresenceFailuresView, SessionsView, page_token};
+use crate::views::{FlagsView, PresenceFailuresView, SessionsView, SummaryView, TimelineView, page_token};
 
 #[derive(Debug, Subcommand)]
 pub enum ReportCommand {
     /// Presence challenges that were missed, failed, replayed, late or looked cloned.
-    PresenceFailures {
+    #[command(visible_alias = "presence-failures")]
+    Failures {
         #[command(flatten)]
         filter: Filter,
         /// Only these outcomes (comma-separated) [default: every failure].
@@ -33,10 +38,59 @@ pub enum ReportCommand {
     Flags {
         #[command(flatten)]
         filter: Filter,
-        /// Only flags in this state.
-        #[arg(long, value_enum)]
-        status: Option<StatusArg>,
+        /// Only flags in these states (comma-separated).
+        #[arg(long, value_enum, value_delimiter = ',', value_name = "STATUS,...")]
+        status: Vec<StatusArg>,
+        /// Only these kinds (comma-separated), e.g. shared_egress,clone_suspected.
+        #[arg(long, value_delimiter = ',', value_name = "KIND,...")]
+        kind: Vec<String>,
+        /// Only these severities (comma-separated).
+        #[arg(long, value_enum, value_delimiter = ',', value_name = "SEVERITY,...")]
+        severity: Vec<SeverityArg>,
     },
+    /// Everything about one device, newest first, and the addresses it was seen from.
+    Timeline {
+        /// The device id (dev_...).
+        device: String,
+        #[command(flatten)]
+        page: TimelineArgs,
+    },
+    /// A period at a glance: flags by kind and severity, shared-egress clusters,
+    /// devices with repeated presence failures.
+    Summary {
+        /// From this time on: RFC 3339, or a duration ago (7d, 12h).
+        #[arg(long, value_name = "7d|RFC3339", value_parser = parse::time_bound)]
+        since: i64,
+        /// Before this time: RFC 3339, or a duration ago.
+        #[arg(long, value_name = "RFC3339", value_parser = parse::time_bound)]
+        until: Option<i64>,
+        /// How many clusters to list (1-100, server default 10).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100))]
+        top: Option<u32>,
+        /// Devices with at least this many failures (server default 2).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        min_failures: Option<u32>,
+    },
+}
+
+/// Time range and paging of `report timeline`.
+#[derive(Debug, Clone, Args)]
+pub struct TimelineArgs {
+    /// From this time on: RFC 3339, or a duration ago (7d, 12h).
+    #[arg(long, value_name = "7d|RFC3339", value_parser = parse::time_bound)]
+    pub since: Option<i64>,
+    /// Before this time: RFC 3339, or a duration ago.
+    #[arg(long, value_name = "RFC3339", value_parser = parse::time_bound)]
+    pub until: Option<i64>,
+    /// Page size (server default 50, at most 500).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub limit: Option<u32>,
+    /// Continue from a previous page's next_page_token.
+    #[arg(long, value_name = "T")]
+    pub page_token: Option<String>,
+    /// Fetch every page (--limit then sets the page size).
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Filters and paging shared by every report (results come newest first).
@@ -67,15 +121,7 @@ pub struct Filter {
 
 impl Filter {
     fn range(&self) -> anyhow::Result<Option<TimeRange>> {
-        if let (Some(since), Some(until)) = (self.since, self.until)
-            && since >= until
-        {
-            anyhow::bail!("--since must be before --until");
-        }
-        if self.since.is_none() && self.until.is_none() {
-            return Ok(None);
-        }
-        Ok(Some(TimeRange { since_ms: self.since.unwrap_or(0), until_ms: self.until.unwrap_or(0) }))
+        range(self.since, self.until)
     }
 
     fn page(&self, token: &str) -> Option<Page> {
@@ -130,6 +176,35 @@ pub enum StatusArg {
     Resolved,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SeverityArg {
+    Info,
+    Review,
+    High,
+}
+
+impl From<SeverityArg> for FlagSeverity {
+    fn from(severity: SeverityArg) -> Self {
+        match severity {
+            SeverityArg::Info => FlagSeverity::Info,
+            SeverityArg::Review => FlagSeverity::Review,
+            SeverityArg::High => FlagSeverity::High,
+        }
+    }
+}
+
+fn range(since: Option<i64>, until: Option<i64>) -> anyhow::Result<Option<TimeRange>> {
+    if let (Some(since), Some(until)) = (since, until)
+        && since >= until
+    {
+        anyhow::bail!("--since must be before --until");
+    }
+    if since.is_none() && until.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(TimeRange { since_ms: since.unwrap_or(0), until_ms: until.unwrap_or(0) }))
+}
+
 impl From<StatusArg> for FlagStatus {
     fn from(status: StatusArg) -> Self {
         match status {
@@ -169,25 +244,57 @@ pub fn sessions_request(
     })
 }
 
-pub fn flags_request(filter: &Filter, status: Option<StatusArg>, token: &str) -> anyhow::Result<ListFlagsRequest> {
+pub fn flags_request(
+    filter: &Filter,
+    status: &[StatusArg],
+    kinds: &[String],
+    severities: &[SeverityArg],
+    token: &str,
+) -> anyhow::Result<ListFlagsRequest> {
+    // One status travels in the original field, so older servers still filter.
+    let (single, several) = match status {
+        [one] => (FlagStatus::from(*one), Vec::new()),
+        many => (FlagStatus::Unspecified, many.iter().map(|s| FlagStatus::from(*s) as i32).collect()),
+    };
     Ok(ListFlagsRequest {
         range: filter.range()?,
         worker_external_id: filter.worker.clone().unwrap_or_default(),
         device_id: filter.device.clone().unwrap_or_default(),
-        status: status.map(FlagStatus::from).unwrap_or(FlagStatus::Unspecified) as i32,
+        status: single as i32,
         page: filter.page(token),
+        kinds: kinds.iter().map(|k| k.trim().to_string()).collect(),
+        severities: severities.iter().map(|s| FlagSeverity::from(*s) as i32).collect(),
+        statuses: several,
     })
 }
 
+/// Prints a view in the chosen format; `csv` renders the rows given.
+fn print<T: Render>(format: OutputFormat, view: &T, csv: impl FnOnce(&T) -> String) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Csv => print!("{}", csv(view)),
+        other => emit(other, view)?,
+    }
+    Ok(())
+}
+
 pub async fn run(ctx: &Ctx, command: ReportCommand) -> anyhow::Result<i32> {
-    let (ReportCommand::PresenceFailures { filter, .. }
-    | ReportCommand::Sessions { filter, .. }
-    | ReportCommand::Flags { filter, .. }) = &command;
     // Check the arguments before connecting.
-    filter.range()?;
+    match &command {
+        ReportCommand::Failures { filter, .. }
+        | ReportCommand::Sessions { filter, .. }
+        | ReportCommand::Flags { filter, .. } => {
+            filter.range()?;
+        }
+        ReportCommand::Timeline { page, .. } => {
+            range(page.since, page.until)?;
+        }
+        ReportCommand::Summary { since, until, .. } => {
+            range(Some(*since), *until)?;
+        }
+    }
     let mut reports = ctx.report().await?;
     match command {
-        ReportCommand::PresenceFailures { filter, outcome } => {
+        ReportCommand::Failures { filter, outcome } => {
             let mut token = filter.page_token.clone().unwrap_or_default();
             let mut events = Vec::new();
             let next = loop {
@@ -201,7 +308,7 @@ pub async fn run(ctx: &Ctx, command: ReportCommand) -> anyhow::Result<i32> {
                 token = response.next_page_token;
             };
             let view = PresenceFailuresView { events, next_page_token: page_token(next) };
-            emit(ctx.output, &view)?;
+            print(ctx.output, &view, |v| csv::failures(&v.events))?;
         }
         ReportCommand::Sessions { filter, decision } => {
             let mut token = filter.page_token.clone().unwrap_or_default();
@@ -217,13 +324,13 @@ pub async fn run(ctx: &Ctx, command: ReportCommand) -> anyhow::Result<i32> {
                 token = response.next_page_token;
             };
             let view = SessionsView { sessions, next_page_token: page_token(next) };
-            emit(ctx.output, &view)?;
+            print(ctx.output, &view, |v| csv::sessions(&v.sessions))?;
         }
-        ReportCommand::Flags { filter, status } => {
+        ReportCommand::Flags { filter, status, kind, severity } => {
             let mut token = filter.page_token.clone().unwrap_or_default();
             let mut flags = Vec::new();
             let next = loop {
-                let request = flags_request(&filter, status, &token)?;
+                let request = flags_request(&filter, &status, &kind, &severity, &token)?;
                 let response = reports.list_flags(request).await?.into_inner();
                 flags.extend(response.flags.into_iter().map(Into::into));
                 check_progress(&token, &response.next_page_token)?;
@@ -233,7 +340,39 @@ pub async fn run(ctx: &Ctx, command: ReportCommand) -> anyhow::Result<i32> {
                 token = response.next_page_token;
             };
             let view = FlagsView { flags, next_page_token: page_token(next) };
-            emit(ctx.output, &view)?;
+            print(ctx.output, &view, |v| csv::flags(&v.flags))?;
+        }
+        ReportCommand::Timeline { device, page } => {
+            let request = |token: &str| -> anyhow::Result<GetDeviceTimelineRequest> {
+                Ok(GetDeviceTimelineRequest {
+                    device_id: device.clone(),
+                    range: range(page.since, page.until)?,
+                    page: (page.limit.is_some() || !token.is_empty())
+                        .then(|| Page { page_size: page.limit.unwrap_or(0), page_token: token.to_string() }),
+                })
+            };
+            let mut token = page.page_token.clone().unwrap_or_default();
+            let first = reports.get_device_timeline(request(&token)?).await?.into_inner();
+            let mut view = TimelineView::new(first);
+            while page.all
+                && let Some(next) = view.next_page_token.take()
+            {
+                check_progress(&token, &next)?;
+                token = next;
+                let response = reports.get_device_timeline(request(&token)?).await?.into_inner();
+                view.entries.extend(response.entries.into_iter().map(Into::into));
+                view.next_page_token = page_token(response.next_page_token);
+            }
+            print(ctx.output, &view, |v| csv::timeline(&v.entries))?;
+        }
+        ReportCommand::Summary { since, until, top, min_failures } => {
+            let request = GetSummaryRequest {
+                range: range(Some(since), until)?,
+                top_clusters: top.unwrap_or(0),
+                min_failures: min_failures.unwrap_or(0),
+            };
+            let view = SummaryView::from(reports.get_summary(request).await?.into_inner());
+            print(ctx.output, &view, csv::summary)?;
         }
     }
     Ok(0)

@@ -138,6 +138,8 @@ pub struct SessionView {
     pub decision: String,
     pub reasons: Vec<ReasonView>,
     pub at: Option<String>,
+    /// Flags raised by the session or open on its device or worker at the time.
+    pub flags: Vec<FlagAtTimeView>,
 }
 
 impl From<pb::Session> for SessionView {
@@ -152,6 +154,7 @@ impl From<pb::Session> for SessionView {
             decision: decision(s.decision),
             reasons: s.reasons.into_iter().map(Into::into).collect(),
             at: rfc3339(s.at_ms),
+            flags: s.flags.into_iter().map(Into::into).collect(),
         }
     }
 }

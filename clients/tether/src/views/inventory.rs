@@ -131,11 +131,43 @@ pub struct WorkerView {
     pub external_id: String,
     pub display_name: String,
     pub created_at: Option<String>,
+    /// Declared home `{lat, lon, country}`, or null.
+    pub home: Option<serde_json::Value>,
+    /// Declared working hours `{schedule, timezone}`, or null.
+    pub working_hours: Option<serde_json::Value>,
 }
 
 impl From<pb::Worker> for WorkerView {
     fn from(w: pb::Worker) -> Self {
-        Self { external_id: w.external_id, display_name: w.display_name, created_at: rfc3339(w.created_at_ms) }
+        Self {
+            external_id: w.external_id,
+            display_name: w.display_name,
+            created_at: rfc3339(w.created_at_ms),
+            home: w.home.map(|h| serde_json::json!({"lat": h.lat, "lon": h.lon, "country": h.country})),
+            working_hours: w.working_hours.map(|h| serde_json::json!({"schedule": h.schedule, "timezone": h.timezone})),
+        }
+    }
+}
+
+impl WorkerView {
+    fn home_cell(&self) -> String {
+        self.home.as_ref().map_or_else(
+            || "-".into(),
+            |h| format!("{}, {} {}", h["lat"], h["lon"], h["country"].as_str().unwrap_or_default()).trim().to_string(),
+        )
+    }
+
+    fn hours_cell(&self) -> String {
+        self.working_hours.as_ref().map_or_else(
+            || "-".into(),
+            |h| {
+                format!(
+                    "{} ({})",
+                    h["schedule"].as_str().unwrap_or_default(),
+                    h["timezone"].as_str().unwrap_or_default()
+                )
+            },
+        )
     }
 }
 
@@ -145,6 +177,8 @@ impl Render for WorkerView {
             .add("external id", &self.external_id)
             .add("name", &self.display_name)
             .add("created at", time_cell(&self.created_at))
+            .add("home", self.home_cell())
+            .add("working hours", self.hours_cell())
             .render()
     }
 }
@@ -157,9 +191,15 @@ pub struct WorkersView {
 
 impl Render for WorkersView {
     fn to_text(&self) -> String {
-        let mut table = Table::new(&["EXTERNAL ID", "NAME", "CREATED"]);
+        let mut table = Table::new(&["EXTERNAL ID", "NAME", "CREATED", "HOME", "WORKING HOURS"]);
         for w in &self.workers {
-            table.row([w.external_id.clone(), w.display_name.clone(), time_cell(&w.created_at)]);
+            table.row([
+                w.external_id.clone(),
+                w.display_name.clone(),
+                time_cell(&w.created_at),
+                w.home_cell(),
+                w.hours_cell(),
+            ]);
         }
         let mut out = table.render();
         more_hint(&mut out, &self.next_page_token);

@@ -208,6 +208,7 @@ impl<'a> Timeline<'a> {
                 restart_count: Some(0),
             }),
             posture: ok.then_some(posture),
+            probe: false,
         });
         self.event(w, answered.unwrap_or(issued + DEADLINE), place, body, rng.next_u64())
     }

@@ -1,0 +1,125 @@
+//! `--keys FILE`: admit on a valid access token alone, without asking
+//! tetherd. The token proves the device answered a presence challenge from
+//! this address within its lifetime (at most an hour); revocations and flags
+//! raised after it was issued are not seen until it expires.
+
+use std::path::Path;
+
+use tether_attestation::access_token::{self, AccessTokenClaims, VerifyingKey};
+use tether_proto::v1::CheckAccessRequest;
+
+/// The key set written by `tether gateway token-keys`.
+pub fn load_keys(path: &Path) -> Result<Vec<VerifyingKey>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the access-token key set {}: {e}", path.display()))?;
+    let keys = access_token::parse_key_set(&text)
+        .map_err(|e| format!("the access-token key set {} is unusable: {e}", path.display()))?;
+    if keys.is_empty() {
+        return Err(format!("the access-token key set {} has no keys", path.display()));
+    }
+    Ok(keys)
+}
+
+/// The token's claims when it verifies at `now_ms`, was issued to the
+/// request's address, and names the request's worker (and device, when the
+/// certificate names one); otherwise why not.
+pub fn decide(request: &CheckAccessRequest, keys: &[VerifyingKey], now_ms: i64) -> Result<AccessTokenClaims, String> {
+    if request.access_token.is_empty() {
+        return Err("no access token was sent, and --keys admits only on a token".into());
+    }
+    let claims = access_token::verify(&request.access_token, keys, now_ms, Some(&request.source_ip))
+        .map_err(|e| format!("access token {}: {e}", e.code()))?;
+    if claims.worker_external_id != request.worker_external_id.trim() {
+        return Err(format!(
+            "access token mismatch: it was issued to worker {:?}, not {:?}",
+            claims.worker_external_id, request.worker_external_id
+        ));
+    }
+    if !request.device_id.is_empty() && claims.device_id != request.device_id {
+        return Err(format!(
+            "access token mismatch: it was issued to device {:?}, the certificate names {:?}",
+            claims.device_id, request.device_id
+        ));
+    }
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tether_attestation::access_token::AccessTokenSigner;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn signer() -> AccessTokenSigner {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        AccessTokenSigner::from_pkcs8(&key.serialize_der()).unwrap()
+    }
+
+    fn token(signer: &AccessTokenSigner, worker: &str, device: &str, ip: &str) -> String {
+        signer
+            .sign(&AccessTokenClaims {
+                tenant_id: "ten_1".into(),
+                worker_external_id: worker.into(),
+                device_id: device.into(),
+                credential_id: "cred".into(),
+                source_ip: ip.into(),
+                issued_at_ms: NOW - 1000,
+                expires_at_ms: NOW + 60_000,
+                token_id: "tok_1".into(),
+                key_id: String::new(),
+            })
+            .unwrap()
+    }
+
+    fn request(worker: &str, device: &str, ip: &str, token: &str) -> CheckAccessRequest {
+        CheckAccessRequest {
+            worker_external_id: worker.into(),
+            device_id: device.into(),
+            source_ip: ip.into(),
+            access_token: token.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_valid_token_for_this_worker_device_and_address_admits() {
+        let signer = signer();
+        let keys = vec![signer.verifying_key().clone()];
+        let t = token(&signer, "w-alice", "dev_1", "127.0.0.1");
+        let claims = decide(&request("w-alice", "dev_1", "127.0.0.1", &t), &keys, NOW).unwrap();
+        assert_eq!(claims.device_id, "dev_1");
+        assert!(decide(&request("w-alice", "", "127.0.0.1", &t), &keys, NOW).is_ok());
+    }
+
+    #[test]
+    fn anything_else_is_refused() {
+        let signer = signer();
+        let keys = vec![signer.verifying_key().clone()];
+        let t = token(&signer, "w-alice", "dev_1", "127.0.0.1");
+        let refused = |r: CheckAccessRequest, now: i64| decide(&r, &keys, now).unwrap_err();
+        assert!(refused(request("w-bob", "dev_1", "127.0.0.1", &t), NOW).contains("worker"));
+        assert!(refused(request("w-alice", "dev_2", "127.0.0.1", &t), NOW).contains("device"));
+        assert!(refused(request("w-alice", "dev_1", "127.0.0.2", &t), NOW).contains("wrong_source_ip"));
+        assert!(refused(request("w-alice", "dev_1", "127.0.0.1", &t), NOW + 120_000).contains("expired"));
+        assert!(refused(request("w-alice", "dev_1", "127.0.0.1", ""), NOW).contains("no access token"));
+        let other = token(&self::signer(), "w-alice", "dev_1", "127.0.0.1");
+        assert!(refused(request("w-alice", "dev_1", "127.0.0.1", &other), NOW).contains("unknown_key_id"));
+        assert!(refused(request("w-alice", "dev_1", "127.0.0.1", "tt1.garbage"), NOW).contains("malformed"));
+    }
+
+    #[test]
+    fn key_sets_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        assert!(load_keys(&path).is_err());
+        std::fs::write(&path, r#"{"keys": []}"#).unwrap();
+        assert!(load_keys(&path).unwrap_err().contains("no keys"));
+        std::fs::write(&path, "not json").unwrap();
+        assert!(load_keys(&path).is_err());
+        let key = signer().verifying_key().clone();
+        let json = format!(r#"{{"keys": [{{"key_id": "{}", "public_key": "{}"}}]}}"#, key.key_id, key.public_key_b64());
+        std::fs::write(&path, json).unwrap();
+        assert_eq!(load_keys(&path).unwrap(), vec![key]);
+    }
+}

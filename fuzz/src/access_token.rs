@@ -1,0 +1,70 @@
+//! Gateway access tokens (attestation/src/access_token.rs): `verify`, the published key
+//! set a gateway loads, and the signer's key material.
+
+use std::sync::OnceLock;
+
+use tether_attestation::access_token::{
+    AccessTokenSigner, CLOCK_SKEW_MS, MAX_LIFETIME_MS, VerifyingKey, canonical_ip, key_id_for, parse_key_set,
+    peek_key_id, verify,
+};
+
+use crate::frame::split;
+
+/// PKCS#8 v1 DER of an Ed25519 key: this prefix, then the 32-byte seed.
+const PKCS8_V1_PREFIX: [u8; 16] =
+    [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+/// The fuzz signing key's seed (a fixed test key: the seeds' tokens are signed with it).
+const SEED: [u8; 32] = [0x42; 32];
+
+/// The PKCS#8 material of the fuzz signing key.
+pub fn signer_pkcs8() -> Vec<u8> {
+    [&PKCS8_V1_PREFIX[..], &SEED].concat()
+}
+
+pub fn signer() -> &'static AccessTokenSigner {
+    static SIGNER: OnceLock<AccessTokenSigner> = OnceLock::new();
+    SIGNER.get_or_init(|| match AccessTokenSigner::from_pkcs8(&signer_pkcs8()) {
+        Ok(signer) => signer,
+        Err(e) => panic!("the fuzz signing key does not load: {e}"),
+    })
+}
+
+/// Input = frame(now_ms as up to 8 big-endian bytes, presented address) ‖ token. A token
+/// verifies only if it is exactly what the fuzz key signs for its claims (Ed25519 is
+/// deterministic), at a time inside its lifetime, from its own address. The same bytes are
+/// also tried as a published key set and as signing key material.
+pub fn access_token(data: &[u8]) {
+    let parts = split(data, 3);
+    let now_ms = parts[0].iter().take(8).fold(0i64, |acc, &b| (acc << 8) | i64::from(b));
+    let presented = std::str::from_utf8(parts[1]).ok().filter(|s| !s.is_empty());
+    let keys = [signer().verifying_key().clone(), VerifyingKey::new([7; 32])];
+    if let Ok(token) = std::str::from_utf8(parts[2]) {
+        check_token(token, &keys, now_ms, presented);
+        key_set(token);
+    }
+    let _ = AccessTokenSigner::from_pkcs8(parts[2]);
+}
+
+fn check_token(token: &str, keys: &[VerifyingKey], now_ms: i64, presented: Option<&str>) {
+    let Ok(claims) = verify(token, keys, now_ms, presented) else { return };
+    assert_eq!(signer().sign(&claims).as_deref(), Ok(token), "forged or non-canonical token accepted");
+    assert_eq!(peek_key_id(token), Ok(claims.key_id.as_str()));
+    let lifetime = claims.expires_at_ms - claims.issued_at_ms;
+    assert!(lifetime > 0 && lifetime <= MAX_LIFETIME_MS, "lifetime {lifetime}");
+    assert!(now_ms < claims.expires_at_ms && claims.issued_at_ms <= now_ms.saturating_add(CLOCK_SKEW_MS));
+    let token_ip = canonical_ip(&claims.source_ip);
+    assert!(token_ip.is_some_and(|ip| ip.to_string() == claims.source_ip), "source address is canonical");
+    if let Some(presented) = presented {
+        assert_eq!(canonical_ip(presented), token_ip, "presented from another address");
+    }
+    assert!(verify(token, keys, claims.expires_at_ms, None).is_err(), "valid at its expiry");
+    assert!(verify(token, &keys[1..], now_ms, None).is_err(), "valid without its key");
+}
+
+fn key_set(text: &str) {
+    let Ok(keys) = parse_key_set(text) else { return };
+    for key in keys {
+        assert_eq!(key.key_id, key_id_for(&key.public_key), "a key published under another key's id");
+        assert_eq!(VerifyingKey::from_published(&key.key_id, &key.public_key_b64()), Ok(key));
+    }
+}

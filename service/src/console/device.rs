@@ -1,0 +1,128 @@
+//! The device timeline and the shared-egress clusters table, over the
+//! `reports` domain functions the gRPC ReportService also uses.
+
+use super::html::{self, esc, url_part};
+use super::{Analyst, Console, api_failure, form};
+use crate::reports::{self, PageRequest, SummaryRequest, TimeWindow};
+use crate::util::now_ms;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use std::fmt::Write;
+use std::sync::Arc;
+
+/// Timeline entries per page.
+const TIMELINE_PAGE: i64 = 200;
+
+pub async fn device(
+    State(console): State<Arc<Console>>,
+    analyst: Analyst,
+    Path(device_id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query = form(query.unwrap_or_default().as_bytes());
+    let token = query.get("page").map(String::as_str).unwrap_or_default();
+    let page = match PageRequest::parse(TIMELINE_PAGE as u32, token) {
+        Ok(page) => page,
+        Err(e) => return api_failure(e),
+    };
+    let tenant = &analyst.caller().tenant_id;
+    let timeline =
+        match reports::device_timeline(&console.app.store, tenant, &device_id, &TimeWindow::all(), &page).await {
+            Ok(timeline) => timeline,
+            Err(e) => return api_failure(e),
+        };
+    let d = &timeline.device;
+    let rows: Vec<Vec<String>> = timeline
+        .entries
+        .iter()
+        .map(|entry| {
+            // Each detail serializes as {"type": ..., fields...}: show the type, then the fields.
+            let mut detail = serde_json::to_value(&entry.detail).unwrap_or_default();
+            let kind = detail
+                .as_object_mut()
+                .and_then(|m| m.remove("type"))
+                .and_then(|t| t.as_str().map(str::to_string))
+                .unwrap_or_default();
+            vec![
+                html::time(entry.at_ms),
+                format!("<code>{}</code>", esc(&kind)),
+                esc(&entry.source_ip),
+                html::evidence(&detail, "details"),
+            ]
+        })
+        .collect();
+    let status =
+        if d.revoked_at_ms == 0 { "active".to_string() } else { format!("revoked {}", html::time(d.revoked_at_ms)) };
+    let mut body = format!(
+        "<dl class=\"facts\"><dt>Device</dt><dd><code>{}</code></dd><dt>Serial</dt><dd>{}</dd>\
+         <dt>Model</dt><dd>{}</dd><dt>Asset tag</dt><dd>{}</dd><dt>Worker</dt><dd>{}</dd>\
+         <dt>Registered</dt><dd>{}</dd><dt>Status</dt><dd>{status}</dd></dl>{}",
+        esc(&d.id),
+        esc(&d.serial_number),
+        esc(&d.model),
+        esc(&d.asset_tag),
+        esc(&d.worker_external_id),
+        html::time(d.registered_at_ms),
+        html::table(&["Time", "Event", "Source IP", "Details"], &rows, "Nothing has happened yet."),
+    );
+    if !timeline.next_page_token.is_empty() {
+        let _ = write!(
+            body,
+            "<p><a href=\"/devices/{}?page={}\">Older events</a></p>",
+            url_part(&d.id),
+            url_part(&timeline.next_page_token)
+        );
+    }
+    html::page(StatusCode::OK, &format!("Device {}", d.serial_number), Some(&analyst.nav()), &body)
+}
+
+/// The clusters page looks back this far.
+const CLUSTER_WINDOW_MS: i64 = 30 * 86_400_000;
+
+pub async fn clusters(State(console): State<Arc<Console>>, analyst: Analyst) -> Response {
+    let tenant = &analyst.caller().tenant_id;
+    let window = TimeWindow { since_ms: (now_ms() - CLUSTER_WINDOW_MS).max(0), until_ms: 0 };
+    let request = SummaryRequest { window, top_clusters: 100, min_failures: 0 };
+    let summary = match reports::summary(&console.app.store, tenant, &request).await {
+        Ok(summary) => summary,
+        Err(e) => return api_failure(e),
+    };
+    let rows: Vec<Vec<String>> = summary
+        .clusters
+        .iter()
+        .map(|c| {
+            let own: Vec<String> = c
+                .own_devices
+                .iter()
+                .map(|m| {
+                    format!(
+                        "<a href=\"/devices/{}\">{}</a> ({})",
+                        url_part(&m.device_id),
+                        esc(&m.device_id),
+                        esc(&m.worker_external_id)
+                    )
+                })
+                .collect();
+            vec![
+                format!("<code>{}</code>", esc(&c.egress)),
+                format!("<span class=\"sev {0}\">{0}</span>", esc(&c.highest_severity)),
+                c.devices.to_string(),
+                c.workers.to_string(),
+                c.tenants.to_string(),
+                own.join("<br>"),
+                html::time(c.last_seen_ms),
+            ]
+        })
+        .collect();
+    let body = format!(
+        "<p>Egress addresses (or LAN fingerprints) that several workers' devices shared in the last 30 days, \
+         from <code>shared_egress</code> flags. Other employers' devices are counted, never named.</p>{}",
+        html::table(
+            &["Egress", "Highest severity", "Devices", "Workers", "Employers", "Our devices", "Last seen"],
+            &rows,
+            "No shared-egress clusters in the last 30 days.",
+        )
+    );
+    html::page(StatusCode::OK, "Shared egress clusters", Some(&analyst.nav()), &body)
+}

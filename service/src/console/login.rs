@@ -1,0 +1,97 @@
+//! Login with an analyst or admin API key, and logout.
+
+use super::session::{self, LOGIN_COOKIE, LOGIN_FORM_TTL, SESSION_COOKIE, SESSION_TTL};
+use super::{Analyst, Console, failure, form, html};
+use crate::auth::{Role, authorize};
+use crate::limits::Kind;
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+const CONSOLE_ROLES: &[Role] = &[Role::Analyst, Role::Admin];
+
+fn login_page(status: StatusCode, error: Option<&str>) -> Response {
+    let token = session::new_secret();
+    let error = error.map(|e| format!("<p class=\"error\">{}</p>", html::esc(e))).unwrap_or_default();
+    let body = format!(
+        "{error}<form class=\"login\" method=\"post\" action=\"/login\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
+         <label for=\"api_key\">Analyst API key</label>\
+         <input id=\"api_key\" name=\"api_key\" type=\"password\" autocomplete=\"off\" required \
+         placeholder=\"tk.key_….…\">\
+         <button type=\"submit\">Log in</button></form>\
+         <p class=\"hint\">Use an <code>analyst</code> (or <code>admin</code>) key: \
+         <code>tether keys create --role analyst</code>.</p>"
+    );
+    let mut response = html::page(status, "Log in", None, &body);
+    response.headers_mut().append(header::SET_COOKIE, session::set_cookie(LOGIN_COOKIE, &token, LOGIN_FORM_TTL));
+    response
+}
+
+pub async fn page() -> Response {
+    login_page(StatusCode::OK, None)
+}
+
+pub async fn submit(
+    State(console): State<Arc<Console>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let address = peer.ip().to_canonical().to_string();
+    if console.login_limits.check(Kind::EnrollmentPerAddress, &address).is_err() {
+        tracing::warn!(%address, "console login rate limit reached");
+        return login_page(StatusCode::TOO_MANY_REQUESTS, Some("Too many login attempts; wait a minute and retry."));
+    }
+    let fields = super::form(&body);
+    let expected = session::cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if !session::same_token(&expected, fields.get("csrf").map(String::as_str).unwrap_or_default()) {
+        return login_page(StatusCode::FORBIDDEN, Some("The login form expired; enter the key again."));
+    }
+    let key = fields.get("api_key").map(|k| k.trim()).unwrap_or_default();
+    // The same verification as every gRPC call, by way of the same metadata.
+    let mut request = tonic::Request::new(());
+    let Ok(value) = format!("Bearer {key}").parse() else {
+        return login_page(StatusCode::UNAUTHORIZED, Some("That API key is not valid."));
+    };
+    request.metadata_mut().insert("authorization", value);
+    let caller = match authorize(&console.app, &request, CONSOLE_ROLES).await {
+        Ok(caller) => caller,
+        Err(crate::error::ApiError::PermissionDenied(_)) => {
+            tracing::warn!(%address, "console login with a key of the wrong role");
+            return login_page(
+                StatusCode::FORBIDDEN,
+                Some("This key's role cannot use the console; use an analyst or admin key."),
+            );
+        }
+        Err(crate::error::ApiError::Unauthenticated(message)) => {
+            tracing::warn!(%address, "console login with a bad key");
+            return login_page(StatusCode::UNAUTHORIZED, Some(&message));
+        }
+        Err(other) => return super::api_failure(other),
+    };
+    let Some(key_id) = caller.principal.strip_prefix("key:").map(str::to_string) else {
+        return failure(StatusCode::FORBIDDEN, "Only API keys can sign in to the console.");
+    };
+    tracing::info!(tenant = %caller.tenant_id, principal = %caller.principal, %address, "console login");
+    let (id, _) = console.sessions.create(caller, key_id);
+    let mut response = Redirect::to("/flags").into_response();
+    let cookies = response.headers_mut();
+    cookies.append(header::SET_COOKIE, session::set_cookie(SESSION_COOKIE, &id, SESSION_TTL));
+    cookies.append(header::SET_COOKIE, session::set_cookie(LOGIN_COOKIE, "", Duration::ZERO));
+    response
+}
+
+pub async fn logout(State(console): State<Arc<Console>>, analyst: Analyst, body: Bytes) -> Response {
+    if let Some(refused) = analyst.csrf_refusal(&form(&body)) {
+        return refused;
+    }
+    console.sessions.remove(&analyst.session_id);
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().append(header::SET_COOKIE, session::set_cookie(SESSION_COOKIE, "", Duration::ZERO));
+    response
+}

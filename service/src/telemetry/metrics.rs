@@ -1,0 +1,264 @@
+//! Every metric tetherd exports, created once from the process's meter
+//! provider, and the typed `record_*` functions the rest of the service calls.
+//! Label values come from fixed sets (gRPC codes, outcomes, formats, flag
+//! kinds), never from request data, so a caller cannot grow the series count.
+//! Before [`install`] runs (unit tests, the demo) recording does nothing.
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider, ObservableGauge};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{OnceLock, RwLock};
+use std::time::Duration;
+
+/// The instrumentation scope name of every tetherd metric.
+pub const SCOPE: &str = "tetherd";
+
+/// Latency buckets in seconds: signature checks take tens of microseconds,
+/// a slow database call seconds.
+const LATENCY_BOUNDARIES: [f64; 16] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+struct Instruments {
+    rpc_calls: Counter<u64>,
+    rpc_duration: Histogram<f64>,
+    enrollments: Counter<u64>,
+    presence: Counter<u64>,
+    verification_duration: Histogram<f64>,
+    access_decisions: Counter<u64>,
+    deny_reasons: Counter<u64>,
+    flags: Counter<u64>,
+    pool_timeouts: Counter<u64>,
+    db_retries: Counter<u64>,
+    // Kept so the callbacks stay registered for the provider's lifetime.
+    _pool: Vec<ObservableGauge<i64>>,
+    _provider: SdkMeterProvider,
+}
+
+static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
+/// The pool the `tether.db.pool.*` gauges read (the serving store's).
+static POOL: RwLock<Option<sqlx::AnyPool>> = RwLock::new(None);
+/// Transactions waiting for a connection right now (sqlx keeps its wait queue private).
+static WAITING: AtomicI64 = AtomicI64::new(0);
+
+/// Creates the instruments on `provider`. Only the first call in a process
+/// takes effect (instruments are process-wide); returns whether it did.
+pub fn install(provider: &SdkMeterProvider) -> bool {
+    let meter = provider.meter(SCOPE);
+    INSTRUMENTS.set(instruments(&meter, provider.clone())).is_ok()
+}
+
+fn instruments(meter: &Meter, provider: SdkMeterProvider) -> Instruments {
+    let latency = |name: &'static str, description: &'static str| {
+        meter
+            .f64_histogram(name)
+            .with_unit("s")
+            .with_description(description)
+            .with_boundaries(LATENCY_BOUNDARIES.to_vec())
+            .build()
+    };
+    let counter =
+        |name: &'static str, description: &'static str| meter.u64_counter(name).with_description(description).build();
+    let gauge = |name: &'static str, description: &'static str, read: fn() -> Vec<(i64, Option<&'static str>)>| {
+        meter
+            .i64_observable_gauge(name)
+            .with_unit("{connection}")
+            .with_description(description)
+            .with_callback(move |observer| {
+                for (value, state) in read() {
+                    match state {
+                        Some(state) => observer.observe(value, &[KeyValue::new("state", state)]),
+                        None => observer.observe(value, &[]),
+                    }
+                }
+            })
+            .build()
+    };
+    Instruments {
+        rpc_calls: counter("tether.rpc.server.calls", "gRPC calls answered, by method and status code"),
+        rpc_duration: latency("tether.rpc.server.duration", "Time to answer a gRPC call (streams: to open it)"),
+        enrollments: counter("tether.enrollments", "Finished enrollment attempts, by key kind, format and outcome"),
+        presence: counter("tether.presence.answers", "Presence outcomes recorded, including missed challenges"),
+        verification_duration: latency(
+            "tether.verification.duration",
+            "Time spent in one verification step (attestation, assertion, quote, risk evaluation)",
+        ),
+        access_decisions: counter("tether.access.decisions", "Gateway access decisions, by result"),
+        deny_reasons: counter("tether.access.deny_reasons", "Reasons given with DENY decisions"),
+        flags: counter("tether.flags.raised", "Risk flags raised, by kind and severity"),
+        pool_timeouts: counter("tether.db.pool.timeouts", "Calls that gave up waiting for a database connection"),
+        db_retries: counter(
+            "tether.db.retries",
+            "Transactions the database aborted for a concurrent one: re-runs, and how the unit of work ended",
+        ),
+        _pool: vec![
+            gauge("tether.db.pool.connections", "Open database connections, by state (idle, used)", pool_connections),
+            gauge("tether.db.pool.max", "Most connections the pool may open", pool_max),
+            gauge("tether.db.pool.waiting", "Transactions waiting for a free connection", pool_waiting),
+        ],
+        _provider: provider,
+    }
+}
+
+fn watched_pool() -> Option<sqlx::AnyPool> {
+    match POOL.read() {
+        Ok(pool) => pool.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    }
+}
+
+fn pool_connections() -> Vec<(i64, Option<&'static str>)> {
+    let Some(pool) = watched_pool() else { return Vec::new() };
+    let size = i64::from(pool.size());
+    let idle = i64::try_from(pool.num_idle()).unwrap_or(i64::MAX).min(size);
+    vec![(idle, Some("idle")), (size - idle, Some("used"))]
+}
+
+fn pool_max() -> Vec<(i64, Option<&'static str>)> {
+    watched_pool().map(|p| vec![(i64::from(p.options().get_max_connections()), None)]).unwrap_or_default()
+}
+
+fn pool_waiting() -> Vec<(i64, Option<&'static str>)> {
+    vec![(WAITING.load(Ordering::Relaxed).max(0), None)]
+}
+
+/// Points the pool gauges at the serving store's pool.
+pub fn watch_pool(pool: &sqlx::AnyPool) {
+    match POOL.write() {
+        Ok(mut slot) => *slot = Some(pool.clone()),
+        Err(poisoned) => *poisoned.into_inner() = Some(pool.clone()),
+    }
+}
+
+/// Counts one transaction as waiting for a connection until the guard drops.
+pub fn waiting_for_connection() -> WaitingGuard {
+    WAITING.fetch_add(1, Ordering::Relaxed);
+    WaitingGuard(())
+}
+
+pub struct WaitingGuard(());
+
+impl Drop for WaitingGuard {
+    fn drop(&mut self) {
+        WAITING.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn with(f: impl FnOnce(&Instruments)) {
+    if let Some(instruments) = INSTRUMENTS.get() {
+        f(instruments);
+    }
+}
+
+pub(crate) fn record_rpc(method: &str, code: &'static str, elapsed: Duration) {
+    with(|i| {
+        let labels = [KeyValue::new("method", method.to_string()), KeyValue::new("code", code)];
+        i.rpc_calls.add(1, &labels);
+        i.rpc_duration.record(elapsed.as_secs_f64(), &labels);
+    });
+}
+
+/// How an enrollment attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnrollmentOutcome {
+    Attested,
+    Unattested,
+    /// Refused: bad token, bad attestation, policy, ...
+    Rejected,
+    /// The server could not finish it (database).
+    Error,
+}
+
+impl EnrollmentOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnrollmentOutcome::Attested => "attested",
+            EnrollmentOutcome::Unattested => "unattested",
+            EnrollmentOutcome::Rejected => "rejected",
+            EnrollmentOutcome::Error => "error",
+        }
+    }
+}
+
+/// One finished enrollment attempt. `kind` is `webauthn` or `tpm`; `format`
+/// the attestation format (`unknown` when the attempt failed before it was read).
+pub fn record_enrollment(kind: &'static str, outcome: EnrollmentOutcome, format: &str) {
+    with(|i| {
+        let labels = [
+            KeyValue::new("kind", kind),
+            KeyValue::new("format", bounded(format)),
+            KeyValue::new("outcome", outcome.as_str()),
+        ];
+        i.enrollments.add(1, &labels);
+    });
+}
+
+/// One presence record: `ok`, `failed`, `replayed`, `late`, `clone_suspected` or `missed`.
+pub fn record_presence(outcome: &str) {
+    if super::held::hold(|| super::held::Held::Presence { outcome: outcome.to_string() }) {
+        return;
+    }
+    with(|i| i.presence.add(1, &[KeyValue::new("outcome", bounded(outcome))]));
+}
+
+pub(crate) fn record_verification(step: &'static str, ok: bool, elapsed: Duration) {
+    with(|i| {
+        let labels = [KeyValue::new("step", step), KeyValue::new("outcome", if ok { "ok" } else { "error" })];
+        i.verification_duration.record(elapsed.as_secs_f64(), &labels);
+    });
+}
+
+/// One access decision with its deny reasons (stable snake_case names).
+pub fn record_access_result(allow: bool, reasons: impl IntoIterator<Item = &'static str>) {
+    with(|i| {
+        i.access_decisions.add(1, &[KeyValue::new("decision", if allow { "allow" } else { "deny" })]);
+        for reason in reasons {
+            i.deny_reasons.add(1, &[KeyValue::new("reason", reason)]);
+        }
+    });
+}
+
+/// One flag written, by kind and severity.
+pub fn record_flag(kind: &str, severity: &str) {
+    if super::held::hold(|| super::held::Held::Flag { kind: kind.to_string(), severity: severity.to_string() }) {
+        return;
+    }
+    with(|i| {
+        i.flags.add(1, &[KeyValue::new("kind", bounded(kind)), KeyValue::new("severity", bounded(severity))]);
+    });
+}
+
+/// One call that timed out waiting for a database connection.
+pub fn record_pool_timeout() {
+    with(|i| i.pool_timeouts.add(1, &[]));
+}
+
+/// One step of re-running an aborted transaction (`store::retry`): `what` is
+/// the unit of work; `outcome` is `retried` (one re-run), `recovered` (a
+/// re-run succeeded) or `exhausted` (the last attempt failed too).
+pub fn record_db_retry(what: &'static str, outcome: &'static str) {
+    with(|i| i.db_retries.add(1, &[KeyValue::new("what", what), KeyValue::new("outcome", outcome)]));
+}
+
+/// Values taken from stored records are short identifiers; anything else is
+/// folded into `other` so no label can carry arbitrary text.
+fn bounded(value: &str) -> String {
+    let fits = !value.is_empty()
+        && value.len() <= 32
+        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if fits { value.to_string() } else { "other".to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded;
+
+    #[test]
+    fn labels_from_records_stay_short_identifiers() {
+        assert_eq!(bounded("clone_suspected"), "clone_suspected");
+        assert_eq!(bounded("fido-u2f"), "fido-u2f");
+        assert_eq!(bounded("Bearer tk.key.secret"), "other");
+        assert_eq!(bounded(&"a".repeat(33)), "other");
+        assert_eq!(bounded(""), "other");
+    }
+}

@@ -1,0 +1,405 @@
+//! The analysts' web console (`tetherd serve --console-listen`): login with
+//! API keys, sessions, CSRF, tenant scoping and escaping over raw HTTP/1.1,
+//! and the whole flow (log in, resolve a planted flag, see the audit entry)
+//! in a real headless Chromium driven by tests/console/console.mjs.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use tether_e2e::fixtures::{Org, enroll, test_aaguid};
+use tether_e2e::{Server, authed};
+use tether_proto::v1 as pb;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn console_server() -> Server {
+    let server = Server::start_with_args(&["--console-listen", "127.0.0.1:0"]);
+    assert!(server.console_url.starts_with("http://127.0.0.1:"), "console address: {:?}", server.console_url);
+    server
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// The value a `Set-Cookie` header gives cookie `name`.
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+            .filter_map(|(_, v)| v.split(';').next()?.split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }
+
+    /// The hidden CSRF field of the first form on the page.
+    fn csrf(&self) -> String {
+        let start = self.body.find("name=\"csrf\" value=\"").expect("the page has a CSRF field") + 19;
+        self.body[start..].split('"').next().unwrap().to_string()
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection (the console speaks plain HTTP/1.1).
+async fn http(base: &str, method: &str, path: &str, cookie: Option<&str>, form: Option<&[(&str, &str)]>) -> Reply {
+    let address = base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect to the console");
+    let body: String = form
+        .map(|fields| fields.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&"))
+        .unwrap_or_default();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    if let Some(cookie) = cookie {
+        request.push_str(&format!("Cookie: {cookie}\r\n"));
+    }
+    if form.is_some() {
+        request.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, rest) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v == "chunked");
+    let body = if chunked { dechunk(rest) } else { rest.to_string() };
+    Reply { status, headers, body }
+}
+
+/// Percent-encodes a form field (everything but RFC 3986 unreserved characters).
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => char::from(b).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    out
+}
+
+/// Logs in through the form; returns the reply to the POST and the session cookie header value.
+async fn login(base: &str, key: &str) -> (Reply, Option<String>) {
+    let page = http(base, "GET", "/login", None, None).await;
+    assert_eq!(page.status, 200);
+    let login_cookie = page.cookie("tether_console_login").expect("the login form sets its token cookie");
+    let csrf = page.csrf();
+    assert_eq!(csrf, login_cookie, "double-submit: the field and the cookie carry one token");
+    let reply = http(
+        base,
+        "POST",
+        "/login",
+        Some(&format!("tether_console_login={login_cookie}")),
+        Some(&[("csrf", &csrf), ("api_key", key)]),
+    )
+    .await;
+    let session = reply.cookie("tether_console").filter(|v| !v.is_empty()).map(|v| format!("tether_console={v}"));
+    (reply, session)
+}
+
+/// Logs in and returns the session cookie and its CSRF token.
+async fn session(base: &str, key: &str) -> (String, String) {
+    let (reply, cookie) = login(base, key).await;
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    let cookie = cookie.expect("a session cookie");
+    let flags = http(base, "GET", "/flags", Some(&cookie), None).await;
+    assert_eq!(flags.status, 200, "{}", flags.body);
+    (cookie, flags.csrf())
+}
+
+/// An unattested enrollment the tenant's policy allows raises an open
+/// `unattested_hardware` flag; returns (flag id, device id).
+async fn plant_flag(server: &Server, org: &Org, worker: &str, serial: &str) -> (String, String) {
+    org.update_policy(server, pb::UpdatePolicyRequest { allow_unattested: Some(true), ..Default::default() }).await;
+    let device_id = org.register_device(server, worker, serial).await;
+    let token = org.token(server, &device_id).await;
+    let mut authenticator =
+        tether_softkey::SoftAuthenticator::new(tether_softkey::AttestationMode::SelfAttestation, test_aaguid())
+            .unwrap();
+    enroll(server, &token, &mut authenticator).await.unwrap();
+    let flag = flag_of(server, org, &device_id).await;
+    assert_eq!(flag.kind, "unattested_hardware");
+    (flag.id, device_id)
+}
+
+async fn flag_of(server: &Server, org: &Org, device_id: &str) -> pb::Flag {
+    let request = pb::ListFlagsRequest { device_id: device_id.into(), ..Default::default() };
+    let mut reports = server.reports().await;
+    reports.list_flags(authed(&org.analyst_key, request)).await.unwrap().into_inner().flags.remove(0)
+}
+
+async fn audit_entries(server: &Server, org: &Org, action: &str) -> Vec<pb::AuditEntry> {
+    let mut reports = server.reports().await;
+    let log = reports.list_audit_log(authed(&org.analyst_key, pb::ListAuditLogRequest::default())).await.unwrap();
+    log.into_inner().entries.into_iter().filter(|e| e.action == action).collect()
+}
+
+#[tokio::test]
+async fn the_console_is_off_unless_configured() {
+    let server = Server::start();
+    assert!(server.console_url.is_empty());
+}
+
+#[tokio::test]
+async fn login_refuses_bad_and_gateway_keys_and_forged_forms_and_is_rate_limited() {
+    let server = console_server();
+    let org = Org::create(&server, "acme").await;
+    let base = &server.console_url;
+
+    let (reply, cookie) = login(base, "tk.key_nope.not-a-secret").await;
+    assert_eq!((reply.status, cookie.is_none()), (401, true), "{}", reply.body);
+    let (reply, cookie) = login(base, &org.gateway_key).await;
+    assert_eq!((reply.status, cookie.is_none()), (403, true), "gateway keys cannot sign in: {}", reply.body);
+    assert!(reply.body.contains("analyst or admin"), "{}", reply.body);
+    // A login form posted without its token (e.g. from another site) is refused even with a good key.
+    let forged = http(base, "POST", "/login", None, Some(&[("csrf", "x"), ("api_key", &org.analyst_key)])).await;
+    assert_eq!((forged.status, forged.cookie("tether_console").is_none()), (403, true));
+
+    let (reply, cookie) = login(base, &org.analyst_key).await;
+    assert_eq!(reply.status, 303);
+    assert_eq!(reply.header("location"), Some("/flags"));
+    let set_cookie = reply.headers.iter().find(|(k, v)| k == "set-cookie" && v.starts_with("tether_console="));
+    let set_cookie = &set_cookie.expect("a session cookie").1;
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"), "{set_cookie}");
+    assert_eq!(cookie.unwrap().len(), "tether_console=".len() + 64, "a 256-bit session id");
+
+    // Guessing keys: the address runs out of attempts (burst 10), and then even a good key waits.
+    let mut limited = false;
+    for _ in 0..12 {
+        if login(base, "tk.key_guess.guess").await.0.status == 429 {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "login attempts are rate-limited per address");
+    assert_eq!(login(base, &org.analyst_key).await.0.status, 429);
+}
+
+#[tokio::test]
+async fn pages_need_a_session_and_reviews_need_the_csrf_token_and_are_audited_like_grpc() {
+    let server = console_server();
+    let org = Org::create(&server, "acme").await;
+    let (flag_id, device_id) = plant_flag(&server, &org, "w-bob", "SN-1").await;
+    let base = &server.console_url;
+
+    for path in ["/", "/flags", "/audit", "/presence", "/clusters", &format!("/devices/{device_id}")] {
+        let reply = http(base, "GET", path, None, None).await;
+        assert_eq!(reply.status, 303, "{path} without a session");
+        let expected = if path == "/" { "/flags" } else { "/login" };
+        assert_eq!(reply.header("location"), Some(expected), "{path}");
+        let forged = http(base, "GET", path, Some("tether_console=00ff"), None).await;
+        assert_eq!(forged.header("location"), Some(expected), "{path} with an unknown session id");
+    }
+
+    let (cookie, csrf) = session(base, &org.analyst_key).await;
+    let flags = http(base, "GET", "/flags", Some(&cookie), None).await;
+    assert!(flags.body.contains(&flag_id) && flags.body.contains("unattested_hardware"));
+    assert_eq!(
+        flags.header("content-security-policy"),
+        Some("default-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+    );
+    assert_eq!(flags.header("x-frame-options"), Some("DENY"));
+    assert!(!flags.body.contains("<script"), "the console serves no scripts");
+
+    let review = format!("/flags/{flag_id}/review");
+    let no_token = http(base, "POST", &review, Some(&cookie), Some(&[("status", "resolved"), ("note", "n")])).await;
+    assert_eq!(no_token.status, 403);
+    let wrong = [("csrf", "0".repeat(64)), ("status", "resolved".into()), ("note", "n".into())];
+    let wrong: Vec<(&str, &str)> = wrong.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(http(base, "POST", &review, Some(&cookie), Some(&wrong)).await.status, 403);
+    let no_session = http(base, "POST", &review, None, Some(&[("csrf", &csrf), ("status", "resolved")])).await;
+    assert_eq!(no_session.status, 303, "a POST without a session goes to the login page");
+    let no_note = [("csrf", csrf.as_str()), ("status", "resolved"), ("note", "  ")];
+    assert_eq!(http(base, "POST", &review, Some(&cookie), Some(&no_note)).await.status, 400);
+    assert_eq!(flag_of(&server, &org, &device_id).await.status, pb::FlagStatus::Open as i32, "nothing changed");
+    assert!(audit_entries(&server, &org, "flag.acknowledged").await.is_empty());
+
+    let ack = [("csrf", csrf.as_str()), ("status", "acknowledged"), ("note", "asked the worker")];
+    let done = http(base, "POST", &review, Some(&cookie), Some(&ack)).await;
+    assert_eq!((done.status, done.header("location")), (303, Some("/flags")), "{}", done.body);
+    let flag = flag_of(&server, &org, &device_id).await;
+    assert_eq!(flag.status, pb::FlagStatus::Acknowledged as i32);
+    assert_eq!(flag.note, "asked the worker");
+    // The same audit entry as gRPC UpdateFlag writes: actor is the analyst's key.
+    let entries = audit_entries(&server, &org, "flag.acknowledged").await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].target, flag_id);
+    assert_eq!(entries[0].actor, flag.updated_by);
+    assert!(entries[0].actor.starts_with("key:key_"));
+    let details: serde_json::Value = serde_json::from_str(&entries[0].details_json).unwrap();
+    assert_eq!(
+        details,
+        serde_json::json!({"kind": "unattested_hardware", "from": "open", "to": "acknowledged", "note": "asked the worker"})
+    );
+    // A second identical review is refused as gRPC refuses it.
+    assert_eq!(http(base, "POST", &review, Some(&cookie), Some(&ack)).await.status, 409);
+
+    // Logging out ends the session for good, and needs the token too.
+    assert_eq!(http(base, "POST", "/logout", Some(&cookie), None).await.status, 403);
+    assert_eq!(http(base, "POST", "/logout", Some(&cookie), Some(&[("csrf", &csrf)])).await.status, 303);
+    assert_eq!(http(base, "GET", "/flags", Some(&cookie), None).await.header("location"), Some("/login"));
+}
+
+#[tokio::test]
+async fn revoking_the_key_ends_its_console_sessions() {
+    let server = console_server();
+    let org = Org::create(&server, "acme").await;
+    let (cookie, _) = session(&server.console_url, &org.analyst_key).await;
+    let key_id = org.analyst_key.split('.').nth(1).unwrap().to_string();
+    let mut admin = server.admin().await;
+    admin.revoke_api_key(authed(&org.keys.admin_key, pb::RevokeApiKeyRequest { id: key_id })).await.unwrap();
+    let reply = http(&server.console_url, "GET", "/flags", Some(&cookie), None).await;
+    assert_eq!((reply.status, reply.header("location")), (303, Some("/login")));
+}
+
+#[tokio::test]
+async fn another_tenants_flags_and_devices_are_invisible_and_cannot_be_reviewed() {
+    let server = console_server();
+    let org = Org::create(&server, "acme").await;
+    let other = Org::create(&server, "other").await;
+    let (flag_id, device_id) = plant_flag(&server, &org, "w-bob", "SN-1").await;
+    let base = &server.console_url;
+    let (cookie, csrf) = session(base, &other.analyst_key).await;
+
+    for view in ["unresolved", "open", "resolved"] {
+        let page = http(base, "GET", &format!("/flags?status={view}"), Some(&cookie), None).await;
+        assert_eq!(page.status, 200);
+        assert!(!page.body.contains(&flag_id), "another tenant's flag is not listed");
+    }
+    let device = http(base, "GET", &format!("/devices/{device_id}"), Some(&cookie), None).await;
+    assert_eq!(device.status, 404);
+    assert!(!http(base, "GET", "/audit", Some(&cookie), None).await.body.contains(&device_id));
+    let review = [("csrf", csrf.as_str()), ("status", "resolved"), ("note", "not mine")];
+    let reply = http(base, "POST", &format!("/flags/{flag_id}/review"), Some(&cookie), Some(&review)).await;
+    assert_eq!(reply.status, 404, "{}", reply.body);
+    assert_eq!(flag_of(&server, &org, &device_id).await.status, pb::FlagStatus::Open as i32);
+}
+
+#[tokio::test]
+async fn attacker_controlled_evidence_and_notes_render_escaped() {
+    let server = console_server();
+    let org = Org::create(&server, "acme").await;
+    let (flag_id, device_id) = plant_flag(&server, &org, "w-bob", "SN-1").await;
+    // Evidence carries what devices and networks report (posture strings, names, addresses):
+    // write such a flag as the risk engine would store it.
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&server.database_url).await.unwrap();
+    let evidence = serde_json::json!({"posture": "<script>alert('posture')</script>", "ip": "\"><img src=x>"});
+    sqlx::query(
+        "INSERT INTO flags (id, tenant_id, kind, severity, status, device_id, worker_external_id, \
+         credential_id, session_id, raised_at_ms, evidence_json) \
+         VALUES ('flg_markup', $1, 'posture_mismatch', 'review', 'open', $2, 'w-bob', '', '', $3, $4)",
+    )
+    .bind(&org.keys.tenant_id)
+    .bind(&device_id)
+    .bind(
+        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()).unwrap(),
+    )
+    .bind(evidence.to_string())
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    // And an analyst note with markup, through gRPC.
+    let mut reports = server.reports().await;
+    let note = "<script>alert('note')</script>";
+    let request = pb::UpdateFlagRequest {
+        flag_id: flag_id.clone(),
+        status: pb::FlagStatus::Acknowledged as i32,
+        note: note.into(),
+    };
+    reports.update_flag(authed(&org.analyst_key, request)).await.unwrap();
+
+    let base = &server.console_url;
+    let (cookie, _) = session(base, &org.analyst_key).await;
+    for path in ["/flags".to_string(), "/audit".to_string(), format!("/devices/{device_id}")] {
+        let page = http(base, "GET", &path, Some(&cookie), None).await;
+        assert_eq!(page.status, 200, "{path}");
+        assert!(!page.body.contains("<script") && !page.body.contains("<img"), "{path} renders raw markup");
+        assert!(page.body.contains("&lt;script&gt;alert("), "{path} shows the escaped text");
+    }
+    let flags = http(base, "GET", "/flags", Some(&cookie), None).await;
+    assert!(flags.body.contains("flg_markup") && flags.body.contains("&quot;&gt;&lt;img src=x&gt;"));
+}
+
+/// The artifacts directory for screenshots: TETHER_TEST_ARTIFACTS, else target/tmp/test-artifacts.
+fn artifacts_dir() -> PathBuf {
+    match std::env::var("TETHER_TEST_ARTIFACTS") {
+        Ok(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-artifacts"),
+    }
+}
+
+#[tokio::test]
+async fn an_analyst_resolves_a_flag_in_a_real_browser() {
+    let script_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("console");
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let node_ok = std::process::Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
+    let missing: Vec<&str> = [
+        (!Path::new(&chromium).exists()).then_some("chromium (apt-get install chromium)"),
+        (!node_ok).then_some("node"),
+        (!script_dir.join("node_modules/playwright-core").exists())
+            .then_some("playwright-core (npm ci in tests/console)"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !missing.is_empty() {
+        println!("SKIPPED: the browser test needs {}", missing.join(", "));
+        return;
+    }
+
+    let server = console_server();
+    let org = Org::create(&server, "acme").await;
+    let (flag_id, device_id) = plant_flag(&server, &org, "w-bob", "SN-1").await;
+    let note = "laptop replaced; new one attested";
+    let shots = artifacts_dir();
+    let output = tokio::process::Command::new("node")
+        .arg(script_dir.join("console.mjs"))
+        .current_dir(&script_dir)
+        .envs(HashMap::from([
+            ("CONSOLE_URL", server.console_url.as_str()),
+            ("ANALYST_KEY", org.analyst_key.as_str()),
+            ("FLAG_ID", flag_id.as_str()),
+            ("FLAG_KIND", "unattested_hardware"),
+            ("DEVICE_ID", device_id.as_str()),
+            ("NOTE", note),
+            ("CHROMIUM", chromium.as_str()),
+        ]))
+        .env("SCREENSHOT_DIR", &shots)
+        .output()
+        .await
+        .expect("run node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the browser flow failed (output above)");
+    assert!(stdout.contains(&format!("screenshot: {}", shots.join("console-flags.png").display())));
+
+    // What the browser did is what the service recorded.
+    let flag = flag_of(&server, &org, &device_id).await;
+    assert_eq!(flag.status, pb::FlagStatus::Resolved as i32);
+    assert_eq!(flag.note, note);
+    let entries = audit_entries(&server, &org, "flag.resolved").await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].target, flag_id);
+    assert!(entries[0].details_json.contains(note));
+    assert_eq!(entries[0].actor, format!("key:{}", org.analyst_key.split('.').nth(1).unwrap()));
+}
