@@ -17,6 +17,9 @@ pub enum ApiError {
     FailedPrecondition(String),
     #[error("{0}")]
     AlreadyExists(String),
+    /// Transient: the call may succeed when retried.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("{message}")]
     ResourceExhausted { message: String, retry_after: std::time::Duration },
     #[error("storage failure: {0}")]
@@ -52,6 +55,7 @@ impl From<ApiError> for Status {
             ApiError::NotFound(m) => Status::new(Code::NotFound, m),
             ApiError::FailedPrecondition(m) => Status::new(Code::FailedPrecondition, m),
             ApiError::AlreadyExists(m) => Status::new(Code::AlreadyExists, m),
+            ApiError::Unavailable(m) => Status::new(Code::Unavailable, m),
             ApiError::ResourceExhausted { message, retry_after } => {
                 let mut status = Status::new(Code::ResourceExhausted, message);
                 // Machine-readable retry hint for clients and gateways.

@@ -68,51 +68,56 @@ pub async fn sweep_missed(app: &App) -> ApiResult<usize> {
             .await?
             .map(|c| c.worker_external_id)
             .unwrap_or_default();
+        let observation = Observation {
+            tenant_id: &challenge.tenant_id,
+            worker: &worker,
+            device_id: &challenge.device_id,
+            credential_id: &challenge.credential_id,
+            session_id: "",
+            ip: "",
+            at_ms: now,
+            what: Happening::Missed { issued_at_ms: challenge.issued_at_ms, probe: challenge.reason == "probe" },
+        };
+        let risk_event = risk_live::prepare(app, observation).await?;
         let marked = app
             .store
             .retrying("presence.sweep_missed", || async {
                 let mut tx = app.store.begin().await?;
-                let marked = presence::mark_missed(&mut tx, &challenge.id, now).await?;
-                if marked {
-                    presence::insert_event(
-                        &mut tx,
-                        &PresenceEvent {
-                            id: new_id("pev"),
-                            tenant_id: challenge.tenant_id.clone(),
-                            outcome: "missed".into(),
-                            device_id: challenge.device_id.clone(),
-                            worker_external_id: worker.clone(),
-                            credential_id: challenge.credential_id.clone(),
-                            challenge_id: challenge.id.clone(),
-                            at_ms: now,
-                            source_ip: String::new(),
-                            detail: format!(
-                                "no answer by the deadline ({} ms after issue)",
-                                challenge.deadline_ms - challenge.issued_at_ms
-                            ),
-                        },
-                    )
-                    .await?;
+                if !presence::mark_missed(&mut tx, &challenge.id, now).await? {
+                    return Ok(None); // another replica's sweep got there first
                 }
+                presence::insert_event(
+                    &mut tx,
+                    &PresenceEvent {
+                        id: new_id("pev"),
+                        tenant_id: challenge.tenant_id.clone(),
+                        outcome: "missed".into(),
+                        device_id: challenge.device_id.clone(),
+                        worker_external_id: worker.clone(),
+                        credential_id: challenge.credential_id.clone(),
+                        challenge_id: challenge.id.clone(),
+                        at_ms: now,
+                        source_ip: String::new(),
+                        detail: format!(
+                            "no answer by the deadline ({} ms after issue)",
+                            challenge.deadline_ms - challenge.issued_at_ms
+                        ),
+                    },
+                )
+                .await?;
+                let position = match &risk_event {
+                    Some(event) => Some(event.append(&mut tx).await?),
+                    None => None,
+                };
                 tx.commit().await.map_err(StoreError::from)?;
-                Ok::<_, StoreError>(marked)
+                Ok::<_, StoreError>(Some(position))
             })
             .await?;
-        if marked {
+        if let Some(position) = marked {
             missed += 1;
-        }
-        if marked {
-            let observation = Observation {
-                tenant_id: &challenge.tenant_id,
-                worker: &worker,
-                device_id: &challenge.device_id,
-                credential_id: &challenge.credential_id,
-                session_id: "",
-                ip: "",
-                at_ms: now,
-                what: Happening::Missed { issued_at_ms: challenge.issued_at_ms, probe: challenge.reason == "probe" },
-            };
-            risk_live::observe(app, observation).await?;
+            if let (Some(event), Some(position)) = (risk_event, position) {
+                event.evaluate(app, position).await?;
+            }
         }
     }
     Ok(missed)
@@ -388,33 +393,6 @@ pub async fn answer(
     }
 
     let detail = format!("verified; user verified: {}; sign count {presented}", verified.user_verified);
-    let refused = app
-        .store
-        .retrying("presence.answer", || async {
-            let mut tx = app.store.begin().await?;
-            if !presence::consume(&mut tx, &challenge.id, now).await? {
-                return Ok(Some(Refused::Replayed));
-            }
-            if !credentials::record_presence(&mut tx, &credential.id, presented, now).await? {
-                return Ok(Some(Refused::CounterBehind));
-            }
-            attempt.record_ok(&mut tx, detail.clone(), now, posture).await?;
-            tx.commit().await.map_err(StoreError::from)?;
-            Ok::<_, StoreError>(None)
-        })
-        .await?;
-    match refused {
-        Some(Refused::Replayed) => {
-            let error = ApiError::precondition("this challenge was already answered; challenges are single-use");
-            return Err(attempt.reject(app, "replayed", error).await);
-        }
-        Some(Refused::CounterBehind) => {
-            // Another answer stored a counter at least as high in the meantime.
-            let latest = credentials::get(&app.store, &credential.id).await?.map(|c| c.sign_count).unwrap_or(stored);
-            return Err(attempt.clone_suspected(app, latest, presented).await);
-        }
-        None => {}
-    }
     let observation = Observation {
         tenant_id: &challenge.tenant_id,
         worker: &credential.worker_external_id,
@@ -429,6 +407,41 @@ pub async fn answer(
             posture: posture.map(|p| p.posture.clone()),
         },
     };
-    risk_live::observe(app, observation).await?;
+    let risk_event = risk_live::prepare(app, observation).await?;
+    let recorded = app
+        .store
+        .retrying("presence.answer", || async {
+            let mut tx = app.store.begin().await?;
+            if !presence::consume(&mut tx, &challenge.id, now).await? {
+                return Ok(Err(Refused::Replayed));
+            }
+            if !credentials::record_presence(&mut tx, &credential.id, presented, now).await? {
+                return Ok(Err(Refused::CounterBehind));
+            }
+            attempt.record_ok(&mut tx, detail.clone(), now, posture).await?;
+            let position = match &risk_event {
+                Some(event) => Some(event.append(&mut tx).await?),
+                None => None,
+            };
+            tx.commit().await.map_err(StoreError::from)?;
+            Ok::<_, StoreError>(Ok(position))
+        })
+        .await?;
+    match recorded {
+        Ok(position) => {
+            if let (Some(event), Some(position)) = (risk_event, position) {
+                event.evaluate(app, position).await?;
+            }
+        }
+        Err(Refused::Replayed) => {
+            let error = ApiError::precondition("this challenge was already answered; challenges are single-use");
+            return Err(attempt.reject(app, "replayed", error).await);
+        }
+        Err(Refused::CounterBehind) => {
+            // Another answer stored a counter at least as high in the meantime.
+            let latest = credentials::get(&app.store, &credential.id).await?.map(|c| c.sign_count).unwrap_or(stored);
+            return Err(attempt.clone_suspected(app, latest, presented).await);
+        }
+    }
     Ok(now)
 }

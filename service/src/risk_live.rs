@@ -13,9 +13,9 @@ use crate::risk::event::{Enrollment, Outcome, Posture, Presence, Session};
 use crate::risk::{
     Engine, Enricher, Event, EventBody, Flag, MmdbEnricher, NoEnricher, ProbeRequest, RiskConfig, Severity,
 };
-use crate::risk_shared::{Declaration, Shared};
-use crate::store::risk_events::{self, StoredEvent};
-use crate::store::{Store, StoreError, inventory, posture as posture_store, presence as presence_store, sessions};
+use crate::risk_shared::{Await, Declaration, Shared};
+use crate::store::risk_events::{self, Position, StoredEvent};
+use crate::store::{Store, StoreError, Tx, inventory, posture as posture_store, presence as presence_store, sessions};
 use crate::util::{canonical_ip, now_ms};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -123,10 +123,11 @@ impl LiveRisk {
         for (tenant_id, worker) in inventory::declared_workers(store).await? {
             self.declare(&tenant_id, &worker);
         }
-        match risk_events::last_seq(store).await? {
-            0 => self.warm_up_from_records(store).await,
-            last => crate::risk_shared::warm_up(self, store, last).await,
+        if risk_events::is_empty(store).await? {
+            return self.warm_up_from_records(store).await;
         }
+        let last = risk_events::wait_for_stable(store).await?;
+        crate::risk_shared::warm_up(self, store, last).await
     }
 
     /// Replays the last day of recorded activity so windows survive a restart.
@@ -227,20 +228,43 @@ pub fn declare(app: &App, tenant_id: &str, worker: &inventory::Worker) {
     app.risk.declare(tenant_id, worker);
 }
 
-/// Records one happening in the shared event log and evaluates the log up
-/// to it; the flags that raises are stored, with their audit entries, before
-/// this returns. Returns the flags (this event's, and any others the catch-up
-/// raised).
-pub async fn observe(app: &App, o: Observation<'_>) -> ApiResult<Vec<Flag>> {
-    let Some(event) = to_event(&o) else { return Ok(Vec::new()) };
-    // The worker's declaration as stored now (another replica may have changed
-    // it), carried with the event so that every replica applies the same one.
+/// An observation as its row of the shared log, to append in the transaction
+/// that records what happened: the record and its risk event then commit (or
+/// vanish) together, with one commit instead of two.
+pub struct PendingEvent {
+    row: StoredEvent,
+    wait: Await,
+}
+
+impl PendingEvent {
+    /// Appends the event in `tx`; hand the position to [`PendingEvent::evaluate`] after commit.
+    pub async fn append(&self, tx: &mut Tx) -> Result<Position, StoreError> {
+        risk_events::append(tx, &self.row).await
+    }
+
+    /// Evaluates the log through this event, appended at `position` and
+    /// committed; the flags that raises are stored, with their audit entries,
+    /// before this returns. Returns the flags (this event's, and any others
+    /// the catch-up raised).
+    pub async fn evaluate(mut self, app: &App, position: Position) -> ApiResult<Vec<Flag>> {
+        (self.row.seq, self.row.txn) = (position.seq, position.txn);
+        crate::risk_shared::evaluate_own(app, &self.row, self.wait).await
+    }
+}
+
+/// Turns one happening into its log row (None when it has no address the
+/// engine can use). Reads the worker's declaration as stored now (another
+/// replica may have changed it): carried with the event, every replica
+/// applies the same one.
+pub async fn prepare(app: &App, o: Observation<'_>) -> ApiResult<Option<PendingEvent>> {
+    let Some(event) = to_event(&o) else { return Ok(None) };
     let declared = match o.worker {
         "" => None,
         worker => inventory::get_worker(&app.store, o.tenant_id, worker).await?.map(|w| Declaration::of(&w)),
     };
-    let mut row = StoredEvent {
+    let row = StoredEvent {
         seq: 0,
+        txn: 0,
         tenant_id: o.tenant_id.to_string(),
         device_id: o.device_id.to_string(),
         credential_id: o.credential_id.to_string(),
@@ -249,14 +273,26 @@ pub async fn observe(app: &App, o: Observation<'_>) -> ApiResult<Vec<Flag>> {
         event_json: event.to_json().to_string(),
         declared_json: declared.map(|d| serde_json::json!(d).to_string()).unwrap_or_default(),
     };
-    row.seq = app
+    // Only an access decision depends on what its own event raises; the others report it.
+    let wait = match o.what {
+        Happening::Session { .. } => Await::Decision,
+        _ => Await::Record,
+    };
+    Ok(Some(PendingEvent { row, wait }))
+}
+
+/// Records one happening in the shared event log in a transaction of its own
+/// and evaluates the log through it (see [`PendingEvent::evaluate`]).
+pub async fn observe(app: &App, o: Observation<'_>) -> ApiResult<Vec<Flag>> {
+    let Some(pending) = prepare(app, o).await? else { return Ok(Vec::new()) };
+    let position = app
         .store
         .retrying("risk.append", || async {
             let mut tx = app.store.begin().await?;
-            let seq = risk_events::append(&mut tx, app.store.backend(), &row).await?;
+            let position = pending.append(&mut tx).await?;
             tx.commit().await.map_err(StoreError::from)?;
-            Ok::<_, StoreError>(seq)
+            Ok::<_, StoreError>(position)
         })
         .await?;
-    crate::risk_shared::evaluate_own(app, &row).await
+    pending.evaluate(app, position).await
 }

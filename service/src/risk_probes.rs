@@ -58,14 +58,17 @@ impl Cadence {
 }
 
 /// Schedules the rounds of the probes the engine asked for since the last
-/// call (claimed once across replicas), then issues every round that is due.
-/// Runs after each catch-up with the shared log, so a new cluster's first
-/// round goes out before the request that completed the cluster returns.
-pub(crate) async fn run(app: &App) -> ApiResult<()> {
+/// call (claimed once across replicas) and, when it claimed one, issues every
+/// round that is due. Runs after each catch-up with the shared log, so a new
+/// cluster's first round goes out before the request that completed the
+/// cluster returns; later rounds go out from the scheduler ([`issue_due`]),
+/// which keeps the query for due rounds off every request's path.
+pub(crate) async fn schedule(app: &App) -> ApiResult<()> {
     let (requests, cadence) = app.risk.take_probes();
     if !cadence.enabled {
         return Ok(());
     }
+    let mut claimed_any = false;
     for request in requests {
         let now = now_ms();
         let rounds = cadence.rounds_of(&request, now);
@@ -78,6 +81,7 @@ pub(crate) async fn run(app: &App) -> ApiResult<()> {
                 Ok::<_, StoreError>(claimed)
             })
             .await?;
+        claimed_any |= claimed;
         if claimed {
             tracing::info!(
                 egress = %request.egress, devices = request.devices.len(), rounds = cadence.rounds,
@@ -85,11 +89,11 @@ pub(crate) async fn run(app: &App) -> ApiResult<()> {
             );
         }
     }
-    issue_due(app).await
+    if claimed_any { issue_due(app).await } else { Ok(()) }
 }
 
 /// Issues the rounds that are due and not issued yet.
-async fn issue_due(app: &App) -> ApiResult<()> {
+pub(crate) async fn issue_due(app: &App) -> ApiResult<()> {
     for round in risk_events::due_rounds(&app.store, now_ms(), ROUNDS_PER_PASS).await? {
         issue(app, &round).await?;
     }

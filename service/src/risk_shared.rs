@@ -2,9 +2,9 @@
 //!
 //! Each replica's engine lives in its memory, but none evaluates an event
 //! straight from a request: the event is first appended to `risk_events`
-//! (crate::store::risk_events, which keeps sequence order equal to commit
-//! order), and every engine evaluates the log in sequence order — before
-//! each new event of its own and on every scheduler tick. So all replicas'
+//! (crate::store::risk_events, which defines an order no late commit can
+//! break), and every engine evaluates the log in that order — up to each new
+//! event of its own and on every scheduler tick. So all replicas'
 //! windows (egress clusters, travel history, counters, bursts) converge on
 //! the same state, whichever replica a device happens to talk to.
 //!
@@ -19,16 +19,17 @@
 
 use crate::app::App;
 use crate::audit::{self, Actor};
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::risk::event::Home;
 use crate::risk::{Engine, Event, EventBody, Flag, FlagKind, Millis, WorkingHours};
 use crate::risk_live::{LiveRisk, severity_name};
 use crate::store::flags::FlagRecord;
-use crate::store::risk_events::{self, StoredEvent};
+use crate::store::risk_events::{self, Position, StoredEvent};
 use crate::store::{Store, StoreError, Tx, flags, inventory};
 use crate::util::{new_id, now_ms};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 /// Events read per query while catching up.
 const PAGE: i64 = 2_000;
@@ -39,12 +40,16 @@ const PRUNE_EVERY_MS: Millis = 10 * 60 * 1000;
 /// Rows deleted per statement, so appenders never wait long for a prune.
 const PRUNE_BATCH: i64 = 10_000;
 const HOUR_MS: Millis = 3_600_000;
+/// The longest an access check waits for its own event to become readable in
+/// log order (for the transactions that were running when it committed);
+/// past it the check fails UNAVAILABLE rather than decide without the event.
+const OWN_EVENT_WAIT: Duration = Duration::from_secs(5);
 
 /// The engine and how far into the shared log it has evaluated.
 pub struct Shared {
     pub(crate) engine: Engine,
-    /// The highest `risk_events.seq` evaluated.
-    cursor: i64,
+    /// The last log position evaluated.
+    cursor: Position,
     /// This replica's own events being evaluated: their flags, once any
     /// task's catch-up evaluated them, for the request that recorded them.
     pending: HashMap<i64, Option<Vec<Flag>>>,
@@ -53,7 +58,7 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(engine: Engine) -> Shared {
-        Shared { engine, cursor: 0, pending: HashMap::new(), last_prune: 0 }
+        Shared { engine, cursor: Position::START, pending: HashMap::new(), last_prune: 0 }
     }
 
     /// How far back windows reach: the longest window or flag cooldown, at least a day.
@@ -77,10 +82,10 @@ impl Shared {
     fn apply(&mut self, rows: Vec<StoredEvent>) -> Vec<(StoredEvent, Vec<Flag>)> {
         let mut raised = Vec::new();
         for row in rows {
-            if row.seq <= self.cursor {
+            if row.position() <= self.cursor {
                 continue; // another task of this replica got there first
             }
-            self.cursor = row.seq;
+            self.cursor = row.position();
             let flags = self.evaluate(&row);
             if let Some(slot) = self.pending.get_mut(&row.seq) {
                 *slot = Some(flags.clone());
@@ -165,11 +170,11 @@ pub async fn catch_up(app: &App) -> ApiResult<Vec<Flag>> {
     let mut raised = Vec::new();
     loop {
         let cursor = app.risk.lock().cursor;
-        let rows = risk_events::after(&app.store, cursor, i64::MAX, i64::MIN, PAGE).await?;
+        let rows = risk_events::after(&app.store, cursor, Position::END, i64::MIN, PAGE).await?;
         let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= PAGE;
         let evaluated = app.risk.lock().apply(rows);
         store_flags(app, &evaluated).await?;
-        crate::risk_probes::run(app).await?;
+        crate::risk_probes::schedule(app).await?;
         raised.extend(evaluated.into_iter().flat_map(|(_, flags)| flags));
         if !full {
             return Ok(raised);
@@ -177,11 +182,24 @@ pub async fn catch_up(app: &App) -> ApiResult<Vec<Flag>> {
     }
 }
 
+/// How a request that appended an event goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Await {
+    /// Its decision depends on the event's flags: wait until the event can be
+    /// evaluated in log order, and fail UNAVAILABLE past [`OWN_EVENT_WAIT`]
+    /// rather than decide without it.
+    Decision,
+    /// It reports the flags it raised (analysts see them once the call
+    /// returns): wait the same, but past the bound go on; the event is then
+    /// evaluated by the next catch-up (any request's, or the scheduler's).
+    Record,
+}
+
 /// Catches up through this replica's own event `row` (already appended) and
 /// returns the flags it raised, stored, plus any others this catch-up raised.
-pub async fn evaluate_own(app: &App, row: &StoredEvent) -> ApiResult<Vec<Flag>> {
+pub async fn evaluate_own(app: &App, row: &StoredEvent, wait: Await) -> ApiResult<Vec<Flag>> {
     app.risk.lock().pending.insert(row.seq, None);
-    let caught = catch_up(app).await;
+    let caught = catch_up_through(app, row.position(), wait).await;
     let own = app.risk.lock().pending.remove(&row.seq).flatten().unwrap_or_default();
     let mut raised = caught?;
     if !own.is_empty() {
@@ -195,10 +213,35 @@ pub async fn evaluate_own(app: &App, row: &StoredEvent) -> ApiResult<Vec<Flag>> 
     Ok(raised)
 }
 
+/// Catches up until `position` is evaluated (see [`Await`] for how long).
+async fn catch_up_through(app: &App, position: Position, wait: Await) -> ApiResult<Vec<Flag>> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    let mut raised = catch_up(app).await?;
+    while app.risk.lock().cursor < position {
+        if started.elapsed() >= OWN_EVENT_WAIT {
+            if wait == Await::Record {
+                tracing::warn!(seq = position.seq, "risk event not evaluated in time; the next catch-up will");
+                return Ok(raised);
+            }
+            return Err(ApiError::Unavailable(
+                "the risk engine could not evaluate this request in time (a long database transaction is \
+                 holding back the shared risk log); retry the call"
+                    .into(),
+            ));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
+        raised.extend(catch_up(app).await?);
+    }
+    Ok(raised)
+}
+
 /// The scheduler's turn: catch up with the other replicas' events, and now
 /// and then delete events older than any window needs.
 pub async fn tick(app: &App) -> ApiResult<usize> {
     let mut raised = catch_up(app).await?.len();
+    crate::risk_probes::issue_due(app).await?;
     let now = now_ms();
     raised += close_due_rounds(app, now).await?;
     let (due, keep) = {
@@ -238,6 +281,7 @@ async fn close_due_rounds(app: &App, now: Millis) -> ApiResult<usize> {
     // Raised by the clock, not by an event: attributed to no credential or session.
     let row = StoredEvent {
         seq: 0,
+        txn: 0,
         tenant_id: String::new(),
         device_id: String::new(),
         credential_id: String::new(),
@@ -321,13 +365,13 @@ async fn insert_flag(tx: &mut Tx, row: &StoredEvent, flag: &Flag, cooldown: Mill
 /// evaluated them in, and continues from the end of the log. The flags and
 /// probes this raises were handled when the events first happened.
 /// Returns how many events were replayed.
-pub async fn warm_up(risk: &LiveRisk, store: &Store, last: i64) -> Result<usize, StoreError> {
+pub async fn warm_up(risk: &LiveRisk, store: &Store, last: Position) -> Result<usize, StoreError> {
     let since = now_ms() - risk.lock().horizon_ms();
     let mut cursor = risk_events::warm_start(store, last, since, WARM_UP_EVENTS).await?;
     let mut replayed = 0;
     loop {
         let rows = risk_events::after(store, cursor, last, since, PAGE).await?;
-        let Some(end) = rows.last().map(|r| r.seq) else { break };
+        let Some(end) = rows.last().map(StoredEvent::position) else { break };
         replayed += rows.len();
         cursor = end;
         risk.lock().apply(rows);

@@ -18,6 +18,7 @@ use crate::presence::Attempt;
 use crate::risk_live::{self, Happening, Observation};
 use crate::store::flags::FlagRecord;
 use crate::store::pcr_policy::{self, PcrPolicy};
+use crate::store::risk_events::Position;
 use crate::store::tpm::Clock;
 use crate::store::{StoreError, Tx, credentials, flags, inventory, presence, tpm as tpm_store};
 use crate::tpm_enrollment::KIND;
@@ -130,6 +131,22 @@ pub async fn answer(
         anomalies.iter().filter(|a| !matches!(a, ClockAnomaly::FirmwareChanged { .. })).collect();
     let firmware_changed = anomalies.iter().any(|a| matches!(a, ClockAnomaly::FirmwareChanged { .. }));
 
+    // The risk engine sees the answer like a WebAuthn one (a TPM keeps no signature counter).
+    let observation = Observation {
+        tenant_id: &challenge.tenant_id,
+        worker: &credential.worker_external_id,
+        device_id: &challenge.device_id,
+        credential_id: &credential.id,
+        session_id: "",
+        ip: source_ip,
+        at_ms: now,
+        what: Happening::Answered {
+            issued_at_ms: challenge.issued_at_ms,
+            sign_count: 0,
+            posture: posture.map(|p| p.posture.clone()),
+        },
+    };
+    let risk_event = risk_live::prepare(app, observation).await?;
     // The transaction is one unit: run again whole if the database aborts it for a concurrent one.
     let outcome = app
         .store
@@ -199,12 +216,20 @@ pub async fn answer(
                 }
             }
             attempt.record_ok(&mut tx, detail, now, posture).await?;
+            let position = match &risk_event {
+                Some(event) => Some(event.append(&mut tx).await?),
+                None => None,
+            };
             tx.commit().await.map_err(StoreError::from)?;
-            Ok::<_, StoreError>(Quoted::Recorded)
+            Ok::<_, StoreError>(Quoted::Recorded(position))
         })
         .await?;
     match outcome {
-        Quoted::Recorded => {}
+        Quoted::Recorded(position) => {
+            if let (Some(event), Some(position)) = (risk_event, position) {
+                event.evaluate(app, position).await?;
+            }
+        }
         Quoted::Replayed => {
             let error = ApiError::precondition("this challenge was already answered; challenges are single-use");
             return Err(attempt.reject(app, "replayed", error).await);
@@ -224,28 +249,13 @@ pub async fn answer(
             return Err(attempt.reject(app, "failed", error).await);
         }
     }
-    // The risk engine sees the answer like a WebAuthn one (a TPM keeps no signature counter).
-    let observation = Observation {
-        tenant_id: &challenge.tenant_id,
-        worker: &credential.worker_external_id,
-        device_id: &challenge.device_id,
-        credential_id: &credential.id,
-        session_id: "",
-        ip: source_ip,
-        at_ms: now,
-        what: Happening::Answered {
-            issued_at_ms: challenge.issued_at_ms,
-            sign_count: 0,
-            posture: posture.map(|p| p.posture.clone()),
-        },
-    };
-    risk_live::observe(app, observation).await?;
     Ok(now)
 }
 
 /// How an answer's transaction ended; the refusals are recorded after it rolled back.
 enum Quoted {
-    Recorded,
+    /// Recorded, with its risk event at this position (None when it has none).
+    Recorded(Option<Position>),
     Replayed,
     ClockRaced,
     /// Committed with a high-severity flag: the answer is refused with this detail.

@@ -16,6 +16,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (8, "detection live", include_str!("../../migrations/sqlite/0008_detection_live.sql")),
     (9, "risk events", include_str!("../../migrations/sqlite/0009_risk_events.sql")),
     (10, "probe rounds", include_str!("../../migrations/sqlite/0010_probe_rounds.sql")),
+    (11, "risk events order", include_str!("../../migrations/sqlite/0011_risk_events_order.sql")),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -29,6 +30,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (8, "detection live", include_str!("../../migrations/postgres/0008_detection_live.sql")),
     (9, "risk events", include_str!("../../migrations/postgres/0009_risk_events.sql")),
     (10, "probe rounds", include_str!("../../migrations/postgres/0010_probe_rounds.sql")),
+    (11, "risk events order", include_str!("../../migrations/postgres/0011_risk_events_order.sql")),
 ];
 
 pub(super) async fn run(store: &Store) -> StoreResult<()> {

@@ -2,27 +2,46 @@
 //! the probe rounds they schedule.
 //!
 //! Every replica appends the events it evaluates and replays everybody's in
-//! `seq` order (crate::risk_shared). That only converges if a reader that has
-//! seen `seq = n` can never later see a row with a lower `seq`: otherwise it
-//! would skip the late row for good (its cursor is past it) or evaluate it
-//! out of order. PostgreSQL hands out identity values when the INSERT runs,
-//! not when the transaction commits, so two appenders can commit in the
-//! opposite order of their values. [`append`] therefore takes a table lock
-//! that only appenders contend on, takes its value under it and keeps it to
-//! commit: values become visible in order, and a value whose transaction
-//! rolled back leaves a hole nobody needs to wait for. SQLite gets the same
-//! from its single writer (every write transaction is `BEGIN IMMEDIATE`).
-//! The price is that appends are serialized, each for the rest of its
-//! transaction; appenders take the lock as their last step before commit.
+//! one order (crate::risk_shared). That only converges if a reader that has
+//! passed a position can never later see a row before it: otherwise it would
+//! skip the late row for good (its cursor is past it) or evaluate it out of
+//! order. PostgreSQL hands out identity values when the INSERT runs, not
+//! when the transaction commits, so `seq` alone is not such an order.
+//!
+//! So each row also records the transaction that appended it (`txn`), the log
+//! is read in `(txn, seq)` order, and a reader takes only rows whose
+//! transaction is older than the oldest one still running (its snapshot's
+//! `xmin`). Every transaction below `xmin` has ended, and every transaction
+//! that can still append has an id at or above it, so the rows a reader takes
+//! form a prefix that never grows from the middle. Appenders take no lock and
+//! commit together; a reader waits, at most, for the transactions running
+//! when its own event committed. SQLite has one writer at a time, so there
+//! `txn` stays 0, `seq` order is commit order, and every row is stable.
 
 use super::{Backend, Store, StoreResult, Tx};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+/// A place in the log's order: `(txn, seq)`, compared in that order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    pub txn: i64,
+    pub seq: i64,
+}
+
+impl Position {
+    /// Before every row.
+    pub const START: Position = Position { txn: i64::MIN, seq: i64::MIN };
+    /// After every row.
+    pub const END: Position = Position { txn: i64::MAX, seq: i64::MAX };
+}
+
 /// One event as stored; `event_json` is the `tether analyze` line.
 #[derive(Debug, Clone)]
 pub struct StoredEvent {
     pub seq: i64,
+    /// The appending transaction (0 on SQLite); see the module documentation.
+    pub txn: i64,
     pub tenant_id: String,
     pub device_id: String,
     pub credential_id: String,
@@ -32,9 +51,16 @@ pub struct StoredEvent {
     pub declared_json: String,
 }
 
+impl StoredEvent {
+    pub fn position(&self) -> Position {
+        Position { txn: self.txn, seq: self.seq }
+    }
+}
+
 fn from_row(row: &AnyRow) -> StoreResult<StoredEvent> {
     Ok(StoredEvent {
         seq: row.try_get("seq")?,
+        txn: row.try_get("txn")?,
         tenant_id: row.try_get("tenant_id")?,
         device_id: row.try_get("device_id")?,
         credential_id: row.try_get("credential_id")?,
@@ -45,16 +71,20 @@ fn from_row(row: &AnyRow) -> StoreResult<StoredEvent> {
     })
 }
 
-/// Appends an event in the caller's transaction (see the module documentation
-/// for the lock) and returns its sequence number. Call it last before commit.
-pub async fn append(tx: &mut Tx, backend: Backend, e: &StoredEvent) -> StoreResult<i64> {
-    if backend == Backend::Postgres {
-        // Conflicts with itself and with DELETE, not with readers.
-        sqlx::query("LOCK TABLE risk_events IN SHARE ROW EXCLUSIVE MODE").execute(&mut **tx).await?;
+/// The condition that keeps a read to rows no running transaction can still
+/// precede (see the module documentation).
+fn stable(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => "txn < pg_snapshot_xmin(pg_current_snapshot())::text::bigint",
+        Backend::Sqlite => "1 = 1",
     }
+}
+
+/// Appends an event in the caller's transaction and returns its position.
+pub async fn append(tx: &mut Tx, e: &StoredEvent) -> StoreResult<Position> {
     let row = sqlx::query(
         "INSERT INTO risk_events (tenant_id, device_id, credential_id, session_id, at_ms, event_json, \
-         declared_json) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
+         declared_json) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq, txn",
     )
     .bind(&e.tenant_id)
     .bind(&e.device_id)
@@ -65,43 +95,84 @@ pub async fn append(tx: &mut Tx, backend: Backend, e: &StoredEvent) -> StoreResu
     .bind(&e.declared_json)
     .fetch_one(&mut **tx)
     .await?;
-    Ok(row.try_get("seq")?)
+    Ok(Position { txn: row.try_get("txn")?, seq: row.try_get("seq")? })
 }
 
-/// Events after `cursor` up to `until` (inclusive) that happened at or after
-/// `since_ms`, in sequence order, at most `limit`.
-pub async fn after(store: &Store, cursor: i64, until: i64, since_ms: i64, limit: i64) -> StoreResult<Vec<StoredEvent>> {
-    let rows =
-        sqlx::query("SELECT * FROM risk_events WHERE seq > $1 AND seq <= $2 AND at_ms >= $3 ORDER BY seq LIMIT $4")
-            .bind(cursor)
-            .bind(until)
-            .bind(since_ms)
-            .bind(limit)
-            .fetch_all(store.pool())
-            .await?;
+/// Stable events after `cursor` up to `until` (inclusive) that happened at or
+/// after `since_ms`, in log order, at most `limit`.
+pub async fn after(
+    store: &Store,
+    cursor: Position,
+    until: Position,
+    since_ms: i64,
+    limit: i64,
+) -> StoreResult<Vec<StoredEvent>> {
+    let sql = format!(
+        "SELECT * FROM risk_events WHERE (txn, seq) > ($1, $2) AND (txn, seq) <= ($3, $4) AND at_ms >= $5 \
+         AND {} ORDER BY txn, seq LIMIT $6",
+        stable(store.backend())
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(cursor.txn)
+        .bind(cursor.seq)
+        .bind(until.txn)
+        .bind(until.seq)
+        .bind(since_ms)
+        .bind(limit)
+        .fetch_all(store.pool())
+        .await?;
     rows.iter().map(from_row).collect()
 }
 
-/// The highest sequence number stored (0 when there is none).
-pub async fn last_seq(store: &Store) -> StoreResult<i64> {
-    let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS last FROM risk_events").fetch_one(store.pool()).await?;
-    Ok(row.try_get("last")?)
+/// The last stable position (None when the log holds no stable row).
+pub async fn last_stable(store: &Store) -> StoreResult<Option<Position>> {
+    let sql = format!(
+        "SELECT txn, seq FROM risk_events WHERE {} ORDER BY txn DESC, seq DESC LIMIT 1",
+        stable(store.backend())
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_optional(store.pool()).await?;
+    match row {
+        Some(row) => Ok(Some(Position { txn: row.try_get("txn")?, seq: row.try_get("seq")? })),
+        None => Ok(None),
+    }
+}
+
+/// True when the log holds no event at all.
+pub async fn is_empty(store: &Store) -> StoreResult<bool> {
+    Ok(sqlx::query("SELECT seq FROM risk_events LIMIT 1").fetch_optional(store.pool()).await?.is_none())
+}
+
+/// The last stable position of a log that holds events, waiting (briefly) for
+/// the transactions still appending the first of them.
+pub async fn wait_for_stable(store: &Store) -> StoreResult<Position> {
+    for _ in 0..200 {
+        if let Some(last) = last_stable(store).await? {
+            return Ok(last);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Appends still running after 2 s: start from the beginning of the log.
+    Ok(Position::START)
 }
 
 /// Where a warm-up starts so that it replays the newest `cap` events up to
-/// `until` that happened since `since_ms`: the cursor just before the oldest of them.
-pub async fn warm_start(store: &Store, until: i64, since_ms: i64, cap: i64) -> StoreResult<i64> {
-    let row =
-        sqlx::query("SELECT seq FROM risk_events WHERE seq <= $1 AND at_ms >= $2 ORDER BY seq DESC LIMIT 1 OFFSET $3")
-            .bind(until)
-            .bind(since_ms)
-            .bind(cap.saturating_sub(1).max(0))
-            .fetch_optional(store.pool())
-            .await?;
+/// `until` that happened since `since_ms`: the position just before the oldest of them.
+pub async fn warm_start(store: &Store, until: Position, since_ms: i64, cap: i64) -> StoreResult<Position> {
+    let row = sqlx::query(
+        "SELECT txn, seq FROM risk_events WHERE (txn, seq) <= ($1, $2) AND at_ms >= $3 \
+         ORDER BY txn DESC, seq DESC LIMIT 1 OFFSET $4",
+    )
+    .bind(until.txn)
+    .bind(until.seq)
+    .bind(since_ms)
+    .bind(cap.saturating_sub(1).max(0))
+    .fetch_optional(store.pool())
+    .await?;
     match row {
-        Some(row) => Ok(row.try_get::<i64, _>("seq")? - 1),
+        // Just before it: same transaction, the sequence number below.
+        Some(row) => Ok(Position { txn: row.try_get("txn")?, seq: row.try_get::<i64, _>("seq")? - 1 }),
         // Fewer than `cap`: all of them (the `since_ms` filter does the rest).
-        None => Ok(0),
+        None => Ok(Position::START),
     }
 }
 
