@@ -20,9 +20,13 @@ pub mod sessions;
 pub mod tenants;
 pub mod tpm;
 pub mod trust;
+mod tx;
+
+pub use tx::Tx;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use sqlx::{Any, AnyPool, Transaction};
+use sqlx::AnyPool;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,13 +87,15 @@ impl Default for StoreOptions {
         }
     }
 }
-pub type Tx = Transaction<'static, Any>;
-
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
     retry_attempts: u32,
+    /// SQLite: this process's writers take turns (crate::store::tx).
+    write_turn: Arc<tokio::sync::Mutex<()>>,
+    /// SQLite: the longest a writer waits for its turn (the busy timeout).
+    write_wait: Duration,
 }
 
 impl Store {
@@ -129,7 +135,13 @@ impl Store {
             // stored in the file, so setting it once at open is enough.
             sqlx::query("PRAGMA journal_mode = WAL").fetch_optional(&pool).await?;
         }
-        let store = Store { pool, backend, retry_attempts: options.retry_attempts };
+        let store = Store {
+            pool,
+            backend,
+            retry_attempts: options.retry_attempts,
+            write_turn: Arc::default(),
+            write_wait: options.statement_timeout,
+        };
         migrations::run(&store).await?;
         Ok(store)
     }
@@ -142,16 +154,21 @@ impl Store {
         self.backend
     }
 
-    /// Starts a write transaction. On SQLite it takes the write lock up front
-    /// (`BEGIN IMMEDIATE`) so concurrent writers wait on the busy timeout
-    /// instead of failing when a read lock cannot be upgraded.
+    /// Starts a write transaction. On SQLite it waits for this process's turn
+    /// to write (crate::store::tx), then takes the write lock up front
+    /// (`BEGIN IMMEDIATE`) so that writers of other processes wait on the busy
+    /// timeout instead of failing when a read lock cannot be upgraded.
     pub async fn begin(&self) -> StoreResult<Tx> {
         let _waiting = crate::telemetry::waiting_for_connection();
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        };
-        Ok(tx)
+        match self.backend {
+            Backend::Sqlite => {
+                let turn = tokio::time::timeout(self.write_wait, Arc::clone(&self.write_turn).lock_owned())
+                    .await
+                    .map_err(|_| StoreError::Database(sqlx::Error::PoolTimedOut))?;
+                Ok(Tx::new(self.pool.begin_with("BEGIN IMMEDIATE").await?, Some(turn)))
+            }
+            Backend::Postgres => Ok(Tx::new(self.pool.begin().await?, None)),
+        }
     }
 
     pub async fn close(&self) {

@@ -86,8 +86,12 @@ fn event_from_row(row: &AnyRow) -> StoreResult<PresenceEvent> {
     })
 }
 
+/// Inserts in a transaction of its own, so that on SQLite it takes its turn
+/// with this process's other writers (crate::store::tx).
 pub async fn insert_challenge(store: &Store, c: &Challenge) -> StoreResult<()> {
-    insert_challenge_query(c).execute(store.pool()).await?;
+    let mut tx = store.begin().await?;
+    insert_challenge_query(c).execute(&mut *tx).await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -36,7 +36,10 @@ fn from_row(row: &AnyRow) -> StoreResult<SessionRecord> {
     })
 }
 
+/// Inserts in a transaction of its own, so that on SQLite it takes its turn
+/// with this process's other writers (crate::store::tx).
 pub async fn insert(store: &Store, s: &SessionRecord) -> StoreResult<()> {
+    let mut tx = store.begin().await?;
     sqlx::query(
         "INSERT INTO sessions (id, tenant_id, worker_external_id, device_id, credential_id, source_ip, \
          gateway_id, decision, reasons_json, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -51,8 +54,9 @@ pub async fn insert(store: &Store, s: &SessionRecord) -> StoreResult<()> {
     .bind(&s.decision)
     .bind(&s.reasons_json)
     .bind(s.at_ms)
-    .execute(store.pool())
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(())
 }
 
