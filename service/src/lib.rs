@@ -19,6 +19,7 @@ pub mod error;
 pub mod flag_review;
 pub mod health;
 pub mod limits;
+pub mod pepper;
 pub mod posture;
 pub mod presence;
 pub mod reports;

@@ -224,12 +224,18 @@ struct PepperArgs {
     /// itself). Default with SQLite: DATABASE.pepper beside the database file, created on first start.
     #[arg(long, env = "TETHER_API_KEY_PEPPER_FILE")]
     api_key_pepper_file: Option<std::path::PathBuf>,
+    /// A previous API-key pepper (repeatable; the environment variable takes a comma-separated list):
+    /// keys hashed under it still verify and are re-hashed under the current pepper at their next use.
+    #[arg(long, env = "TETHER_API_KEY_PEPPER_PREVIOUS_FILE", value_name = "FILE", value_delimiter = ',')]
+    api_key_pepper_previous_file: Vec<std::path::PathBuf>,
 }
 
 impl PepperArgs {
     fn load(&self, database_url: &str) -> anyhow::Result<Pepper> {
         tetherd::store::backend_of(database_url)?;
-        Pepper::for_database(self.api_key_pepper_file.as_deref(), database_url).map_err(|e| anyhow::anyhow!(e))
+        Pepper::for_database(self.api_key_pepper_file.as_deref(), database_url)
+            .and_then(|pepper| pepper.with_previous_files(&self.api_key_pepper_previous_file))
+            .map_err(|e| anyhow::anyhow!(e))
     }
 }
 
@@ -315,6 +321,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!(e))?;
             let pepper = pepper.load(&database_url)?;
             let store = Store::open_with(&database_url, &store_options).await?;
+            tetherd::pepper::log_dependents(&store, &pepper, tetherd::util::now_ms()).await;
             let engine = tetherd::risk_live::load_engine(risk_config.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
             let settings = Settings { scheduler_tick, limits, request_timeout, ..Settings::default() };
             let app = App::new(store, pepper, settings, engine);

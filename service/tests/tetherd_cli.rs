@@ -118,3 +118,69 @@ fn migrate_applies_the_schema_and_exits() {
     let out = tetherd().args(["migrate", "--database-url", "postgres://postgres@127.0.0.1:1/none"]).output().unwrap();
     assert!(!out.status.success());
 }
+
+/// Runs `tetherd serve` that must refuse to start; returns its stderr. A
+/// process still running after 30 s started when it should not have.
+fn serve_refused(configure: impl FnOnce(&mut Command)) -> String {
+    let mut command = tetherd();
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    command.env_remove("TETHER_API_KEY_PEPPER").env_remove("TETHER_API_KEY_PEPPER_PREVIOUS_FILE");
+    configure(&mut command);
+    let mut child = command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("tetherd serve started despite a bad previous pepper");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_previous_pepper_must_exist_and_be_long_enough() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let current = dir.path().join("current.pepper");
+    std::fs::write(&current, "the current pepper, at least thirty-two bytes").unwrap();
+    let good = dir.path().join("good.pepper");
+    std::fs::write(&good, "a previous pepper, at least thirty-two bytes").unwrap();
+    let short = dir.path().join("short.pepper");
+    std::fs::write(&short, "too short\n").unwrap();
+    let missing = dir.path().join("missing.pepper");
+    let base = |command: &mut Command| {
+        command.args(["--database-url", &url, "--api-key-pepper-file", current.to_str().unwrap()]);
+    };
+
+    // The flag.
+    let stderr = serve_refused(|c| {
+        base(c);
+        c.args(["--api-key-pepper-previous-file", missing.to_str().unwrap()]);
+    });
+    assert!(stderr.contains("--api-key-pepper-previous-file"), "{stderr}");
+    assert!(stderr.contains(missing.to_str().unwrap()) && stderr.contains("cannot read"), "{stderr}");
+    assert!(!missing.exists(), "a mistyped previous pepper path must not be created");
+
+    // The environment variable, a comma-separated list.
+    let stderr = serve_refused(|c| {
+        base(c);
+        c.env("TETHER_API_KEY_PEPPER_PREVIOUS_FILE", format!("{},{}", good.display(), short.display()));
+    });
+    assert!(stderr.contains("TETHER_API_KEY_PEPPER_PREVIOUS_FILE"), "{stderr}");
+    assert!(stderr.contains(short.to_str().unwrap()) && stderr.contains("at least 32 bytes"), "{stderr}");
+
+    // The configuration file's key.
+    let config = dir.path().join("tether.toml");
+    std::fs::write(&config, format!("api_key_pepper_previous_file = [{:?}]\n", short.display().to_string())).unwrap();
+    let stderr = serve_refused(|c| {
+        base(c);
+        c.args(["--config", config.to_str().unwrap()]);
+    });
+    assert!(stderr.contains("api_key_pepper_previous_file"), "{stderr}");
+    assert!(stderr.contains("at least 32 bytes"), "{stderr}");
+    // Nothing was opened: the check runs before the database.
+    assert!(!dir.path().join("t.db").exists());
+}

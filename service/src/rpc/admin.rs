@@ -37,6 +37,7 @@ fn key_to_proto(k: &keys::ApiKey) -> pb::ApiKey {
         last_used_at_ms: k.last_used_at_ms.unwrap_or(0),
         revoked_at_ms: k.revoked_at_ms.unwrap_or(0),
         expires_at_ms: k.expires_at_ms.unwrap_or(0),
+        pepper_id: k.pepper_id.clone().unwrap_or_default(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! API keys: only a hash of each secret is stored.
 
 use super::{Store, StoreResult, Tx};
+use crate::pepper::{HMAC_SCHEME, StoredHash};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -15,6 +16,9 @@ pub struct ApiKey {
     pub hash_scheme: String,
     /// Hex; empty for the `sha256` scheme.
     pub salt: String,
+    /// The pepper that made `secret_hash` (`pepper::Pepper::current_id`); None for the `sha256`
+    /// scheme and for keys hashed before ids were recorded and not used since.
+    pub pepper_id: Option<String>,
     pub expires_at_ms: Option<i64>,
     pub created_at_ms: i64,
     pub last_used_at_ms: Option<i64>,
@@ -30,6 +34,7 @@ fn from_row(row: &AnyRow) -> StoreResult<ApiKey> {
         secret_hash: row.try_get("secret_hash")?,
         hash_scheme: row.try_get("hash_scheme")?,
         salt: row.try_get("salt")?,
+        pepper_id: row.try_get("pepper_id")?,
         expires_at_ms: row.try_get("expires_at_ms")?,
         created_at_ms: row.try_get("created_at_ms")?,
         last_used_at_ms: row.try_get("last_used_at_ms")?,
@@ -40,7 +45,7 @@ fn from_row(row: &AnyRow) -> StoreResult<ApiKey> {
 pub async fn insert(tx: &mut Tx, key: &ApiKey) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO api_keys (id, tenant_id, name, role, secret_hash, hash_scheme, salt, expires_at_ms, \
-         created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         created_at_ms, pepper_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&key.id)
     .bind(&key.tenant_id)
@@ -51,6 +56,7 @@ pub async fn insert(tx: &mut Tx, key: &ApiKey) -> StoreResult<()> {
     .bind(&key.salt)
     .bind(key.expires_at_ms)
     .bind(key.created_at_ms)
+    .bind(&key.pepper_id)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -90,4 +96,37 @@ pub async fn touch(store: &Store, id: &str, now_ms: i64) -> StoreResult<()> {
         .execute(store.pool())
         .await?;
     Ok(())
+}
+
+/// Replaces the stored hash of a key whose hash is still `old_hash`; false
+/// when it changed meanwhile (another replica re-hashed it first) or the key
+/// is gone.
+pub async fn rehash(store: &Store, id: &str, old_hash: &[u8], new: &StoredHash) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE api_keys SET secret_hash = $3, hash_scheme = $4, salt = $5, pepper_id = $6 \
+         WHERE id = $1 AND secret_hash = $2",
+    )
+    .bind(id)
+    .bind(old_hash)
+    .bind(&new.secret_hash)
+    .bind(&new.hash_scheme)
+    .bind(&new.salt)
+    .bind(&new.pepper_id)
+    .execute(store.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Live (unrevoked, unexpired) peppered keys of every tenant, counted by the
+/// pepper that made their hash (None: not recorded).
+pub async fn live_counts_by_pepper(store: &Store, now_ms: i64) -> StoreResult<Vec<(Option<String>, i64)>> {
+    let rows = sqlx::query(
+        "SELECT pepper_id, COUNT(*) AS n FROM api_keys WHERE hash_scheme = $1 AND revoked_at_ms IS NULL \
+         AND (expires_at_ms IS NULL OR expires_at_ms > $2) GROUP BY pepper_id",
+    )
+    .bind(HMAC_SCHEME)
+    .bind(now_ms)
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter().map(|row| Ok((row.try_get("pepper_id")?, row.try_get("n")?))).collect()
 }

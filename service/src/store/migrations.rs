@@ -17,6 +17,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (9, "risk events", include_str!("../../migrations/sqlite/0009_risk_events.sql")),
     (10, "probe rounds", include_str!("../../migrations/sqlite/0010_probe_rounds.sql")),
     (11, "risk events order", include_str!("../../migrations/sqlite/0011_risk_events_order.sql")),
+    (12, "api key pepper", include_str!("../../migrations/sqlite/0012_api_key_pepper.sql")),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -31,6 +32,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (9, "risk events", include_str!("../../migrations/postgres/0009_risk_events.sql")),
     (10, "probe rounds", include_str!("../../migrations/postgres/0010_probe_rounds.sql")),
     (11, "risk events order", include_str!("../../migrations/postgres/0011_risk_events_order.sql")),
+    (12, "api key pepper", include_str!("../../migrations/postgres/0012_api_key_pepper.sql")),
 ];
 
 pub(super) async fn run(store: &Store) -> StoreResult<()> {

@@ -47,6 +47,8 @@ pub struct ApiKeyView {
     pub last_used_at: Option<String>,
     pub revoked_at: Option<String>,
     pub expires_at: Option<String>,
+    /// The API-key pepper the stored hash was made with (null: not recorded yet, or unpeppered).
+    pub pepper_id: Option<String>,
 }
 
 impl From<pb::ApiKey> for ApiKeyView {
@@ -59,6 +61,7 @@ impl From<pb::ApiKey> for ApiKeyView {
             last_used_at: rfc3339(k.last_used_at_ms),
             revoked_at: rfc3339(k.revoked_at_ms),
             expires_at: rfc3339(k.expires_at_ms),
+            pepper_id: Some(k.pepper_id).filter(|p| !p.is_empty()),
         }
     }
 }
@@ -72,6 +75,7 @@ impl ApiKeyView {
             .add("created at", time_cell(&self.created_at))
             .add("last used at", time_cell(&self.last_used_at))
             .add("revoked at", time_cell(&self.revoked_at))
+            .add("pepper", self.pepper_id.as_deref().unwrap_or("-"))
     }
 }
 
@@ -109,7 +113,7 @@ pub struct ApiKeysView {
 
 impl Render for ApiKeysView {
     fn to_text(&self) -> String {
-        let mut table = Table::new(&["ID", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED"]);
+        let mut table = Table::new(&["ID", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED", "PEPPER"]);
         for k in &self.keys {
             table.row([
                 k.id.clone(),
@@ -118,6 +122,7 @@ impl Render for ApiKeysView {
                 time_cell(&k.created_at),
                 time_cell(&k.last_used_at),
                 time_cell(&k.revoked_at),
+                k.pepper_id.clone().unwrap_or_else(|| "-".into()),
             ]);
         }
         table.render()

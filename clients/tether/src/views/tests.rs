@@ -29,6 +29,7 @@ fn api_key_json_has_rfc3339_times_and_nulls() {
         last_used_at_ms: 0,
         revoked_at_ms: 0,
         expires_at_ms: 1_700_000_000_000,
+        pepper_id: String::new(),
     });
     assert_eq!(
         serde_json::to_value(&view).unwrap(),
@@ -39,7 +40,8 @@ fn api_key_json_has_rfc3339_times_and_nulls() {
             "created_at": "2023-11-14T22:13:20Z",
             "last_used_at": null,
             "revoked_at": null,
-            "expires_at": "2023-11-14T22:13:20Z"
+            "expires_at": "2023-11-14T22:13:20Z",
+            "pepper_id": null
         })
     );
 }
