@@ -1,9 +1,15 @@
 //! Timed presence and access load over real gRPC, spread over replicas:
-//! client task `t` talks to replica `t % replicas`, each on its own HTTP/2
-//! connection. Calls that fail are counted, not retried.
+//! client task `t` talks to replica `t % replicas`. Access checks go over one
+//! HTTP/2 connection per task (the gateway's) and name each device's own
+//! source address; presence answers go over one connection per device
+//! address, made from that address (see crate::bench::Addresses), all opened
+//! before the timed section. Calls that fail are counted, not retried.
 
 use crate::authed;
+use crate::bench::channel_from;
 use crate::fixtures::sign;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tether_proto::v1 as pb;
@@ -57,15 +63,21 @@ pub fn row(setup: &[String], s: &Stats) -> String {
     )
 }
 
-/// A device the bench answers as.
+/// A device the bench answers as, from its own source address.
 pub struct Answerer {
     pub device_id: String,
     pub credential_id: String,
     pub auth: SoftAuthenticator,
+    pub address: Ipv4Addr,
 }
 
-/// (challenge id, signed answer) in the device's counter order.
-pub type Signed = Vec<(String, String)>;
+/// One device's pre-signed answers.
+pub struct Signed {
+    /// Where the device answers from.
+    pub address: Ipv4Addr,
+    /// (challenge id, signed answer) in the device's counter order.
+    pub answers: Vec<(String, String)>,
+}
 
 async fn channel(url: &str) -> Channel {
     Channel::from_shared(url.to_string()).expect("server URL").connect().await.expect("connect to tetherd")
@@ -100,7 +112,8 @@ pub async fn presign(
                 }
                 let poll = pb::PollChallengesRequest { credential_id: device.credential_id.clone() };
                 let pending = presence.poll_challenges(poll).await.expect("poll challenges").into_inner().challenges;
-                out.push(pending.iter().map(|c| (c.challenge_id.clone(), sign(c, &mut device.auth))).collect());
+                let answers = pending.iter().map(|c| (c.challenge_id.clone(), sign(c, &mut device.auth))).collect();
+                out.push(Signed { address: device.address, answers });
             }
             out
         }));
@@ -112,29 +125,66 @@ pub async fn presign(
     signed
 }
 
-/// Answers every pre-signed challenge. A device's answers stay in one task,
-/// in order, so its counter only moves forward.
+/// Answers every pre-signed challenge, each device from its own address. The
+/// devices of one address share its connection and stay in one task, in
+/// order, so each counter only moves forward. The connections are opened
+/// before the clock starts.
 pub async fn presence(urls: &[String], signed: Vec<Signed>, concurrency: usize) -> Stats {
-    let mut queues: Vec<Signed> = vec![Vec::new(); concurrency];
-    for (i, answers) in signed.into_iter().enumerate() {
-        queues[i % concurrency].extend(answers);
+    // Devices by address, in the order given: one group per connection.
+    let mut groups: Vec<Signed> = Vec::new();
+    let mut index: HashMap<Ipv4Addr, usize> = HashMap::new();
+    for device in signed {
+        match index.get(&device.address) {
+            Some(&g) => groups[g].answers.extend(device.answers),
+            None => {
+                index.insert(device.address, groups.len());
+                groups.push(device);
+            }
+        }
     }
-    let mut clients = Vec::new();
-    for t in 0..concurrency {
-        clients.push(PresenceServiceClient::new(channel(&urls[t % urls.len()]).await));
+    let connections = groups.len();
+    let mut shares: Vec<Vec<Signed>> = (0..concurrency).map(|_| Vec::new()).collect();
+    for (g, group) in groups.into_iter().enumerate() {
+        shares[g % concurrency].push(group);
     }
+    let opened = Instant::now();
+    let mut connecting = Vec::new();
+    for (t, share) in shares.into_iter().enumerate() {
+        let url = urls[t % urls.len()].clone();
+        connecting.push(tokio::spawn(async move {
+            let mut queue = Vec::with_capacity(share.len());
+            for group in share {
+                let channel = channel_from(&url, group.address).await.unwrap_or_else(|e| panic!("{e}"));
+                queue.push((PresenceServiceClient::new(channel), group.answers));
+            }
+            queue
+        }));
+    }
+    let mut queues = Vec::new();
+    for task in connecting {
+        queues.push(task.await.expect("connect task"));
+    }
+    eprintln!(
+        "opened {connections} answering connections (one per device address) in {:.1} s",
+        opened.elapsed().as_secs_f64()
+    );
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for (mut client, queue) in clients.into_iter().zip(queues) {
+    for queue in queues {
         tasks.push(tokio::spawn(async move {
-            let (mut latencies, mut failures) = (Vec::with_capacity(queue.len()), Vec::new());
-            for (challenge_id, json) in queue {
-                let t = Instant::now();
-                let request =
-                    pb::AnswerChallengeRequest { challenge_id, assertion_response_json: json, ..Default::default() };
-                match client.answer_challenge(request).await {
-                    Ok(_) => latencies.push(t.elapsed()),
-                    Err(status) => failures.push(format!("{status:?}")),
+            let (mut latencies, mut failures) = (Vec::new(), Vec::new());
+            for (mut client, answers) in queue {
+                for (challenge_id, json) in answers {
+                    let t = Instant::now();
+                    let request = pb::AnswerChallengeRequest {
+                        challenge_id,
+                        assertion_response_json: json,
+                        ..Default::default()
+                    };
+                    match client.answer_challenge(request).await {
+                        Ok(_) => latencies.push(t.elapsed()),
+                        Err(status) => failures.push(format!("{status:?}")),
+                    }
                 }
             }
             (latencies, failures)
@@ -143,8 +193,16 @@ pub async fn presence(urls: &[String], signed: Vec<Signed>, concurrency: usize) 
     gather(tasks, started).await
 }
 
-/// The (worker, device) an access check names, by call number.
-pub type Pick = Arc<dyn Fn(u64) -> (String, String) + Send + Sync>;
+/// What one access check names, by call number.
+pub struct Target {
+    pub worker: String,
+    pub device: String,
+    /// The device's own source address, as the gateway saw it.
+    pub source_ip: Ipv4Addr,
+}
+
+/// The access check to make for a call number.
+pub type Pick = Arc<dyn Fn(u64) -> Target + Send + Sync>;
 
 /// Access checks for `seconds`; a DENY counts as an error (every device picked
 /// should be allowed), with its reasons in `first_error`.
@@ -162,13 +220,13 @@ pub async fn access(urls: &[String], gateway_key: &str, pick: Pick, concurrency:
             let (mut latencies, mut failures) = (Vec::new(), Vec::new());
             let mut call = t as u64;
             while Instant::now() < deadline {
-                let (worker, device) = pick(call);
+                let target = pick(call);
                 call += concurrency as u64;
                 let request = pb::CheckAccessRequest {
-                    worker_external_id: worker,
-                    device_id: device,
+                    worker_external_id: target.worker,
+                    device_id: target.device,
                     credential_id: String::new(),
-                    source_ip: "127.0.0.1".into(),
+                    source_ip: target.source_ip.to_string(),
                     gateway_id: "bench".into(),
                     ..Default::default()
                 };

@@ -10,8 +10,13 @@
 //! any device. Each seeded device also gets one answered challenge and its
 //! `ok` presence record at seeding time (what a device enrolled for a while
 //! has), so it is present for access checks and not due for a scheduled
-//! challenge. Seeded rows are not audited: they stand for history.
+//! challenge. Seeded rows are not audited: they stand for history. The
+//! addresses they record (`credentials.enrolled_from_ip`,
+//! `presence_events.source_ip`) are device `i`'s own source address
+//! ([`Addresses`]), the one the bench later checks and answers from, so the
+//! history shows no shared egress either.
 
+use crate::bench::Addresses;
 use crate::fixtures::EnrolledDevice;
 use sqlx::{AnyPool, AssertSqlSafe};
 use std::time::{Duration, Instant};
@@ -60,12 +65,14 @@ pub struct SeedTimes {
     pub elapsed: Duration,
 }
 
-/// Inserts `devices` enrolled devices for `tenant_id`, keyed from `templates`.
+/// Inserts `devices` enrolled devices for `tenant_id`, keyed from `templates`,
+/// device `i` seen at `addresses.of(i)`.
 pub async fn seed(
     database_url: &str,
     tenant_id: &str,
     devices: u64,
     templates: &[EnrolledDevice],
+    addresses: Addresses,
 ) -> anyhow::Result<(Seeded, SeedTimes)> {
     anyhow::ensure!(!templates.is_empty(), "at least one template device is needed");
     sqlx::any::install_default_drivers();
@@ -90,7 +97,7 @@ pub async fn seed(
     let mut lo = 0;
     while lo < devices {
         let hi = (lo + BATCH).min(devices);
-        for statement in statements(postgres, lo, hi, keys) {
+        for statement in statements(postgres, lo, hi, keys, addresses) {
             sqlx::query(AssertSqlSafe(statement))
                 .bind(tenant_id)
                 .bind(now)
@@ -116,7 +123,7 @@ pub async fn seed(
 
 /// The INSERT … SELECT statements for devices `lo..hi` (`$1` tenant, `$2` now).
 /// Only integers are formatted into the text.
-fn statements(postgres: bool, lo: u64, hi: u64, keys: usize) -> Vec<String> {
+fn statements(postgres: bool, lo: u64, hi: u64, keys: usize, addresses: Addresses) -> Vec<String> {
     let series = if postgres {
         format!("WITH s(i) AS (SELECT generate_series({lo}::bigint, {}::bigint)) ", hi - 1)
     } else {
@@ -132,6 +139,7 @@ fn statements(postgres: bool, lo: u64, hi: u64, keys: usize) -> Vec<String> {
     let device = format!("'dev_bench' || {pad}");
     let credential = format!("'bnch' || {pad}");
     let challenge = format!("'chl_bench' || {pad}");
+    let ip = addresses.sql("s.i");
     vec![
         format!(
             "{series}INSERT INTO workers (tenant_id, external_id, display_name, created_at_ms) \
@@ -146,7 +154,7 @@ fn statements(postgres: bool, lo: u64, hi: u64, keys: usize) -> Vec<String> {
              format, attestation_type, attested, attestation_reason, trust_anchor, aaguid, sign_count, \
              enrolled_at_ms, enrolled_from_ip, last_presence_at_ms) \
              SELECT {credential}, $1, {device}, {worker}, 'webauthn', k.cose, 'packed', 'basic', 1, '', \
-             'bench seed (key of an attested template device)', '{aaguid}', 0, $2, '127.0.0.1', $2 \
+             'bench seed (key of an attested template device)', '{aaguid}', 0, $2, {ip}, $2 \
              FROM s JOIN bench_seed_keys k ON k.k = s.i % {keys}",
             aaguid = crate::fixtures::test_aaguid()
         ),
@@ -159,7 +167,7 @@ fn statements(postgres: bool, lo: u64, hi: u64, keys: usize) -> Vec<String> {
             "{series}INSERT INTO presence_events (id, tenant_id, outcome, device_id, worker_external_id, \
              credential_id, challenge_id, at_ms, source_ip, detail) \
              SELECT 'pev_bench' || {pad}, $1, 'ok', {device}, {worker}, {credential}, {challenge}, $2, \
-             '127.0.0.1', 'seeded by tether-bench' FROM s"
+             {ip}, 'seeded by tether-bench' FROM s"
         ),
     ]
 }
@@ -179,8 +187,12 @@ mod tests {
 
     #[test]
     fn only_integers_reach_the_statement_text() {
-        let sql = statements(true, 0, 10, 4).join("\n");
+        let one = Addresses::plan(10, 10, 20_000).unwrap();
+        let sql = statements(true, 0, 10, 4, one).join("\n");
         assert!(sql.contains("generate_series(0::bigint, 9::bigint)") && sql.contains("% 4"));
-        assert!(statements(false, 5, 6, 1)[0].contains("WHERE i + 1 < 6"));
+        assert!(statements(false, 5, 6, 1, one)[0].contains("WHERE i + 1 < 6"));
+        assert!(!sql.contains("127.0.0.1"), "seeded history must not put every device behind one address");
+        // Both recorded addresses are the device's own.
+        assert_eq!(sql.matches(&one.sql("s.i")).count(), 2);
     }
 }

@@ -3,6 +3,9 @@
 //! one database (SQLite, or PostgreSQL when TETHER_TEST_POSTGRES_URL is set).
 //! Devices are enrolled over gRPC (`--devices N`) or, for large populations,
 //! seeded straight into the tables (`--seed N`, see tether_e2e::bench::seed).
+//! Every device has its own loopback source address (tether_e2e::bench::Addresses),
+//! so the population looks like workers at home, not like one laptop farm; the
+//! bench prints how many risk flags tetherd raised while it ran (0 expected).
 //! Build everything in release first:
 //!
 //!     cargo build --release --workspace --bins
@@ -10,11 +13,12 @@
 //!     target/release/tether-bench --seed 100000 --replicas 2 --concurrency 32 --seconds 30
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 use tether_e2e::Server;
-use tether_e2e::bench::load::{self, Answerer, Pick, Stats};
-use tether_e2e::bench::seed;
+use tether_e2e::bench::load::{self, Answerer, Pick, Stats, Target};
+use tether_e2e::bench::{self, Addresses, seed};
 use tether_e2e::fixtures::{EnrolledDevice, Org};
 
 const USAGE: &str = "usage: tether-bench [--devices N | --seed N [--templates K] [--answer-devices M] [--seed-only]] \
@@ -72,10 +76,18 @@ fn parse_options() -> Options {
     o
 }
 
-async fn enroll(server: &Server, org: &Org, count: u64, prefix: &str) -> Vec<EnrolledDevice> {
+/// Enrolls `count` devices, the `k`th from the address of device `first + k`.
+async fn enroll(
+    server: &Server,
+    org: &Org,
+    count: u64,
+    prefix: &str,
+    first: u64,
+    addresses: Addresses,
+) -> Vec<EnrolledDevice> {
     let mut devices = Vec::new();
     for i in 0..count {
-        devices.push(org.enrolled_device(server, &format!("{prefix}-{i}")).await);
+        devices.push(bench::enroll_from(server, org, &format!("{prefix}-{i}"), addresses.of(first + i)).await);
     }
     devices
 }
@@ -87,14 +99,28 @@ async fn main() {
         Ok(url) if !url.is_empty() => "PostgreSQL",
         _ => "SQLite",
     };
+    // Seeded devices are 0..N and the templates follow them; enrolled devices are 0..N.
+    let (population, answering) =
+        if o.seed > 0 { (o.seed + o.templates, o.answer_devices.min(o.seed)) } else { (o.devices, o.devices) };
+    let open_files = bench::open_files_limit();
+    let addresses = Addresses::plan(population, answering, open_files).unwrap_or_else(|e| {
+        eprintln!("tether-bench: {e}");
+        std::process::exit(2);
+    });
+    if addresses.share() > 1 {
+        eprintln!(
+            "open-files limit {open_files}: {} devices share each source address (and answering connection)",
+            addresses.share()
+        );
+    }
     // A slow scheduler: the benchmark issues its own challenges.
     let mut server = Server::start_with_tick("1h");
     let org = Org::create(&server, "bench").await;
     let started = Instant::now();
-    let (population, answerers, pick): (u64, Vec<Answerer>, Pick) = if o.seed > 0 {
-        let templates = enroll(&server, &org, o.templates, "w-template").await;
+    let (answerers, pick): (Vec<Answerer>, Pick) = if o.seed > 0 {
+        let templates = enroll(&server, &org, o.templates, "w-template", o.seed, addresses).await;
         eprintln!("enrolled {} template devices in {:.1} s", templates.len(), started.elapsed().as_secs_f64());
-        let (seeded, times) = seed::seed(&server.database_url, &org.keys.tenant_id, o.seed, &templates)
+        let (seeded, times) = seed::seed(&server.database_url, &org.keys.tenant_id, o.seed, &templates, addresses)
             .await
             .unwrap_or_else(|e| panic!("seeding failed: {e}"));
         eprintln!(
@@ -111,33 +137,47 @@ async fn main() {
         let restarted = Instant::now();
         server.restart();
         eprintln!("tetherd restarted on {} devices in {:.1} s", o.seed, restarted.elapsed().as_secs_f64());
-        let sample = o.answer_devices.min(o.seed);
-        let answerers = (0..sample)
-            .map(|j| {
-                let i = j * o.seed / sample;
-                Answerer {
-                    device_id: seed::device_id(i),
-                    credential_id: seed::credential_id(i),
-                    auth: seeded.authenticator(i),
-                }
+        // Address slots spread evenly over the population; every device of a sampled slot answers.
+        let share = addresses.share();
+        let slots = o.seed.div_ceil(share);
+        let sampled = answering.div_ceil(share).min(slots);
+        let answerers = (0..sampled)
+            .flat_map(|j| {
+                let slot = j * slots / sampled;
+                slot * share..((slot + 1) * share).min(o.seed)
+            })
+            .map(|i| Answerer {
+                device_id: seed::device_id(i),
+                credential_id: seed::credential_id(i),
+                auth: seeded.authenticator(i),
+                address: addresses.of(i),
             })
             .collect();
         let n = o.seed;
         let pick: Pick = Arc::new(move |call| {
             let i = load::spread(call, n);
-            (seed::worker_id(i), seed::device_id(i))
+            Target { worker: seed::worker_id(i), device: seed::device_id(i), source_ip: addresses.of(i) }
         });
-        (n + o.templates, answerers, pick)
+        (answerers, pick)
     } else {
-        let devices = enroll(&server, &org, o.devices, "w").await;
+        let devices = enroll(&server, &org, o.devices, "w", 0, addresses).await;
         eprintln!("enrolled {} devices in {:.1} s", devices.len(), started.elapsed().as_secs_f64());
         let ids: Vec<(String, String)> = devices.iter().map(|d| (d.worker.clone(), d.device_id.clone())).collect();
-        let pick: Pick = Arc::new(move |call| ids[(call % ids.len() as u64) as usize].clone());
-        let answerers = devices
-            .into_iter()
-            .map(|d| Answerer { device_id: d.device_id, credential_id: d.credential_id, auth: d.auth })
+        let pick: Pick = Arc::new(move |call| {
+            let i = call % ids.len() as u64;
+            let (worker, device) = ids[i as usize].clone();
+            Target { worker, device, source_ip: addresses.of(i) }
+        });
+        let answerers = (0..)
+            .zip(devices)
+            .map(|(i, d)| Answerer {
+                device_id: d.device_id,
+                credential_id: d.credential_id,
+                auth: d.auth,
+                address: addresses.of(i),
+            })
             .collect();
-        (o.devices, answerers, pick)
+        (answerers, pick)
     };
 
     let mut replicas = Vec::new();
@@ -148,14 +188,16 @@ async fn main() {
     }
     let urls: Vec<String> = std::iter::once(&server).chain(&replicas).map(|s| s.url.clone()).collect();
 
+    let flags_before = bench::flag_counts(&server.database_url).await.unwrap_or_else(|e| panic!("{e}"));
     // Pre-issue and pre-sign, so the measured call is only the server's
     // verification, consumption and recording of each answer.
     let t = Instant::now();
     let signed = load::presign(&server.url, &org.keys.admin_key, answerers, o.answers_per_device, o.concurrency).await;
-    let total: usize = signed.iter().map(Vec::len).sum();
+    let total: usize = signed.iter().map(|s| s.answers.len()).sum();
     eprintln!("issued and signed {total} challenges in {:.1} s", t.elapsed().as_secs_f64());
     let presence = load::presence(&urls, signed, o.concurrency).await;
     let access = load::access(&urls, &org.gateway_key, pick, o.concurrency, o.seconds).await;
+    let flags_after = bench::flag_counts(&server.database_url).await.unwrap_or_else(|e| panic!("{e}"));
 
     println!("\n{population} enrolled devices, {backend}, {} replica(s), concurrency {}\n", o.replicas, o.concurrency);
     println!("| store | devices | replicas | clients | operation | calls | per second | p50 ms | p99 ms |");
@@ -173,6 +215,30 @@ async fn main() {
     println!("{}", load::row(&setup("access check (decide + record session)"), &access));
     report_errors("presence answers", &presence);
     report_errors("access checks", &access);
+    report_flags(&flags_before, &flags_after);
+}
+
+/// How many flags tetherd raised while the benchmark ran (presign, answers,
+/// checks), and a WARNING naming them when any was: each is a farm-path
+/// evaluation (and audit entry) the figures then include.
+fn report_flags(before: &BTreeMap<(String, String), i64>, after: &BTreeMap<(String, String), i64>) {
+    let setup: i64 = before.values().sum();
+    let raised: Vec<String> = after
+        .iter()
+        .filter_map(|((kind, severity), n)| {
+            let new = n - before.get(&(kind.clone(), severity.clone())).copied().unwrap_or(0);
+            (new != 0).then(|| format!("{new} {kind}/{severity}"))
+        })
+        .collect();
+    let during = after.values().sum::<i64>() - setup;
+    eprintln!("flags raised during the benchmark: {during} (before it, at enrollment/seeding/warm-up: {setup})");
+    if !raised.is_empty() {
+        eprintln!(
+            "WARNING: tetherd raised {during} flags during the benchmark ({}): part of the population looks like \
+             a laptop farm, and the figures include that path",
+            raised.join(", ")
+        );
+    }
 }
 
 fn report_errors(what: &str, stats: &Stats) {
