@@ -24,8 +24,8 @@ mod tx;
 
 pub use tx::Tx;
 
-use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::AnyPool;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use std::sync::Arc;
 use std::time::Duration;
 
