@@ -11,8 +11,9 @@ concurrency="${2:-32}"
 pg="${TETHER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}"
 cargo build --release -q -p tetherd --bins
 cargo build --release -q -p tether-e2e --bin tether-bench
-bench=target/release/tether-bench
-log=target/scale-bench.log   # everything the runs print (seeding and restart times, warnings)
+target_dir="${CARGO_TARGET_DIR:-target}"
+bench="$target_dir/release/tether-bench"
+log="$target_dir/scale-bench.log"   # everything the runs print (seeding and restart times, warnings)
 : > "$log"
 echo "| store | devices | replicas | clients | operation | calls | per second | p50 ms | p99 ms |"
 echo "|---|---|---|---|---|---|---|---|---|"
@@ -32,4 +33,6 @@ for store in sqlite postgres; do
         done
     done
     run "$store" 100000 1
+    # One client at a time: the latency a gateway sees inline, without queueing behind others.
+    concurrency=1 run "$store" 100000 1
 done
