@@ -5,9 +5,11 @@
 use crate::app::App;
 use crate::audit;
 use crate::error::{ApiError, ApiResult};
+use crate::risk_live::PendingEvent;
 use crate::store::credentials::Credential;
 use crate::store::enrollment::{EnrollmentSession, EnrollmentToken};
 use crate::store::flags::FlagRecord;
+use crate::store::risk_events::Position;
 use crate::store::tenants::Tenant;
 use crate::store::{StoreError, Tx, credentials, enrollment, flags, inventory, tenants, trust};
 use crate::util::{b64url, new_id, now_ms, random_bytes, sha256};
@@ -204,7 +206,9 @@ pub async fn finish(
         last_presence_at_ms: None,
     };
     let extra = serde_json::json!({"aaguid": credential.aaguid});
-    app.store
+    let event = risk_event(app, &credential, source_ip, now).await?;
+    let position = app
+        .store
         .retrying("enrollment.finish", || async {
             let mut tx = app.store.begin().await?;
             if !enrollment::consume_token(&mut tx, &token.id, now).await? {
@@ -221,11 +225,12 @@ pub async fn finish(
                 });
             }
             record(&mut tx, &token.id, &credential, source_ip, now, &extra).await?;
+            let position = append_risk_event(&mut tx, &event).await?;
             tx.commit().await.map_err(StoreError::from)?;
-            Ok(())
+            Ok(position)
         })
         .await?;
-    enrolled(app, &credential, source_ip, now).await?;
+    enrolled(app, &credential, event, position).await?;
     Ok(credential)
 }
 
@@ -299,14 +304,15 @@ pub(crate) async fn record(
     audit::append(tx, &credential.tenant_id, &actor, "device.enrolled", &credential.device_id, details).await
 }
 
-/// After an enrollment committed: the log line and the risk engine's view
-/// of it. Outside the transaction, so a re-run transaction never feeds the
-/// engine twice.
-pub(crate) async fn enrolled(app: &App, credential: &Credential, source_ip: &str, now: i64) -> ApiResult<()> {
-    tracing::info!(
-        tenant = %credential.tenant_id, device = %credential.device_id, credential = %credential.id,
-        format = %credential.format, attested = credential.attested, "device enrolled"
-    );
+/// The risk engine's view of an enrollment, prepared before its transaction
+/// (the worker's declaration is read outside it) and appended inside it
+/// ([`append_risk_event`]), so the enrollment and its event commit together.
+pub(crate) async fn risk_event(
+    app: &App,
+    credential: &Credential,
+    source_ip: &str,
+    now: i64,
+) -> ApiResult<Option<PendingEvent>> {
     let observation = crate::risk_live::Observation {
         tenant_id: &credential.tenant_id,
         worker: &credential.worker_external_id,
@@ -320,7 +326,35 @@ pub(crate) async fn enrolled(app: &App, credential: &Credential, source_ip: &str
             format: credential.format.clone(),
         },
     };
-    crate::risk_live::observe(app, observation).await?;
+    crate::risk_live::prepare(app, observation).await
+}
+
+/// Appends the enrollment's risk event, if it has one, in its transaction.
+pub(crate) async fn append_risk_event(
+    tx: &mut Tx,
+    event: &Option<PendingEvent>,
+) -> Result<Option<Position>, StoreError> {
+    match event {
+        Some(event) => Ok(Some(event.append(tx).await?)),
+        None => Ok(None),
+    }
+}
+
+/// After an enrollment committed: the log line, and the evaluation of its
+/// risk event (appended at `position`).
+pub(crate) async fn enrolled(
+    app: &App,
+    credential: &Credential,
+    event: Option<PendingEvent>,
+    position: Option<Position>,
+) -> ApiResult<()> {
+    tracing::info!(
+        tenant = %credential.tenant_id, device = %credential.device_id, credential = %credential.id,
+        format = %credential.format, attested = credential.attested, "device enrolled"
+    );
+    if let (Some(event), Some(position)) = (event, position) {
+        event.evaluate(app, position).await?;
+    }
     Ok(())
 }
 

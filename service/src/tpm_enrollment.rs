@@ -211,7 +211,9 @@ pub async fn finish(
         "ek_pin": session.ek_pin, "tpm_manufacturer": session.ek_manufacturer, "tpm_model": session.ek_model,
         "tpm_firmware": session.ek_firmware,
     });
-    app.store
+    let event = crate::enrollment::risk_event(app, &credential, source_ip, now).await?;
+    let position = app
+        .store
         .retrying("tpm_enrollment.finish", || async {
             let mut tx = app.store.begin().await?;
             // The pin may have been set since the ceremony began: check it as this transaction sees it.
@@ -248,11 +250,12 @@ pub async fn finish(
             )
             .await?;
             crate::enrollment::record(&mut tx, &token.id, &credential, source_ip, now, &extra).await?;
+            let position = crate::enrollment::append_risk_event(&mut tx, &event).await?;
             tx.commit().await.map_err(StoreError::from)?;
-            Ok(())
+            Ok(position)
         })
         .await?;
-    crate::enrollment::enrolled(app, &credential, source_ip, now).await?;
+    crate::enrollment::enrolled(app, &credential, event, position).await?;
     Ok(credential)
 }
 

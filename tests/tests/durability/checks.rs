@@ -75,6 +75,16 @@ const HALF_WRITTEN: &[(&str, &str)] = &[
          (SELECT MAX(e.at_ms) FROM presence_events e WHERE e.credential_id = c.id AND e.outcome = 'ok'), 0)",
     ),
     (
+        "answers and misses without their risk event",
+        "SELECT COUNT(*) FROM presence_events e WHERE e.outcome IN ('ok', 'missed') AND NOT EXISTS \
+         (SELECT 1 FROM risk_events r WHERE r.credential_id = e.credential_id AND r.at_ms = e.at_ms)",
+    ),
+    (
+        "enrollments without their risk event",
+        "SELECT COUNT(*) FROM credentials c WHERE NOT EXISTS \
+         (SELECT 1 FROM risk_events r WHERE r.credential_id = c.id AND r.at_ms = c.enrolled_at_ms)",
+    ),
+    (
         "audit heads that are not their chain's last entry",
         "SELECT COUNT(*) FROM audit_heads h WHERE h.seq <> (SELECT COUNT(*) FROM audit_log a \
          WHERE a.tenant_id = h.tenant_id) OR (h.seq > 0 AND NOT EXISTS (SELECT 1 FROM audit_log a \
@@ -133,6 +143,14 @@ async fn the_checks_name_each_kind_of_half_written_record() {
             "challenges with more than one outcome",
         ),
         ("UPDATE challenges SET missed_at_ms = consumed_at_ms", "challenges both answered and missed"),
+        (
+            "DELETE FROM risk_events WHERE at_ms IN (SELECT at_ms FROM presence_events)",
+            "answers and misses without their risk event",
+        ),
+        (
+            "DELETE FROM risk_events WHERE at_ms IN (SELECT enrolled_at_ms FROM credentials)",
+            "enrollments without their risk event",
+        ),
     ];
     let mut connection = pool.acquire().await.unwrap();
     assert!(half_written(&mut connection).await.iter().all(|(_, n)| *n == 0), "the untouched database is whole");
