@@ -342,3 +342,78 @@ async fn no_token_is_issued_to_a_device_that_would_be_denied() {
     assert!(refused.message().contains("no access token was issued"), "{}", refused.message());
     assert!(refused.message().contains("attested"), "{}", refused.message());
 }
+
+/// The agent binary's side: `tether-agent run --once --access-token-out FILE`
+/// keeps the token issued with its answer (mode 0600), which a gateway then
+/// verifies offline and tetherd accepts online; without a pending challenge
+/// the agent writes nothing and fails rather than leave a stale token.
+#[tokio::test]
+async fn the_agent_binary_writes_the_token_issued_with_its_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = new_key(dir.path(), "signing.pem");
+    let args = key_args(&key, &[]);
+    let server = Server::start_with_args(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let org = Org::create(&server, "acme").await;
+    let (ca, state) = (dir.path().join("dev-ca"), dir.path().join("agent.json"));
+    let (ca, state) = (ca.to_str().unwrap(), state.to_str().unwrap());
+    let admin = [("TETHER_SERVER", server.url.as_str()), ("TETHER_API_KEY", org.keys.admin_key.as_str())];
+    let tether = |args: &[&str]| {
+        let out = run_bin("tether", &[&["--output", "json"], args].concat(), &admin);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    assert!(run_bin("tether", &["dev-ca", "--dir", ca], &[]).status.success());
+    tether(&["trust", "add", &format!("{ca}/root.pem"), "--name", "dev"]);
+    let device =
+        tether(&["devices", "add", "--serial", "AT1", "--model", "T14", "--worker", "w-tok", "--worker-name", "W"]);
+    let device_id = device["id"].as_str().unwrap().to_string();
+    let token = tether(&["tokens", "create", "--device", &device_id])["secret"].as_str().unwrap().to_string();
+    let agent_env = [("TETHER_SERVER", server.url.as_str()), ("TETHER_AGENT_STATE", state)];
+    let (ca_cert, ca_key) = (format!("{ca}/vendor-ca.pem"), format!("{ca}/vendor-ca.key"));
+    let enroll = ["enroll", "--token", &token, "--attestation-ca-cert", &ca_cert, "--attestation-ca-key", &ca_key];
+    let enrolled = run_bin("tether-agent", &enroll, &agent_env);
+    assert!(enrolled.status.success(), "{}", String::from_utf8_lossy(&enrolled.stderr));
+
+    let out_file = dir.path().join("access-token");
+    let out_arg = out_file.to_str().unwrap();
+    let run = ["run", "--once", "--no-posture", "--access-token-out", out_arg];
+    // Nothing pending yet, or already answered: no token is invented and no file is written.
+    let mut written = false;
+    for _ in 0..50 {
+        let out = run_bin("tether-agent", &run, &agent_env);
+        if out.status.success() {
+            written = true;
+            break;
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("no access token was issued"), "{stderr}");
+        assert!(!out_file.exists());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(written, "the agent never answered a challenge");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&out_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let issued = std::fs::read_to_string(&out_file).unwrap().trim().to_string();
+    assert!(issued.starts_with(&format!("tt1.{}.", key_id(&key))), "{issued}");
+    // Its challenge answered, the next run has nothing to answer: it fails and writes no file.
+    let second_file = dir.path().join("second-token");
+    let second = ["run", "--once", "--no-posture", "--access-token-out", second_file.to_str().unwrap()];
+    let out = run_bin("tether-agent", &second, &agent_env);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no access token was issued"));
+    assert!(!second_file.exists());
+
+    let keys_file = dir.path().join("keys.json");
+    fetch_keys(&server, &org, &keys_file);
+    let (code, claims) = verify_offline(&keys_file, &issued, Some("127.0.0.1"));
+    assert_eq!(code, 0, "{claims}");
+    assert!(claims.contains(&device_id), "{claims}");
+    let (code, why) = verify_offline(&keys_file, &issued, Some("127.0.0.2"));
+    assert_eq!(code, 1, "a token used from another address: {why}");
+    let online = check_token(&server, &org.gateway_key, &issued, "127.0.0.1").await;
+    assert!(is_allow(&online), "{:?}", online.reasons);
+    assert_eq!(online.device_id, device_id);
+}
