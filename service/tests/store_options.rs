@@ -44,3 +44,37 @@ async fn postgres_statements_are_cancelled_after_the_statement_timeout() {
     assert!(started.elapsed() < Duration::from_secs(2), "the statement ran past its timeout");
     assert!(error.to_string().contains("statement timeout"), "{error}");
 }
+
+/// This process's SQLite writers queue for their turn (crate::store::tx)
+/// instead of meeting SQLite's busy handler: the next writer starts as soon
+/// as the holder commits, and one that waits past the busy timeout fails
+/// UNAVAILABLE ("retry later"), not as an internal error.
+#[tokio::test]
+async fn sqlite_writers_of_one_process_take_turns() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = Store::open_with(&url, &options(Duration::from_millis(200))).await.unwrap();
+
+    let holder = store.begin().await.unwrap();
+    let started = Instant::now();
+    let refused = match store.begin().await {
+        Ok(_) => panic!("a second writer got its turn while the first held it"),
+        Err(e) => e,
+    };
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(150), "gave up before the timeout: {waited:?}");
+    let status = tonic::Status::from(tetherd::error::ApiError::from(refused));
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{}", status.message());
+
+    let next = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            sqlx::query("CREATE TABLE turns (n INTEGER)").execute(&mut *tx).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    holder.commit().await.unwrap();
+    next.await.unwrap();
+}
