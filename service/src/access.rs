@@ -4,12 +4,14 @@
 
 use crate::app::App;
 use crate::error::ApiResult;
+use crate::flag_policy::{FlagPolicy, severity_name, severity_to_proto, stored_severity};
 use crate::risk::Severity;
 use crate::risk_live;
 use crate::store::credentials::Credential;
 use crate::store::sessions::SessionRecord;
 use crate::store::{credentials, flags, inventory, sessions, tenants};
 use crate::util::{canonical_ip, new_id, now_ms};
+use std::collections::BTreeMap;
 use tether_proto::v1::{self as pb, DenyReason};
 
 pub struct AccessQuery<'a> {
@@ -30,6 +32,15 @@ pub struct AccessDecision {
     pub device_id: String,
     pub credential_id: String,
     pub last_presence_at_ms: i64,
+    /// Every open kind with its highest severity, and whether it denied.
+    pub open_flags: Vec<OpenFlag>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenFlag {
+    pub kind: String,
+    pub severity: Severity,
+    pub denies: bool,
 }
 
 impl AccessDecision {
@@ -45,6 +56,15 @@ impl AccessDecision {
             device_id: self.device_id.clone(),
             credential_id: self.credential_id.clone(),
             last_presence_at_ms: self.last_presence_at_ms,
+            open_flags: self
+                .open_flags
+                .iter()
+                .map(|f| pb::OpenFlag {
+                    kind: f.kind.clone(),
+                    severity: severity_to_proto(f.severity) as i32,
+                    denies: f.denies,
+                })
+                .collect(),
         }
     }
 }
@@ -63,6 +83,7 @@ pub fn reason_name(code: DenyReason) -> &'static str {
         DenyReason::PresenceNever => "presence_never",
         DenyReason::PresenceStale => "presence_stale",
         DenyReason::OpenHighSeverityFlags => "open_high_severity_flags",
+        DenyReason::OpenFlags => "open_flags",
         DenyReason::AccessTokenInvalid => "access_token_invalid",
         DenyReason::AccessTokenExpired => "access_token_expired",
         DenyReason::AccessTokenWrongSource => "access_token_wrong_source",
@@ -79,6 +100,50 @@ pub fn reason_from_name(name: &str) -> DenyReason {
 struct Target {
     device_id: String,
     credentials: Vec<Credential>,
+    /// Open kinds on the device or worker and their highest severity.
+    open_flags: BTreeMap<String, Severity>,
+    flag_policy: FlagPolicy,
+}
+
+impl Target {
+    fn note_open(&mut self, kind: &str, severity: Severity) {
+        let highest = self.open_flags.entry(kind.to_string()).or_insert(severity);
+        *highest = (*highest).max(severity);
+    }
+
+    /// The open flags as the tenant's policy weighs them, and the reasons
+    /// they give to deny: high severities and lower ones apart, so gateways
+    /// keyed on `open_high_severity_flags` keep working.
+    fn weigh_flags(&self) -> (Vec<OpenFlag>, Vec<(DenyReason, String)>) {
+        let open: Vec<OpenFlag> = self
+            .open_flags
+            .iter()
+            .map(|(kind, &severity)| OpenFlag {
+                kind: kind.clone(),
+                severity,
+                denies: self.flag_policy.denies(kind, severity),
+            })
+            .collect();
+        let denying = |high: bool| -> Vec<String> {
+            open.iter()
+                .filter(|f| f.denies && (f.severity == Severity::High) == high)
+                .map(|f| if high { f.kind.clone() } else { format!("{} ({})", f.kind, severity_name(f.severity)) })
+                .collect()
+        };
+        let mut reasons = Vec::new();
+        let high = denying(true);
+        if !high.is_empty() {
+            reasons.push((DenyReason::OpenHighSeverityFlags, format!("open high-severity flags: {}", high.join(", "))));
+        }
+        let lower = denying(false);
+        if !lower.is_empty() {
+            reasons.push((
+                DenyReason::OpenFlags,
+                format!("open flags the tenant's flag policy denies on: {}", lower.join(", ")),
+            ));
+        }
+        (open, reasons)
+    }
 }
 
 /// Evaluates the request, records the session, and returns the decision.
@@ -97,7 +162,12 @@ pub async fn check_with(
     let now = now_ms();
     let preset = !refused.is_empty();
     let mut reasons: Vec<(DenyReason, String)> = refused;
-    let mut target = Target { device_id: q.device_id.trim().to_string(), credentials: Vec::new() };
+    let mut target = Target {
+        device_id: q.device_id.trim().to_string(),
+        credentials: Vec::new(),
+        open_flags: BTreeMap::new(),
+        flag_policy: FlagPolicy::default(),
+    };
     let source_ip = canonical_ip(q.source_ip).map(|ip| ip.to_string());
     let mut last_presence = 0;
 
@@ -129,20 +199,15 @@ pub async fn check_with(
                 },
             )
             .await?;
-            let high: Vec<&str> = raised
-                .iter()
-                .filter(|f| f.severity == Severity::High && f.tenant == q.tenant_id)
-                .filter(|f| f.device == target.device_id || f.worker == q.worker_external_id.trim())
-                .map(|f| f.kind.as_str())
-                .collect();
-            if !high.is_empty() && !reasons.iter().any(|(code, _)| *code == DenyReason::OpenHighSeverityFlags) {
-                reasons.push((
-                    DenyReason::OpenHighSeverityFlags,
-                    format!("open high-severity flags: {}", high.join(", ")),
-                ));
+            for flag in raised.iter().filter(|f| f.tenant == q.tenant_id) {
+                if flag.device == target.device_id || flag.worker == q.worker_external_id.trim() {
+                    target.note_open(flag.kind.as_str(), flag.severity);
+                }
             }
         }
     }
+    let (open_flags, flag_reasons) = target.weigh_flags();
+    reasons.extend(flag_reasons);
     let allow = reasons.is_empty();
     let reasons_json = serde_json::Value::Array(
         reasons
@@ -175,6 +240,7 @@ pub async fn check_with(
         device_id: session.device_id,
         credential_id: session.credential_id,
         last_presence_at_ms: last_presence,
+        open_flags,
     })
 }
 
@@ -240,6 +306,10 @@ async fn evaluate(
     if device.revoked_at_ms.is_some() {
         reasons.push((DenyReason::DeviceRevoked, "the device has been revoked".into()));
     }
+    let tenant = tenants::get(&app.store, q.tenant_id).await?;
+    if let Some(tenant) = &tenant {
+        target.flag_policy = tenant.policy.flag_policy.clone();
+    }
     let candidates: Vec<Credential> = match named_credential {
         Some(c) => {
             if c.revoked_at_ms.is_some() {
@@ -256,7 +326,6 @@ async fn evaluate(
             reasons.push((DenyReason::DeviceNotEnrolled, "the device has no active enrolled credential".into()));
         }
     } else {
-        let tenant = tenants::get(&app.store, q.tenant_id).await?;
         let allow_unattested = tenant.as_ref().is_some_and(|t| t.policy.allow_unattested);
         let window_ms = tenant.map(|t| t.policy.presence_window_s.saturating_mul(1000)).unwrap_or(0);
         if !allow_unattested && !active.iter().any(|c| c.attested) {
@@ -276,10 +345,8 @@ async fn evaluate(
             ));
         }
     }
-    let open_high = flags::open_high_kinds(&app.store, q.tenant_id, &device.id, worker_id).await?;
-    if !open_high.is_empty() {
-        reasons
-            .push((DenyReason::OpenHighSeverityFlags, format!("open high-severity flags: {}", open_high.join(", "))));
+    for (kind, severity) in flags::open_kinds(&app.store, q.tenant_id, &device.id, worker_id).await? {
+        target.note_open(&kind, stored_severity(&severity));
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ pub mod console;
 pub mod deadline;
 pub mod enrollment;
 pub mod error;
+pub mod flag_policy;
 pub mod flag_review;
 pub mod health;
 pub mod limits;

@@ -193,7 +193,7 @@ mod tests {
         let Command::Policy(PolicyCommand::Set(args)) = cli.command else {
             panic!("expected policy set");
         };
-        let request = args.to_request();
+        let request = args.to_request(None);
         assert_eq!(request.allow_unattested, Some(false));
         assert!(request.set_allowed_aaguids);
         assert!(request.allowed_aaguids.is_empty());
@@ -206,7 +206,7 @@ mod tests {
         let Command::Policy(PolicyCommand::Set(args)) = cli.command else {
             panic!("expected policy set");
         };
-        assert!(!args.to_request().set_allowed_aaguids);
+        assert!(!args.to_request(None).set_allowed_aaguids);
         assert!(parse(&["policy", "set", "--allow-unattested", "maybe"]).is_err());
         assert!(parse(&["policy", "set", "--presence-window", "0s"]).is_err());
     }

@@ -55,6 +55,7 @@ impl AccessService for Shared {
                 device_id: "dev_1".into(),
                 credential_id: "Y3JlZA".into(),
                 last_presence_at_ms: 1_700_000_000_000,
+                open_flags: vec![],
             },
             "bob" => CheckAccessResponse {
                 decision: Decision::Deny as i32,
@@ -66,6 +67,7 @@ impl AccessService for Shared {
                 device_id: "dev_2".into(),
                 credential_id: String::new(),
                 last_presence_at_ms: 0,
+                open_flags: vec![],
             },
             "mallory" => CheckAccessResponse { decision: Decision::Unspecified as i32, ..Default::default() },
             _ => return Err(Status::permission_denied("this call needs a gateway key")),

@@ -1,5 +1,6 @@
 //! AdminService: inventory, tokens, trust store, policy, keys.
 
+mod flag_policy;
 mod pcr_policy;
 mod workers;
 
@@ -95,6 +96,7 @@ fn policy_json(p: &tenants::Policy) -> serde_json::Value {
         "rp_id": p.rp_id, "origin": p.origin, "allow_unattested": p.allow_unattested,
         "allowed_aaguids": p.allowed_aaguids, "presence_interval_s": p.presence_interval_s,
         "challenge_deadline_s": p.challenge_deadline_s, "presence_window_s": p.presence_window_s,
+        "flag_policy": p.flag_policy.to_json(),
     })
 }
 
@@ -107,6 +109,7 @@ fn policy_to_proto(p: &tenants::Policy) -> pb::Policy {
         presence_interval_seconds: u64::try_from(p.presence_interval_s).unwrap_or(0),
         challenge_deadline_seconds: u64::try_from(p.challenge_deadline_s).unwrap_or(0),
         presence_window_seconds: u64::try_from(p.presence_window_s).unwrap_or(0),
+        flag_policy: Some(flag_policy::to_proto(&p.flag_policy)),
     }
 }
 
@@ -653,6 +656,9 @@ impl AdminService for AdminApi {
             }
             if let Some(v) = r.presence_window_seconds {
                 p.presence_window_s = seconds("presence_window_seconds", v, 1, 30 * 24 * 3600)?;
+            }
+            if let Some(v) = &r.flag_policy {
+                p.flag_policy = flag_policy::from_proto(v)?;
             }
             self.retrying("policy.update", || async {
                 let mut tx = self.app.store.begin().await?;

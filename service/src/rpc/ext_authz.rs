@@ -29,6 +29,15 @@ pub struct ExtAuthzApi {
 pub const WORKER_HEADER: &str = "x-tether-worker";
 pub const DEVICE_HEADER: &str = "x-tether-device";
 pub const SESSION_HEADER: &str = "x-tether-session";
+/// Open flags the tenant's policy reports without denying, as
+/// `kind:severity` joined by commas, or `none`.
+pub const FLAGS_HEADER: &str = "x-tether-flags";
+
+fn reported_flags(open: &[crate::access::OpenFlag]) -> String {
+    let listed: Vec<String> =
+        open.iter().map(|f| format!("{}:{}", f.kind, crate::flag_policy::severity_name(f.severity))).collect();
+    if listed.is_empty() { "none".to_string() } else { listed.join(",") }
+}
 
 fn header(key: &str, value: &str) -> HeaderValueOption {
     #[allow(deprecated)]
@@ -84,6 +93,7 @@ impl Authorization for ExtAuthzApi {
                     header(WORKER_HEADER, &decision.worker_external_id),
                     header(DEVICE_HEADER, &decision.device_id),
                     header(SESSION_HEADER, &decision.session_id),
+                    header(FLAGS_HEADER, &reported_flags(&decision.open_flags)),
                 ],
                 headers_to_remove,
                 ..Default::default()

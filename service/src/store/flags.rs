@@ -111,22 +111,24 @@ pub async fn insert_deduped(tx: &mut Tx, f: &FlagRecord, dedupe_key: &str) -> St
 }
 
 /// Kinds of unresolved high-severity flags on the device or the worker.
-pub async fn open_high_kinds(
+/// The kinds of flag open (not resolved) on a device or its worker, each with
+/// every severity it is open at.
+pub async fn open_kinds(
     store: &Store,
     tenant_id: &str,
     device_id: &str,
     worker_external_id: &str,
-) -> StoreResult<Vec<String>> {
+) -> StoreResult<Vec<(String, String)>> {
     let rows = sqlx::query(
-        "SELECT DISTINCT kind FROM flags WHERE tenant_id = $1 AND severity = 'high' \
-         AND status <> 'resolved' AND (device_id = $2 OR worker_external_id = $3) ORDER BY kind",
+        "SELECT DISTINCT kind, severity FROM flags WHERE tenant_id = $1 \
+         AND status <> 'resolved' AND (device_id = $2 OR worker_external_id = $3) ORDER BY kind, severity",
     )
     .bind(tenant_id)
     .bind(device_id)
     .bind(worker_external_id)
     .fetch_all(store.pool())
     .await?;
-    rows.iter().map(|r| Ok(r.try_get("kind")?)).collect()
+    rows.iter().map(|r| Ok((r.try_get("kind")?, r.try_get("severity")?))).collect()
 }
 
 pub async fn list(

@@ -18,6 +18,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (10, "probe rounds", include_str!("../../migrations/sqlite/0010_probe_rounds.sql")),
     (11, "risk events order", include_str!("../../migrations/sqlite/0011_risk_events_order.sql")),
     (12, "api key pepper", include_str!("../../migrations/sqlite/0012_api_key_pepper.sql")),
+    (13, "flag policy", include_str!("../../migrations/sqlite/0013_flag_policy.sql")),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -33,6 +34,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (10, "probe rounds", include_str!("../../migrations/postgres/0010_probe_rounds.sql")),
     (11, "risk events order", include_str!("../../migrations/postgres/0011_risk_events_order.sql")),
     (12, "api key pepper", include_str!("../../migrations/postgres/0012_api_key_pepper.sql")),
+    (13, "flag policy", include_str!("../../migrations/postgres/0013_flag_policy.sql")),
 ];
 
 pub(super) async fn run(store: &Store) -> StoreResult<()> {

@@ -1,6 +1,7 @@
 //! Tenants (employers) and their policy.
 
-use super::{Store, StoreResult, Tx, flag};
+use super::{Store, StoreError, StoreResult, Tx, flag};
+use crate::flag_policy::FlagPolicy;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -22,6 +23,7 @@ pub struct Policy {
     pub presence_interval_s: i64,
     pub challenge_deadline_s: i64,
     pub presence_window_s: i64,
+    pub flag_policy: FlagPolicy,
 }
 
 impl Policy {
@@ -34,15 +36,18 @@ impl Policy {
             presence_interval_s: 3600,
             challenge_deadline_s: 300,
             presence_window_s: 7200,
+            flag_policy: FlagPolicy::default(),
         }
     }
 }
 
 const COLUMNS: &str = "id, name, created_at_ms, rp_id, origin, allow_unattested, allowed_aaguids, \
-     presence_interval_s, challenge_deadline_s, presence_window_s";
+     presence_interval_s, challenge_deadline_s, presence_window_s, flag_policy";
 
 fn from_row(row: &AnyRow) -> StoreResult<Tenant> {
     let aaguids: String = row.try_get("allowed_aaguids")?;
+    let flag_policy: String = row.try_get("flag_policy")?;
+    let flag_policy = FlagPolicy::from_stored(&flag_policy).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     Ok(Tenant {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -55,6 +60,7 @@ fn from_row(row: &AnyRow) -> StoreResult<Tenant> {
             presence_interval_s: row.try_get("presence_interval_s")?,
             challenge_deadline_s: row.try_get("challenge_deadline_s")?,
             presence_window_s: row.try_get("presence_window_s")?,
+            flag_policy,
         },
     })
 }
@@ -63,8 +69,8 @@ pub async fn insert(tx: &mut Tx, tenant: &Tenant) -> StoreResult<()> {
     let p = &tenant.policy;
     sqlx::query(
         "INSERT INTO tenants (id, name, created_at_ms, rp_id, origin, allow_unattested, \
-         allowed_aaguids, presence_interval_s, challenge_deadline_s, presence_window_s) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         allowed_aaguids, presence_interval_s, challenge_deadline_s, presence_window_s, flag_policy) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&tenant.id)
     .bind(&tenant.name)
@@ -76,6 +82,7 @@ pub async fn insert(tx: &mut Tx, tenant: &Tenant) -> StoreResult<()> {
     .bind(p.presence_interval_s)
     .bind(p.challenge_deadline_s)
     .bind(p.presence_window_s)
+    .bind(p.flag_policy.to_stored())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -102,7 +109,8 @@ pub async fn list(store: &Store) -> StoreResult<Vec<Tenant>> {
 pub async fn update_policy(tx: &mut Tx, tenant_id: &str, p: &Policy) -> StoreResult<()> {
     sqlx::query(
         "UPDATE tenants SET rp_id = $2, origin = $3, allow_unattested = $4, allowed_aaguids = $5, \
-         presence_interval_s = $6, challenge_deadline_s = $7, presence_window_s = $8 WHERE id = $1",
+         presence_interval_s = $6, challenge_deadline_s = $7, presence_window_s = $8, flag_policy = $9 \
+         WHERE id = $1",
     )
     .bind(tenant_id)
     .bind(&p.rp_id)
@@ -112,6 +120,7 @@ pub async fn update_policy(tx: &mut Tx, tenant_id: &str, p: &Policy) -> StoreRes
     .bind(p.presence_interval_s)
     .bind(p.challenge_deadline_s)
     .bind(p.presence_window_s)
+    .bind(p.flag_policy.to_stored())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -33,6 +33,21 @@ pub struct CheckAccessView {
     pub device_id: String,
     pub credential_id: String,
     pub last_presence_at: Option<String>,
+    /// Open flags at the decision; `denies: false` ones were reported, not enforced.
+    pub open_flags: Vec<OpenFlagView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OpenFlagView {
+    pub kind: String,
+    pub severity: String,
+    pub denies: bool,
+}
+
+impl From<pb::OpenFlag> for OpenFlagView {
+    fn from(f: pb::OpenFlag) -> Self {
+        Self { kind: f.kind, severity: flag_severity(f.severity), denies: f.denies }
+    }
 }
 
 impl From<pb::CheckAccessResponse> for CheckAccessView {
@@ -44,6 +59,7 @@ impl From<pb::CheckAccessResponse> for CheckAccessView {
             device_id: r.device_id,
             credential_id: r.credential_id,
             last_presence_at: rfc3339(r.last_presence_at_ms),
+            open_flags: r.open_flags.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -58,12 +74,21 @@ impl Render for CheckAccessView {
                 crate::output::clean(&reason.detail)
             ));
         }
+        let flags: Vec<String> = self
+            .open_flags
+            .iter()
+            .map(|f| {
+                let effect = if f.denies { "denies" } else { "reported" };
+                crate::output::clean(&format!("{} ({}, {effect})", f.kind, f.severity))
+            })
+            .collect();
         out.push_str(
             &Fields::new()
                 .add("session", &self.session_id)
                 .add("device", &self.device_id)
                 .add("credential", &self.credential_id)
                 .add("last presence", time_cell(&self.last_presence_at))
+                .add("open flags", if flags.is_empty() { "none".to_string() } else { flags.join(", ") })
                 .render(),
         );
         out

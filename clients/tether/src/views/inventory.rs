@@ -1,11 +1,11 @@
-//! Views of inventory, keys, tokens, trust anchors and policy.
+//! Views of inventory, keys, tokens and trust anchors.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use tether_proto::v1 as pb;
 
-use crate::output::{Fields, Render, Table, rfc3339, seconds_cell, time_cell};
+use crate::output::{Fields, Render, Table, rfc3339, time_cell};
 
 use super::*;
 
@@ -552,48 +552,6 @@ impl Render for TrustAnchorsView {
             ]);
         }
         table.render()
-    }
-}
-
-// ---------------------------------------------------------------- policy
-
-#[derive(Debug, Serialize)]
-pub struct PolicyView {
-    pub rp_id: String,
-    pub origin: String,
-    pub allow_unattested: bool,
-    pub allowed_aaguids: Vec<String>,
-    pub presence_interval_seconds: u64,
-    pub challenge_deadline_seconds: u64,
-    pub presence_window_seconds: u64,
-}
-
-impl From<pb::Policy> for PolicyView {
-    fn from(p: pb::Policy) -> Self {
-        Self {
-            rp_id: p.rp_id,
-            origin: p.origin,
-            allow_unattested: p.allow_unattested,
-            allowed_aaguids: p.allowed_aaguids,
-            presence_interval_seconds: p.presence_interval_seconds,
-            challenge_deadline_seconds: p.challenge_deadline_seconds,
-            presence_window_seconds: p.presence_window_seconds,
-        }
-    }
-}
-
-impl Render for PolicyView {
-    fn to_text(&self) -> String {
-        let aaguids = if self.allowed_aaguids.is_empty() { "any".to_string() } else { self.allowed_aaguids.join(", ") };
-        Fields::new()
-            .add("rp id", &self.rp_id)
-            .add("origin", &self.origin)
-            .add("allow unattested", yes_no(self.allow_unattested))
-            .add("allowed aaguids", aaguids)
-            .add("presence interval", seconds_cell(self.presence_interval_seconds))
-            .add("challenge deadline", seconds_cell(self.challenge_deadline_seconds))
-            .add("presence window", seconds_cell(self.presence_window_seconds))
-            .render()
     }
 }
 

@@ -12,12 +12,14 @@
 //! "next_page_token": null}`), so paging state is never lost.
 mod decisions;
 mod inventory;
+mod policy;
 mod reports;
 #[cfg(test)]
 mod tests;
 
 pub use decisions::*;
 pub use inventory::*;
+pub use policy::*;
 pub use reports::*;
 
 use tether_proto::v1 as pb;

@@ -55,6 +55,7 @@ fn check_access_json() {
         device_id: "dev_1".into(),
         credential_id: String::new(),
         last_presence_at_ms: 0,
+        open_flags: vec![],
     });
     assert_eq!(
         serde_json::to_value(&view).unwrap(),
@@ -64,11 +65,60 @@ fn check_access_json() {
             "session_id": "ses_1",
             "device_id": "dev_1",
             "credential_id": "",
-            "last_presence_at": null
+            "last_presence_at": null,
+            "open_flags": []
         })
     );
     let text = view.to_text();
     assert!(text.starts_with("DENY\n  - device_not_enrolled: no credential\n"), "{text}");
+    assert!(text.contains("open flags") && text.contains("none"), "{text}");
+}
+
+#[test]
+fn reported_flags_show_beside_an_allow() {
+    let view = CheckAccessView::from(pb::CheckAccessResponse {
+        decision: pb::Decision::Allow as i32,
+        open_flags: vec![pb::OpenFlag {
+            kind: "relocated".into(),
+            severity: pb::FlagSeverity::Review as i32,
+            denies: false,
+        }],
+        ..Default::default()
+    });
+    assert_eq!(
+        serde_json::to_value(&view).unwrap()["open_flags"],
+        json!([{"kind": "relocated", "severity": "review", "denies": false}])
+    );
+    assert!(view.to_text().contains("relocated (review, reported)"), "{}", view.to_text());
+}
+
+#[test]
+fn policy_shows_which_flags_deny() {
+    let view = PolicyView::from(pb::Policy {
+        flag_policy: Some(pb::FlagPolicy {
+            deny_at: pb::FlagSeverity::Review as i32,
+            kind_rules: vec![
+                pb::FlagKindRule { kind: "relocated".into(), deny_at: 0, report_only: true },
+                pb::FlagKindRule {
+                    kind: "shared_egress".into(),
+                    deny_at: pb::FlagSeverity::High as i32,
+                    report_only: false,
+                },
+            ],
+        }),
+        ..Default::default()
+    });
+    assert_eq!(
+        serde_json::to_value(&view).unwrap()["flag_policy"],
+        json!({"deny_at": "review", "kind_rules": [
+            {"kind": "relocated", "report_only": true},
+            {"kind": "shared_egress", "deny_at": "high", "report_only": false}
+        ]})
+    );
+    let text = view.to_text();
+    assert!(text.contains("review and above; relocated: report only; shared_egress: high and above"), "{text}");
+    let default = PolicyView::from(pb::Policy::default());
+    assert_eq!(default.flag_policy.deny_at, "high");
 }
 
 #[test]

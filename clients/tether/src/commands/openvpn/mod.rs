@@ -136,7 +136,11 @@ async fn finish(ctx: &Ctx, name: &str, common: &OpenVpnArgs, outcome: Result<Che
     match ask(ctx, common, request).await {
         Ok(response) => match response.decision() {
             Decision::Allow => {
-                eprintln!("tether {name}: ALLOW {who} (session {})", clean(&response.session_id));
+                eprintln!(
+                    "tether {name}: ALLOW {who} (session {}){}",
+                    clean(&response.session_id),
+                    reported(&response)
+                );
                 EXIT_ADMIT
             }
             Decision::Deny => {
@@ -298,6 +302,19 @@ fn describe(request: &CheckAccessRequest) -> String {
         format!("{:?}", request.device_id)
     };
     clean(&format!("worker {:?} device {device} from {}", request.worker_external_id, request.source_ip))
+}
+
+/// "; reported flags: relocated (review)" when the tenant's policy let open flags through.
+fn reported(response: &CheckAccessResponse) -> String {
+    if response.open_flags.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = response
+        .open_flags
+        .iter()
+        .map(|f| clean(&format!("{} ({})", f.kind, views::flag_severity(f.severity))))
+        .collect();
+    format!("; reported flags: {}", parts.join(", "))
 }
 
 fn reasons(response: &CheckAccessResponse) -> String {

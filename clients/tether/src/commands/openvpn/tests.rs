@@ -75,6 +75,18 @@ fn deny_reasons_are_one_clean_line() {
 }
 
 #[test]
+fn reported_flags_join_the_allow_line() {
+    let mut response = CheckAccessResponse { decision: Decision::Allow as i32, ..Default::default() };
+    assert_eq!(reported(&response), "");
+    response.open_flags.push(tether_proto::v1::OpenFlag {
+        kind: "relocated".into(),
+        severity: tether_proto::v1::FlagSeverity::Review as i32,
+        denies: false,
+    });
+    assert_eq!(reported(&response), "; reported flags: relocated (review)");
+}
+
+#[test]
 fn the_api_key_file_is_read_and_trimmed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("key");

@@ -1,0 +1,7 @@
+-- Tenants: which open flags deny access (service/src/flag_policy.rs), as
+-- JSON {"deny_at": "high", "kinds": {"relocated": "report_only"}}. The empty
+-- string is the default policy (deny on high severity, report the rest), so
+-- every tenant created before this migration keeps the behaviour it had.
+-- Keep in step with ../sqlite/0013_flag_policy.sql.
+
+ALTER TABLE tenants ADD COLUMN flag_policy TEXT NOT NULL DEFAULT '';
