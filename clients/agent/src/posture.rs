@@ -5,11 +5,15 @@
 //! below the server's 64 KiB limit. Raw MAC addresses never leave the device:
 //! the gateway's MAC is sent as a domain-separated SHA-256
 //! (`tether_attestation::posture::lan_hash`), which is enough to tell that two
-//! devices share a LAN.
+//! devices share a LAN. The Wi-Fi access point's BSSID is hashed the same way;
+//! the kernel tells it only over nl80211, so it is read from `iw dev IFACE link`
+//! (Debian's `iw`), with a deadline, for each wireless interface.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -19,6 +23,10 @@ const MAX_DISPLAYS: usize = 16;
 const MAX_TEXT: usize = 128;
 /// The server accepts 64 KiB; stay well below.
 const MAX_REPORT: usize = 48 * 1024;
+/// `iw` answers from the kernel at once; one that hangs must not hold up the answer.
+const IW_DEADLINE: Duration = Duration::from_secs(2);
+/// Wireless interfaces asked, at most.
+const MAX_WIRELESS: usize = 4;
 
 #[derive(Debug, Default, Serialize, PartialEq)]
 pub struct PostureReport {
@@ -46,7 +54,10 @@ pub struct UsbDevice {
 
 #[derive(Debug, Default, Serialize, PartialEq)]
 pub struct Lan {
-    pub gateway_mac_hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway_mac_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wifi_bssid_hash: Option<String>,
 }
 
 /// Reads posture from a filesystem root (`/` on a real device; a prepared
@@ -54,17 +65,25 @@ pub struct Lan {
 #[derive(Debug, Clone)]
 pub struct Collector {
     root: PathBuf,
+    /// The `iw` program that reports a wireless interface's access point.
+    iw: PathBuf,
 }
 
 impl Default for Collector {
     fn default() -> Self {
-        Self { root: PathBuf::from("/") }
+        Self { root: PathBuf::from("/"), iw: PathBuf::from("iw") }
     }
 }
 
 impl Collector {
     pub fn with_root(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self { root: root.into(), ..Self::default() }
+    }
+
+    /// Uses this program instead of `iw` from PATH.
+    pub fn with_iw(mut self, iw: impl Into<PathBuf>) -> Self {
+        self.iw = iw.into();
+        self
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -152,13 +171,65 @@ impl Collector {
         names.into_iter().take(MAX_DISPLAYS).collect()
     }
 
-    /// The default gateway's MAC (from /proc/net/route and /proc/net/arp), hashed.
+    /// The default gateway's MAC (from /proc/net/route and /proc/net/arp) and
+    /// the Wi-Fi access point's BSSID, each hashed.
     fn lan(&self) -> Option<Lan> {
-        let route = fs::read_to_string(self.path("proc/net/route")).ok()?;
-        let arp = fs::read_to_string(self.path("proc/net/arp")).ok()?;
-        let mac = gateway_mac(&route, &arp)?;
-        Some(Lan { gateway_mac_hash: tether_attestation::posture::lan_hash(&mac) })
+        let route = fs::read_to_string(self.path("proc/net/route")).unwrap_or_default();
+        let arp = fs::read_to_string(self.path("proc/net/arp")).unwrap_or_default();
+        let lan = Lan {
+            gateway_mac_hash: gateway_mac(&route, &arp).map(|mac| tether_attestation::posture::lan_hash(&mac)),
+            wifi_bssid_hash: self.wifi_bssid().map(|bssid| tether_attestation::posture::lan_hash(&bssid)),
+        };
+        (lan.gateway_mac_hash.is_some() || lan.wifi_bssid_hash.is_some()).then_some(lan)
     }
+
+    /// The BSSID the first associated wireless interface (one with a
+    /// `wireless` directory in /sys/class/net) is connected to.
+    fn wifi_bssid(&self) -> Option<String> {
+        let mut wireless: Vec<String> = entries(&self.path("sys/class/net"))
+            .into_iter()
+            .filter(|dir| dir.join("wireless").is_dir())
+            .filter_map(|dir| dir.file_name().and_then(|n| n.to_str()).map(str::to_string))
+            .filter(|name| name.len() <= 15 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+            .collect();
+        wireless.sort();
+        wireless.into_iter().take(MAX_WIRELESS).find_map(|iface| {
+            let output = run_bounded(Command::new(&self.iw).args(["dev", &iface, "link"]), IW_DEADLINE)?;
+            associated_bssid(&output)
+        })
+    }
+}
+
+/// Runs a command with a deadline; its stdout when it exits successfully in time.
+fn run_bounded(command: &mut Command, deadline: Duration) -> Option<String> {
+    let mut child = command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().ok()?;
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => break,
+            Ok(Some(_)) | Err(_) => return None,
+            Ok(None) if start.elapsed() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take()?, &mut text).ok()?;
+    Some(text)
+}
+
+/// The access point's MAC from `iw dev IFACE link` ("Connected to aa:bb:cc:dd:ee:ff (on wlan0)");
+/// `None` for "Not connected." or anything else.
+fn associated_bssid(iw_link: &str) -> Option<String> {
+    let rest = iw_link.lines().find_map(|line| line.trim().strip_prefix("Connected to "))?;
+    let mac = rest.split_whitespace().next()?.to_ascii_lowercase();
+    let octets: Vec<&str> = mac.split(':').collect();
+    let well_formed =
+        octets.len() == 6 && octets.iter().all(|o| o.len() == 2 && o.bytes().all(|b| b.is_ascii_hexdigit()));
+    (well_formed && mac != "00:00:00:00:00:00").then_some(mac)
 }
 
 /// The gateway's MAC address (lowercase) for the default route, if the ARP table has it.
@@ -249,8 +320,84 @@ mod tests {
         assert_eq!(report.timezone.as_deref(), Some("Europe/Berlin"));
         assert_eq!(report.displays, vec!["DELL U27".to_string()]);
         let lan = report.lan.unwrap();
-        assert_eq!(lan.gateway_mac_hash, tether_attestation::posture::lan_hash("aa:bb:cc:00:11:22"));
-        assert_eq!(lan.gateway_mac_hash.len(), 64);
+        assert_eq!(
+            lan.gateway_mac_hash.as_deref(),
+            Some(tether_attestation::posture::lan_hash("aa:bb:cc:00:11:22").as_str())
+        );
+        assert_eq!(lan.wifi_bssid_hash, None, "no wireless interface in the tree");
+    }
+
+    /// A stand-in for `iw` that prints what `iw dev wlan0 link` prints when associated.
+    fn fake_iw(dir: &Path, body: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("iw");
+        fs::write(&path, format!("#!/bin/sh\n[ \"$2\" = probe ] && exit 0\n{body}\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        // Another test thread forking while the file was open for writing can make the first
+        // exec fail with ETXTBSY; once one run starts, no writer is left.
+        for _ in 0..100 {
+            match Command::new(&path).args(["dev", "probe", "link"]).stdout(Stdio::null()).status() {
+                Err(e) if e.raw_os_error() == Some(26) => std::thread::sleep(Duration::from_millis(20)),
+                _ => break,
+            }
+        }
+        path
+    }
+
+    #[test]
+    fn the_access_point_of_a_wireless_interface_is_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        write(&root, "sys/class/net/eth0/address", b"00:11:22:33:44:55\n");
+        fs::create_dir_all(root.join("sys/class/net/wlp2s0/wireless")).unwrap();
+        let iw = fake_iw(
+            dir.path(),
+            r#"[ "$1 $2 $3" = "dev wlp2s0 link" ] || exit 1
+printf 'Connected to F4:92:BF:00:AB:CD (on wlp2s0)\n\tSSID: office\n\tfreq: 5180\n'"#,
+        );
+        let report = Collector::with_root(&root).with_iw(&iw).collect();
+        let lan = report.lan.expect("a LAN fingerprint from Wi-Fi alone");
+        assert_eq!(lan.gateway_mac_hash, None);
+        assert_eq!(
+            lan.wifi_bssid_hash.as_deref(),
+            Some(tether_attestation::posture::lan_hash("f4:92:bf:00:ab:cd").as_str())
+        );
+        let json: serde_json::Value =
+            serde_json::from_slice(&Collector::with_root(&root).with_iw(&iw).collect_json()).unwrap();
+        assert_eq!(json["lan"].as_object().unwrap().keys().collect::<Vec<_>>(), vec!["wifi_bssid_hash"]);
+    }
+
+    #[test]
+    fn no_bssid_when_not_associated_failing_missing_or_hung() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        fs::create_dir_all(root.join("sys/class/net/wlan0/wireless")).unwrap();
+        for body in [
+            "echo 'Not connected.'",
+            "echo 'Connected to 00:00:00:00:00:00 (on wlan0)'",
+            "exit 1",
+            "echo 'Connected to zz'",
+        ] {
+            let iw = fake_iw(dir.path(), body);
+            assert_eq!(Collector::with_root(&root).with_iw(&iw).collect().lan, None, "{body}");
+        }
+        let missing = Collector::with_root(&root).with_iw(dir.path().join("no-such-iw")).collect();
+        assert_eq!(missing.lan, None);
+        let hung = fake_iw(dir.path(), "exec sleep 30");
+        let start = Instant::now();
+        assert_eq!(Collector::with_root(&root).with_iw(&hung).collect().lan, None);
+        assert!(start.elapsed() < IW_DEADLINE + Duration::from_secs(3), "{:?}", start.elapsed());
+    }
+
+    #[test]
+    fn iw_link_output_is_parsed_strictly() {
+        assert_eq!(
+            associated_bssid("Connected to aa:bb:cc:dd:ee:ff (on wlan0)\n\tSSID: x\n").as_deref(),
+            Some("aa:bb:cc:dd:ee:ff")
+        );
+        assert_eq!(associated_bssid("Not connected.\n"), None);
+        assert_eq!(associated_bssid("Connected to aa:bb:cc:dd:ee (on wlan0)"), None);
+        assert_eq!(associated_bssid("Connected to aa:bb:cc:dd:ee:fg (on wlan0)"), None);
     }
 
     #[test]
