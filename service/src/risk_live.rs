@@ -260,7 +260,13 @@ pub async fn prepare(app: &App, o: Observation<'_>) -> ApiResult<Option<PendingE
     let Some(event) = to_event(&o) else { return Ok(None) };
     let declared = match o.worker {
         "" => None,
-        worker => inventory::get_worker(&app.store, o.tenant_id, worker).await?.map(|w| Declaration::of(&w)),
+        worker => match inventory::get_worker(&app.store, o.tenant_id, worker).await? {
+            Some(w) => {
+                let enrolled_from = inventory::first_enrollment_ip(&app.store, o.tenant_id, worker).await?;
+                Some(Declaration::of(&w).with_enrollment_ip(enrolled_from))
+            }
+            None => None,
+        },
     };
     let row = StoredEvent {
         seq: 0,

@@ -131,6 +131,10 @@ pub struct Declaration {
     home: Option<Home>,
     working_hours: String,
     timezone: String,
+    /// Not declared but recorded: where the worker's earliest active
+    /// credential enrolled from, which stands in for an undeclared home.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    enrolled_from_ip: Option<String>,
 }
 
 impl Declaration {
@@ -144,7 +148,13 @@ impl Declaration {
             }),
             working_hours: d.working_hours.clone(),
             timezone: d.working_timezone.clone(),
+            enrolled_from_ip: None,
         }
+    }
+
+    pub fn with_enrollment_ip(mut self, ip: Option<String>) -> Declaration {
+        self.enrolled_from_ip = ip;
+        self
     }
 
     pub fn apply(&self, engine: &mut Engine, tenant_id: &str, worker: &str) {
@@ -161,6 +171,9 @@ impl Declaration {
             }
         };
         engine.declare(tenant_id, worker, self.home.as_ref(), hours);
+        if let Some(ip) = self.enrolled_from_ip.as_deref().and_then(crate::util::canonical_ip) {
+            engine.learn_enrollment_home(tenant_id, worker, ip);
+        }
     }
 }
 

@@ -150,6 +150,40 @@ fn relocation_far_from_home_is_flagged_near_home_is_not() {
     assert_eq!(f.evidence["radius_km"], 250.0);
 }
 
+#[test]
+fn a_declared_home_wins_over_the_enrollment_one_and_clearing_it_falls_back() {
+    let mut engine = Engine::new(RiskConfig::default()).expect("valid configuration");
+    let process = |engine: &mut Engine, e: Value| engine.process(&Event::from_json(&e.to_string()).unwrap());
+    // Enrolled in New York without a stated home: New York stands in.
+    let mut enrollment = base("enrollment", 0.0, "acme", "d1", "198.51.100.4");
+    enrollment = with(enrollment, json!({"attested": true, "format": "packed", "geo": geo(NYC, "US")}));
+    process(&mut engine, enrollment);
+    let london = |secs: f64| answer(secs, secs - 5.0, "acme", "d1", "203.0.113.9", json!({"geo": geo(LONDON, "GB")}));
+    let flags = process(&mut engine, london(100_000.0));
+    let relocated = flags.iter().find(|f| f.kind.as_str() == "relocated").expect("relocated from the enrollment");
+    assert_eq!(relocated.evidence["home_source"], "enrollment");
+
+    // Declared in London: at home there, whatever the enrollment said.
+    let home = tetherd::risk::event::Home { lat: LONDON.0, lon: LONDON.1, country: Some("GB".into()) };
+    engine.declare("acme", "w-d1", Some(&home), None);
+    let flags = process(&mut engine, london(300_000.0));
+    assert!(!has(&flags, "relocated", "d1"), "{flags:?}");
+    let flags = process(
+        &mut engine,
+        answer(400_000.0, 399_990.0, "acme", "d1", "198.51.100.5", json!({"geo": geo(NYC, "US")})),
+    );
+    let relocated = flags.iter().find(|f| f.kind.as_str() == "relocated").expect("New York is away from London");
+    assert_eq!(relocated.evidence["home_source"], "declared");
+
+    // Cleared: New York, where it enrolled, is home again.
+    engine.declare("acme", "w-d1", None, None);
+    let flags = process(
+        &mut engine,
+        answer(500_000.0, 499_990.0, "acme", "d1", "198.51.100.5", json!({"geo": geo(NYC, "US")})),
+    );
+    assert!(!has(&flags, "relocated", "d1"), "{flags:?}");
+}
+
 fn sessions(devices: &[(&str, &str)], ip: &str, extra: Value) -> Vec<Value> {
     devices
         .iter()

@@ -99,7 +99,7 @@ impl Engine {
     pub fn set_home(&mut self, tenant: &str, worker: &str, home: &Home) {
         let t = self.ids.tenant(tenant);
         let w = self.worker_index(t, worker);
-        self.workers[w as usize].home = Some(home_point(home));
+        self.workers[w as usize].declared_home = Some(home_point(home));
     }
 
     /// Sets what an administrator declared for a worker, replacing any earlier
@@ -107,8 +107,30 @@ impl Engine {
     pub fn declare(&mut self, tenant: &str, worker: &str, home: Option<&Home>, hours: Option<WorkingHours>) {
         let t = self.ids.tenant(tenant);
         let w = self.worker_index(t, worker) as usize;
-        self.workers[w].home = home.map(home_point);
+        self.workers[w].declared_home = home.map(home_point);
         self.workers[w].hours = hours;
+    }
+
+    /// Where the worker's first device enrolled from stands in for a home
+    /// until one is declared: kept across restarts by the store, which hands
+    /// the enrollment's address back with every event. Does nothing when the
+    /// worker already has an enrollment home or the address cannot be located
+    /// (no IP database, or a network class that hides the location).
+    pub fn learn_enrollment_home(&mut self, tenant: &str, worker: &str, ip: IpAddr) {
+        let t = self.ids.tenant(tenant);
+        let w = self.worker_index(t, worker) as usize;
+        if self.workers[w].enrolled_home.is_some() {
+            return;
+        }
+        let Some(geo) = self.enricher.lookup(ip) else { return };
+        let class = self.networks.classify(ip, geo.asn, geo.network_class);
+        if class.is_some_and(NetworkClass::hides_location) {
+            return;
+        }
+        if let Some((lat, lon)) = geo.point() {
+            self.workers[w].enrolled_home =
+                Some(HomePoint { lat, lon, country: geo.country.as_deref().map(Into::into) });
+        }
     }
 
     /// Evaluates one event and returns the flags it raised (already de-duplicated).
@@ -242,7 +264,13 @@ impl Engine {
     fn worker_index(&mut self, tenant: u32, name: &str) -> u32 {
         let (w, new) = self.ids.worker(tenant, name, self.workers.len());
         if new {
-            self.workers.push(WorkerState { name: name.into(), home: None, hours: None, last_point: None });
+            self.workers.push(WorkerState {
+                name: name.into(),
+                declared_home: None,
+                enrolled_home: None,
+                hours: None,
+                last_point: None,
+            });
         }
         w
     }

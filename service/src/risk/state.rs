@@ -90,11 +90,26 @@ impl DeviceState {
 #[derive(Debug)]
 pub struct WorkerState {
     pub name: Box<str>,
-    pub home: Option<HomePoint>,
+    /// What an administrator declared; wins over the enrollment's.
+    pub declared_home: Option<HomePoint>,
+    /// The enrollment's stated home (event logs) or where the worker's first
+    /// device enrolled from, when it could be located.
+    pub enrolled_home: Option<HomePoint>,
     /// Declared working hours (else `presence_missed` hours local to the home's longitude).
     pub hours: Option<crate::risk::WorkingHours>,
     /// The last located sighting of any of the worker's devices, and which device.
     pub last_point: Option<(Point, u32)>,
+}
+
+impl WorkerState {
+    /// The home `relocated` and working hours measure from, and where it came from.
+    pub fn home(&self) -> Option<(&HomePoint, &'static str)> {
+        match (&self.declared_home, &self.enrolled_home) {
+            (Some(declared), _) => Some((declared, "declared")),
+            (None, Some(enrolled)) => Some((enrolled, "enrollment")),
+            (None, None) => None,
+        }
+    }
 }
 
 /// Interns tenant, worker and device ids to small integers.

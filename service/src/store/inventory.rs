@@ -131,6 +131,20 @@ pub async fn get_worker(store: &Store, tenant_id: &str, external_id: &str) -> St
     row.as_ref().map(worker_from_row).transpose()
 }
 
+/// The address the worker's earliest active credential enrolled from: the
+/// risk engine's stand-in for a home until one is declared.
+pub async fn first_enrollment_ip(store: &Store, tenant_id: &str, external_id: &str) -> StoreResult<Option<String>> {
+    let row = sqlx::query(
+        "SELECT enrolled_from_ip FROM credentials WHERE tenant_id = $1 AND worker_external_id = $2 \
+         AND revoked_at_ms IS NULL ORDER BY enrolled_at_ms, id LIMIT 1",
+    )
+    .bind(tenant_id)
+    .bind(external_id)
+    .fetch_optional(store.pool())
+    .await?;
+    row.map(|r| r.try_get("enrolled_from_ip")).transpose().map_err(Into::into)
+}
+
 pub async fn list_workers(store: &Store, tenant_id: &str, after: &str, limit: i64) -> StoreResult<Vec<Worker>> {
     let rows = sqlx::query(
         "SELECT * FROM workers WHERE tenant_id = $1 AND external_id > $2 \

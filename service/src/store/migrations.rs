@@ -19,6 +19,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (11, "risk events order", include_str!("../../migrations/sqlite/0011_risk_events_order.sql")),
     (12, "api key pepper", include_str!("../../migrations/sqlite/0012_api_key_pepper.sql")),
     (13, "flag policy", include_str!("../../migrations/sqlite/0013_flag_policy.sql")),
+    (14, "credentials by worker", include_str!("../../migrations/sqlite/0014_credentials_by_worker.sql")),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -35,6 +36,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (11, "risk events order", include_str!("../../migrations/postgres/0011_risk_events_order.sql")),
     (12, "api key pepper", include_str!("../../migrations/postgres/0012_api_key_pepper.sql")),
     (13, "flag policy", include_str!("../../migrations/postgres/0013_flag_policy.sql")),
+    (14, "credentials by worker", include_str!("../../migrations/postgres/0014_credentials_by_worker.sql")),
 ];
 
 pub(super) async fn run(store: &Store) -> StoreResult<()> {

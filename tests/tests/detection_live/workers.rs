@@ -4,6 +4,7 @@
 
 use super::flags_of;
 use std::time::{Duration, Instant};
+use tether_e2e::bench::enroll_from;
 use tether_e2e::fixtures::{EnrolledDevice, Org, prove_presence};
 use tether_e2e::mmdb::{self, Writer};
 use tether_e2e::{Server, authed, run_bin};
@@ -76,7 +77,8 @@ async fn a_worker_far_from_the_declared_home_is_relocated() {
     assert_eq!(evidence["location"]["country"], "NG", "{evidence}");
     assert!(evidence["distance_km"].as_f64().unwrap() > 8000.0, "{evidence}");
 
-    // Clearing the declaration stops the signal.
+    // Clearing the declaration stops the signal (the laptop enrolled from 127.0.0.1, which no
+    // database locates, so there is no enrollment home to fall back to).
     upsert(
         &server,
         &org,
@@ -86,6 +88,65 @@ async fn a_worker_far_from_the_declared_home_is_relocated() {
     .unwrap();
     check_from(&server, &org, &home, &format!("{LAGOS}.11")).await;
     assert!(flags_of(&server, &org, &home.device_id, "relocated").await.is_empty(), "no home, no relocation");
+}
+
+/// With no declared home, where the worker's laptop enrolled stands in for
+/// one, also after a restart that finds the enrollment gone from the risk
+/// log (past its horizon): the store hands the enrollment's address back.
+#[tokio::test]
+async fn without_a_declared_home_the_enrollment_place_stands_in_and_outlives_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = geo_server(&dir);
+    let org = Org::create(&server, "acme").await;
+    let in_new_york = |host: u8| format!("{NEW_YORK}.{host}").parse().unwrap();
+    let mut first = enroll_from(&server, &org, "w-first", in_new_york(20)).await;
+    let mut later = enroll_from(&server, &org, "w-later", in_new_york(21)).await;
+    prove_presence(&server, &mut first).await;
+    prove_presence(&server, &mut later).await;
+
+    check_from(&server, &org, &first, &format!("{NEW_YORK}.30")).await;
+    assert!(flags_of(&server, &org, &first.device_id, "relocated").await.is_empty(), "where it enrolled");
+    check_from(&server, &org, &first, &format!("{LAGOS}.30")).await;
+    let relocated = flags_of(&server, &org, &first.device_id, "relocated").await;
+    assert_eq!(relocated.len(), 1, "{relocated:?}");
+    let evidence: serde_json::Value = serde_json::from_str(&relocated[0].evidence_json).unwrap();
+    assert_eq!(evidence["home_source"], "enrollment", "{evidence}");
+    assert_eq!(evidence["home"]["country"], "US", "{evidence}");
+
+    // The log loses the enrollments; the credentials keep their address.
+    server.stop();
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&server.database_url).await.unwrap();
+    sqlx::query("DELETE FROM risk_events").execute(&pool).await.unwrap();
+    pool.close().await;
+    server.restart();
+    check_from(&server, &org, &later, &format!("{LAGOS}.31")).await;
+    let relocated = flags_of(&server, &org, &later.device_id, "relocated").await;
+    assert_eq!(relocated.len(), 1, "the enrollment home must survive the log: {relocated:?}");
+    let evidence: serde_json::Value = serde_json::from_str(&relocated[0].evidence_json).unwrap();
+    assert_eq!(evidence["home_source"], "enrollment", "{evidence}");
+
+    // A declared home wins over the enrollment's.
+    upsert(
+        &server,
+        &org,
+        pb::UpsertWorkerRequest {
+            external_id: "w-later".into(),
+            home: Some(pb::WorkerHome { lat: 6.45, lon: 3.39, country: "NG".into() }),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut lagos_device = later;
+    // (The worker's enrollment home stays New York: the earliest credential enrolled there.)
+    let in_lagos = format!("{LAGOS}.22").parse().unwrap();
+    lagos_device.device_id = enroll_from(&server, &org, "w-later", in_lagos).await.device_id;
+    check_from(&server, &org, &lagos_device, &format!("{LAGOS}.32")).await;
+    assert!(
+        flags_of(&server, &org, &lagos_device.device_id, "relocated").await.is_empty(),
+        "at the declared home in Lagos"
+    );
 }
 
 #[tokio::test]

@@ -13,12 +13,12 @@ impl Engine {
         self.devices[d as usize].attested = Some(e.attested);
         let worker = &mut self.workers[w as usize];
         if let Some(home) = &e.home {
-            worker.home = Some(home_point(home));
-        } else if worker.home.is_none()
+            worker.enrolled_home = Some(home_point(home));
+        } else if worker.enrolled_home.is_none()
             && let Some(p) = &s.point
         {
-            // No declared home: where the device enrolled stands in for it.
-            worker.home = Some(HomePoint { lat: p.lat, lon: p.lon, country: p.country.clone() });
+            // Until a home is declared, where the first device enrolled stands in for it.
+            worker.enrolled_home = Some(HomePoint { lat: p.lat, lon: p.lon, country: p.country.clone() });
         }
         if !e.attested {
             out.push(Finding {

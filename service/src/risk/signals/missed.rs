@@ -14,7 +14,7 @@ impl Engine {
         let cfg = &self.cfg.presence_missed;
         let when = p.issued_at.unwrap_or(at);
         let worker = &self.workers[w as usize];
-        let home = worker.home.as_ref();
+        let home = worker.home().map(|(home, _)| home);
         // Declared hours win; otherwise the configured hours, local to the home's longitude.
         let offset_hours = home.map_or(0, |h| (h.lon / 15.0).round() as i64);
         let (in_hours, working_hours, utc_offset_hours) = match &worker.hours {

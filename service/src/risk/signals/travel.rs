@@ -27,7 +27,7 @@ impl Engine {
 
     fn check_relocated(&mut self, d: u32, w: u32, here: &Point, out: &mut Vec<Finding>) {
         let cfg = &self.cfg.relocated;
-        let Some(home) = &self.workers[w as usize].home else { return };
+        let Some((home, home_source)) = self.workers[w as usize].home() else { return };
         let km = haversine_km((home.lat, home.lon), here.coords());
         let effective = (km - here.accuracy_km).max(0.0);
         let far = effective > cfg.radius_km;
@@ -47,6 +47,7 @@ impl Engine {
             severity,
             evidence: json!({
                 "home": {"lat": home.lat, "lon": home.lon, "country": home.country.as_deref()},
+                "home_source": home_source,
                 "location": here.to_json(),
                 "distance_km": km.round(),
                 "effective_km": effective.round(),
