@@ -15,7 +15,9 @@ use crate::risk::{
 };
 use crate::risk_shared::{Await, Declaration, Shared};
 use crate::store::risk_events::{self, Position, StoredEvent};
-use crate::store::{Store, StoreError, Tx, inventory, posture as posture_store, presence as presence_store, sessions};
+use crate::store::{
+    Store, StoreError, Tx, inventory, posture as posture_store, presence as presence_store, sessions, tenants,
+};
 use crate::util::{canonical_ip, now_ms};
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -263,7 +265,9 @@ pub async fn prepare(app: &App, o: Observation<'_>) -> ApiResult<Option<PendingE
         worker => match inventory::get_worker(&app.store, o.tenant_id, worker).await? {
             Some(w) => {
                 let enrolled_from = inventory::first_enrollment_ip(&app.store, o.tenant_id, worker).await?;
-                Some(Declaration::of(&w).with_enrollment_ip(enrolled_from))
+                let offices = tenants::get(&app.store, o.tenant_id).await?.map(|t| t.policy.office_egress);
+                let declared = Declaration::of(&w).with_enrollment_ip(enrolled_from);
+                Some(declared.with_tenant_offices(&offices.unwrap_or_default()))
             }
             None => None,
         },

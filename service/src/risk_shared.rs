@@ -135,6 +135,10 @@ pub struct Declaration {
     /// credential enrolled from, which stands in for an undeclared home.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     enrolled_from_ip: Option<String>,
+    /// The tenant's registered office egresses as they were when the event
+    /// happened; `None` leaves the engine's as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tenant_offices: Option<Vec<String>>,
 }
 
 impl Declaration {
@@ -149,7 +153,13 @@ impl Declaration {
             working_hours: d.working_hours.clone(),
             timezone: d.working_timezone.clone(),
             enrolled_from_ip: None,
+            tenant_offices: None,
         }
+    }
+
+    pub fn with_tenant_offices(mut self, offices: &[ipnet::IpNet]) -> Declaration {
+        self.tenant_offices = Some(offices.iter().map(ToString::to_string).collect());
+        self
     }
 
     pub fn with_enrollment_ip(mut self, ip: Option<String>) -> Declaration {
@@ -171,6 +181,20 @@ impl Declaration {
             }
         };
         engine.declare(tenant_id, worker, self.home.as_ref(), hours);
+        if let Some(offices) = &self.tenant_offices {
+            // Validated when registered; anything unreadable is dropped, loudly.
+            let nets: Vec<ipnet::IpNet> = offices
+                .iter()
+                .filter_map(|text| {
+                    let parsed = text.parse().ok();
+                    if parsed.is_none() {
+                        tracing::warn!(tenant = %tenant_id, office = %text, "ignoring unreadable office egress");
+                    }
+                    parsed
+                })
+                .collect();
+            engine.register_offices(tenant_id, &nets);
+        }
         if let Some(ip) = self.enrolled_from_ip.as_deref().and_then(crate::util::canonical_ip) {
             engine.learn_enrollment_home(tenant_id, worker, ip);
         }

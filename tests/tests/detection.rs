@@ -89,3 +89,49 @@ async fn one_employers_office_behind_one_nat_is_not_a_farm() {
         flags(&server, &org).await.into_iter().filter(|f| f.severity == pb::FlagSeverity::High as i32).collect();
     assert!(high.is_empty(), "{high:?}");
 }
+
+/// An employer that registers its office egress keeps its own laptops there
+/// out of `shared_egress`; other employers' laptops behind the same address
+/// still count, and clearing the registration counts acme's again.
+#[tokio::test]
+async fn a_registered_office_egress_hides_only_its_own_tenants_laptops() {
+    let server = Server::start();
+    let acme = Org::create(&server, "acme").await;
+    let globex = Org::create(&server, "globex").await;
+    let initech = Org::create(&server, "initech").await;
+    let office = |cidrs: &[&str]| pb::UpdatePolicyRequest {
+        set_office_egress_cidrs: true,
+        office_egress_cidrs: cidrs.iter().map(|c| c.to_string()).collect(),
+        ..Default::default()
+    };
+    // Every call of the test comes from 127.0.0.x, enrollments included.
+    let policy = acme.update_policy(&server, office(&["127.0.0.9/24"])).await;
+    assert_eq!(policy.office_egress_cidrs, ["127.0.0.0/24"]);
+    let mut fleet = Vec::new();
+    for (org, workers) in [(&acme, 3), (&globex, 2), (&initech, 1)] {
+        for i in 0..workers {
+            let mut device = org.enrolled_device(&server, &format!("w{i}")).await;
+            prove_presence(&server, &mut device).await;
+            check_from(&server, org, &device, "127.0.0.88").await;
+            fleet.push((org, device));
+        }
+    }
+    let shared = |flags: Vec<pb::Flag>| flags.into_iter().filter(|f| f.kind == "shared_egress").collect::<Vec<_>>();
+    assert!(shared(flags(&server, &acme).await).is_empty(), "acme's office is not a farm");
+    for org in [&globex, &initech] {
+        let found = shared(flags(&server, org).await);
+        assert!(found.iter().any(|f| f.severity == pb::FlagSeverity::Review as i32), "{found:?}");
+        let evidence: serde_json::Value = serde_json::from_str(&found[0].evidence_json).unwrap();
+        assert!(!evidence.to_string().contains(&fleet[0].1.device_id), "acme's laptops are not members: {evidence}");
+    }
+
+    acme.update_policy(&server, office(&[])).await;
+    let (_, device) = &fleet[0];
+    check_from(&server, &acme, device, "127.0.0.88").await;
+    assert!(!shared(flags(&server, &acme).await).is_empty(), "without the registration acme's laptops count");
+
+    let mut admin = server.admin().await;
+    let wide = admin.update_policy(authed(&acme.keys.admin_key, office(&["10.0.0.0/8"]))).await.unwrap_err();
+    assert_eq!(wide.code(), tonic::Code::InvalidArgument);
+    assert!(wide.message().contains("office_egress_cidrs[0]"), "{}", wide.message());
+}

@@ -5,3 +5,7 @@
 -- Keep in step with ../postgres/0013_flag_policy.sql.
 
 ALTER TABLE tenants ADD COLUMN flag_policy TEXT NOT NULL DEFAULT '';
+
+-- The office egresses the tenant's admin registered (comma-separated CIDRs):
+-- its own devices there never count towards shared_egress.
+ALTER TABLE tenants ADD COLUMN office_egress TEXT NOT NULL DEFAULT '';

@@ -111,6 +111,12 @@ impl Engine {
         self.workers[w].hours = hours;
     }
 
+    /// Replaces the office egresses a tenant's admin registered (on top of the
+    /// operator's `[[offices]]`): its devices there never count as shared.
+    pub fn register_offices(&mut self, tenant: &str, cidrs: &[ipnet::IpNet]) {
+        self.networks.register_offices(tenant, cidrs);
+    }
+
     /// Where the worker's first device enrolled from stands in for a home
     /// until one is declared: kept across restarts by the store, which hands
     /// the enrollment's address back with every event. Does nothing when the

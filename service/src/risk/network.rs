@@ -51,6 +51,8 @@ pub struct Networks {
     cidrs: Vec<(IpNet, NetworkClass)>,
     asns: HashMap<u32, NetworkClass>,
     offices: Vec<(IpNet, String)>,
+    /// Offices the tenants' admins registered (tetherd), replaced per tenant.
+    registered: HashMap<String, Vec<IpNet>>,
 }
 
 impl Networks {
@@ -61,7 +63,16 @@ impl Networks {
         cidrs.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
         let asns = rules.iter().flat_map(|r| r.asns.iter().map(move |a| (*a, r.class))).collect();
         let offices = offices.iter().flat_map(|o| o.cidrs.iter().map(move |c| (c.trunc(), o.tenant.clone()))).collect();
-        Self { cidrs, asns, offices }
+        Self { cidrs, asns, offices, registered: HashMap::new() }
+    }
+
+    /// Replaces the office egresses `tenant` registered itself.
+    pub fn register_offices(&mut self, tenant: &str, cidrs: &[IpNet]) {
+        if cidrs.is_empty() {
+            self.registered.remove(tenant);
+        } else {
+            self.registered.insert(tenant.to_string(), cidrs.iter().map(IpNet::trunc).collect());
+        }
     }
 
     /// Operator CIDRs first, then operator ASNs, then what the event or database said.
@@ -79,5 +90,6 @@ impl Networks {
     pub fn is_office_of(&self, tenant: &str, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         self.offices.iter().any(|(net, t)| t == tenant && net.contains(&ip))
+            || self.registered.get(tenant).is_some_and(|nets| nets.iter().any(|net| net.contains(&ip)))
     }
 }

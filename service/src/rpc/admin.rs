@@ -97,6 +97,7 @@ fn policy_json(p: &tenants::Policy) -> serde_json::Value {
         "allowed_aaguids": p.allowed_aaguids, "presence_interval_s": p.presence_interval_s,
         "challenge_deadline_s": p.challenge_deadline_s, "presence_window_s": p.presence_window_s,
         "flag_policy": p.flag_policy.to_json(),
+        "office_egress": p.office_egress.iter().map(ToString::to_string).collect::<Vec<_>>(),
     })
 }
 
@@ -110,6 +111,7 @@ fn policy_to_proto(p: &tenants::Policy) -> pb::Policy {
         challenge_deadline_seconds: u64::try_from(p.challenge_deadline_s).unwrap_or(0),
         presence_window_seconds: u64::try_from(p.presence_window_s).unwrap_or(0),
         flag_policy: Some(flag_policy::to_proto(&p.flag_policy)),
+        office_egress_cidrs: p.office_egress.iter().map(ToString::to_string).collect(),
     }
 }
 
@@ -659,6 +661,11 @@ impl AdminService for AdminApi {
             }
             if let Some(v) = &r.flag_policy {
                 p.flag_policy = flag_policy::from_proto(v)?;
+            }
+            if r.set_office_egress_cidrs {
+                p.office_egress = flag_policy::office_egress(&r.office_egress_cidrs)?;
+            } else if !r.office_egress_cidrs.is_empty() {
+                return Err(ApiError::invalid("office_egress_cidrs is given without set_office_egress_cidrs"));
             }
             self.retrying("policy.update", || async {
                 let mut tx = self.app.store.begin().await?;

@@ -24,6 +24,8 @@ pub struct Policy {
     pub challenge_deadline_s: i64,
     pub presence_window_s: i64,
     pub flag_policy: FlagPolicy,
+    /// Canonical CIDRs, most recently registered set.
+    pub office_egress: Vec<ipnet::IpNet>,
 }
 
 impl Policy {
@@ -37,17 +39,24 @@ impl Policy {
             challenge_deadline_s: 300,
             presence_window_s: 7200,
             flag_policy: FlagPolicy::default(),
+            office_egress: Vec::new(),
         }
     }
 }
 
 const COLUMNS: &str = "id, name, created_at_ms, rp_id, origin, allow_unattested, allowed_aaguids, \
-     presence_interval_s, challenge_deadline_s, presence_window_s, flag_policy";
+     presence_interval_s, challenge_deadline_s, presence_window_s, flag_policy, office_egress";
 
 fn from_row(row: &AnyRow) -> StoreResult<Tenant> {
     let aaguids: String = row.try_get("allowed_aaguids")?;
     let flag_policy: String = row.try_get("flag_policy")?;
     let flag_policy = FlagPolicy::from_stored(&flag_policy).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let offices: String = row.try_get("office_egress")?;
+    let office_egress = offices
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| StoreError::Corrupt(format!("tenants.office_egress holds {s:?}"))))
+        .collect::<StoreResult<Vec<ipnet::IpNet>>>()?;
     Ok(Tenant {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
@@ -61,6 +70,7 @@ fn from_row(row: &AnyRow) -> StoreResult<Tenant> {
             challenge_deadline_s: row.try_get("challenge_deadline_s")?,
             presence_window_s: row.try_get("presence_window_s")?,
             flag_policy,
+            office_egress,
         },
     })
 }
@@ -69,8 +79,8 @@ pub async fn insert(tx: &mut Tx, tenant: &Tenant) -> StoreResult<()> {
     let p = &tenant.policy;
     sqlx::query(
         "INSERT INTO tenants (id, name, created_at_ms, rp_id, origin, allow_unattested, \
-         allowed_aaguids, presence_interval_s, challenge_deadline_s, presence_window_s, flag_policy) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         allowed_aaguids, presence_interval_s, challenge_deadline_s, presence_window_s, flag_policy, \
+         office_egress) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&tenant.id)
     .bind(&tenant.name)
@@ -83,6 +93,7 @@ pub async fn insert(tx: &mut Tx, tenant: &Tenant) -> StoreResult<()> {
     .bind(p.challenge_deadline_s)
     .bind(p.presence_window_s)
     .bind(p.flag_policy.to_stored())
+    .bind(offices_stored(&p.office_egress))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -109,8 +120,8 @@ pub async fn list(store: &Store) -> StoreResult<Vec<Tenant>> {
 pub async fn update_policy(tx: &mut Tx, tenant_id: &str, p: &Policy) -> StoreResult<()> {
     sqlx::query(
         "UPDATE tenants SET rp_id = $2, origin = $3, allow_unattested = $4, allowed_aaguids = $5, \
-         presence_interval_s = $6, challenge_deadline_s = $7, presence_window_s = $8, flag_policy = $9 \
-         WHERE id = $1",
+         presence_interval_s = $6, challenge_deadline_s = $7, presence_window_s = $8, flag_policy = $9, \
+         office_egress = $10 WHERE id = $1",
     )
     .bind(tenant_id)
     .bind(&p.rp_id)
@@ -121,7 +132,12 @@ pub async fn update_policy(tx: &mut Tx, tenant_id: &str, p: &Policy) -> StoreRes
     .bind(p.challenge_deadline_s)
     .bind(p.presence_window_s)
     .bind(p.flag_policy.to_stored())
+    .bind(offices_stored(&p.office_egress))
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+fn offices_stored(cidrs: &[ipnet::IpNet]) -> String {
+    cidrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
 }

@@ -57,6 +57,24 @@ pub struct PolicySetArgs {
     /// Drop every kind rule first (before any --flag-rule).
     #[arg(long, group = "change")]
     pub clear_flag_rules: bool,
+    /// The employer's office egresses (CIDRs or addresses); its own devices there never count
+    /// as a shared egress. `none` clears the list.
+    #[arg(long, value_name = "CIDR,CIDR|none", value_parser = parse_offices, group = "change")]
+    pub office_egress: Option<Offices>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Offices(pub Vec<String>);
+
+fn parse_offices(text: &str) -> Result<Offices, String> {
+    if text.trim().eq_ignore_ascii_case("none") {
+        return Ok(Offices(Vec::new()));
+    }
+    let list: Vec<String> = text.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    if list.is_empty() {
+        return Err("give CIDRs separated by commas, or none".into());
+    }
+    Ok(Offices(list))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -132,6 +150,8 @@ impl PolicySetArgs {
             challenge_deadline_seconds: self.challenge_deadline,
             presence_window_seconds: self.presence_window,
             flag_policy: self.flag_policy(current_flag_policy),
+            set_office_egress_cidrs: self.office_egress.is_some(),
+            office_egress_cidrs: self.office_egress.as_ref().map(|o| o.0.clone()).unwrap_or_default(),
         }
     }
 }
@@ -192,6 +212,16 @@ mod tests {
         let policy = cleared.flag_policy(Some(current)).unwrap();
         assert_eq!(policy.deny_at, FlagSeverity::High as i32);
         assert_eq!(policy.kind_rules, vec![rule("shared_egress", FlagSeverity::Unspecified, true)]);
+    }
+
+    #[test]
+    fn office_egress_sets_or_clears_the_list() {
+        let request = set(&["--office-egress", "198.51.100.0/28, 203.0.113.9"]).to_request(None);
+        assert!(request.set_office_egress_cidrs);
+        assert_eq!(request.office_egress_cidrs, ["198.51.100.0/28", "203.0.113.9"]);
+        let cleared = set(&["--office-egress", "none"]).to_request(None);
+        assert!(cleared.set_office_egress_cidrs && cleared.office_egress_cidrs.is_empty());
+        assert!(!set(&["--presence-window", "1h"]).to_request(None).set_office_egress_cidrs);
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub struct PolicyView {
     pub challenge_deadline_seconds: u64,
     pub presence_window_seconds: u64,
     pub flag_policy: FlagPolicyView,
+    pub office_egress_cidrs: Vec<String>,
 }
 
 /// `deny_at` is the lowest severity that denies; each rule is
@@ -80,6 +81,7 @@ impl From<pb::Policy> for PolicyView {
             challenge_deadline_seconds: p.challenge_deadline_seconds,
             presence_window_seconds: p.presence_window_seconds,
             flag_policy: FlagPolicyView::from(p.flag_policy),
+            office_egress_cidrs: p.office_egress_cidrs,
         }
     }
 }
@@ -96,6 +98,14 @@ impl Render for PolicyView {
             .add("challenge deadline", seconds_cell(self.challenge_deadline_seconds))
             .add("presence window", seconds_cell(self.presence_window_seconds))
             .add("flags that deny", self.flag_policy.summary())
+            .add(
+                "office egress",
+                if self.office_egress_cidrs.is_empty() {
+                    "none".to_string()
+                } else {
+                    self.office_egress_cidrs.join(", ")
+                },
+            )
             .render()
     }
 }

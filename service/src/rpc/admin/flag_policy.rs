@@ -1,4 +1,5 @@
-//! The tenant's flag policy in its proto form, validated field by field.
+//! The tenant's flag policy and office egresses in their proto form,
+//! validated field by field.
 
 use crate::error::{ApiError, ApiResult};
 use crate::flag_policy::{FlagPolicy, KindRule, severity_to_proto};
@@ -53,6 +54,40 @@ pub(super) fn from_proto(p: &pb::FlagPolicy) -> ApiResult<FlagPolicy> {
     FlagPolicy::new(deny_at, rules).map_err(|e| ApiError::invalid(format!("flag_policy.kind_rules: {e}")))
 }
 
+const MAX_OFFICES: usize = 64;
+/// Narrower than this is an office; wider would hide the tenant's devices
+/// from shared_egress across whole providers.
+const WIDEST_IPV4: u8 = 16;
+const WIDEST_IPV6: u8 = 32;
+
+/// Office egress CIDRs (a bare address is one host), canonical and deduplicated.
+pub(super) fn office_egress(cidrs: &[String]) -> ApiResult<Vec<ipnet::IpNet>> {
+    if cidrs.len() > MAX_OFFICES {
+        return Err(ApiError::invalid(format!("office_egress_cidrs: at most {MAX_OFFICES} networks")));
+    }
+    let mut nets = Vec::new();
+    for (i, text) in cidrs.iter().enumerate() {
+        let text = text.trim();
+        let net = text
+            .parse::<ipnet::IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(|ip| ipnet::IpNet::from(ip.to_canonical())))
+            .map_err(|_| {
+                ApiError::invalid(format!("office_egress_cidrs[{i}]: {text:?} is not a CIDR such as 198.51.100.0/28"))
+            })?
+            .trunc();
+        let widest = if net.addr().is_ipv4() { WIDEST_IPV4 } else { WIDEST_IPV6 };
+        if net.prefix_len() < widest {
+            return Err(ApiError::invalid(format!(
+                "office_egress_cidrs[{i}]: {net} is wider than /{widest}; an office egress is a few addresses"
+            )));
+        }
+        if !nets.contains(&net) {
+            nets.push(net);
+        }
+    }
+    Ok(nets)
+}
+
 fn severity(field: &str, value: i32) -> ApiResult<Severity> {
     match pb::FlagSeverity::try_from(value) {
         Ok(pb::FlagSeverity::Info) => Ok(Severity::Info),
@@ -87,6 +122,20 @@ mod tests {
     fn unspecified_threshold_reads_as_high() {
         let policy = from_proto(&pb::FlagPolicy::default()).unwrap();
         assert_eq!(policy, FlagPolicy::default());
+    }
+
+    #[test]
+    fn office_egresses_are_canonical_and_bounded() {
+        let nets = office_egress(&["198.51.100.7/28".into(), "203.0.113.9".into(), "198.51.100.0/28".into()]).unwrap();
+        let shown: Vec<String> = nets.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["198.51.100.0/28", "203.0.113.9/32"]);
+        let error = office_egress(&["10.0.0.0/8".into()]).unwrap_err().to_string();
+        assert!(error.contains("office_egress_cidrs[0]") && error.contains("wider than /16"), "{error}");
+        let error = office_egress(&["2001:db8::/16".into()]).unwrap_err().to_string();
+        assert!(error.contains("wider than /32"), "{error}");
+        let error = office_egress(&["ok".into(), "office".into()]).unwrap_err().to_string();
+        assert!(error.contains("office_egress_cidrs[0]") && error.contains("not a CIDR"), "{error}");
+        assert!(office_egress(&vec!["192.0.2.1".to_string(); 65]).is_err());
     }
 
     #[test]
