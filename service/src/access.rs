@@ -4,9 +4,9 @@
 
 use crate::app::App;
 use crate::error::ApiResult;
-use crate::flag_policy::{FlagPolicy, severity_name, severity_to_proto, stored_severity};
+use crate::flag_policy::{FlagPolicy, severity_to_proto, stored_severity};
 use crate::risk::Severity;
-use crate::risk_live;
+use crate::risk_live::{self, severity_name};
 use crate::store::credentials::Credential;
 use crate::store::sessions::SessionRecord;
 use crate::store::{credentials, flags, inventory, sessions, tenants};

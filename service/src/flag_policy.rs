@@ -108,14 +108,6 @@ pub fn severity_to_proto(severity: Severity) -> pb::FlagSeverity {
     }
 }
 
-pub fn severity_name(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Info => "info",
-        Severity::Review => "review",
-        Severity::High => "high",
-    }
-}
-
 /// A stored flag's severity. Anything unrecognised reads as high: a flag the
 /// code cannot weigh must not weigh less than the worst.
 pub fn stored_severity(name: &str) -> Severity {

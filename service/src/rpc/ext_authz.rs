@@ -35,7 +35,7 @@ pub const FLAGS_HEADER: &str = "x-tether-flags";
 
 fn reported_flags(open: &[crate::access::OpenFlag]) -> String {
     let listed: Vec<String> =
-        open.iter().map(|f| format!("{}:{}", f.kind, crate::flag_policy::severity_name(f.severity))).collect();
+        open.iter().map(|f| format!("{}:{}", f.kind, crate::risk_live::severity_name(f.severity))).collect();
     if listed.is_empty() { "none".to_string() } else { listed.join(",") }
 }
 
