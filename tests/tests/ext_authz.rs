@@ -118,12 +118,14 @@ async fn device_certificates_allow_only_attested_present_devices() {
     assert!(body.contains("presence_never"), "{body}");
 
     prove_presence(&server, &mut device).await;
-    let allowed = ask(&server, &org.gateway_key, check_request(Some(&cert), &[("x-tether-worker", "mallory")])).await;
+    let smuggled = [("x-tether-worker", "mallory"), ("x-tether-flags", "none-really")];
+    let allowed = ask(&server, &org.gateway_key, check_request(Some(&cert), &smuggled)).await;
     assert!(is_ok(&allowed), "{allowed:?}");
     let headers = headers_of(&allowed);
     assert_eq!(headers["x-tether-worker"], "alice", "the client's own header is overwritten");
     assert_eq!(headers["x-tether-device"], device.device_id);
     assert!(headers["x-tether-session"].starts_with("ses_"));
+    assert_eq!(headers["x-tether-flags"], "none", "no open flags, and the client's header is overwritten");
     let Some(HttpResponse::OkResponse(ok)) = &allowed.http_response else { unreachable!() };
     assert!(ok.headers_to_remove.contains(&"x-tether-access-token".to_string()));
 
@@ -176,6 +178,10 @@ async fn unattested_flagged_and_unknown_devices_are_denied() {
     let mut bob =
         EnrolledDevice { device_id: device_id.clone(), credential_id: done.credential_id, worker: "bob".into(), auth };
     prove_presence(&server, &mut bob).await;
+    // Allowed while the tenant lets unattested devices in: the review flag travels as a header.
+    let allowed = ask(&server, &org.gateway_key, check_request(Some(&ca.for_device(&tenant, &device_id)), &[])).await;
+    assert!(is_ok(&allowed), "{allowed:?}");
+    assert_eq!(headers_of(&allowed)["x-tether-flags"], "unattested_hardware:review");
     org.update_policy(&server, pb::UpdatePolicyRequest { allow_unattested: Some(false), ..Default::default() }).await;
     let body =
         denied(&ask(&server, &org.gateway_key, check_request(Some(&ca.for_device(&tenant, &device_id)), &[])).await);
