@@ -260,6 +260,14 @@ fn pem_or_der(material: &[u8]) -> Result<Vec<u8>, AccessTokenError> {
         .map_err(|_| AccessTokenError::InvalidKey("the PEM block is not valid base64".into()))
 }
 
+/// A fresh PKCS#8 (v2) Ed25519 private key, DER, for a new signing key (`tether gateway
+/// new-token-key`). Its randomness is the operating system's.
+pub fn generate_pkcs8() -> Result<Vec<u8>, String> {
+    ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
+        .map(|doc| doc.as_ref().to_vec())
+        .map_err(|_| "the operating system's random number generator failed".to_string())
+}
+
 /// Writes a PKCS#8 DER key as a PEM `PRIVATE KEY` block.
 pub fn pkcs8_to_pem(der: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);

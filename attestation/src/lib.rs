@@ -7,6 +7,7 @@
 
 pub mod access_token;
 pub mod assertion;
+pub mod audit_chain;
 pub mod authdata;
 mod cbor;
 pub mod chain;

@@ -1,11 +1,11 @@
 //! The `tether analyze` input: a JSON Lines event log, read line by line the way
-//! clients/tether/src/analyze.rs reads it, parsed by `tetherd::risk::Event::from_json` and
+//! clients/tether/src/analyze.rs reads it, parsed by `tether_risk::Event::from_json` and
 //! replayed through the risk engine the service runs.
 
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
-use tetherd::risk::{Engine, Event, RiskConfig};
+use tether_risk::{Engine, Event, RiskConfig};
 
 fn config() -> &'static RiskConfig {
     static CFG: OnceLock<RiskConfig> = OnceLock::new();

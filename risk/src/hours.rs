@@ -131,7 +131,7 @@ mod tests {
     use super::*;
 
     fn at(text: &str) -> Millis {
-        crate::risk::event::parse_time("t", text).unwrap()
+        crate::event::parse_time("t", text).unwrap()
     }
 
     #[test]

@@ -1,12 +1,12 @@
 //! Risk engine: laptop-farm, relocation and hardware-anomaly detection.
 //!
 //! Pure domain logic — no I/O, no database, no clock (every time comes from an
-//! event). The service calls [`Engine::process`] for each enrollment, presence
+//! event; files are read by the caller, see [`load_engine`]). The service calls [`Engine::process`] for each enrollment, presence
 //! answer and access check and persists the [`Flag`]s it returns; `tether
 //! analyze` replays an event log through the same engine.
 //!
 //! ```
-//! use tetherd::risk::{Engine, Event, RiskConfig};
+//! use tether_risk::{Engine, Event, RiskConfig};
 //! let mut engine = Engine::new(RiskConfig::default()).unwrap();
 //! let line = r#"{"type":"enrollment","at":"2026-01-05T09:00:00Z","tenant":"acme","worker":"w1",
 //!   "device":"d1","ip":"203.0.113.7","attested":false,"format":"none"}"#;
@@ -20,7 +20,9 @@ pub mod event;
 pub mod flag;
 pub mod geo;
 pub mod hours;
+mod load;
 pub mod network;
+pub mod policy;
 pub mod signals;
 pub mod simulate;
 mod state;
@@ -34,3 +36,5 @@ pub use event::{Event, EventBody};
 pub use flag::{DeviceSummary, Flag, FlagKind, Severity};
 pub use geo::{Enricher, Geo, MmdbEnricher, NetworkClass, NoEnricher};
 pub use hours::WorkingHours;
+pub use load::load_engine;
+pub use policy::{FlagPolicy, FlagPolicyError, KindRule};

@@ -96,7 +96,7 @@ pub struct WorkerState {
     /// device enrolled from, when it could be located.
     pub enrolled_home: Option<HomePoint>,
     /// Declared working hours (else `presence_missed` hours local to the home's longitude).
-    pub hours: Option<crate::risk::WorkingHours>,
+    pub hours: Option<crate::WorkingHours>,
     /// The last located sighting of any of the worker's devices, and which device.
     pub last_point: Option<(Point, u32)>,
 }

@@ -1,7 +1,7 @@
 //! Precision and recall of `farm_suspected` on a simulated population (small
 //! and fast here; the full-size figures are in BENCHMARKS.md).
 
-use tetherd::risk::simulate::{SimConfig, Simulation};
+use tether_risk::simulate::{SimConfig, Simulation};
 
 #[test]
 fn farm_detection_meets_precision_and_recall_targets() {
@@ -33,7 +33,7 @@ fn the_simulation_is_deterministic() {
     let cfg = SimConfig { workers: 300, days: 3, seed: 5, farm_share: 0.05 };
     let collect = || {
         let mut lines = Vec::new();
-        Simulation::new(cfg.clone()).events(|e| lines.push(tetherd::risk::simulate::event_json(&e).to_string()));
+        Simulation::new(cfg.clone()).events(|e| lines.push(tether_risk::simulate::event_json(&e).to_string()));
         lines
     };
     let (a, b) = (collect(), collect());

@@ -9,10 +9,10 @@ mod mmdb;
 use serde_json::{Value, json};
 use std::net::IpAddr;
 use std::path::Path;
-use tetherd::risk::event::format_time;
-use tetherd::risk::simulate::SIM_START;
-use tetherd::risk::{Engine, Enricher, Event, Flag, MmdbEnricher};
-use tetherd::risk_live::load_engine;
+use tether_risk::event::format_time;
+use tether_risk::load_engine;
+use tether_risk::simulate::SIM_START;
+use tether_risk::{Engine, Enricher, Event, Flag, MmdbEnricher};
 
 // Loopback /24s stand in for public networks; each device gets its own host
 // address in them (one address shared by several workers is `shared_egress`).
@@ -66,7 +66,8 @@ fn engine_with_databases(dir: &Path) -> Engine {
     let config = dir.join("risk.toml");
     std::fs::write(&config, format!("[geo]\ncity_mmdb = \"geo/city.mmdb\"\nasn_mmdb = \"geo/asn.mmdb\"\n{NETWORKS}"))
         .unwrap();
-    let engine = load_engine(Some(&config)).expect("the engine loads the generated databases");
+    let engine =
+        load_engine(Some(&config), |path| std::fs::read(path)).expect("the engine loads the generated databases");
     assert!(engine.geo_enabled());
     engine
 }
@@ -204,7 +205,7 @@ fn without_databases_evidence_says_geo_signals_are_off() {
     let config = dir.path().join("risk.toml");
     // The hosting range is classed by CIDR so that a flag fires without any database.
     std::fs::write(&config, "[[networks]]\nclass = \"hosting\"\ncidrs = [\"127.0.3.0/24\"]\n").unwrap();
-    let mut engine = load_engine(Some(&config)).unwrap();
+    let mut engine = load_engine(Some(&config), |path| std::fs::read(path)).unwrap();
     assert!(!engine.geo_enabled());
     let flags = run(&mut engine, &[session(0.0, "jumper", NEW_YORK), session(600.0, "jumper", LAGOS)]);
     assert!(flags.is_empty(), "nothing is located without a database: {flags:?}");
@@ -225,9 +226,9 @@ fn a_missing_or_corrupt_database_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("risk.toml");
     std::fs::write(&config, "[geo]\ncity_mmdb = \"absent.mmdb\"\n").unwrap();
-    let error = load_engine(Some(&config)).err().expect("a missing database is an error");
+    let error = load_engine(Some(&config), |path| std::fs::read(path)).err().expect("a missing database is an error");
     assert!(error.contains(&dir.path().join("absent.mmdb").display().to_string()), "{error}");
     std::fs::write(dir.path().join("absent.mmdb"), b"not a database").unwrap();
-    let error = load_engine(Some(&config)).err().expect("a corrupt database is an error");
+    let error = load_engine(Some(&config), |path| std::fs::read(path)).err().expect("a corrupt database is an error");
     assert!(error.contains("not a valid MMDB"), "{error}");
 }

@@ -3,9 +3,9 @@
 //! cadence is validated against the burst signal it has to feed.
 
 use serde_json::{Value, json};
-use tetherd::risk::event::{format_time, parse_time};
-use tetherd::risk::simulate::SIM_START;
-use tetherd::risk::{Engine, Event, Flag, RiskConfig};
+use tether_risk::event::{format_time, parse_time};
+use tether_risk::simulate::SIM_START;
+use tether_risk::{Engine, Event, Flag, RiskConfig};
 
 const IP: &str = "198.51.100.40";
 const FARM: [(&str, &str); 4] = [("a", "f1"), ("b", "f2"), ("a", "f3"), ("b", "f4")];

@@ -1,9 +1,9 @@
 //! Each signal fires on its pattern and stays quiet on its look-alike.
 
 use serde_json::{Value, json};
-use tetherd::risk::event::format_time;
-use tetherd::risk::simulate::SIM_START;
-use tetherd::risk::{Engine, Event, Flag, RiskConfig, Severity};
+use tether_risk::event::format_time;
+use tether_risk::simulate::SIM_START;
+use tether_risk::{Engine, Event, Flag, RiskConfig, Severity};
 
 const NYC: (f64, f64) = (40.71, -74.01);
 const LONDON: (f64, f64) = (51.51, -0.13);
@@ -164,7 +164,7 @@ fn a_declared_home_wins_over_the_enrollment_one_and_clearing_it_falls_back() {
     assert_eq!(relocated.evidence["home_source"], "enrollment");
 
     // Declared in London: at home there, whatever the enrollment said.
-    let home = tetherd::risk::event::Home { lat: LONDON.0, lon: LONDON.1, country: Some("GB".into()) };
+    let home = tether_risk::event::Home { lat: LONDON.0, lon: LONDON.1, country: Some("GB".into()) };
     engine.declare("acme", "w-d1", Some(&home), None);
     let flags = process(&mut engine, london(300_000.0));
     assert!(!has(&flags, "relocated", "d1"), "{flags:?}");

@@ -4,11 +4,12 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::io::Write;
 use std::time::Duration;
-use tetherd::app::{App, Settings};
-use tetherd::auth::Pepper;
-use tetherd::limits::{LimitSettings, Rate};
+use tetherd::domain::app::{App, Settings};
+use tetherd::domain::limits::{LimitSettings, Rate};
+use tetherd::domain::tenancy;
+use tetherd::domain::tenancy::auth::Pepper;
+use tetherd::process::{config_file, server};
 use tetherd::store::{Store, StoreOptions};
-use tetherd::{config_file, server, tenancy};
 
 #[derive(Parser)]
 #[command(name = "tetherd", version, about = "Tether: hardware-attested device presence for remote workers")]
@@ -64,7 +65,7 @@ enum Command {
         #[command(flatten)]
         limits: LimitArgs,
         /// Risk-engine configuration (TOML or JSON): thresholds, network classes, offices,
-        /// remote-control lists, MaxMind-format databases. Defaults are documented in the README.
+        /// remote-control lists, MaxMind-format databases. Defaults are documented in docs/detection.md.
         #[arg(long, env = "TETHER_RISK_CONFIG")]
         risk_config: Option<std::path::PathBuf>,
         /// Serve the analysts' web console on this address (off unless set; port 0 picks a free
@@ -205,16 +206,20 @@ struct AccessTokenArgs {
 }
 
 impl AccessTokenArgs {
-    fn load(&self) -> anyhow::Result<Option<tetherd::access_token::TokenKeys>> {
+    fn load(&self) -> anyhow::Result<Option<tetherd::domain::access::token_keys::TokenKeys>> {
         let Some(active) = &self.access_token_key else {
             if !self.access_token_previous_key.is_empty() {
                 anyhow::bail!("--access-token-previous-key needs --access-token-key (the key that signs new tokens)");
             }
             return Ok(None);
         };
-        tetherd::access_token::TokenKeys::load(active, &self.access_token_previous_key, self.access_token_ttl)
-            .map(Some)
-            .map_err(|e| anyhow::anyhow!(e))
+        tetherd::domain::access::token_keys::TokenKeys::load(
+            active,
+            &self.access_token_previous_key,
+            self.access_token_ttl,
+        )
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!(e))
     }
 }
 
@@ -311,7 +316,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let limits = limits.settings()?;
             let store_options = database.options()?;
             let token_keys = access_tokens.load()?;
-            let tls = tetherd::tls::TlsFiles {
+            let tls = tetherd::process::tls::TlsFiles {
                 cert: tls.tls_cert,
                 key: tls.tls_key,
                 client_ca: tls.tls_client_ca,
@@ -321,8 +326,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!(e))?;
             let pepper = pepper.load(&database_url)?;
             let store = Store::open_with(&database_url, &store_options).await?;
-            tetherd::pepper::log_dependents(&store, &pepper, tetherd::util::now_ms()).await;
-            let engine = tetherd::risk_live::load_engine(risk_config.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
+            tetherd::domain::tenancy::pepper::log_dependents(&store, &pepper, tetherd::util::now_ms()).await;
+            let engine = tether_risk::load_engine(risk_config.as_deref(), |path| std::fs::read(path))
+                .map_err(|e| anyhow::anyhow!(e))?;
             let settings = Settings { scheduler_tick, limits, request_timeout, ..Settings::default() };
             let app = App::new(store, pepper, settings, engine);
             if let Some(keys) = token_keys {
@@ -346,7 +352,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("cannot listen on {address} (--console-listen): {e}"))?;
                 // Printed before the gRPC line, which tells scripts that startup is complete.
                 println!("tether console listening on http://{}", console.local_addr()?);
-                tetherd::console::spawn(app.clone(), console);
+                tetherd::transport::console::spawn(app.clone(), console);
             }
             tetherd::telemetry::prometheus::start(metrics_listen.as_deref(), app.stopping.subscribe()).await?;
             let listener = tokio::net::TcpListener::bind(&listen)
@@ -390,11 +396,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
-    /// The README's configuration table is the documentation of the file:
+    /// docs/operating.md's configuration table is the documentation of the file:
     /// a flag added without a row there fails here.
     #[test]
     fn the_readme_lists_every_configuration_key() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../docs/operating.md");
         let cli = Cli::command();
         let serve = cli.find_subcommand("serve").expect("serve subcommand");
         let missing: Vec<String> = config_file::keys(serve)
@@ -402,6 +408,6 @@ mod tests {
             .filter(|(key, _, _)| !readme.contains(&format!("| `{key}` |")))
             .map(|(key, _, _)| key)
             .collect();
-        assert!(missing.is_empty(), "README.md's configuration table lacks {missing:?}");
+        assert!(missing.is_empty(), "docs/operating.md's configuration table lacks {missing:?}");
     }
 }

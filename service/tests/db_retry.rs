@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-use tetherd::error::ApiError;
+use tetherd::domain::error::ApiError;
 use tetherd::store::{Store, StoreError, StoreOptions};
 use tokio::sync::Notify;
 use tonic::Code;

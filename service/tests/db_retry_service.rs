@@ -19,8 +19,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use tether_proto::v1 as pb;
 use tether_softkey::{AttestationMode, SoftAuthenticator};
-use tetherd::app::{App, Settings};
-use tetherd::auth::Pepper;
+use tetherd::domain::app::{App, Settings};
+use tetherd::domain::tenancy::auth::Pepper;
 use tetherd::store::{Store, StoreOptions};
 use tonic::transport::Channel;
 use tonic::{Code, Request};
@@ -84,15 +84,15 @@ async fn start(base: &str, retry_attempts: u32) -> Service {
     let store = Store::open_with(&url, &StoreOptions { retry_attempts, ..StoreOptions::default() }).await.unwrap();
     let pepper = Pepper::ephemeral();
     let (tenant, key) =
-        tetherd::tenancy::create_tenant(&store, &pepper, "Retry", "retry.example", "https://retry.example")
+        tetherd::domain::tenancy::create_tenant(&store, &pepper, "Retry", "retry.example", "https://retry.example")
             .await
             .unwrap();
-    let engine = tetherd::risk::Engine::new(tetherd::risk::RiskConfig::default()).unwrap();
+    let engine = tether_risk::Engine::new(tether_risk::RiskConfig::default()).unwrap();
     let app = App::new(store, pepper, Settings::default(), engine);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(tetherd::server::serve(app, listener, None, async {
+    tokio::spawn(tetherd::process::server::serve(app, listener, None, async {
         let _ = stopped.await;
     }));
     let channel = Channel::from_shared(address).unwrap().connect().await.unwrap();
@@ -217,7 +217,7 @@ impl Service {
                 .fetch_all(&mut db)
                 .await
                 .unwrap();
-        let mut prev = tetherd::audit::GENESIS_HASH.to_string();
+        let mut prev = tetherd::domain::audit::GENESIS_HASH.to_string();
         for (i, (seq, prev_hash, hash)) in rows.iter().enumerate() {
             assert_eq!(*seq, i as i64 + 1, "audit sequence has a gap");
             assert_eq!(prev_hash, &prev, "audit entry {seq} does not link");

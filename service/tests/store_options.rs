@@ -63,7 +63,7 @@ async fn sqlite_writers_of_one_process_take_turns() {
     };
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(150), "gave up before the timeout: {waited:?}");
-    let status = tonic::Status::from(tetherd::error::ApiError::from(refused));
+    let status = tonic::Status::from(tetherd::domain::error::ApiError::from(refused));
     assert_eq!(status.code(), tonic::Code::Unavailable, "{}", status.message());
 
     let next = tokio::spawn({

@@ -13,8 +13,8 @@ use std::time::Duration;
 use tether_proto::v1 as pb;
 use tether_softkey::pki::TestPki;
 use tether_softkey::{AttestationMode, SoftAuthenticator};
-use tetherd::app::{App, Settings};
-use tetherd::auth::Pepper;
+use tetherd::domain::app::{App, Settings};
+use tetherd::domain::tenancy::auth::Pepper;
 use tetherd::store::Store;
 use tonic::Request;
 use tonic::transport::Channel;
@@ -71,14 +71,15 @@ async fn start() -> Service {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
     let pepper = Pepper::ephemeral();
-    let (tenant, admin) = tetherd::tenancy::create_tenant(&store, &pepper, "Telemetry", RP_ID, ORIGIN).await.unwrap();
+    let (tenant, admin) =
+        tetherd::domain::tenancy::create_tenant(&store, &pepper, "Telemetry", RP_ID, ORIGIN).await.unwrap();
     let settings = Settings { scheduler_tick: Duration::from_millis(100), ..Settings::default() };
-    let engine = tetherd::risk::Engine::new(tetherd::risk::RiskConfig::default()).unwrap();
+    let engine = tether_risk::Engine::new(tether_risk::RiskConfig::default()).unwrap();
     let app = App::new(store, pepper, settings, engine);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(tetherd::server::serve(app, listener, None, async {
+    tokio::spawn(tetherd::process::server::serve(app, listener, None, async {
         let _ = stopped.await;
     }));
     let channel = Channel::from_shared(url).unwrap().connect().await.unwrap();

@@ -167,7 +167,7 @@ async fn one_person_answering_every_probe_round_in_turn_is_a_presence_burst() {
     let evidence: serde_json::Value = serde_json::from_str(&flagged[0][0].evidence_json).unwrap();
     assert_eq!(evidence["serialized_rounds"], 3, "{evidence}");
     assert_eq!(evidence["counted_rounds"], 3, "{evidence}");
-    let named: Vec<String> = issued.iter().map(|t| tetherd::risk::event::format_time(*t)).collect();
+    let named: Vec<String> = issued.iter().map(|t| tether_risk::event::format_time(*t)).collect();
     assert_eq!(evidence["serialized_rounds_issued_at"], serde_json::json!(named), "the probe rounds: {evidence}");
     let last = &evidence["recent_rounds"][0];
     assert_eq!(last["answers"].as_array().map(Vec::len), Some(2), "{evidence}");

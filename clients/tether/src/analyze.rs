@@ -1,5 +1,5 @@
 //! `tether analyze`: replays an event log through the risk engine the service
-//! runs (`tetherd::risk`) and prints flags, then one summary per device, as
+//! runs (`tether_risk`) and prints flags, then one summary per device, as
 //! JSON Lines. Offline: no server, no network.
 
 use std::fs::File;
@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 
 use clap::Args;
-use tetherd::risk::Event;
+use tether_risk::Event;
 
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
@@ -33,7 +33,7 @@ pub fn run(args: AnalyzeArgs) -> i32 {
 }
 
 fn analyze(args: &AnalyzeArgs) -> Result<(), String> {
-    let mut engine = tetherd::risk_live::load_engine(args.config.as_deref())?;
+    let mut engine = tether_risk::load_engine(args.config.as_deref(), |path| std::fs::read(path))?;
     if !engine.geo_enabled() {
         eprintln!("note: no IP database configured: geo signals use only the events' `geo`");
     }

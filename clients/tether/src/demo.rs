@@ -1,18 +1,21 @@
-//! `tether demo`: the whole product in a minute. Starts tetherd in-process on
-//! a temporary SQLite file and a loopback port, enrolls soft-authenticator
-//! devices under a throwaway attestation CA, runs presence rounds (one device
-//! misses, one replays an old assertion, one is self-attested), asks the
-//! gateway for decisions and prints the analyst report — all over real gRPC.
+//! `tether demo`: the whole product in a minute. Starts a real `tetherd`
+//! process on a temporary SQLite file and a loopback port, enrolls
+//! soft-authenticator devices under a throwaway attestation CA, runs presence
+//! rounds (one device misses, one replays an old assertion, one is
+//! self-attested), asks the gateway for decisions and prints the analyst
+//! report — all over real gRPC. The CLI does not contain the server: it runs
+//! the `tetherd` binary built beside it (`cargo build -p tetherd`).
 
 use anyhow::{Context, bail};
 use clap::Args;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tether_agent::{Authenticator, answer_challenge, enroll, poll_challenges};
 use tether_proto::v1 as pb;
 use tether_softkey::pki::TestPki;
 use tether_softkey::{AttestationMode, SoftAuthenticator};
-use tetherd::app::{App, Settings};
-use tetherd::store::Store;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
@@ -21,7 +24,10 @@ use tonic::transport::Channel;
 pub struct DemoArgs {
     /// Keep the demo database here instead of a temporary directory.
     #[arg(long)]
-    pub database: Option<std::path::PathBuf>,
+    pub database: Option<PathBuf>,
+    /// The tetherd binary to run [default: the one beside this program, then PATH].
+    #[arg(long)]
+    pub tetherd: Option<PathBuf>,
 }
 
 const RP_ID: &str = "demo.tether.example";
@@ -51,33 +57,95 @@ struct Laptop {
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let tetherd = args.tetherd.clone().unwrap_or_else(default_tetherd);
     let dir = tempfile::tempdir()?;
     let db_path = args.database.unwrap_or_else(|| dir.path().join("demo.db"));
-    let store = Store::open(&format!("sqlite://{}", db_path.display())).await?;
-    let pepper = tetherd::auth::Pepper::ephemeral();
-    let (_tenant, admin) = tetherd::tenancy::create_tenant(&store, &pepper, "Demo Corp", RP_ID, ORIGIN)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let settings = Settings {
-        scheduler_tick: Duration::from_millis(200),
-        stream_poll: Duration::from_millis(200),
-        ..Settings::default()
-    };
-    let engine = tetherd::risk::Engine::new(tetherd::risk::RiskConfig::default()).map_err(|e| anyhow::anyhow!(e))?;
-    let app = App::new(store, pepper, settings, engine);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(tetherd::server::serve(app, listener, None, async {
-        let _ = stopped.await;
-    }));
-    println!("tetherd is serving on {url} with database {}", db_path.display());
+    let database_url = format!("sqlite://{}", db_path.display());
+    let admin_key = init_tenant(&tetherd, &database_url)?;
+    let server = DemoServer::start(&tetherd, &database_url)?;
+    let url = format!("http://{}", server.address);
+    println!("tetherd (pid {}) is serving on {url} with database {}", server.child.id(), db_path.display());
 
     let channel = Channel::from_shared(url)?.connect().await?;
-    let result = run_story(channel, admin.secret).await;
-    let _ = stop.send(());
-    server.await??;
-    result
+    run_story(channel, admin_key).await
+}
+
+/// `tetherd` beside this executable (how `cargo build` lays them out), else the one on PATH.
+fn default_tetherd() -> PathBuf {
+    let beside = std::env::current_exe().ok().and_then(|exe| Some(exe.parent()?.join("tetherd")));
+    beside.filter(|path| path.is_file()).unwrap_or_else(|| PathBuf::from("tetherd"))
+}
+
+fn tetherd_command(tetherd: &Path) -> Command {
+    let mut command = Command::new(tetherd);
+    command.env("RUST_LOG", "warn");
+    command
+}
+
+fn spawn_failed(tetherd: &Path, e: std::io::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "cannot run {}: {e}; build the server first (`cargo build -p tetherd`) or name it with --tetherd",
+        tetherd.display()
+    )
+}
+
+/// Creates the demo employer with `tetherd init` and returns its admin key.
+fn init_tenant(tetherd: &Path, database_url: &str) -> anyhow::Result<String> {
+    let output = tetherd_command(tetherd)
+        .args(["init", "--tenant", "Demo Corp", "--rp-id", RP_ID, "--origin", ORIGIN, "--output", "json"])
+        .args(["--database-url", database_url])
+        .output()
+        .map_err(|e| spawn_failed(tetherd, e))?;
+    if !output.status.success() {
+        bail!("tetherd init failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    let created: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("tetherd init printed something other than JSON")?;
+    created["admin_api_key"].as_str().map(str::to_string).context("tetherd init printed no admin_api_key")
+}
+
+/// A `tetherd serve` child, stopped when the demo ends however it ends.
+struct DemoServer {
+    child: Child,
+    address: String,
+}
+
+impl DemoServer {
+    fn start(tetherd: &Path, database_url: &str) -> anyhow::Result<DemoServer> {
+        let mut child = tetherd_command(tetherd)
+            .args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url])
+            // Misses are recorded within a fraction of a second of their deadline.
+            .args(["--scheduler-tick", "200ms"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| spawn_failed(tetherd, e))?;
+        let stdout = child.stdout.take().context("tetherd's standard output")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let address = loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    if let Some(address) = line.strip_prefix("tetherd listening on ") {
+                        break address.trim().to_string();
+                    }
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    bail!("tetherd exited before it listened (its error is above)");
+                }
+            }
+        };
+        // Keep reading its output so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Ok(DemoServer { child, address })
+    }
+}
+
+impl Drop for DemoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 async fn run_story(channel: Channel, admin_key: String) -> anyhow::Result<()> {

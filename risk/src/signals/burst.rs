@@ -8,12 +8,12 @@ use std::collections::VecDeque;
 
 use serde_json::json;
 
-use crate::risk::Millis;
-use crate::risk::engine::{Engine, Finding, HOUR, Sighting};
-use crate::risk::event::{Lan, format_time};
-use crate::risk::flag::{FlagKind, Severity};
-use crate::risk::geo::NetworkClass;
-use crate::risk::network::EgressKey;
+use crate::Millis;
+use crate::engine::{Engine, Finding, HOUR, Sighting};
+use crate::event::{Lan, format_time};
+use crate::flag::{FlagKind, Severity};
+use crate::geo::NetworkClass;
+use crate::network::EgressKey;
 
 const MAX_OPEN_ROUNDS: usize = 16;
 const MAX_ANSWERS_PER_ROUND: usize = 64;
@@ -231,7 +231,7 @@ impl Engine {
 /// two of them answering; it is serialized when consecutive answers are all
 /// between the minimum and maximum gap — the misses being the devices one
 /// person did not reach before the deadline.
-fn judge(mut r: OpenRound, cfg: &crate::risk::config::BurstConfig) -> Option<ClosedRound> {
+fn judge(mut r: OpenRound, cfg: &crate::config::BurstConfig) -> Option<ClosedRound> {
     r.answers.sort_unstable();
     let mut seen = Vec::with_capacity(r.answers.len());
     r.answers.retain(|(_, d)| {

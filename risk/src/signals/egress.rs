@@ -5,12 +5,12 @@ use std::net::IpAddr;
 use serde_json::json;
 
 use super::burst::Rounds;
-use crate::risk::Millis;
-use crate::risk::engine::{Engine, Finding, HOUR, ProbeRequest, Sighting};
-use crate::risk::event::Lan;
-use crate::risk::flag::{FlagKind, Severity};
-use crate::risk::geo::NetworkClass;
-use crate::risk::network::EgressKey;
+use crate::Millis;
+use crate::engine::{Engine, Finding, HOUR, ProbeRequest, Sighting};
+use crate::event::Lan;
+use crate::flag::{FlagKind, Severity};
+use crate::geo::NetworkClass;
+use crate::network::EgressKey;
 
 /// Devices seen behind one egress within the window (capped), plus presence rounds.
 #[derive(Debug)]
@@ -152,7 +152,7 @@ impl Engine {
             .map(|(m, seen)| {
                 let mut v = self.describe_device(*m);
                 if let Some(map) = v.as_object_mut() {
-                    map.insert("last_seen".into(), crate::risk::event::format_time(*seen).into());
+                    map.insert("last_seen".into(), crate::event::format_time(*seen).into());
                 }
                 v
             })

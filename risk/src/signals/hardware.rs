@@ -2,11 +2,11 @@
 
 use serde_json::json;
 
-use crate::risk::engine::{Engine, Finding, Sighting, home_point};
-use crate::risk::event::{Enrollment, Presence, TpmClock};
-use crate::risk::flag::{FlagKind, Severity};
-use crate::risk::geo::haversine_km;
-use crate::risk::state::{HomePoint, Point};
+use crate::engine::{Engine, Finding, Sighting, home_point};
+use crate::event::{Enrollment, Presence, TpmClock};
+use crate::flag::{FlagKind, Severity};
+use crate::geo::haversine_km;
+use crate::state::{HomePoint, Point};
 
 impl Engine {
     pub(crate) fn on_enrollment(&mut self, d: u32, w: u32, e: &Enrollment, s: &Sighting, out: &mut Vec<Finding>) {

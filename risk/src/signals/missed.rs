@@ -2,10 +2,10 @@
 
 use serde_json::json;
 
-use crate::risk::Millis;
-use crate::risk::engine::{Engine, Finding, HOUR};
-use crate::risk::event::{Presence, format_time};
-use crate::risk::flag::{FlagKind, Severity};
+use crate::Millis;
+use crate::engine::{Engine, Finding, HOUR};
+use crate::event::{Presence, format_time};
+use crate::flag::{FlagKind, Severity};
 
 const MAX_MISSES_KEPT: usize = 64;
 

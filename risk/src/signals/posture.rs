@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::risk::engine::{Engine, Finding, Sighting};
-use crate::risk::event::Posture;
-use crate::risk::flag::{FlagKind, Severity};
+use crate::engine::{Engine, Finding, Sighting};
+use crate::event::Posture;
+use crate::flag::{FlagKind, Severity};
 
 const DEFAULTS: &str = include_str!("../remote_control.toml");
 

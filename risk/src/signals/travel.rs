@@ -2,10 +2,10 @@
 
 use serde_json::json;
 
-use crate::risk::engine::{Engine, Finding, HOUR, Sighting};
-use crate::risk::flag::{FlagKind, Severity};
-use crate::risk::geo::haversine_km;
-use crate::risk::state::Point;
+use crate::engine::{Engine, Finding, HOUR, Sighting};
+use crate::flag::{FlagKind, Severity};
+use crate::geo::haversine_km;
+use crate::state::Point;
 
 impl Engine {
     pub(crate) fn check_location(&mut self, d: u32, w: u32, s: &Sighting, out: &mut Vec<Finding>) {
@@ -53,7 +53,7 @@ impl Engine {
                 "effective_km": effective.round(),
                 "radius_km": cfg.radius_km,
                 "country_changed": border,
-                "relocated_since": crate::risk::event::format_time(since),
+                "relocated_since": crate::event::format_time(since),
                 "hours_relocated": hours_away,
                 "high_after_hours": cfg.high_after_hours,
             }),

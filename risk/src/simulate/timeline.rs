@@ -6,11 +6,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::population::{Facilitator, World};
 use super::rng::Rng;
 use super::world::{HOME_CITIES, Net, Place, local_offset_hours};
-use crate::risk::Millis;
-use crate::risk::event::{
-    Enrollment, Event, EventBody, Home, Lan, Outcome, Posture, Presence, Session, TpmClock, UsbDevice,
-};
-use crate::risk::geo::{Geo, NetworkClass};
+use crate::Millis;
+use crate::event::{Enrollment, Event, EventBody, Home, Lan, Outcome, Posture, Presence, Session, TpmClock, UsbDevice};
+use crate::geo::{Geo, NetworkClass};
 
 const HOUR: Millis = 3_600_000;
 const DAY: Millis = 24 * HOUR;

@@ -1,12 +1,12 @@
 //! Shared state of a running service.
 
-use crate::auth::Pepper;
-use crate::limits::{LimitSettings, Limiter};
-use crate::risk::Engine;
-use crate::risk_live::LiveRisk;
+use crate::domain::limits::{LimitSettings, Limiter};
+use crate::domain::risk_live::state::LiveRisk;
+use crate::domain::tenancy::pepper::Pepper;
 use crate::store::Store;
 use std::sync::Arc;
 use std::time::Duration;
+use tether_risk::Engine;
 use tokio::sync::{broadcast, watch};
 
 #[derive(Debug, Clone)]
@@ -48,7 +48,7 @@ pub struct App {
     pub stopping: watch::Sender<bool>,
     /// Access-token signing keys (from files, never the database); unset
     /// when tokens are not enabled.
-    pub access_tokens: std::sync::OnceLock<crate::access_token::TokenKeys>,
+    pub access_tokens: std::sync::OnceLock<crate::domain::access::token_keys::TokenKeys>,
 }
 
 impl App {

@@ -4,7 +4,7 @@
 //! the time to wait. Buckets are per process: N replicas allow N times the
 //! rate, which bounds abuse without coordination.
 
-use crate::error::ApiError;
+use crate::domain::error::ApiError;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

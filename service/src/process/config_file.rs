@@ -23,7 +23,7 @@ pub enum ConfigFileError {
     Read { path: String, source: std::io::Error },
     #[error("the configuration file {path} is not valid TOML: {message}")]
     Syntax { path: String, message: String },
-    #[error("{path}: unknown key `{key}`; the keys are the `tetherd serve` flags with _ for - (see the README)")]
+    #[error("{path}: unknown key `{key}`; the keys are the `tetherd serve` flags with _ for - (see docs/operating.md)")]
     UnknownKey { path: String, key: String },
     #[error("{path}: key `{key}`: {message}")]
     BadValue { path: String, key: String, message: String },
@@ -153,7 +153,7 @@ fn first_line(message: &str) -> String {
 }
 
 /// Every key the file accepts, with its environment variable and help, for
-/// the README's table and its completeness test.
+/// the table in docs/operating.md and its completeness test.
 pub fn keys(serve: &Command) -> Vec<(String, Option<String>, String)> {
     serve
         .get_arguments()

@@ -3,7 +3,7 @@
 //! replica) and calls fail UNAVAILABLE, which gateways treat as deny. When the
 //! database answers again, health returns to SERVING by itself.
 
-use crate::app::App;
+use crate::domain::app::App;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic_health::ServingStatus;

@@ -2,8 +2,8 @@
 //! ones into missed-presence records. Each step is idempotent and guarded by
 //! conditional updates, so a pass interrupted by shutdown loses nothing.
 
-use crate::app::App;
-use crate::presence;
+use crate::domain::app::App;
+use crate::domain::presence;
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -26,7 +26,7 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
             Err(e) => tracing::warn!(error = %e, "challenge scheduling failed; retrying next tick"),
         }
         // Other replicas' risk events, even when this one has no traffic of its own.
-        if let Err(e) = crate::risk_shared::tick(&app).await {
+        if let Err(e) = crate::domain::risk_live::shared::tick(&app).await {
             tracing::warn!(error = %e, "risk catch-up failed; retrying next tick");
         }
     }

@@ -1,10 +1,12 @@
 //! Assembles the gRPC server: the tether.v1 services, standard health and
 //! reflection, message-size limits, and graceful shutdown.
 
-use crate::app::App;
-use crate::deadline::DeadlineLayer;
-use crate::rpc::{access::AccessApi, admin::AdminApi, device::EnrollmentApi, device::PresenceApi, report::ReportApi};
-use crate::{health, scheduler};
+use crate::domain::app::App;
+use crate::process::{health, scheduler};
+use crate::transport::deadline::DeadlineLayer;
+use crate::transport::rpc::{
+    access::AccessApi, admin::AdminApi, device::EnrollmentApi, device::PresenceApi, report::ReportApi,
+};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -78,7 +80,7 @@ pub async fn serve(
             ReportServiceServer::new(ReportApi { app: Arc::clone(&app) }).max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
-            envoy_types::ext_authz::v3::pb::AuthorizationServer::new(crate::rpc::ext_authz::ExtAuthzApi {
+            envoy_types::ext_authz::v3::pb::AuthorizationServer::new(crate::transport::rpc::ext_authz::ExtAuthzApi {
                 app: Arc::clone(&app),
             })
             .max_decoding_message_size(MAX_MESSAGE_BYTES),

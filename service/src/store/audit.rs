@@ -3,19 +3,7 @@
 use super::{Store, StoreError, StoreResult, Tx};
 use sqlx::Row;
 use sqlx::any::AnyRow;
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct AuditRecord {
-    pub tenant_id: String,
-    pub seq: i64,
-    pub at_ms: i64,
-    pub actor: String,
-    pub action: String,
-    pub target: String,
-    pub details_json: String,
-    pub prev_hash: String,
-    pub hash: String,
-}
+use tether_attestation::audit_chain::AuditRecord;
 
 fn from_row(row: &AnyRow) -> StoreResult<AuditRecord> {
     Ok(AuditRecord {

@@ -1,9 +1,19 @@
 //! API keys: only a hash of each secret is stored.
 
 use super::{Store, StoreResult, Tx};
-use crate::pepper::{HMAC_SCHEME, StoredHash};
 use sqlx::Row;
 use sqlx::any::AnyRow;
+
+/// A stored hash of an API-key secret: the `api_keys` columns that hold it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredHash {
+    pub secret_hash: Vec<u8>,
+    pub hash_scheme: String,
+    /// Hex; empty for the legacy scheme.
+    pub salt: String,
+    /// The pepper that made `secret_hash`; None for the legacy scheme.
+    pub pepper_id: Option<String>,
+}
 
 #[derive(Debug, Clone)]
 pub struct ApiKey {
@@ -117,14 +127,18 @@ pub async fn rehash(store: &Store, id: &str, old_hash: &[u8], new: &StoredHash) 
     Ok(done.rows_affected() == 1)
 }
 
-/// Live (unrevoked, unexpired) peppered keys of every tenant, counted by the
-/// pepper that made their hash (None: not recorded).
-pub async fn live_counts_by_pepper(store: &Store, now_ms: i64) -> StoreResult<Vec<(Option<String>, i64)>> {
+/// Live (unrevoked, unexpired) keys of every tenant hashed under `scheme`,
+/// counted by the pepper that made their hash (None: not recorded).
+pub async fn live_counts_by_pepper(
+    store: &Store,
+    scheme: &str,
+    now_ms: i64,
+) -> StoreResult<Vec<(Option<String>, i64)>> {
     let rows = sqlx::query(
         "SELECT pepper_id, COUNT(*) AS n FROM api_keys WHERE hash_scheme = $1 AND revoked_at_ms IS NULL \
          AND (expires_at_ms IS NULL OR expires_at_ms > $2) GROUP BY pepper_id",
     )
-    .bind(HMAC_SCHEME)
+    .bind(scheme)
     .bind(now_ms)
     .fetch_all(store.pool())
     .await?;

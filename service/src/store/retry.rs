@@ -74,19 +74,6 @@ impl Retryable for StoreError {
     }
 }
 
-impl Retryable for crate::error::ApiError {
-    fn is_retryable(&self) -> bool {
-        matches!(self, crate::error::ApiError::Store(e) if e.is_retryable())
-    }
-
-    fn exhausted(self, what: &'static str, attempts: u32) -> Self {
-        match self {
-            crate::error::ApiError::Store(e) => crate::error::ApiError::Store(e.exhausted(what, attempts)),
-            other => other,
-        }
-    }
-}
-
 impl Store {
     /// Runs `op` until it succeeds, fails for another reason, or has run the
     /// configured number of times (`--db-retry-attempts`). `op` must be one

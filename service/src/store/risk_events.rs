@@ -2,7 +2,7 @@
 //! the probe rounds they schedule.
 //!
 //! Every replica appends the events it evaluates and replays everybody's in
-//! one order (crate::risk_shared). That only converges if a reader that has
+//! one order (the live risk engine, domain::risk_live). That only converges if a reader that has
 //! passed a position can never later see a row before it: otherwise it would
 //! skip the late row for good (its cursor is past it) or evaluate it out of
 //! order. PostgreSQL hands out identity values when the INSERT runs, not

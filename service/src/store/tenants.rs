@@ -1,9 +1,9 @@
 //! Tenants (employers) and their policy.
 
 use super::{Store, StoreError, StoreResult, Tx, flag};
-use crate::flag_policy::FlagPolicy;
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use tether_risk::FlagPolicy;
 
 #[derive(Debug, Clone)]
 pub struct Tenant {

@@ -19,8 +19,7 @@ pub use metrics::{
 };
 pub use rpc::{RpcLayer, RpcService, code_name, set_tenant};
 pub use steps::{
-    RISK_EVALUATION, TPM_EK_CERTIFICATE, TPM_QUOTE, WEBAUTHN_ASSERTION, WEBAUTHN_ATTESTATION, enrollment, evaluate,
-    record_access, verify,
+    RISK_EVALUATION, TPM_EK_CERTIFICATE, TPM_QUOTE, WEBAUTHN_ASSERTION, WEBAUTHN_ATTESTATION, evaluate, verify,
 };
 
 use opentelemetry::trace::TracerProvider as _;

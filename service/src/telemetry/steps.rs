@@ -3,11 +3,7 @@
 //! a call site stays one expression and no input (attestation objects,
 //! signatures, quotes) is ever recorded — only the step's name and outcome.
 
-use super::metrics::{self, EnrollmentOutcome};
-use crate::access::{AccessDecision, reason_name};
-use crate::error::{ApiError, ApiResult};
-use crate::store::credentials::Credential;
-use std::future::Future;
+use super::metrics;
 use std::time::Instant;
 
 /// WebAuthn attestation statement and certificate chain (enrollment).
@@ -39,26 +35,4 @@ pub fn verify<T, E>(step: &'static str, f: impl FnOnce() -> Result<T, E>) -> Res
 /// Runs an infallible step (risk evaluation) inside its own span.
 pub fn evaluate<T>(step: &'static str, f: impl FnOnce() -> T) -> T {
     verify(step, || Ok::<T, std::convert::Infallible>(f())).unwrap_or_else(|never| match never {})
-}
-
-/// One gateway decision: its result and each deny reason.
-pub fn record_access(decision: &AccessDecision) {
-    metrics::record_access_result(decision.allow, decision.reasons.iter().map(|(code, _)| reason_name(*code)));
-}
-
-/// Awaits a finishing enrollment step and counts how it ended, by key kind
-/// (`webauthn`, `tpm`) and attestation format.
-pub async fn enrollment(
-    kind: &'static str,
-    finish: impl Future<Output = ApiResult<Credential>>,
-) -> ApiResult<Credential> {
-    let result = finish.await;
-    let unknown = if kind == "tpm" { "tpm" } else { "unknown" };
-    match &result {
-        Ok(c) if c.attested => metrics::record_enrollment(kind, EnrollmentOutcome::Attested, &c.format),
-        Ok(c) => metrics::record_enrollment(kind, EnrollmentOutcome::Unattested, &c.format),
-        Err(ApiError::Store(_)) => metrics::record_enrollment(kind, EnrollmentOutcome::Error, unknown),
-        Err(_) => metrics::record_enrollment(kind, EnrollmentOutcome::Rejected, unknown),
-    }
-    result
 }

@@ -1,7 +1,7 @@
 //! Risk engine evaluation and event-log generator.
 //!
 //! `tether-risk-bench [--workers N] [--days D] [--seed S] [--write-events FILE]`
-//! simulates a population (see `tetherd::risk::simulate`), runs the engine over
+//! simulates a population (see `tether_risk::simulate`), runs the engine over
 //! it and prints precision, recall and the false-positive rate of
 //! `farm_suspected`, and the engine's in-process throughput. With
 //! `--write-events` it also writes the event log as JSON Lines for
@@ -11,7 +11,7 @@ use std::io::Write;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use tetherd::risk::simulate::{SimConfig, Simulation, event_json};
+use tether_risk::simulate::{SimConfig, Simulation, event_json};
 
 fn main() -> anyhow::Result<()> {
     let mut cfg = SimConfig::default();

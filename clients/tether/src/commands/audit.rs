@@ -1,7 +1,7 @@
 //! `tether audit export|verify`: the tenant's tamper-evident audit log.
 //!
 //! Verification runs here, on the client, with the same hash function the
-//! server writes with (`tetherd::audit`), so a tampered server database or a
+//! server writes with (`tetherd::domain::audit`), so a tampered server database or a
 //! tampered export file is caught without trusting the server's word.
 
 use std::io::{BufRead, Write};
@@ -9,9 +9,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use tether_attestation::audit_chain::{AuditRecord, GENESIS_HASH, verify_chain};
 use tether_proto::v1::{AuditEntry, ListAuditLogRequest};
-use tetherd::audit::{GENESIS_HASH, verify_chain};
-use tetherd::store::audit::AuditRecord;
 
 use super::Ctx;
 use crate::output::OutputFormat;

@@ -121,7 +121,7 @@ pub fn verify_token(args: &VerifyTokenArgs) -> i32 {
 }
 
 pub fn new_token_key(args: &NewTokenKeyArgs) -> anyhow::Result<i32> {
-    let der = tetherd::access_token::generate_pkcs8().map_err(|e| anyhow::anyhow!(e))?;
+    let der = tether_attestation::access_token::generate_pkcs8().map_err(|e| anyhow::anyhow!(e))?;
     let signer = access_token::AccessTokenSigner::from_pkcs8(&der)?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

@@ -3,9 +3,9 @@
 //! URI name), or a Tether access token in a header. Then the normal access
 //! decision. Anything missing or unusable is a recorded DENY, never an ALLOW.
 
-use crate::access::{AccessDecision, AccessQuery, check_with};
-use crate::app::App;
-use crate::error::ApiResult;
+use crate::domain::access::{AccessDecision, AccessQuery, check_with};
+use crate::domain::app::App;
+use crate::domain::error::ApiResult;
 use crate::store::inventory;
 use std::collections::HashMap;
 use tether_proto::v1::{self as pb, DenyReason};
@@ -54,7 +54,7 @@ pub async fn decide(app: &App, tenant_id: &str, r: &EnvoyRequest<'_>) -> ApiResu
             gateway_id: GATEWAY_ID.into(),
             ..Default::default()
         };
-        return crate::access_token::check_with_token(app, tenant_id, &request).await;
+        return crate::domain::access::token::check_with_token(app, tenant_id, &request).await;
     }
     let refuse = |device_id: &str, code: DenyReason, why: String| {
         let device_id = device_id.to_string();

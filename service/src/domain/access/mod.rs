@@ -2,17 +2,23 @@
 //! attested, present, unflagged device ends in DENY, and every decision is
 //! recorded as a session.
 
-use crate::app::App;
-use crate::error::ApiResult;
-use crate::flag_policy::{FlagPolicy, severity_to_proto, stored_severity};
-use crate::risk::Severity;
-use crate::risk_live::{self, severity_name};
+pub mod envoy;
+pub mod token;
+pub mod token_keys;
+
+use crate::domain::app::App;
+use crate::domain::error::ApiResult;
+use crate::domain::flags::policy::severity_to_proto;
+use crate::domain::risk_live::{self, severity_name};
 use crate::store::credentials::Credential;
 use crate::store::sessions::SessionRecord;
 use crate::store::{credentials, flags, inventory, sessions, tenants};
 use crate::util::{canonical_ip, new_id, now_ms};
 use std::collections::BTreeMap;
 use tether_proto::v1::{self as pb, DenyReason};
+use tether_risk::FlagPolicy;
+use tether_risk::Severity;
+use tether_risk::policy::stored_severity;
 
 pub struct AccessQuery<'a> {
     pub tenant_id: &'a str,

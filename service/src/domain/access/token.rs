@@ -7,99 +7,22 @@
 //! mint tokens. One key signs; previous keys only verify, so a rotation keeps
 //! tokens issued under the old key valid until they expire.
 
-use crate::access::{AccessDecision, AccessQuery, check_with};
-use crate::app::App;
-use crate::audit::{self, Actor};
-use crate::error::{ApiError, ApiResult};
+use crate::domain::access::token_keys::TokenKeys;
+use crate::domain::access::{AccessDecision, AccessQuery, check_with};
+use crate::domain::app::App;
+use crate::domain::audit::{self, Actor};
+use crate::domain::error::{ApiError, ApiResult};
 use crate::store::{StoreError, credentials, presence as presence_store};
 use crate::util::{new_id, now_ms};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
-use tether_attestation::access_token::{
-    AccessTokenClaims, AccessTokenError, AccessTokenSigner, MAX_LIFETIME_MS, VerifyingKey, verify,
-};
+use tether_attestation::access_token::{AccessTokenClaims, AccessTokenError, verify};
 use tether_proto::v1::{self as pb, DenyReason};
 
 /// The gateway id recorded with the access decision taken at issuance.
 pub const ISSUANCE_GATEWAY: &str = "tether-access-token";
-pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
-pub const MAX_TTL: Duration = Duration::from_millis(MAX_LIFETIME_MS as u64);
 
 const NOT_ENABLED: &str = "access tokens are not enabled on this server: start tetherd with \
     --access-token-key FILE (or TETHER_ACCESS_TOKEN_KEY=FILE), a PKCS#8 Ed25519 private key such as \
     `tether gateway new-token-key --out FILE` writes";
-
-/// The signing key, the keys that still verify, and the token lifetime.
-#[derive(Debug)]
-pub struct TokenKeys {
-    signer: AccessTokenSigner,
-    previous: Vec<VerifyingKey>,
-    ttl_ms: i64,
-}
-
-fn read_key(path: &Path, flag: &str) -> Result<AccessTokenSigner, String> {
-    let material = std::fs::read(path).map_err(|e| format!("{flag}: cannot read {}: {e}", path.display()))?;
-    AccessTokenSigner::from_pkcs8(&material).map_err(|e| format!("{flag} {}: {e}", path.display()))
-}
-
-impl TokenKeys {
-    /// Loads the active key and the previous (verify-only) keys. Previous
-    /// files may hold private keys: only their public halves are kept.
-    pub fn load(active: &Path, previous: &[PathBuf], ttl: Duration) -> Result<TokenKeys, String> {
-        if ttl.is_zero() || ttl > MAX_TTL {
-            return Err(format!(
-                "--access-token-ttl must be between 1s and {}; got {}",
-                humantime::format_duration(MAX_TTL),
-                humantime::format_duration(ttl)
-            ));
-        }
-        let signer = read_key(active, "--access-token-key")?;
-        let mut keys = TokenKeys { signer, previous: Vec::new(), ttl_ms: ttl.as_millis() as i64 };
-        for path in previous {
-            let key = read_key(path, "--access-token-previous-key")?.verifying_key().clone();
-            if key.key_id != keys.signer.key_id() && !keys.previous.iter().any(|k| k.key_id == key.key_id) {
-                keys.previous.push(key);
-            }
-        }
-        Ok(keys)
-    }
-
-    /// Every key a token may be signed with, the active one first.
-    pub fn verifying_keys(&self) -> Vec<VerifyingKey> {
-        std::iter::once(self.signer.verifying_key().clone()).chain(self.previous.iter().cloned()).collect()
-    }
-
-    pub fn active_key_id(&self) -> &str {
-        self.signer.key_id()
-    }
-
-    pub fn ttl_ms(&self) -> i64 {
-        self.ttl_ms
-    }
-
-    pub fn to_proto(&self) -> pb::GetAccessTokenKeysResponse {
-        let active = self.signer.key_id();
-        pb::GetAccessTokenKeysResponse {
-            keys: self
-                .verifying_keys()
-                .iter()
-                .map(|k| pb::AccessTokenKey {
-                    key_id: k.key_id.clone(),
-                    public_key: k.public_key_b64(),
-                    active: k.key_id == active,
-                })
-                .collect(),
-            token_ttl_ms: self.ttl_ms,
-        }
-    }
-}
-
-/// A fresh PKCS#8 (v2) Ed25519 private key, DER.
-pub fn generate_pkcs8() -> Result<Vec<u8>, String> {
-    ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
-        .map(|doc| doc.as_ref().to_vec())
-        .map_err(|_| "the operating system's random number generator failed".to_string())
-}
 
 /// The configured keys, or FAILED_PRECONDITION saying how to enable tokens.
 pub fn keys(app: &App) -> ApiResult<&TokenKeys> {

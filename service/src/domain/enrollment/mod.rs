@@ -2,10 +2,12 @@
 //! attestation is verified against the tenant's trust store and policy, and
 //! the credential is bound to the worker and device in one transaction.
 
-use crate::app::App;
-use crate::audit;
-use crate::error::{ApiError, ApiResult};
-use crate::risk_live::PendingEvent;
+pub mod tpm;
+
+use crate::domain::app::App;
+use crate::domain::audit;
+use crate::domain::error::{ApiError, ApiResult};
+use crate::domain::risk_live::PendingEvent;
 use crate::store::credentials::Credential;
 use crate::store::enrollment::{EnrollmentSession, EnrollmentToken};
 use crate::store::flags::FlagRecord;
@@ -313,7 +315,7 @@ pub(crate) async fn risk_event(
     source_ip: &str,
     now: i64,
 ) -> ApiResult<Option<PendingEvent>> {
-    let observation = crate::risk_live::Observation {
+    let observation = crate::domain::risk_live::Observation {
         tenant_id: &credential.tenant_id,
         worker: &credential.worker_external_id,
         device_id: &credential.device_id,
@@ -321,12 +323,12 @@ pub(crate) async fn risk_event(
         session_id: "",
         ip: source_ip,
         at_ms: now,
-        what: crate::risk_live::Happening::Enrolled {
+        what: crate::domain::risk_live::Happening::Enrolled {
             attested: credential.attested,
             format: credential.format.clone(),
         },
     };
-    crate::risk_live::prepare(app, observation).await
+    crate::domain::risk_live::prepare(app, observation).await
 }
 
 /// Appends the enrollment's risk event, if it has one, in its transaction.

@@ -10,9 +10,9 @@
 //! time) the AK is bound to worker ↔ device in one transaction that consumes the token. The
 //! AK public area stored here is the only key quotes are ever verified with.
 
-use crate::app::App;
-use crate::enrollment::{tenant_trust_store, usable_token};
-use crate::error::{ApiError, ApiResult};
+use crate::domain::app::App;
+use crate::domain::enrollment::{tenant_trust_store, usable_token};
+use crate::domain::error::{ApiError, ApiResult};
 use crate::store::credentials::Credential;
 use crate::store::enrollment::EnrollmentToken;
 use crate::store::tpm::{TpmCredential, TpmEnrollment};
@@ -168,9 +168,13 @@ pub async fn finish(
     let session = tpm_store::enrollment(&app.store, enrollment_id.trim())
         .await?
         .ok_or_else(|| ApiError::not_found("no such TPM enrollment; call BeginTpmEnrollment first"))?;
-    let token = crate::enrollment::usable_token(app, token_secret).await?;
-    let now =
-        crate::enrollment::check_ceremony(&token, &session.token_id, session.finished_at_ms, session.expires_at_ms)?;
+    let token = crate::domain::enrollment::usable_token(app, token_secret).await?;
+    let now = crate::domain::enrollment::check_ceremony(
+        &token,
+        &session.token_id,
+        session.finished_at_ms,
+        session.expires_at_ms,
+    )?;
     if !credential::secret_matches(&session.secret_hash, &sha256(activated_secret)) {
         return Err(ApiError::denied(
             "credential activation failed: the returned secret is not the one encrypted to this TPM's EK for this AK",
@@ -211,7 +215,7 @@ pub async fn finish(
         "ek_pin": session.ek_pin, "tpm_manufacturer": session.ek_manufacturer, "tpm_model": session.ek_model,
         "tpm_firmware": session.ek_firmware,
     });
-    let event = crate::enrollment::risk_event(app, &credential, source_ip, now).await?;
+    let event = crate::domain::enrollment::risk_event(app, &credential, source_ip, now).await?;
     let position = app
         .store
         .retrying("tpm_enrollment.finish", || async {
@@ -249,13 +253,13 @@ pub async fn finish(
                 },
             )
             .await?;
-            crate::enrollment::record(&mut tx, &token.id, &credential, source_ip, now, &extra).await?;
-            let position = crate::enrollment::append_risk_event(&mut tx, &event).await?;
+            crate::domain::enrollment::record(&mut tx, &token.id, &credential, source_ip, now, &extra).await?;
+            let position = crate::domain::enrollment::append_risk_event(&mut tx, &event).await?;
             tx.commit().await.map_err(StoreError::from)?;
             Ok(position)
         })
         .await?;
-    crate::enrollment::enrolled(app, &credential, event, position).await?;
+    crate::domain::enrollment::enrolled(app, &credential, event, position).await?;
     Ok(credential)
 }
 

@@ -2,10 +2,10 @@
 //! every front end (gRPC `UpdateFlag`, the web console), so each change is
 //! checked, applied and audited identically.
 
-use crate::app::App;
-use crate::audit::{self as audit_log, Actor};
-use crate::auth::Caller;
-use crate::error::{ApiError, ApiResult};
+use crate::domain::app::App;
+use crate::domain::audit::{self as audit_log, Actor};
+use crate::domain::error::{ApiError, ApiResult};
+use crate::domain::tenancy::auth::Caller;
 use crate::store::StoreError;
 use crate::store::flags::{self, StoredFlag};
 use crate::util::now_ms;

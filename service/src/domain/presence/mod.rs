@@ -2,17 +2,21 @@
 //! deadlines; answers are verified, consumed atomically and recorded, and
 //! unanswered challenges become missed-presence records.
 
-use crate::app::App;
-use crate::audit;
-use crate::error::{ApiError, ApiResult};
-use crate::posture::Report;
-use crate::risk_live::{self, Happening, Observation};
+pub mod challenge;
+pub mod posture;
+pub mod tpm;
+
+use crate::domain::app::App;
+use crate::domain::audit;
+use crate::domain::error::{ApiError, ApiResult};
+use crate::domain::presence::posture::Report;
+use crate::domain::risk_live::{self, Happening, Observation};
 use crate::store::credentials::Credential;
 use crate::store::flags::FlagRecord;
 use crate::store::presence::{Challenge, PresenceEvent};
 use crate::store::tenants::Tenant;
 use crate::store::{StoreError, Tx, credentials, flags, posture as posture_store, presence, tenants};
-use crate::util::{b64url, new_id, now_ms, random_bytes};
+use crate::util::{b64url, new_id, now_ms};
 use tether_attestation::assertion::{AssertionExpectation, verify_assertion};
 use tether_attestation::client_data::parse_client_data;
 use tether_attestation::cose::CredentialPublicKey;
@@ -23,27 +27,11 @@ use tether_proto::v1 as pb;
 const BATCH: i64 = 500;
 
 pub async fn issue(app: &App, credential: &Credential, deadline_s: i64, reason: &str) -> ApiResult<Challenge> {
-    let challenge = new_challenge(credential, deadline_s, reason, now_ms());
+    let challenge = challenge::new_challenge(credential, deadline_s, reason, now_ms());
     presence::insert_challenge(&app.store, &challenge).await?;
     // Nobody listening is fine: agents also poll.
     let _ = app.issued.send(challenge.credential_id.clone());
     Ok(challenge)
-}
-
-/// A fresh challenge for the credential, not stored yet.
-pub(crate) fn new_challenge(credential: &Credential, deadline_s: i64, reason: &str, now: i64) -> Challenge {
-    Challenge {
-        id: new_id("chl"),
-        tenant_id: credential.tenant_id.clone(),
-        credential_id: credential.id.clone(),
-        device_id: credential.device_id.clone(),
-        nonce: random_bytes::<32>().to_vec(),
-        reason: reason.to_string(),
-        issued_at_ms: now,
-        deadline_ms: now.saturating_add(deadline_s.saturating_mul(1000)),
-        consumed_at_ms: None,
-        missed_at_ms: None,
-    }
 }
 
 /// Issues a challenge to every active credential that is due under its
@@ -216,7 +204,7 @@ impl Attempt<'_> {
         signed: &[u8],
         posture: Option<&Report>,
     ) -> ApiResult<()> {
-        match crate::posture::mismatch(&self.challenge.nonce, signed, posture) {
+        match crate::domain::presence::posture::mismatch(&self.challenge.nonce, signed, posture) {
             Some(why) => Err(self.reject(app, "failed", ApiError::denied(why)).await),
             None => Ok(()),
         }
@@ -331,7 +319,7 @@ enum Refused {
 }
 
 /// Verifies and records an answer. With a posture report the key must have
-/// signed the challenge bound to it (crate::posture). Returns the verification time.
+/// signed the challenge bound to it (crate::domain::presence::posture). Returns the verification time.
 pub async fn answer(
     app: &App,
     challenge_id: &str,
@@ -349,8 +337,8 @@ pub async fn answer(
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("challenge {} names a missing tenant", challenge.id)))?;
     let attempt = Attempt { challenge: &challenge, credential: &credential, source_ip };
-    if credential.kind == crate::tpm_enrollment::KIND {
-        // TPM attestation keys answer with quotes (crate::tpm_presence), never assertions.
+    if credential.kind == crate::domain::enrollment::tpm::KIND {
+        // TPM attestation keys answer with quotes (crate::domain::presence::tpm), never assertions.
         let error = ApiError::invalid("this credential is a TPM attestation key: answer with tpm_quote");
         return Err(attempt.reject(app, "failed", error).await);
     }
@@ -367,7 +355,7 @@ pub async fn answer(
         attempt.refuse_earlier_nonce(app, &client_data.challenge, "assertion").await?;
         attempt.refuse_tampered_posture(app, &client_data.challenge, posture).await?;
     }
-    let signed_challenge = crate::posture::expected(&challenge.nonce, posture);
+    let signed_challenge = crate::domain::presence::posture::expected(&challenge.nonce, posture);
     let key = CredentialPublicKey::from_cose(&credential.public_key_cose)
         .map_err(|e| StoreError::Corrupt(format!("credential {} key: {e}", credential.id)))?;
     let credential_id = tether_attestation::b64url_decode(&credential.id)

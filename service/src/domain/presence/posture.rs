@@ -9,10 +9,10 @@
 //! a proxy, a second machine answering on its behalf) altered, added or
 //! removed it.
 
-use crate::error::ApiError;
-use crate::risk::event::{Lan, Posture, UsbDevice};
+use crate::domain::error::ApiError;
 use serde_json::{Map, Value};
 use tether_attestation::posture::{expected_challenge, posture_digest};
+use tether_risk::event::{Lan, Posture, UsbDevice};
 
 /// Larger reports are refused before parsing.
 pub const MAX_BYTES: usize = 64 * 1024;

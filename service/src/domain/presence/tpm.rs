@@ -10,18 +10,18 @@
 //! policy's PCRs and carry their values; values other than the expected ones still prove the
 //! TPM's presence, so the answer counts and a review `pcr_policy_mismatch` flag records them.
 
-use crate::app::App;
-use crate::audit;
-use crate::error::{ApiError, ApiResult};
-use crate::posture::Report;
-use crate::presence::Attempt;
-use crate::risk_live::{self, Happening, Observation};
+use crate::domain::app::App;
+use crate::domain::audit;
+use crate::domain::enrollment::tpm::KIND;
+use crate::domain::error::{ApiError, ApiResult};
+use crate::domain::presence::Attempt;
+use crate::domain::presence::posture::Report;
+use crate::domain::risk_live::{self, Happening, Observation};
 use crate::store::flags::FlagRecord;
 use crate::store::pcr_policy::{self, PcrPolicy};
 use crate::store::risk_events::Position;
 use crate::store::tpm::Clock;
 use crate::store::{StoreError, Tx, credentials, flags, inventory, presence, tpm as tpm_store};
-use crate::tpm_enrollment::KIND;
 use crate::util::new_id;
 use tether_attestation::tpm::quote::{self, ClockAnomaly};
 use tether_attestation::tpm::{Attest, ClockInfo, HashAlg, PcrSelection, TpmPublic, pcr::PcrValues};
@@ -67,7 +67,7 @@ pub async fn answer(
         attempt.refuse_earlier_nonce(app, &attest.extra_data, "quote").await?;
         attempt.refuse_tampered_posture(app, &attest.extra_data, posture).await?;
     }
-    let qualifying_data = crate::posture::expected(&challenge.nonce, posture);
+    let qualifying_data = crate::domain::presence::posture::expected(&challenge.nonce, posture);
     let stored = tpm_store::credential(&app.store, &credential.id)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("TPM credential {} has no stored AK", credential.id)))?;

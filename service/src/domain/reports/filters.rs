@@ -2,10 +2,10 @@
 //! caller (gRPC, the console's query strings, the CLI) can tell the user
 //! exactly which filter to fix.
 
-use crate::error::{ApiError, ApiResult};
-use crate::risk::FlagKind;
+use crate::domain::error::{ApiError, ApiResult};
 use crate::util::b64url;
 use serde::Serialize;
+use tether_risk::FlagKind;
 
 pub const DEFAULT_PAGE_SIZE: i64 = 50;
 pub const MAX_PAGE_SIZE: i64 = 500;
@@ -218,7 +218,7 @@ mod tests {
     use super::*;
 
     fn message(e: ApiError) -> String {
-        tonic::Status::from(e).message().to_string()
+        e.to_string()
     }
 
     #[test]

@@ -6,7 +6,7 @@ use super::evidence;
 use super::filters::{
     FailureFilter, FailureOutcome, FlagFilter, PageRequest, Paged, SessionFilter, member_list, next_token,
 };
-use crate::error::ApiResult;
+use crate::domain::error::ApiResult;
 use crate::store::{Store, StoreResult};
 use serde::Serialize;
 use sqlx::Row;

@@ -3,7 +3,7 @@
 
 use super::evidence;
 use super::filters::TimeWindow;
-use crate::error::{ApiError, ApiResult};
+use crate::domain::error::{ApiError, ApiResult};
 use crate::store::{Store, StoreError};
 use serde::Serialize;
 use sqlx::Row;

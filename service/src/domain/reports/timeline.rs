@@ -2,13 +2,11 @@
 //! something about it. Entry ids are "<type>:<record id>", unique across
 //! sources, so one (at_ms, id) keyset cursor pages through the merged list.
 
-use super::evidence::GeoPoint;
 use super::filters::{PageRequest, TimeWindow, next_token};
-use super::lists::{
-    FailureItem, FlagItem, SessionItem, attach_flags, failure_from_row, flag_from_row, session_from_row,
-};
+use super::lists::{attach_flags, failure_from_row, flag_from_row, session_from_row};
+pub use super::timeline_sources::{EnrollmentInfo, Location, TimelineDetail, TimelineEntry, TpmInfo};
 use super::timeline_sources::{FLAGS, PRESENCE, SESSIONS, credentials, geo_by_ip, keyset_rows, locations, reviews};
-use crate::error::{ApiError, ApiResult};
+use crate::domain::error::{ApiError, ApiResult};
 use crate::store::{Store, StoreResult, inventory};
 use serde::Serialize;
 #[derive(Debug, Clone, Serialize)]
@@ -21,75 +19,6 @@ pub struct TimelineDevice {
     pub registered_at_ms: i64,
     /// 0 = not revoked.
     pub revoked_at_ms: i64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TpmInfo {
-    pub ek_manufacturer: String,
-    pub ek_model: String,
-    pub ek_firmware: String,
-    pub ek_pin: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct EnrollmentInfo {
-    pub credential_id: String,
-    pub kind: String,
-    pub format: String,
-    pub attestation_type: String,
-    pub attested: bool,
-    pub attestation_reason: String,
-    pub trust_anchor: String,
-    pub aaguid: String,
-    pub tpm: Option<TpmInfo>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum TimelineDetail {
-    Registered {
-        serial_number: String,
-        model: String,
-    },
-    Enrolled(EnrollmentInfo),
-    CredentialRevoked {
-        credential_id: String,
-        reason: String,
-    },
-    DeviceRevoked {
-        reason: String,
-    },
-    Presence(FailureItem),
-    Session(SessionItem),
-    Flag(FlagItem),
-    FlagReview {
-        flag_id: String,
-        flag_kind: String,
-        action: String,
-        from: String,
-        to: String,
-        note: String,
-        actor: String,
-        audit_seq: i64,
-    },
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct TimelineEntry {
-    pub id: String,
-    pub at_ms: i64,
-    pub source_ip: String,
-    pub geo: Option<GeoPoint>,
-    pub detail: TimelineDetail,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Location {
-    pub source_ip: String,
-    pub first_seen_ms: i64,
-    pub last_seen_ms: i64,
-    pub events: i64,
-    pub geo: Option<GeoPoint>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -107,7 +36,7 @@ pub async fn device_timeline(
     window: &TimeWindow,
     page: &PageRequest,
 ) -> ApiResult<Timeline> {
-    let device_id = crate::error::required("device_id", device_id)?;
+    let device_id = crate::domain::error::required("device_id", device_id)?;
     let device = inventory::get_device(store, tenant_id, device_id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no device {device_id:?}")))?;

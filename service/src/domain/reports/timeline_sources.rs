@@ -4,12 +4,82 @@
 
 use super::evidence::{self, GeoPoint};
 use super::filters::{Cursor, PageRequest, TimeWindow};
-use super::timeline::{EnrollmentInfo, Location, TimelineDetail, TimelineEntry, TpmInfo};
-use crate::error::{ApiError, ApiResult};
+use super::lists::{FailureItem, FlagItem, SessionItem};
+use crate::domain::error::{ApiError, ApiResult};
 use crate::store::{Store, StoreError, StoreResult};
+use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use std::collections::HashMap;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TpmInfo {
+    pub ek_manufacturer: String,
+    pub ek_model: String,
+    pub ek_firmware: String,
+    pub ek_pin: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EnrollmentInfo {
+    pub credential_id: String,
+    pub kind: String,
+    pub format: String,
+    pub attestation_type: String,
+    pub attested: bool,
+    pub attestation_reason: String,
+    pub trust_anchor: String,
+    pub aaguid: String,
+    pub tpm: Option<TpmInfo>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TimelineDetail {
+    Registered {
+        serial_number: String,
+        model: String,
+    },
+    Enrolled(EnrollmentInfo),
+    CredentialRevoked {
+        credential_id: String,
+        reason: String,
+    },
+    DeviceRevoked {
+        reason: String,
+    },
+    Presence(FailureItem),
+    Session(SessionItem),
+    Flag(FlagItem),
+    FlagReview {
+        flag_id: String,
+        flag_kind: String,
+        action: String,
+        from: String,
+        to: String,
+        note: String,
+        actor: String,
+        audit_seq: i64,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineEntry {
+    pub id: String,
+    pub at_ms: i64,
+    pub source_ip: String,
+    pub geo: Option<GeoPoint>,
+    pub detail: TimelineDetail,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Location {
+    pub source_ip: String,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub events: i64,
+    pub geo: Option<GeoPoint>,
+}
 
 /// How rows of one source that share the cursor's time compare with it.
 struct Ties {

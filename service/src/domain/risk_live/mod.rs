@@ -4,32 +4,30 @@
 //! report and in the gateway decision of that same request.
 //!
 //! Each event is appended to the log every replica evaluates
-//! (crate::risk_shared), so all replicas' engines hold the same windows; on
+//! (crate::domain::risk_live::shared), so all replicas' engines hold the same windows; on
 //! start an engine is warmed from the newest events of that log.
 
-use crate::app::App;
-use crate::error::ApiResult;
-use crate::risk::event::{Enrollment, Outcome, Posture, Presence, Session};
-use crate::risk::{
-    Engine, Enricher, Event, EventBody, Flag, MmdbEnricher, NoEnricher, ProbeRequest, RiskConfig, Severity,
-};
-use crate::risk_shared::{Await, Declaration, Shared};
+pub mod probes;
+pub mod shared;
+pub mod state;
+
+use crate::domain::app::App;
+use crate::domain::error::ApiResult;
+use crate::domain::risk_live::shared::Await;
+use crate::domain::risk_live::state::Declaration;
+pub use crate::domain::risk_live::state::LiveRisk;
 use crate::store::risk_events::{self, Position, StoredEvent};
 use crate::store::{
     Store, StoreError, Tx, inventory, posture as posture_store, presence as presence_store, sessions, tenants,
 };
 use crate::util::{canonical_ip, now_ms};
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
-
-pub struct LiveRisk {
-    shared: Mutex<Shared>,
-}
+use tether_risk::event::{Enrollment, Outcome, Posture, Presence, Session};
+use tether_risk::{Event, EventBody, Flag, Severity};
 
 /// What happened, in the service's terms. An answer's `posture` is the report
 /// its device's key signed with it, if any; a miss's `probe` says that the
-/// challenge was one of a probe round (crate::risk_probes).
+/// challenge was one of a probe round (crate::domain::risk_live::probes).
 pub enum Happening {
     Enrolled { attested: bool, format: String },
     Answered { issued_at_ms: i64, sign_count: u32, posture: Option<Posture> },
@@ -57,68 +55,8 @@ pub fn severity_name(severity: Severity) -> &'static str {
     }
 }
 
-/// Builds the engine from a configuration file (TOML or JSON; defaults
-/// without one). IP databases named in it are read relative to its folder.
-pub fn load_engine(config_path: Option<&Path>) -> Result<Engine, String> {
-    let (config, base) = match config_path {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read the risk configuration {}: {e}", path.display()))?;
-            let config = RiskConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-            (config, path.parent().map(Path::to_path_buf).unwrap_or_default())
-        }
-        None => (RiskConfig::default(), PathBuf::new()),
-    };
-    let read = |path: &Option<PathBuf>| {
-        path.as_ref()
-            .map(|p| {
-                let full = base.join(p);
-                std::fs::read(&full).map_err(|e| format!("cannot read the IP database {}: {e}", full.display()))
-            })
-            .transpose()
-    };
-    let (city, asn) = (read(&config.geo.city_mmdb)?, read(&config.geo.asn_mmdb)?);
-    let enricher: Box<dyn Enricher> = if city.is_none() && asn.is_none() {
-        Box::new(NoEnricher)
-    } else {
-        Box::new(MmdbEnricher::from_bytes(city, asn)?)
-    };
-    Engine::with_enricher(config, enricher)
-}
-
 impl LiveRisk {
-    pub fn new(engine: Engine) -> LiveRisk {
-        LiveRisk { shared: Mutex::new(Shared::new(engine)) }
-    }
-
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Shared> {
-        // A panic elsewhere poisoned the lock; the engine's state is still usable.
-        self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    pub fn geo_enabled(&self) -> bool {
-        self.lock().engine.geo_enabled()
-    }
-
-    fn process(&self, event: &Event) -> Vec<Flag> {
-        self.lock().engine.process(event)
-    }
-
-    /// Probe requests the engine raised since the last call, and how to probe
-    /// (`enabled` false when probes are disabled in the risk configuration).
-    pub(crate) fn take_probes(&self) -> (Vec<ProbeRequest>, crate::risk_probes::Cadence) {
-        let mut shared = self.lock();
-        let probes = shared.engine.take_probe_requests();
-        let cadence = crate::risk_probes::Cadence::of(shared.engine.config());
-        (if cadence.enabled { probes } else { Vec::new() }, cadence)
-    }
-
-    /// Sets an administrator's declaration (home, working hours) for a worker.
-    pub fn declare(&self, tenant_id: &str, worker: &inventory::Worker) {
-        Declaration::of(worker).apply(&mut self.lock().engine, tenant_id, &worker.external_id);
-    }
-
-    /// Warms the windows from the shared event log (crate::risk_shared::warm_up);
+    /// Warms the windows from the shared event log (crate::domain::risk_live::shared::warm_up);
     /// from the presence and session records when the log is still empty (the
     /// first start after upgrading to it). Returns how many events were replayed.
     pub async fn warm_up(&self, store: &Store) -> Result<usize, StoreError> {
@@ -129,7 +67,7 @@ impl LiveRisk {
             return self.warm_up_from_records(store).await;
         }
         let last = risk_events::wait_for_stable(store).await?;
-        crate::risk_shared::warm_up(self, store, last).await
+        crate::domain::risk_live::shared::warm_up(self, store, last).await
     }
 
     /// Replays the last day of recorded activity so windows survive a restart.
@@ -142,7 +80,7 @@ impl LiveRisk {
             // Stored reports were parsed strictly when received; one that no longer parses is skipped.
             let posture = postures
                 .remove(&e.id)
-                .and_then(|json| crate::posture::Report::parse(json.as_bytes()).ok().flatten())
+                .and_then(|json| crate::domain::presence::posture::Report::parse(json.as_bytes()).ok().flatten())
                 .map(|r| r.posture);
             let what = match e.outcome.as_str() {
                 "ok" => Happening::Answered { issued_at_ms: e.at_ms, sign_count: 0, posture },
@@ -250,7 +188,7 @@ impl PendingEvent {
     /// the catch-up raised).
     pub async fn evaluate(mut self, app: &App, position: Position) -> ApiResult<Vec<Flag>> {
         (self.row.seq, self.row.txn) = (position.seq, position.txn);
-        crate::risk_shared::evaluate_own(app, &self.row, self.wait).await
+        crate::domain::risk_live::shared::evaluate_own(app, &self.row, self.wait).await
     }
 }
 

@@ -12,50 +12,14 @@
 //! transaction that inserts its challenges. So each round goes out exactly
 //! once, whichever replicas run, stop or restart in between.
 
-use crate::app::App;
-use crate::error::ApiResult;
-use crate::risk::{ProbeRequest, RiskConfig};
+use crate::domain::app::App;
+use crate::domain::error::ApiResult;
 use crate::store::risk_events::{self, ProbeRound};
 use crate::store::{StoreError, credentials, presence as presence_store};
 use crate::util::now_ms;
 
 /// Rounds issued per scheduler pass at most (the rest wait for the next tick).
 const ROUNDS_PER_PASS: i64 = 100;
-
-/// How a new cluster is probed (`[probes]` in the risk configuration).
-#[derive(Debug, Clone, Copy)]
-pub struct Cadence {
-    pub enabled: bool,
-    pub rounds: u32,
-    pub interval_secs: u32,
-    pub deadline_secs: u32,
-}
-
-impl Cadence {
-    pub fn of(config: &RiskConfig) -> Cadence {
-        Cadence {
-            enabled: config.probes.enabled,
-            rounds: config.probe_rounds(),
-            interval_secs: config.probes.interval_secs,
-            deadline_secs: config.probes.deadline_secs,
-        }
-    }
-
-    /// The rounds of one probe request, the first due at `now`.
-    fn rounds_of(&self, request: &ProbeRequest, now: i64) -> Vec<ProbeRound> {
-        let devices_json = serde_json::json!(request.devices).to_string();
-        (0..self.rounds)
-            .map(|n| ProbeRound {
-                egress: request.egress.clone(),
-                at_ms: request.at,
-                round_no: i64::from(n),
-                due_at_ms: now.saturating_add(i64::from(n) * i64::from(self.interval_secs) * 1000),
-                deadline_secs: i64::from(self.deadline_secs),
-                devices_json: devices_json.clone(),
-            })
-            .collect()
-    }
-}
 
 /// Schedules the rounds of the probes the engine asked for since the last
 /// call (claimed once across replicas) and, when it claimed one, issues every
@@ -116,8 +80,10 @@ async fn issue(app: &App, round: &ProbeRound) -> ApiResult<()> {
         live.extend(listed.into_iter().filter(|c| c.revoked_at_ms.is_none()));
     }
     let now = now_ms();
-    let challenges: Vec<_> =
-        live.iter().map(|c| crate::presence::new_challenge(c, round.deadline_secs, "probe", now)).collect();
+    let challenges: Vec<_> = live
+        .iter()
+        .map(|c| crate::domain::presence::challenge::new_challenge(c, round.deadline_secs, "probe", now))
+        .collect();
     let count = i64::try_from(challenges.len()).unwrap_or(i64::MAX);
     let issued = app
         .store

@@ -17,19 +17,17 @@
 //! raises one kind at one severity twice for a device within a cooldown, so
 //! the key never hides a new finding. Probe rounds are claimed the same way.
 
-use crate::app::App;
-use crate::audit::{self, Actor};
-use crate::error::{ApiError, ApiResult};
-use crate::risk::event::Home;
-use crate::risk::{Engine, Event, EventBody, Flag, FlagKind, Millis, WorkingHours};
-use crate::risk_live::{LiveRisk, severity_name};
+use crate::domain::app::App;
+use crate::domain::audit::{self, Actor};
+use crate::domain::error::{ApiError, ApiResult};
+use crate::domain::risk_live::severity_name;
+use crate::domain::risk_live::state::LiveRisk;
 use crate::store::flags::FlagRecord;
 use crate::store::risk_events::{self, Position, StoredEvent};
-use crate::store::{Store, StoreError, Tx, flags, inventory};
+use crate::store::{Store, StoreError, Tx, flags};
 use crate::util::{new_id, now_ms};
-use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
+use tether_risk::{Flag, Millis};
 
 /// Events read per query while catching up.
 const PAGE: i64 = 2_000;
@@ -45,162 +43,6 @@ const HOUR_MS: Millis = 3_600_000;
 /// past it the check fails UNAVAILABLE rather than decide without the event.
 const OWN_EVENT_WAIT: Duration = Duration::from_secs(5);
 
-/// The engine and how far into the shared log it has evaluated.
-pub struct Shared {
-    pub(crate) engine: Engine,
-    /// The last log position evaluated.
-    cursor: Position,
-    /// This replica's own events being evaluated: their flags, once any
-    /// task's catch-up evaluated them, for the request that recorded them.
-    pending: HashMap<i64, Option<Vec<Flag>>>,
-    last_prune: Millis,
-}
-
-impl Shared {
-    pub fn new(engine: Engine) -> Shared {
-        Shared { engine, cursor: Position::START, pending: HashMap::new(), last_prune: 0 }
-    }
-
-    /// How far back windows reach: the longest window or flag cooldown, at least a day.
-    pub(crate) fn horizon_ms(&self) -> Millis {
-        let c = self.engine.config();
-        let hours = [
-            c.shared_egress.window_hours,
-            c.presence_burst.window_hours,
-            c.presence_missed.window_hours,
-            c.flags.cooldown_hours,
-            24,
-        ];
-        Millis::from(hours.into_iter().max().unwrap_or(24)) * HOUR_MS
-    }
-
-    fn cooldown_ms(&self) -> Millis {
-        (Millis::from(self.engine.config().flags.cooldown_hours) * HOUR_MS).max(1)
-    }
-
-    /// Evaluates the rows after the cursor, in order; returns those that raised flags.
-    fn apply(&mut self, rows: Vec<StoredEvent>) -> Vec<(StoredEvent, Vec<Flag>)> {
-        let mut raised = Vec::new();
-        for row in rows {
-            if row.position() <= self.cursor {
-                continue; // another task of this replica got there first
-            }
-            self.cursor = row.position();
-            let flags = self.evaluate(&row);
-            if let Some(slot) = self.pending.get_mut(&row.seq) {
-                *slot = Some(flags.clone());
-            }
-            if !flags.is_empty() {
-                raised.push((row, flags));
-            }
-        }
-        raised
-    }
-
-    fn evaluate(&mut self, row: &StoredEvent) -> Vec<Flag> {
-        let event = match Event::from_stored_json(&row.event_json) {
-            // The row's time is the one windows, warm-up and pruning go by.
-            Ok(event) => Event { at: row.at_ms, ..event },
-            Err(why) => {
-                // Written by a tetherd; one that no longer parses is skipped (every replica skips it).
-                tracing::warn!(seq = row.seq, %why, "skipping an unreadable risk event");
-                return Vec::new();
-            }
-        };
-        if !row.declared_json.is_empty() {
-            match serde_json::from_str::<Declaration>(&row.declared_json) {
-                Ok(d) => d.apply(&mut self.engine, &event.tenant, &event.worker),
-                Err(e) => tracing::warn!(seq = row.seq, error = %e, "ignoring an unreadable worker declaration"),
-            }
-        }
-        let engine = &mut self.engine;
-        let mut flags = crate::telemetry::evaluate(crate::telemetry::RISK_EVALUATION, || engine.process(&event));
-        if matches!(event.body, EventBody::Enrollment(_)) {
-            // Enrollment records this flag itself, in its own transaction and
-            // with the verifier's reason; the engine only needs to know.
-            flags.retain(|f| f.kind != FlagKind::UnattestedHardware);
-        }
-        flags
-    }
-}
-
-/// What an administrator declared for a worker, as carried by each event so
-/// that every replica applies the same declaration before the same event.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub struct Declaration {
-    home: Option<Home>,
-    working_hours: String,
-    timezone: String,
-    /// Not declared but recorded: where the worker's earliest active
-    /// credential enrolled from, which stands in for an undeclared home.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    enrolled_from_ip: Option<String>,
-    /// The tenant's registered office egresses as they were when the event
-    /// happened; `None` leaves the engine's as they are.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    tenant_offices: Option<Vec<String>>,
-}
-
-impl Declaration {
-    pub fn of(worker: &inventory::Worker) -> Declaration {
-        let d = &worker.declared;
-        Declaration {
-            home: d.home.map(|(lat, lon)| Home {
-                lat,
-                lon,
-                country: Some(d.home_country.clone()).filter(|c| !c.is_empty()),
-            }),
-            working_hours: d.working_hours.clone(),
-            timezone: d.working_timezone.clone(),
-            enrolled_from_ip: None,
-            tenant_offices: None,
-        }
-    }
-
-    pub fn with_tenant_offices(mut self, offices: &[ipnet::IpNet]) -> Declaration {
-        self.tenant_offices = Some(offices.iter().map(ToString::to_string).collect());
-        self
-    }
-
-    pub fn with_enrollment_ip(mut self, ip: Option<String>) -> Declaration {
-        self.enrolled_from_ip = ip;
-        self
-    }
-
-    pub fn apply(&self, engine: &mut Engine, tenant_id: &str, worker: &str) {
-        let hours = if self.working_hours.is_empty() {
-            None
-        } else {
-            match WorkingHours::parse(&self.working_hours, &self.timezone) {
-                Ok(h) => Some(h),
-                Err((field, why)) => {
-                    // Validated when declared; a stored value that no longer parses is ignored, loudly.
-                    tracing::warn!(tenant = %tenant_id, %worker, %field, %why, "ignoring stored working hours");
-                    None
-                }
-            }
-        };
-        engine.declare(tenant_id, worker, self.home.as_ref(), hours);
-        if let Some(offices) = &self.tenant_offices {
-            // Validated when registered; anything unreadable is dropped, loudly.
-            let nets: Vec<ipnet::IpNet> = offices
-                .iter()
-                .filter_map(|text| {
-                    let parsed = text.parse().ok();
-                    if parsed.is_none() {
-                        tracing::warn!(tenant = %tenant_id, office = %text, "ignoring unreadable office egress");
-                    }
-                    parsed
-                })
-                .collect();
-            engine.register_offices(tenant_id, &nets);
-        }
-        if let Some(ip) = self.enrolled_from_ip.as_deref().and_then(crate::util::canonical_ip) {
-            engine.learn_enrollment_home(tenant_id, worker, ip);
-        }
-    }
-}
-
 /// Evaluates everything other replicas (and this one) appended since the
 /// cursor; stores the flags and issues the probes that raised. Returns the flags.
 pub async fn catch_up(app: &App) -> ApiResult<Vec<Flag>> {
@@ -211,7 +53,7 @@ pub async fn catch_up(app: &App) -> ApiResult<Vec<Flag>> {
         let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= PAGE;
         let evaluated = app.risk.lock().apply(rows);
         store_flags(app, &evaluated).await?;
-        crate::risk_probes::schedule(app).await?;
+        crate::domain::risk_live::probes::schedule(app).await?;
         raised.extend(evaluated.into_iter().flat_map(|(_, flags)| flags));
         if !full {
             return Ok(raised);
@@ -278,7 +120,7 @@ async fn catch_up_through(app: &App, position: Position, wait: Await) -> ApiResu
 /// and then delete events older than any window needs.
 pub async fn tick(app: &App) -> ApiResult<usize> {
     let mut raised = catch_up(app).await?.len();
-    crate::risk_probes::issue_due(app).await?;
+    crate::domain::risk_live::probes::issue_due(app).await?;
     let now = now_ms();
     raised += close_due_rounds(app, now).await?;
     let (due, keep) = {

@@ -7,12 +7,11 @@
 //! Comparison is constant-time. The pepper, its rotation and the re-hashing
 //! of keys made under a previous one are in `pepper`.
 
-use crate::app::App;
-use crate::error::{ApiError, ApiResult};
+use crate::domain::app::App;
+use crate::domain::error::{ApiError, ApiResult};
 use crate::store::keys;
 use crate::util::{b64url, new_id, now_ms, random_bytes, sha256};
 use tether_proto::v1 as pb;
-use tonic::metadata::MetadataMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -66,7 +65,7 @@ pub struct Caller {
     pub principal: String,
 }
 
-pub use crate::pepper::Pepper;
+pub use crate::domain::tenancy::pepper::Pepper;
 
 /// A freshly minted key: the secret is returned to the caller exactly once.
 pub struct MintedKey {
@@ -97,19 +96,20 @@ pub fn mint_key(pepper: &Pepper, tenant_id: &str, name: &str, role: Role, expire
 
 const BAD_KEY: &str = "the API key is not valid; pass a live key as 'authorization: Bearer <key>'";
 
-/// Identifies the caller — by the bearer API key, or, when the request has
-/// none, by the mutual-TLS client certificate — and checks that its role is
-/// one of `allowed`.
-pub async fn authorize<T>(app: &App, request: &tonic::Request<T>, allowed: &[Role]) -> ApiResult<Caller> {
-    let metadata = request.metadata();
-    if metadata.get("authorization").is_none()
-        && let Some(chain) = request.peer_certs()
-        && let Some(leaf) = chain.first()
-    {
-        let caller = certificate_caller(app, leaf.as_ref()).await?;
-        return check_role(caller, allowed);
-    }
-    let caller = key_caller(app, metadata).await?;
+/// Identifies the caller — by `authorization` (`Bearer <API key>`), or, when
+/// that is absent, by the client certificate the TLS layer already verified
+/// against the configured client CA — and checks that its role is one of
+/// `allowed`. Transports hand over what they received, unparsed.
+pub async fn authenticate(
+    app: &App,
+    authorization: Option<&[u8]>,
+    client_certificate: Option<&[u8]>,
+    allowed: &[Role],
+) -> ApiResult<Caller> {
+    let caller = match (authorization, client_certificate) {
+        (None, Some(leaf)) => certificate_caller(app, leaf).await?,
+        (authorization, _) => key_caller(app, authorization).await?,
+    };
     check_role(caller, allowed)
 }
 
@@ -156,12 +156,11 @@ async fn certificate_caller(app: &App, der: &[u8]) -> ApiResult<Caller> {
     Ok(Caller { tenant_id: tenant_id.to_string(), role, principal: format!("cert:{}", hex::encode(sha256(der))) })
 }
 
-async fn key_caller(app: &App, metadata: &MetadataMap) -> ApiResult<Caller> {
+async fn key_caller(app: &App, authorization: Option<&[u8]>) -> ApiResult<Caller> {
     let store = &app.store;
-    let header = metadata
-        .get("authorization")
+    let header = authorization
         .ok_or_else(|| ApiError::Unauthenticated("missing 'authorization: Bearer <API key>' metadata".into()))?;
-    let value = header.to_str().map_err(|_| ApiError::Unauthenticated(BAD_KEY.into()))?;
+    let value = std::str::from_utf8(header).map_err(|_| ApiError::Unauthenticated(BAD_KEY.into()))?;
     let token = value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))
@@ -182,7 +181,7 @@ async fn key_caller(app: &App, metadata: &MetadataMap) -> ApiResult<Caller> {
     }
     let role =
         Role::parse(&key.role).ok_or_else(|| ApiError::Unauthenticated("the API key has an unknown role".into()))?;
-    crate::pepper::rehash_if_needed(store, &app.pepper, &key, secret, &verified).await;
+    crate::domain::tenancy::pepper::rehash_if_needed(store, &app.pepper, &key, secret, &verified).await;
     // Bound the write load of the hot path: refresh at most once a minute.
     if key.last_used_at_ms.is_none_or(|t| now - t > 60_000) {
         keys::touch(store, &key.id, now).await?;

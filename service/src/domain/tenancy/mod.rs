@@ -1,8 +1,11 @@
 //! Creating tenants (employers) with their first admin key.
 
-use crate::audit;
-use crate::auth::{MintedKey, Pepper, Role, mint_key};
-use crate::error::{ApiError, ApiResult};
+pub mod auth;
+pub mod pepper;
+
+use crate::domain::audit;
+use crate::domain::error::{ApiError, ApiResult};
+use crate::domain::tenancy::auth::{MintedKey, Pepper, Role, mint_key};
 use crate::store::tenants::{Policy, Tenant};
 use crate::store::{Store, keys, tenants};
 use crate::util::{new_id, now_ms};
@@ -49,7 +52,7 @@ pub async fn create_tenant(
     rp_id: &str,
     origin: &str,
 ) -> ApiResult<(Tenant, MintedKey)> {
-    let name = crate::error::required("tenant name", name)?;
+    let name = crate::domain::error::required("tenant name", name)?;
     validate_rp_id(rp_id)?;
     validate_origin(origin, rp_id)?;
     if tenants::get_by_name(store, name).await?.is_some() {

@@ -9,7 +9,8 @@
 //! pepper is re-hashed under the current one (`rehash_if_needed`), so once
 //! every live key has been used the previous pepper can be dropped.
 
-use crate::store::{Store, keys};
+use crate::store::Store;
+use crate::store::keys::{self, StoredHash};
 use crate::util::{random_bytes, sha256};
 use ring::hmac;
 use std::path::{Path, PathBuf};
@@ -69,17 +70,6 @@ impl std::fmt::Debug for Pepper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Pepper({}, {} previous)", self.current.id, self.previous.len())
     }
-}
-
-/// A stored hash of an API-key secret: the `api_keys` columns that hold it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredHash {
-    pub secret_hash: Vec<u8>,
-    pub hash_scheme: String,
-    /// Hex; empty for the legacy scheme.
-    pub salt: String,
-    /// The pepper that made `secret_hash`; None for the legacy scheme.
-    pub pepper_id: Option<String>,
 }
 
 /// Which secret a presented one matched.
@@ -238,7 +228,7 @@ pub async fn rehash_if_needed(store: &Store, pepper: &Pepper, key: &keys::ApiKey
 /// Logs, at start, how many live keys still depend on a previous pepper (or
 /// on one not recorded), so an operator knows when it can be removed.
 pub async fn log_dependents(store: &Store, pepper: &Pepper, now_ms: i64) {
-    let counts = match keys::live_counts_by_pepper(store, now_ms).await {
+    let counts = match keys::live_counts_by_pepper(store, HMAC_SCHEME, now_ms).await {
         Ok(counts) => counts,
         Err(e) => {
             tracing::warn!(

@@ -3,7 +3,7 @@
 
 use super::html::{self, esc, url_part};
 use super::{Analyst, Console, api_failure, form};
-use crate::reports::{self, PageRequest, SummaryRequest, TimeWindow};
+use crate::domain::reports::{self, PageRequest, SummaryRequest, TimeWindow};
 use crate::util::now_ms;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;

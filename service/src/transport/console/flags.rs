@@ -2,8 +2,8 @@
 
 use super::html::{self, esc, url_part};
 use super::{Analyst, Console, api_failure, failure, form};
-use crate::flag_review::{self, MAX_NOTE_CHARS, Review};
-use crate::reports::{self, FlagFilter, FlagItem, FlagStatus, PageRequest};
+use crate::domain::flags::review::{self, MAX_NOTE_CHARS, Review};
+use crate::domain::reports::{self, FlagFilter, FlagItem, FlagStatus, PageRequest};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
@@ -131,7 +131,7 @@ pub async fn review(
         _ => return failure(StatusCode::BAD_REQUEST, "status must be acknowledged, resolved or open"),
     };
     let note = fields.get("note").map(String::as_str).unwrap_or_default();
-    match flag_review::review(&console.app, analyst.caller(), &flag_id, review, note).await {
+    match review::review(&console.app, analyst.caller(), &flag_id, review, note).await {
         Ok(_) => Redirect::to("/flags").into_response(),
         Err(e) => api_failure(e),
     }

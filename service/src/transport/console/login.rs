@@ -2,8 +2,8 @@
 
 use super::session::{self, LOGIN_COOKIE, LOGIN_FORM_TTL, SESSION_COOKIE, SESSION_TTL};
 use super::{Analyst, Console, failure, form, html};
-use crate::auth::{Role, authorize};
-use crate::limits::Kind;
+use crate::domain::limits::Kind;
+use crate::domain::tenancy::auth::{Role, authenticate};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -53,22 +53,18 @@ pub async fn submit(
         return login_page(StatusCode::FORBIDDEN, Some("The login form expired; enter the key again."));
     }
     let key = fields.get("api_key").map(|k| k.trim()).unwrap_or_default();
-    // The same verification as every gRPC call, by way of the same metadata.
-    let mut request = tonic::Request::new(());
-    let Ok(value) = format!("Bearer {key}").parse() else {
-        return login_page(StatusCode::UNAUTHORIZED, Some("That API key is not valid."));
-    };
-    request.metadata_mut().insert("authorization", value);
-    let caller = match authorize(&console.app, &request, CONSOLE_ROLES).await {
+    // The same verification as every gRPC call.
+    let authorization = format!("Bearer {key}");
+    let caller = match authenticate(&console.app, Some(authorization.as_bytes()), None, CONSOLE_ROLES).await {
         Ok(caller) => caller,
-        Err(crate::error::ApiError::PermissionDenied(_)) => {
+        Err(crate::domain::error::ApiError::PermissionDenied(_)) => {
             tracing::warn!(%address, "console login with a key of the wrong role");
             return login_page(
                 StatusCode::FORBIDDEN,
                 Some("This key's role cannot use the console; use an analyst or admin key."),
             );
         }
-        Err(crate::error::ApiError::Unauthenticated(message)) => {
+        Err(crate::domain::error::ApiError::Unauthenticated(message)) => {
             tracing::warn!(%address, "console login with a bad key");
             return login_page(StatusCode::UNAUTHORIZED, Some(&message));
         }

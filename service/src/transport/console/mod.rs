@@ -15,10 +15,10 @@ mod login;
 mod session;
 mod views;
 
-use crate::app::App;
-use crate::auth::{Caller, Role};
-use crate::error::ApiError;
-use crate::limits::{LimitSettings, Limiter, Rate};
+use crate::domain::app::App;
+use crate::domain::error::ApiError;
+use crate::domain::limits::{LimitSettings, Limiter, Rate};
+use crate::domain::tenancy::auth::{Caller, Role};
 use crate::store::keys;
 use crate::util::now_ms;
 use axum::Router;

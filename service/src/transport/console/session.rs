@@ -4,7 +4,7 @@
 //! its sessions at once. Sessions live in this process's memory: a restart
 //! signs everyone out, and replicas behind one address need sticky routing.
 
-use crate::auth::Caller;
+use crate::domain::tenancy::auth::Caller;
 use crate::util::random_bytes;
 use axum::http::{HeaderMap, HeaderValue, header};
 use std::collections::HashMap;
@@ -109,7 +109,7 @@ pub fn same_token(expected: &str, presented: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::Role;
+    use crate::domain::tenancy::auth::Role;
 
     fn caller() -> Caller {
         Caller { tenant_id: "ten_1".into(), role: Role::Analyst, principal: "key:key_1".into() }

@@ -3,7 +3,6 @@
 use super::chart::{self, Bar};
 use super::html::{self, esc};
 use super::{Analyst, Console, api_failure, failure, form};
-use crate::audit::verify_chain;
 use crate::store::audit;
 use crate::store::presence::{self, Cursor, EventFilter};
 use crate::util::now_ms;
@@ -12,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use std::fmt::Write;
 use std::sync::Arc;
+use tether_attestation::audit_chain::verify_chain;
 
 /// Newest audit entries shown.
 const AUDIT_PAGE: i64 = 100;

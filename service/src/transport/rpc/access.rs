@@ -1,9 +1,10 @@
 //! AccessService: gateway decisions.
 
-use crate::access::{AccessQuery, check};
-use crate::app::App;
-use crate::auth::{Role, authorize};
-use crate::limits::Kind;
+use crate::domain::access::{AccessDecision, AccessQuery, check, reason_name};
+use crate::domain::app::App;
+use crate::domain::limits::Kind;
+use crate::domain::tenancy::auth::Role;
+use crate::transport::rpc::authorize;
 use std::sync::Arc;
 use tether_proto::v1::{self as pb, access_service_server::AccessService};
 use tonic::{Request, Response, Status};
@@ -32,9 +33,9 @@ impl AccessService for AccessApi {
         let decision = if r.access_token.is_empty() {
             check(&self.app, &query).await?
         } else {
-            crate::access_token::check_with_token(&self.app, &caller.tenant_id, r).await?
+            crate::domain::access::token::check_with_token(&self.app, &caller.tenant_id, r).await?
         };
-        crate::telemetry::record_access(&decision);
+        record_access(&decision);
         tracing::info!(
             tenant = %caller.tenant_id, worker = %r.worker_external_id.trim(), device = %decision.device_id,
             allow = decision.allow, reasons = decision.reasons.len(), "access decision"
@@ -47,6 +48,11 @@ impl AccessService for AccessApi {
         request: Request<pb::GetAccessTokenKeysRequest>,
     ) -> Result<Response<pb::GetAccessTokenKeysResponse>, Status> {
         authorize(&self.app, &request, &[Role::Gateway, Role::Admin]).await?;
-        Ok(Response::new(crate::access_token::keys(&self.app)?.to_proto()))
+        Ok(Response::new(crate::domain::access::token::keys(&self.app)?.to_proto()))
     }
+}
+
+/// One gateway decision into the metrics: its result and each deny reason.
+fn record_access(decision: &AccessDecision) {
+    crate::telemetry::record_access_result(decision.allow, decision.reasons.iter().map(|(code, _)| reason_name(*code)));
 }

@@ -5,18 +5,19 @@ mod pcr_policy;
 mod workers;
 
 use super::{id_cursor, id_token, page_size};
-use crate::app::App;
-use crate::audit::{self, Actor};
-use crate::auth::{Caller, Role, authorize, mint_key};
-use crate::error::{ApiError, ApiResult, required};
+use crate::domain::app::App;
+use crate::domain::audit::{self, Actor};
+use crate::domain::error::{ApiError, ApiResult, required};
+use crate::domain::tenancy::auth::{Caller, Role, mint_key};
+use crate::domain::tenancy::{validate_origin, validate_rp_id};
+use crate::domain::{enrollment as enroll, presence};
 use crate::store::credentials::Credential;
 use crate::store::enrollment::EnrollmentToken;
 use crate::store::inventory::Device;
 use crate::store::trust::TrustAnchorRecord;
 use crate::store::{StoreError, Tx, credentials, enrollment, inventory, keys, tenants, trust};
-use crate::tenancy::{validate_origin, validate_rp_id};
+use crate::transport::rpc::authorize;
 use crate::util::{new_id, now_ms};
-use crate::{enrollment as enroll, presence};
 use std::sync::Arc;
 use tether_attestation::trust::TrustStore;
 use tether_proto::v1::{self as pb, admin_service_server::AdminService};
@@ -274,7 +275,7 @@ impl AdminService for AdminApi {
             let mut details = workers::audit_json(&w.declared);
             details["display_name"] = w.display_name.clone().into();
             self.commit(tx, &caller, "worker.upserted", external_id, details).await?;
-            crate::risk_live::declare(&self.app, &caller.tenant_id, &w);
+            crate::domain::risk_live::declare(&self.app, &caller.tenant_id, &w);
             Ok(workers::to_proto(w))
         }
         .await)
@@ -345,8 +346,8 @@ impl AdminService for AdminApi {
                 });
             }
             if !r.ek_pin.trim().is_empty() {
-                let pin = crate::tpm_enrollment::normalize_pin(&r.ek_pin)?;
-                crate::tpm_enrollment::pin_device(&mut tx, &caller.tenant_id, &device.id, &pin).await?;
+                let pin = crate::domain::enrollment::tpm::normalize_pin(&r.ek_pin)?;
+                crate::domain::enrollment::tpm::pin_device(&mut tx, &caller.tenant_id, &device.id, &pin).await?;
             }
             let details = serde_json::json!({
                 "serial_number": device.serial_number, "model": device.model, "worker": device.worker_external_id,

@@ -3,12 +3,13 @@
 //! hardware key's signature.
 
 use super::peer_ip;
-use crate::app::App;
-use crate::error::{ApiError, ApiResult, required};
-use crate::limits::Kind;
+use crate::domain::app::App;
+use crate::domain::enrollment::{self, tpm as tpm_enrollment};
+use crate::domain::error::{ApiError, ApiResult, required};
+use crate::domain::limits::Kind;
+use crate::domain::presence::{self, tpm as tpm_presence};
 use crate::store::{StoreError, credentials, presence as presence_store, tenants};
 use crate::util::now_ms;
-use crate::{enrollment, presence, tpm_enrollment, tpm_presence};
 use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -60,7 +61,7 @@ impl EnrollmentService for EnrollmentApi {
         let r = request.into_inner();
         let finish =
             enrollment::finish(&self.app, &r.enrollment_id, &r.token, &r.registration_response_json, &source_ip);
-        let c = crate::telemetry::enrollment("webauthn", finish).await?;
+        let c = counted_enrollment("webauthn", finish).await?;
         Ok(Response::new(pb::FinishEnrollmentResponse {
             device_id: c.device_id,
             credential_id: c.id,
@@ -98,7 +99,7 @@ impl EnrollmentService for EnrollmentApi {
         limit_enrollment(&self.app, &source_ip, &request.get_ref().token)?;
         let r = request.into_inner();
         let finish = tpm_enrollment::finish(&self.app, &r.enrollment_id, &r.token, &r.activated_secret, &source_ip);
-        let c = crate::telemetry::enrollment("tpm", finish).await?;
+        let c = counted_enrollment("tpm", finish).await?;
         Ok(Response::new(pb::FinishEnrollmentResponse {
             device_id: c.device_id,
             credential_id: c.id,
@@ -208,10 +209,10 @@ impl PresenceService for PresenceApi {
             self.app.limits.check(Kind::PresencePerDevice, &challenge.device_id)?;
         }
         // Parsed before any signature is looked at: garbage is INVALID_ARGUMENT naming the field.
-        let posture = crate::posture::Report::parse(&r.posture_json)?;
+        let posture = crate::domain::presence::posture::Report::parse(&r.posture_json)?;
         if r.request_access_token {
             // Refuse before the single-use challenge is spent on an answer that cannot get a token.
-            crate::access_token::keys(&self.app)?;
+            crate::domain::access::token::keys(&self.app)?;
         }
         let at = match &r.tpm_quote {
             Some(_) if !r.assertion_response_json.is_empty() => {
@@ -230,10 +231,28 @@ impl PresenceService for PresenceApi {
         };
         if r.request_access_token {
             let (token, expires_at_ms) =
-                crate::access_token::issue_after_answer(&self.app, challenge_id, &source_ip).await?;
+                crate::domain::access::token::issue_after_answer(&self.app, challenge_id, &source_ip).await?;
             response.access_token = token;
             response.access_token_expires_at_ms = expires_at_ms;
         }
         Ok(Response::new(response))
     }
+}
+
+/// Awaits a finishing enrollment step and counts how it ended, by key kind
+/// (`webauthn`, `tpm`) and attestation format.
+async fn counted_enrollment(
+    kind: &'static str,
+    finish: impl std::future::Future<Output = ApiResult<credentials::Credential>>,
+) -> ApiResult<credentials::Credential> {
+    use crate::telemetry::{EnrollmentOutcome, record_enrollment};
+    let result = finish.await;
+    let unknown = if kind == "tpm" { "tpm" } else { "unknown" };
+    match &result {
+        Ok(c) if c.attested => record_enrollment(kind, EnrollmentOutcome::Attested, &c.format),
+        Ok(c) => record_enrollment(kind, EnrollmentOutcome::Unattested, &c.format),
+        Err(ApiError::Store(_)) => record_enrollment(kind, EnrollmentOutcome::Error, unknown),
+        Err(_) => record_enrollment(kind, EnrollmentOutcome::Rejected, unknown),
+    }
+    result
 }

@@ -1,15 +1,16 @@
 //! `envoy.service.auth.v3.Authorization`: Envoy's external authorization
 //! over gRPC. Envoy authenticates like any gateway (a gateway API key in
 //! `authorization: Bearer` initial metadata, or mTLS); the decision is
-//! crate::access_token_envoy's. ALLOW is an OK status with identity headers
+//! crate::domain::access::envoy's. ALLOW is an OK status with identity headers
 //! for the upstream and the token header removed; DENY is PERMISSION_DENIED
 //! with a 403 whose body gives the reasons.
 
-use crate::access::reason_name;
-use crate::access_token_envoy::{EnvoyRequest, TOKEN_HEADER, TokenSource, decide, find_token};
-use crate::app::App;
-use crate::auth::{Role, authorize};
-use crate::limits::Kind;
+use crate::domain::access::envoy::{EnvoyRequest, TOKEN_HEADER, TokenSource, decide, find_token};
+use crate::domain::access::reason_name;
+use crate::domain::app::App;
+use crate::domain::limits::Kind;
+use crate::domain::tenancy::auth::Role;
+use crate::transport::rpc::authorize;
 use envoy_types::ext_authz::v3::pb::{
     Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption,
     HttpResponse, HttpStatus, HttpStatusCode, OkHttpResponse,
@@ -33,9 +34,9 @@ pub const SESSION_HEADER: &str = "x-tether-session";
 /// `kind:severity` joined by commas, or `none`.
 pub const FLAGS_HEADER: &str = "x-tether-flags";
 
-fn reported_flags(open: &[crate::access::OpenFlag]) -> String {
+fn reported_flags(open: &[crate::domain::access::OpenFlag]) -> String {
     let listed: Vec<String> =
-        open.iter().map(|f| format!("{}:{}", f.kind, crate::risk_live::severity_name(f.severity))).collect();
+        open.iter().map(|f| format!("{}:{}", f.kind, crate::domain::risk_live::severity_name(f.severity))).collect();
     if listed.is_empty() { "none".to_string() } else { listed.join(",") }
 }
 

@@ -6,11 +6,22 @@ pub mod device;
 pub mod ext_authz;
 pub mod report;
 
-use crate::error::{ApiError, ApiResult};
+use crate::domain::app::App;
+use crate::domain::error::{ApiError, ApiResult};
+use crate::domain::tenancy::auth::{self, Caller, Role};
 use crate::store::presence::Cursor;
 use crate::util::b64url;
 use tether_proto::v1 as pb;
 use tonic::Request;
+
+/// The caller: its bearer API key, or else its mutual-TLS client certificate,
+/// with one of the `allowed` roles.
+pub async fn authorize<T>(app: &App, request: &Request<T>, allowed: &[Role]) -> ApiResult<Caller> {
+    let authorization = request.metadata().get("authorization").map(|value| value.as_bytes());
+    let certificates = request.peer_certs();
+    let leaf = certificates.as_deref().and_then(|chain| chain.first()).map(|cert| cert.as_ref());
+    auth::authenticate(app, authorization, leaf, allowed).await
+}
 
 /// The caller's address as seen on the socket, canonical form; empty when unknown.
 pub fn peer_ip<T>(request: &Request<T>) -> String {

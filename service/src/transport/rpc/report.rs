@@ -1,16 +1,17 @@
-//! ReportService: the gRPC face of `crate::reports`. Authenticates the
+//! ReportService: the gRPC face of `crate::domain::reports`. Authenticates the
 //! caller, turns proto filters into typed ones and domain results into
-//! messages; the queries themselves live in `crate::reports`.
+//! messages; the queries themselves live in `crate::domain::reports`.
 
 mod convert;
 
-use crate::app::App;
-use crate::auth::{Role, authorize};
-use crate::error::ApiError;
-use crate::flag_review::{self, Review};
-use crate::reports::{self, FailureFilter, FlagFilter, SessionDecision, SessionFilter, SummaryRequest};
+use crate::domain::app::App;
+use crate::domain::error::ApiError;
+use crate::domain::flags::review::{self, Review};
+use crate::domain::reports::{self, FailureFilter, FlagFilter, SessionDecision, SessionFilter, SummaryRequest};
+use crate::domain::tenancy::auth::Role;
 use crate::store::audit;
 use crate::store::flags::StoredFlag;
+use crate::transport::rpc::authorize;
 use std::sync::Arc;
 use tether_proto::v1::{self as pb, report_service_server::ReportService};
 use tonic::{Request, Response, Status};
@@ -182,14 +183,14 @@ impl ReportService for ReportApi {
     async fn update_flag(&self, request: Request<pb::UpdateFlagRequest>) -> Result<Response<pb::Flag>, Status> {
         let caller = authorize(&self.app, &request, READERS).await?;
         let r = request.get_ref();
-        let flag_id = crate::error::required("flag_id", &r.flag_id)?;
+        let flag_id = crate::domain::error::required("flag_id", &r.flag_id)?;
         let review = match pb::FlagStatus::try_from(r.status) {
             Ok(pb::FlagStatus::Acknowledged) => Review::Acknowledge,
             Ok(pb::FlagStatus::Resolved) => Review::Resolve,
             Ok(pb::FlagStatus::Open) => Review::Reopen,
             _ => return Err(ApiError::invalid("status must be ACKNOWLEDGED, RESOLVED or OPEN").into()),
         };
-        let updated = flag_review::review(&self.app, &caller, flag_id, review, &r.note).await?;
+        let updated = review::review(&self.app, &caller, flag_id, review, &r.note).await?;
         Ok(Response::new(stored_flag(updated, &caller.tenant_id)))
     }
 }

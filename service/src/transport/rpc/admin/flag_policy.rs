@@ -1,10 +1,11 @@
 //! The tenant's flag policy and office egresses in their proto form,
 //! validated field by field.
 
-use crate::error::{ApiError, ApiResult};
-use crate::flag_policy::{FlagPolicy, KindRule, severity_to_proto};
-use crate::risk::Severity;
+use crate::domain::error::{ApiError, ApiResult};
+use crate::domain::flags::policy::severity_to_proto;
 use tether_proto::v1 as pb;
+use tether_risk::Severity;
+use tether_risk::{FlagPolicy, KindRule};
 
 pub(super) fn to_proto(policy: &FlagPolicy) -> pb::FlagPolicy {
     pb::FlagPolicy {

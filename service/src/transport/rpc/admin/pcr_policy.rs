@@ -1,10 +1,11 @@
 //! AdminService's PCR policies: expected PCR values for a device model or one device.
-//! Enforced on TPM quotes by `crate::tpm_presence`.
+//! Enforced on TPM quotes by `crate::domain::presence::tpm`.
 
 use super::{ADMIN, AdminApi};
-use crate::auth::{Role, authorize};
-use crate::error::{ApiError, ApiResult, required};
+use crate::domain::error::{ApiError, ApiResult, required};
+use crate::domain::tenancy::auth::Role;
 use crate::store::pcr_policy::{self, Expected, PcrPolicy, Scope};
+use crate::transport::rpc::authorize;
 use crate::util::now_ms;
 use std::collections::BTreeSet;
 use tether_proto::v1 as pb;

@@ -1,9 +1,9 @@
 //! Declared worker homes and working hours: validation and the proto form.
 
-use crate::error::{ApiError, ApiResult};
-use crate::risk::WorkingHours;
+use crate::domain::error::{ApiError, ApiResult};
 use crate::store::inventory::{Declared, Worker};
 use tether_proto::v1 as pb;
+use tether_risk::WorkingHours;
 
 /// The declaration after applying `r` to what is stored: unset fields keep
 /// their value, `clear_*` removes it. Every value is validated, naming the field.

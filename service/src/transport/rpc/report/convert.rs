@@ -1,9 +1,9 @@
 //! Domain report structs to `tether.v1` messages, and proto filters to
 //! typed ones (each refusal names its field).
 
-use crate::access::reason_from_name;
-use crate::error::{ApiError, ApiResult};
-use crate::reports::{self, FailureOutcome, FlagStatus, Severity, TimelineDetail};
+use crate::domain::access::reason_from_name;
+use crate::domain::error::{ApiError, ApiResult};
+use crate::domain::reports::{self, FailureOutcome, FlagStatus, Severity, TimelineDetail};
 use tether_proto::v1 as pb;
 
 pub fn outcome_name(outcome: pb::PresenceOutcome) -> &'static str {

@@ -1,0 +1,75 @@
+//! The access-token signing key, the previous keys that still verify, and
+//! the token lifetime: read from files at start, never from the database.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tether_attestation::access_token::{AccessTokenSigner, MAX_LIFETIME_MS, VerifyingKey};
+use tether_proto::v1 as pb;
+
+pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
+pub const MAX_TTL: Duration = Duration::from_millis(MAX_LIFETIME_MS as u64);
+
+/// The signing key, the keys that still verify, and the token lifetime.
+#[derive(Debug)]
+pub struct TokenKeys {
+    pub(super) signer: AccessTokenSigner,
+    previous: Vec<VerifyingKey>,
+    pub(super) ttl_ms: i64,
+}
+
+fn read_key(path: &Path, flag: &str) -> Result<AccessTokenSigner, String> {
+    let material = std::fs::read(path).map_err(|e| format!("{flag}: cannot read {}: {e}", path.display()))?;
+    AccessTokenSigner::from_pkcs8(&material).map_err(|e| format!("{flag} {}: {e}", path.display()))
+}
+
+impl TokenKeys {
+    /// Loads the active key and the previous (verify-only) keys. Previous
+    /// files may hold private keys: only their public halves are kept.
+    pub fn load(active: &Path, previous: &[PathBuf], ttl: Duration) -> Result<TokenKeys, String> {
+        if ttl.is_zero() || ttl > MAX_TTL {
+            return Err(format!(
+                "--access-token-ttl must be between 1s and {}; got {}",
+                humantime::format_duration(MAX_TTL),
+                humantime::format_duration(ttl)
+            ));
+        }
+        let signer = read_key(active, "--access-token-key")?;
+        let mut keys = TokenKeys { signer, previous: Vec::new(), ttl_ms: ttl.as_millis() as i64 };
+        for path in previous {
+            let key = read_key(path, "--access-token-previous-key")?.verifying_key().clone();
+            if key.key_id != keys.signer.key_id() && !keys.previous.iter().any(|k| k.key_id == key.key_id) {
+                keys.previous.push(key);
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Every key a token may be signed with, the active one first.
+    pub fn verifying_keys(&self) -> Vec<VerifyingKey> {
+        std::iter::once(self.signer.verifying_key().clone()).chain(self.previous.iter().cloned()).collect()
+    }
+
+    pub fn active_key_id(&self) -> &str {
+        self.signer.key_id()
+    }
+
+    pub fn ttl_ms(&self) -> i64 {
+        self.ttl_ms
+    }
+
+    pub fn to_proto(&self) -> pb::GetAccessTokenKeysResponse {
+        let active = self.signer.key_id();
+        pb::GetAccessTokenKeysResponse {
+            keys: self
+                .verifying_keys()
+                .iter()
+                .map(|k| pb::AccessTokenKey {
+                    key_id: k.key_id.clone(),
+                    public_key: k.public_key_b64(),
+                    active: k.key_id == active,
+                })
+                .collect(),
+            token_ttl_ms: self.ttl_ms,
+        }
+    }
+}
