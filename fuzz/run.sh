@@ -25,8 +25,8 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     exit 2
 fi
 
-# Only analyze_events needs the service crate: the other targets build without it, so a
-# service change (or a broken service build) never touches them.
+# Only analyze_events needs the risk engine (tether-risk): the other targets build without it, so an
+# engine change (or a broken engine build) never touches them.
 features_for() {
     if [ "${#features[@]}" -gt 0 ]; then
         printf '%s\n' "${features[@]}"
