@@ -1,9 +1,10 @@
 //! Risk engine: laptop-farm, relocation and hardware-anomaly detection.
 //!
 //! Pure domain logic — no I/O, no database, no clock (every time comes from an
-//! event; files are read by the caller, see [`load_engine`]). The service calls [`Engine::process`] for each enrollment, presence
-//! answer and access check and persists the [`Flag`]s it returns; `tether
-//! analyze` replays an event log through the same engine.
+//! event; files are read by the caller, see [`load_engine`]). tetherd calls
+//! [`Engine::process`] for each enrollment, presence answer and access check
+//! and persists the [`Flag`]s it returns; `tether analyze` replays an event
+//! log through the same engine.
 //!
 //! ```
 //! use tether_risk::{Engine, Event, RiskConfig};
