@@ -24,6 +24,10 @@ pub(crate) struct Sighting<'a> {
     pub class: Option<NetworkClass>,
     /// Set only when the location is meaningful (not a VPN, hosting or anonymizer exit).
     pub point: Option<Point>,
+    /// Whether tetherd itself saw the device at `ip`: the address of its own connection for an
+    /// enrollment or a hardware-signed presence answer. A session's address is what a gateway
+    /// reported, which its tenant controls.
+    pub observed: bool,
 }
 
 /// A signal's verdict on one device, before de-duplication.
@@ -171,7 +175,8 @@ impl Engine {
                 ip: event.ip,
             })
         });
-        let s = Sighting { at, ip: event.ip, geo, class, point };
+        let observed = !matches!(event.body, EventBody::Session(_));
+        let s = Sighting { at, ip: event.ip, geo, class, point, observed };
         let mut findings = Vec::new();
 
         let present = match &event.body {

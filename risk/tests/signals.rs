@@ -192,18 +192,70 @@ fn sessions(devices: &[(&str, &str)], ip: &str, extra: Value) -> Vec<Value> {
         .collect()
 }
 
+/// Presence answers from one address: tetherd saw each device there itself.
+fn answers(devices: &[(&str, &str)], ip: &str) -> Vec<Value> {
+    devices
+        .iter()
+        .enumerate()
+        .map(|(i, (tenant, device))| {
+            // Minutes apart and long after their challenges: no answer burst.
+            let secs = i as f64 * 600.0;
+            answer(secs, secs - 30.0, tenant, device, ip, json!({}))
+        })
+        .collect()
+}
+
 #[test]
 fn shared_egress_across_tenants_is_review_then_high() {
     let three: Vec<(&str, &str)> = vec![("a", "d1"), ("b", "d2"), ("c", "d3")];
-    let flags = run(&sessions(&three, "198.51.100.10", json!({})));
+    let flags = run(&answers(&three, "198.51.100.10"));
     assert!(flags.iter().any(|f| f.kind.as_str() == "shared_egress" && f.severity == Severity::Review));
     let six: Vec<(&str, &str)> = vec![("a", "d1"), ("b", "d2"), ("c", "d3"), ("a", "d4"), ("b", "d5"), ("c", "d6")];
-    let flags = run(&sessions(&six, "198.51.100.10", json!({})));
+    let flags = run(&answers(&six, "198.51.100.10"));
     let high: Vec<&Flag> =
         flags.iter().filter(|f| f.kind.as_str() == "shared_egress" && f.severity == Severity::High).collect();
     assert_eq!(high.len(), 6, "every member is flagged");
     assert_eq!(high[0].evidence["members_total"], 6);
     assert_eq!(high[0].evidence["thresholds"]["high_devices"], 6);
+}
+
+/// Finding 1 of the adversarial review: tenant "a"'s gateway reports five of its own attested
+/// devices at the address tenant "b"'s worker uses. Those are claims "a" controls, so they
+/// flag only "a"'s own devices (its own evidence against itself), never "b"'s worker, and
+/// they start no probe of "b"'s device.
+#[test]
+fn another_tenants_gateway_reports_cannot_flag_or_probe_a_worker() {
+    let victim_ip = "198.51.100.20";
+    let mut events = answers(&[("b", "victim")], victim_ip);
+    let framers: Vec<(&str, &str)> = vec![("a", "f1"), ("a", "f2"), ("a", "f3"), ("a", "f4"), ("a", "f5")];
+    events.extend(sessions(&framers, victim_ip, json!({})));
+    events.extend(answers(&[("b", "victim")], victim_ip).into_iter().map(|e| with(e, json!({"at": at(3600.0)}))));
+    let (flags, mut engine) = run_with(RiskConfig::default(), &events);
+    assert!(!flags.iter().any(|f| f.device == "victim"), "the victim is not flagged: {flags:?}");
+    assert!(engine.take_probe_requests().is_empty(), "no probe of the victim");
+    // The same devices *observed* there by tetherd (their own presence answers) do count.
+    let mut events = answers(&[("b", "victim")], victim_ip);
+    events.extend(
+        answers(&framers, victim_ip).into_iter().enumerate().map(|(i, e)| {
+            with(e, json!({"at": at(60.0 + i as f64 * 600.0), "issued_at": at(30.0 + i as f64 * 600.0)}))
+        }),
+    );
+    let flags = run(&events);
+    assert!(has(&flags, "shared_egress", "victim"), "observed co-location still counts: {flags:?}");
+}
+
+/// The same attack through LAN fingerprints: "a"'s devices sign posture reports claiming the
+/// Wi-Fi BSSID hash of "b"'s worker's network (a BSSID is broadcast over the air).
+#[test]
+fn claimed_lan_fingerprints_cannot_flag_another_tenants_worker() {
+    let lan = json!({"posture": {"lan": {"wifi_bssid_hash": "c0ffee"}}});
+    let mut events = vec![answer(0.0, -30.0, "b", "victim", "198.51.100.30", lan.clone())];
+    for (i, device) in ["f1", "f2", "f3", "f4", "f5", "f6"].iter().enumerate() {
+        let secs = 600.0 * (i as f64 + 1.0);
+        events.push(answer(secs, secs - 30.0, "a", device, &format!("203.0.113.{}", i + 1), lan.clone()));
+    }
+    let flags = run(&events);
+    assert!(!flags.iter().any(|f| f.device == "victim"), "the victim is not flagged: {flags:?}");
 }
 
 #[test]
@@ -212,7 +264,7 @@ fn ipv6_devices_in_one_slash_64_share_an_egress() {
         .iter()
         .zip([("a", "d1"), ("b", "d2"), ("c", "d3")])
         .enumerate()
-        .map(|(i, (ip, (t, d)))| base("session", i as f64, t, d, ip))
+        .map(|(i, (ip, (t, d)))| answer(i as f64, i as f64 - 30.0, t, d, ip, json!({})))
         .collect();
     let flags = run(&events);
     assert_eq!(count(&flags, "shared_egress"), 3);

@@ -29,6 +29,27 @@ pub(crate) struct Member {
     pub worker: u32,
     pub tenant: u32,
     pub last_seen: Millis,
+    /// When tetherd itself last saw this device here (see [`Sighting::observed`]); None when
+    /// only a gateway or the device's own posture report placed it here.
+    pub observed_at: Option<Millis>,
+}
+
+impl Member {
+    fn observed_within(&self, at: Millis, window: Millis) -> bool {
+        self.observed_at.is_some_and(|seen| at - seen <= window)
+    }
+}
+
+/// The cluster as one tenant may be judged by it. Tenants are adversaries: another
+/// tenant's gateway can report any address for its own devices, and its devices can claim
+/// any LAN, so another tenant's members count only where tetherd itself observed them.
+/// A tenant's own members count however they were placed: it can only frame itself.
+#[derive(Debug, Default)]
+struct View {
+    workers: usize,
+    tenants: usize,
+    members: usize,
+    remote: usize,
 }
 
 impl EgressState {
@@ -66,33 +87,73 @@ impl Engine {
         }
         let prefix = self.cfg.shared_egress.ipv6_prefix;
         if !s.class.is_some_and(NetworkClass::skips_shared_egress) {
-            self.observe_key(EgressKey::for_ip(s.ip, prefix), d, s, out);
+            self.observe_key(EgressKey::for_ip(s.ip, prefix), d, s, s.observed, out);
         }
         if self.cfg.shared_egress.use_lan_fingerprint
             && let Some(lan) = lan
         {
             for hash in [&lan.gateway_mac_hash, &lan.wifi_bssid_hash].into_iter().flatten() {
+                // A LAN fingerprint is the device's own claim (a BSSID is even broadcast).
                 if !hash.is_empty() {
-                    self.observe_key(EgressKey::Lan(hash.as_str().into()), d, s, out);
+                    self.observe_key(EgressKey::Lan(hash.as_str().into()), d, s, false, out);
                 }
             }
         }
     }
 
-    fn observe_key(&mut self, key: EgressKey, d: u32, s: &Sighting, out: &mut Vec<Finding>) {
+    fn view(&self, members: &[Member], viewer: Option<u32>, at: Millis, window: Millis) -> View {
+        let counted: Vec<&Member> =
+            members.iter().filter(|m| viewer == Some(m.tenant) || m.observed_within(at, window)).collect();
+        let mut workers: Vec<(u32, u32)> = counted.iter().map(|m| (m.tenant, m.worker)).collect();
+        workers.sort_unstable();
+        workers.dedup();
+        let mut tenants: Vec<u32> = workers.iter().map(|(t, _)| *t).collect();
+        tenants.dedup();
+        // Remote-control tools on several employers' laptops behind one egress is how farms are run.
+        let remote = counted
+            .iter()
+            .filter(|m| self.devices[m.device as usize].flags.get(FlagKind::RemoteControl).is_some())
+            .count();
+        View { workers: workers.len(), tenants: tenants.len(), members: counted.len(), remote }
+    }
+
+    /// The severity a view supports, and whether it is a farm cluster (remote-control tools on
+    /// most members of several employers).
+    fn judge(&self, view: &View) -> Option<(Severity, bool)> {
+        let cfg = &self.cfg.shared_egress;
+        let (nw, nt) = (view.workers, view.tenants);
+        let remote_cluster =
+            nt >= 2 && view.remote >= cfg.high_remote_control_members && view.remote * 2 >= view.members;
+        let severity = if nt >= 2 && ((nw >= cfg.high_devices && nt >= cfg.high_min_tenants) || remote_cluster) {
+            Severity::High
+        } else if nt >= 2 && (nw >= cfg.review_devices || nt >= cfg.review_tenants) {
+            Severity::Review
+        } else if nt == 1 && nw >= cfg.review_devices {
+            Severity::Info
+        } else {
+            return None;
+        };
+        // Many employers' laptops on one residential line alone is not enough: co-living houses exist.
+        Some((severity, severity == Severity::High && remote_cluster))
+    }
+
+    fn observe_key(&mut self, key: EgressKey, d: u32, s: &Sighting, observed: bool, out: &mut Vec<Finding>) {
         let cfg = &self.cfg.shared_egress;
         let window = Millis::from(cfg.window_hours) * HOUR;
+        let max_members = cfg.max_devices_per_egress;
         let dev = &self.devices[d as usize];
-        let me = Member { device: d, worker: dev.worker, tenant: dev.tenant, last_seen: s.at };
         let entry = self.egress.entry(key.clone()).or_insert_with(|| EgressState::new(s.ip, s.class, s.at));
         entry.ip = s.ip;
         entry.class = s.class;
         entry.last_seen = entry.last_seen.max(s.at);
         entry.members.retain(|m| s.at - m.last_seen <= window);
-        match entry.members.iter_mut().find(|m| m.device == d) {
-            Some(m) => *m = me,
+        let earlier = entry.members.iter().position(|m| m.device == d);
+        let observed_at = if observed { Some(s.at) } else { earlier.and_then(|i| entry.members[i].observed_at) };
+        let me = Member { device: d, worker: dev.worker, tenant: dev.tenant, last_seen: s.at, observed_at };
+        match earlier {
+            Some(i) => entry.members[i] = me,
             None => {
-                if entry.members.len() >= cfg.max_devices_per_egress
+                if entry.members.len() >= max_members
                     && let Some(oldest) =
                         entry.members.iter().enumerate().min_by_key(|(_, m)| m.last_seen).map(|(i, _)| i)
                 {
@@ -101,96 +162,92 @@ impl Engine {
                 entry.members.push(me);
             }
         }
-        let mut workers: Vec<(u32, u32)> = entry.members.iter().map(|m| (m.tenant, m.worker)).collect();
-        workers.sort_unstable();
-        workers.dedup();
-        let mut tenants: Vec<u32> = workers.iter().map(|(t, _)| *t).collect();
-        tenants.dedup();
-        let (nw, nt) = (workers.len(), tenants.len());
-        // Remote-control tools on several employers' laptops behind one egress is how farms are run.
-        let remote = entry
-            .members
-            .iter()
-            .filter(|m| self.devices[m.device as usize].flags.get(FlagKind::RemoteControl).is_some())
-            .count();
-        let remote_cluster = nt >= 2 && remote >= cfg.high_remote_control_members && remote * 2 >= entry.members.len();
-        let severity = if nt >= 2 && ((nw >= cfg.high_devices && nt >= cfg.high_min_tenants) || remote_cluster) {
-            Severity::High
-        } else if nt >= 2 && (nw >= cfg.review_devices || nt >= cfg.review_tenants) {
-            Severity::Review
-        } else if nt == 1 && nw >= cfg.review_devices {
-            Severity::Info
-        } else {
-            return;
-        };
-        // Many employers' laptops on one residential line alone is not enough: co-living houses exist.
-        let farm_cluster = severity == Severity::High && remote_cluster;
+        let members = entry.members.clone();
+        let (class, probed_at) = (entry.class, entry.probed_at);
         let cooldown = Millis::from(self.cfg.flags.cooldown_hours) * HOUR;
-        let due: Vec<u32> = entry
-            .members
-            .iter()
-            .map(|m| m.device)
-            .filter(|m| {
+        let mut tenants: Vec<u32> = members.iter().map(|m| m.tenant).collect();
+        tenants.sort_unstable();
+        tenants.dedup();
+        // Each tenant's devices are judged by that tenant's view of the cluster.
+        let mut judged: Vec<(u32, View, Severity, bool)> = Vec::new();
+        let mut due: Vec<(u32, usize)> = Vec::new();
+        for tenant in tenants {
+            let view = self.view(&members, Some(tenant), s.at, window);
+            let Some((severity, farm_cluster)) = self.judge(&view) else { continue };
+            let wanted = members.iter().filter(|m| m.tenant == tenant).map(|m| m.device).filter(|m| {
                 let dev = &self.devices[*m as usize];
                 dev.wants(FlagKind::SharedEgress, severity, s.at, cooldown)
                     || (farm_cluster && !dev.flags.farm_suspected())
-            })
-            .collect();
-        let probe = severity >= Severity::Review && entry.probed_at.is_none_or(|p| s.at - p >= window);
+            });
+            due.extend(wanted.map(|device| (device, judged.len())));
+            judged.push((tenant, view, severity, farm_cluster));
+        }
+        // Probes challenge every member, so only what tetherd observed may start them.
+        let observed_view = self.view(&members, None, s.at, window);
+        let probe = self.judge(&observed_view).is_some_and(|(severity, _)| severity >= Severity::Review)
+            && probed_at.is_none_or(|p| s.at - p >= window);
         if due.is_empty() && !probe {
             return;
         }
-        let members: Vec<(u32, Millis)> = entry.members.iter().map(|m| (m.device, m.last_seen)).collect();
-        let class = entry.class;
-        if probe {
+        if probe && let Some(entry) = self.egress.get_mut(&key) {
             entry.probed_at = Some(s.at);
         }
         let name = key.describe(cfg.ipv6_prefix);
         let listed: Vec<serde_json::Value> = members
             .iter()
             .take(50)
-            .map(|(m, seen)| {
-                let mut v = self.describe_device(*m);
+            .map(|m| {
+                let mut v = self.describe_device(m.device);
                 if let Some(map) = v.as_object_mut() {
-                    map.insert("last_seen".into(), crate::event::format_time(*seen).into());
+                    map.insert("last_seen".into(), crate::event::format_time(m.last_seen).into());
+                    map.insert("observed_by_tether".into(), m.observed_within(s.at, window).into());
                 }
                 v
             })
             .collect();
-        let evidence = json!({
-            "egress": name,
-            "ip": s.ip.to_string(),
-            "lan_fingerprint": key.is_lan(),
-            "network_class": class,
-            "workers": nw,
-            "tenants": nt,
-            "remote_control_members": remote,
-            "farm_cluster": if farm_cluster {
-                Some("remote-control tools on most members")
-            } else {
-                None
-            },
-            "window_hours": cfg.window_hours,
-            "thresholds": {
-                "review_devices": cfg.review_devices, "review_tenants": cfg.review_tenants,
-                "high_devices": cfg.high_devices, "high_min_tenants": cfg.high_min_tenants,
-                "high_remote_control_members": cfg.high_remote_control_members,
-            },
-            "note": if nt == 1 { Some("one tenant only: register its office egress to silence this") } else { None },
-            "members": listed,
-            "members_total": members.len(),
-        });
-        for m in due {
+        for (device, judgement) in due {
+            let (_, view, severity, farm_cluster) = &judged[judgement];
+            let (severity, farm_cluster) = (*severity, *farm_cluster);
+            let evidence = json!({
+                "egress": name,
+                "ip": s.ip.to_string(),
+                "lan_fingerprint": key.is_lan(),
+                "network_class": class,
+                "workers": view.workers,
+                "tenants": view.tenants,
+                "remote_control_members": view.remote,
+                "farm_cluster": if farm_cluster {
+                    Some("remote-control tools on most members")
+                } else {
+                    None
+                },
+                "counted": "this tenant's devices, and other tenants' devices only where tetherd itself saw them \
+                            (presence answers and enrollments, not gateway-reported addresses or LAN claims)",
+                "window_hours": cfg.window_hours,
+                "thresholds": {
+                    "review_devices": cfg.review_devices, "review_tenants": cfg.review_tenants,
+                    "high_devices": cfg.high_devices, "high_min_tenants": cfg.high_min_tenants,
+                    "high_remote_control_members": cfg.high_remote_control_members,
+                },
+                "note": if view.tenants == 1 {
+                    Some("one tenant only: register its office egress to silence this")
+                } else {
+                    None
+                },
+                "members": listed,
+                "members_total": members.len(),
+            });
             if farm_cluster {
-                self.devices[m as usize].flags.mark_farm_cluster();
+                self.devices[device as usize].flags.mark_farm_cluster();
             }
-            out.push(Finding { device: m, kind: FlagKind::SharedEgress, severity, evidence: evidence.clone() });
+            out.push(Finding { device, kind: FlagKind::SharedEgress, severity, evidence });
         }
         if probe && !key.is_lan() {
             let devices = members
                 .iter()
-                .map(|(m, _)| {
-                    let dev = &self.devices[*m as usize];
+                .filter(|m| m.observed_within(s.at, window))
+                .map(|m| {
+                    let dev = &self.devices[m.device as usize];
                     (self.ids.tenant_names[dev.tenant as usize].to_string(), dev.name.to_string())
                 })
                 .collect();
