@@ -30,6 +30,20 @@ pub const KNOWN_RP_IDS: &[&str] = &[
     "example.com",
     "webauthn.io",
     "d2urpypvrhb05x.amplifyapp.com",
+    // The second set of ../shared/conformance/webauthn (2026-12).
+    "127.0.0.1",
+    "172.20.0.141",
+    "56k.guru",
+    "6cc3c9e7967a.ngrok.io",
+    "dev.dontneeda.pw",
+    "dev2.dontneeda.pw",
+    "etools-dev.example.com",
+    "netpassport.io",
+    "spectral.local",
+    "try-webauthn.appspot.com",
+    "webauthn.firstyear.id.au",
+    "webauthn.org",
+    "webauthntest.azurewebsites.net",
 ];
 
 /// Root of the soft authenticator's attestation PKI (the only WebAuthn trust anchor).
