@@ -59,6 +59,18 @@ pub fn expected_challenge(nonce: &[u8], posture: Option<&[u8]>) -> Vec<u8> {
     }
 }
 
+/// Unicode format characters (general category Cf): zero-width characters, bidirectional
+/// controls, the byte-order mark, soft hyphen, tags, invisible operators. The agent drops
+/// them from what it reports and tetherd refuses reports that carry them, so "\u{200b}kvmd"
+/// cannot pass for something other than "kvmd".
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(u32::from(c),
+        0x00AD | 0x0600..=0x0605 | 0x061C | 0x06DD | 0x070F | 0x08E2 | 0x180E | 0x200B..=0x200F
+        | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB
+        | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A
+        | 0xE0001 | 0xE0020..=0xE007F)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

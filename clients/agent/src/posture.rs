@@ -268,15 +268,24 @@ fn read_text(path: &Path) -> Option<String> {
     clean(&fs::read_to_string(path).ok()?)
 }
 
-/// Trimmed, without control characters, bounded; `None` when empty.
+/// Trimmed, without control or invisible formatting characters, bounded; `None` when empty.
 fn clean(text: &str) -> Option<String> {
-    let s: String = text.trim().chars().filter(|c| !c.is_control()).take(MAX_TEXT).collect();
+    let visible = |c: &char| !c.is_control() && !tether_attestation::posture::is_invisible_format(*c);
+    let s: String = text.chars().filter(visible).collect();
+    let s: String = s.trim().chars().take(MAX_TEXT).collect();
     Some(s).filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reported_text_drops_invisible_characters_so_tetherd_accepts_and_matches_it() {
+        assert_eq!(clean("\u{200b} kvmd\u{202e}").as_deref(), Some("kvmd"));
+        assert_eq!(clean("\u{feff}\u{200d}"), None);
+        assert_eq!(clean("Écran 27").as_deref(), Some("Écran 27"));
+    }
 
     fn write(root: &Path, rel: &str, content: &[u8]) {
         let path = root.join(rel);

@@ -11,7 +11,7 @@
 
 use crate::domain::error::ApiError;
 use serde_json::{Map, Value};
-use tether_attestation::posture::{expected_challenge, posture_digest};
+use tether_attestation::posture::{expected_challenge, is_invisible_format, posture_digest};
 use tether_risk::event::{Lan, Posture, UsbDevice};
 
 /// Larger reports are refused before parsing.
@@ -41,7 +41,8 @@ impl Report {
         if bytes.len() > MAX_BYTES {
             return Err(invalid("", format!("is {} bytes; at most {MAX_BYTES} are accepted", bytes.len())));
         }
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| invalid("", format!("is not valid JSON: {e}")))?;
+        let value =
+            serde_json::from_slice::<StrictValue>(bytes).map_err(|e| invalid("", format!("is not valid JSON: {e}")))?.0;
         let posture = parse_posture(&value)?;
         Ok(Some(Report { bytes: bytes.to_vec(), digest_hex: hex::encode(posture_digest(bytes)), posture }))
     }
@@ -89,7 +90,70 @@ fn text(value: &Value, path: &str) -> Result<String, ApiError> {
     if s.chars().any(char::is_control) {
         return Err(invalid(path, "contains control characters".into()));
     }
+    // Invisible characters would let "\u{200b}kvmd" or a right-to-left override pass for
+    // something else, both to the remote-control lists and to the analyst reading it.
+    if let Some(c) = s.chars().find(|c| is_invisible_format(*c)) {
+        return Err(invalid(path, format!("contains the invisible formatting character U+{:04X}", u32::from(c))));
+    }
     Ok(s.to_string())
+}
+
+/// A JSON value that refuses an object naming one key twice (serde_json keeps the last,
+/// so a report could say one thing to one reader and another to the next).
+struct StrictValue(Value);
+
+impl<'de> serde::Deserialize<'de> for StrictValue {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictValue(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some((key, StrictValue(value))) = map.next_entry::<String, StrictValue>()? {
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("the field {key:?} appears twice")));
+            }
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 fn optional_text(map: &Map<String, Value>, key: &str, path: &str) -> Result<Option<String>, ApiError> {
@@ -208,6 +272,25 @@ mod tests {
         let long = format!(r#"{{"timezone":"{}"}}"#, "x".repeat(300));
         assert!(error(&long).contains("posture_json.timezone is longer than"));
         assert!(error(&" ".repeat(MAX_BYTES + 1)).contains("at most 65536"));
+    }
+
+    /// Issue #13: a zero-width-prefixed "kvmd" was not matched by the remote-control lists,
+    /// and a repeated key let one report read two ways.
+    #[test]
+    fn invisible_characters_and_repeated_keys_are_refused() {
+        let zero_width = "{\"processes\":[\"\u{200b}kvmd\"]}";
+        assert!(
+            error(zero_width).contains("posture_json.processes[0] contains the invisible formatting character U+200B")
+        );
+        let escaped = r#"{"processes":["\u200bkvmd"]}"#;
+        assert!(error(escaped).contains("U+200B"), "{}", error(escaped));
+        let bidi = "{\"displays\":[\"DELL\u{202e}2720U\"]}";
+        assert!(error(bidi).contains("U+202E"));
+        assert!(error("{\"timezone\":\"\u{feff}UTC\"}").contains("U+FEFF"));
+        assert!(error(r#"{"processes":["kvmd"],"processes":["bash"]}"#).contains("\"processes\" appears twice"));
+        assert!(error(r#"{"lan":{"wifi_bssid_hash":null,"wifi_bssid_hash":null}}"#).contains("appears twice"));
+        // Ordinary non-ASCII text is fine.
+        assert!(Report::parse("{\"displays\":[\"Écran 27\"]}".as_bytes()).is_ok());
     }
 
     #[test]
