@@ -316,6 +316,19 @@ async fn garbage_from_openvpn_is_refused_without_asking_tetherd() {
     let (code, stderr) = run_verify(&server.url, &key_file, &file, &wrong);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("REFUSED (no decision, failing closed): this command is for OpenVPN's"), "{stderr}");
+    // Not run by OpenVPN at all (no $script_type): refused, for either hook, before tetherd is asked.
+    let (code, stderr) = run_verify(&server.url, &key_file, &file, &OPENVPN_ENV[1..]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("openvpn-verify: REFUSED (no decision, failing closed): no $script_type"), "{stderr}");
+    let out = std::process::Command::new(bin("tether"))
+        .env_clear()
+        .args(["gateway", "openvpn-connect", "--server", &server.url, "--api-key-file", &key_file])
+        .envs([("common_name", "dev_x"), ("username", "w-alice"), ("untrusted_ip", "127.0.0.1")])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("openvpn-connect: REFUSED (no decision, failing closed): no $script_type"), "{stderr}");
     // So is a usage error on the command line OpenVPN runs.
     let out = std::process::Command::new(bin("tether"))
         .env_clear()

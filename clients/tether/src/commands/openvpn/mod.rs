@@ -205,13 +205,19 @@ fn refuse_peer_token(env: &ScriptEnv) -> Result<(), Refusal> {
     }
 }
 
-/// A script wired to the wrong hook would check the wrong things.
+/// A script wired to the wrong hook would check the wrong things. OpenVPN
+/// sets `$script_type` for every hook, so without it the command was not
+/// started by the hook it is for and cannot know what its input means.
 fn expect_script_type(env: &ScriptEnv, expected: &str) -> Result<(), Refusal> {
     match env.script_type.as_deref() {
-        Some(actual) if actual != expected => Err(Refusal::Error(format!(
+        Some(actual) if actual == expected => Ok(()),
+        Some(actual) => Err(Refusal::Error(format!(
             "this command is for OpenVPN's {expected} hook but runs as {actual:?}; fix the server configuration"
         ))),
-        _ => Ok(()),
+        None => Err(Refusal::Error(format!(
+            "no $script_type: OpenVPN sets it for every hook, so this was not run by OpenVPN's {expected} hook; \
+             run it only from the server configuration"
+        ))),
     }
 }
 
