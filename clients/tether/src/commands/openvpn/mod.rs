@@ -51,9 +51,10 @@ pub struct OpenVpnArgs {
     #[arg(long)]
     pub ignore_common_name: bool,
     /// Decide offline: admit only on an access token that verifies with this
-    /// key set (from `tether gateway token-keys`), names this worker (and
-    /// device) and was issued to this address. tetherd is not asked, so
-    /// revocations and flags newer than the token are not seen.
+    /// key set (from `tether gateway token-keys`), was issued in the tenant it
+    /// names, names this worker (and device) and was issued to this address.
+    /// tetherd is not asked, so revocations and flags newer than the token are
+    /// not seen.
     #[arg(long, value_name = "FILE")]
     pub keys: Option<PathBuf>,
 }
