@@ -18,6 +18,11 @@
 //! token id. Unknown members, missing members and any trailing data are
 //! rejected. The signature is checked before the payload is parsed.
 //!
+//! Signing keys are server-wide, so a signature alone does not say whose
+//! gateway may admit the bearer: every verification goes through a
+//! [`KeySet`], which names the one tenant whose tokens it accepts, and a
+//! token of any other tenant is [`AccessTokenError::WrongTenant`].
+//!
 //! Everything here is pure: the caller passes the clock.
 
 use base64::Engine;
@@ -111,6 +116,8 @@ pub enum AccessTokenError {
     LifetimeTooLong(i64),
     #[error("the token was issued to {token_ip}, but it is presented from {presented_ip}")]
     WrongSourceIp { token_ip: String, presented_ip: String },
+    #[error("the token was issued in tenant {token_tenant:?}; this verifier accepts only tenant {expected:?}")]
+    WrongTenant { token_tenant: String, expected: String },
     #[error("the presented source address {0:?} is not an IP address")]
     InvalidSourceIp(String),
     #[error("invalid claims: {0}")]
@@ -131,6 +138,7 @@ impl AccessTokenError {
             AccessTokenError::NotYetValid { .. } => "not_yet_valid",
             AccessTokenError::LifetimeTooLong(_) => "lifetime_too_long",
             AccessTokenError::WrongSourceIp { .. } => "wrong_source_ip",
+            AccessTokenError::WrongTenant { .. } => "wrong_tenant",
             AccessTokenError::InvalidSourceIp(_) => "invalid_source_ip",
             AccessTokenError::InvalidClaims(_) => "invalid_claims",
             AccessTokenError::InvalidKey(_) => "invalid_key",
@@ -280,6 +288,36 @@ pub fn pkcs8_to_pem(der: &[u8]) -> String {
     pem
 }
 
+/// The keys a verifier accepts and the one tenant whose tokens they admit.
+/// There is no way to build one without a tenant, so no verifier can forget
+/// to compare it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySet {
+    tenant_id: String,
+    keys: Vec<VerifyingKey>,
+}
+
+impl KeySet {
+    /// `tenant_id` must be a non-empty tenant id (at most [`MAX_FIELD_LEN`] bytes).
+    pub fn new(tenant_id: &str, keys: Vec<VerifyingKey>) -> Result<KeySet, AccessTokenError> {
+        let tenant_id = tenant_id.trim();
+        if tenant_id.is_empty() || tenant_id.len() > MAX_FIELD_LEN {
+            return Err(AccessTokenError::InvalidKey(format!(
+                "a key set must name the tenant whose tokens it accepts (1 to {MAX_FIELD_LEN} bytes)"
+            )));
+        }
+        Ok(KeySet { tenant_id: tenant_id.to_string(), keys })
+    }
+
+    pub fn tenant_id(&self) -> &str {
+        &self.tenant_id
+    }
+
+    pub fn keys(&self) -> &[VerifyingKey] {
+        &self.keys
+    }
+}
+
 /// The key id a token names, after only structural checks (for logs and
 /// routing; never a substitute for [`verify`]).
 pub fn peek_key_id(token: &str) -> Result<&str, AccessTokenError> {
@@ -319,16 +357,18 @@ fn split(token: &str) -> Result<(&str, &str, &str, &str), AccessTokenError> {
 }
 
 /// Verifies `token` against `keys` at `now_ms`: structure, key id, signature,
-/// lifetime, and — when `presented_ip` is given — that it is presented from
-/// the address it was issued to.
+/// that it was issued in the key set's tenant, lifetime, and — when
+/// `presented_ip` is given — that it is presented from the address it was
+/// issued to.
 pub fn verify(
     token: &str,
-    keys: &[VerifyingKey],
+    keys: &KeySet,
     now_ms: i64,
     presented_ip: Option<&str>,
 ) -> Result<AccessTokenClaims, AccessTokenError> {
     let (signed, key_id, payload_b64, signature_b64) = split(token)?;
-    let key = keys.iter().find(|k| k.key_id == key_id).ok_or_else(|| AccessTokenError::UnknownKeyId(key_id.into()))?;
+    let key =
+        keys.keys.iter().find(|k| k.key_id == key_id).ok_or_else(|| AccessTokenError::UnknownKeyId(key_id.into()))?;
     let signature = URL_SAFE_NO_PAD.decode(signature_b64).map_err(|_| malformed("the signature is not base64url"))?;
     signature::UnparsedPublicKey::new(&signature::ED25519, &key.public_key)
         .verify(signed.as_bytes(), &signature)
@@ -337,6 +377,9 @@ pub fn verify(
     let json = URL_SAFE_NO_PAD.decode(payload_b64).map_err(|_| malformed("the payload is not base64url"))?;
     let payload: Payload =
         serde_json::from_slice(&json).map_err(|e| AccessTokenError::Malformed(format!("payload: {e}")))?;
+    if payload.ten != keys.tenant_id {
+        return Err(AccessTokenError::WrongTenant { token_tenant: payload.ten, expected: keys.tenant_id.clone() });
+    }
     let lifetime = payload.exp.saturating_sub(payload.iat);
     if lifetime <= 0 {
         return Err(malformed("it expires before it is issued"));
@@ -375,9 +418,12 @@ pub fn verify(
 }
 
 /// A published key set (`tether gateway token-keys`), as JSON:
-/// `{"keys": [{"key_id": "...", "public_key": "<base64url>", "active": true}]}`.
+/// `{"tenant_id": "...", "keys": [{"key_id": "...", "public_key": "<base64url>", "active": true}]}`.
+/// `tenant_id` is the tenant of the API key the set was fetched with.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeySetJson {
+    #[serde(default)]
+    pub tenant_id: String,
     pub keys: Vec<PublishedKeyJson>,
 }
 
@@ -389,11 +435,26 @@ pub struct PublishedKeyJson {
     pub active: bool,
 }
 
-/// Parses a key set file; every key's id must match its public key.
-pub fn parse_key_set(json: &str) -> Result<Vec<VerifyingKey>, AccessTokenError> {
-    let set: KeySetJson = serde_json::from_str(json)
-        .map_err(|e| AccessTokenError::InvalidKey(format!("the key set is not {{\"keys\": [...]}} JSON: {e}")))?;
-    set.keys.iter().map(|k| VerifyingKey::from_published(&k.key_id, &k.public_key)).collect()
+/// Parses a key set file; it must name its tenant, and every key's id must
+/// match its public key.
+pub fn parse_key_set(json: &str) -> Result<KeySet, AccessTokenError> {
+    let set: KeySetJson = serde_json::from_str(json).map_err(|e| {
+        AccessTokenError::InvalidKey(format!("the key set is not {{\"tenant_id\": ..., \"keys\": [...]}} JSON: {e}"))
+    })?;
+    if set.tenant_id.trim().is_empty() {
+        // A set without a tenant would admit every tenant's tokens: refuse it rather than guess.
+        return Err(AccessTokenError::InvalidKey(
+            "the key set names no tenant (\"tenant_id\"), so it would admit any tenant's tokens; fetch it again \
+             with `tether gateway token-keys`, which records the tenant of the key it runs with"
+                .into(),
+        ));
+    }
+    let keys = set
+        .keys
+        .iter()
+        .map(|k| VerifyingKey::from_published(&k.key_id, &k.public_key))
+        .collect::<Result<Vec<_>, _>>()?;
+    KeySet::new(&set.tenant_id, keys)
 }
 
 #[cfg(test)]

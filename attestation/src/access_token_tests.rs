@@ -22,8 +22,9 @@ fn claims() -> AccessTokenClaims {
     }
 }
 
-fn keys(signer: &AccessTokenSigner) -> Vec<VerifyingKey> {
-    vec![signer.verifying_key().clone()]
+/// The signer's key, accepting tenant `ten_1` (the tenant of [`claims`]).
+fn keys(signer: &AccessTokenSigner) -> KeySet {
+    KeySet::new("ten_1", vec![signer.verifying_key().clone()]).unwrap()
 }
 
 #[test]
@@ -165,7 +166,7 @@ fn signed_but_malformed_payloads_are_refused() {
         format!("{signed}.{}", URL_SAFE_NO_PAD.encode(pair.sign(signed.as_bytes()).as_ref()))
     };
     let k = keys(&signer);
-    let base = r#""ten":"t","wrk":"w","dev":"d","cred":"c","ip":"127.0.0.1","iat":1700000000000,"jti":"j""#;
+    let base = r#""ten":"ten_1","wrk":"w","dev":"d","cred":"c","ip":"127.0.0.1","iat":1700000000000,"jti":"j""#;
     let ok = sign_raw(&format!("{{{base},\"exp\":1700000060000}}"));
     assert!(verify(&ok, &k, NOW, Some("127.0.0.1")).is_ok());
     let extra = sign_raw(&format!("{{{base},\"exp\":1700000060000,\"admin\":true}}"));
@@ -183,6 +184,7 @@ fn key_sets_round_trip_and_reject_mismatched_ids() {
     let a = new_signer();
     let b = new_signer();
     let set = KeySetJson {
+        tenant_id: "ten_1".into(),
         keys: vec![
             PublishedKeyJson {
                 key_id: a.key_id().into(),
@@ -197,12 +199,48 @@ fn key_sets_round_trip_and_reject_mismatched_ids() {
         ],
     };
     let parsed = parse_key_set(&serde_json::to_string(&set).unwrap()).unwrap();
-    assert_eq!(parsed, vec![a.verifying_key().clone(), b.verifying_key().clone()]);
+    assert_eq!(parsed.keys(), [a.verifying_key().clone(), b.verifying_key().clone()]);
+    assert_eq!(parsed.tenant_id(), "ten_1");
     let token = a.sign(&claims()).unwrap();
     assert!(verify(&token, &parsed, NOW, None).is_ok());
 
-    let lying =
-        format!(r#"{{"keys":[{{"key_id":"{}","public_key":"{}"}}]}}"#, a.key_id(), b.verifying_key().public_key_b64());
+    let lying = format!(
+        r#"{{"tenant_id":"ten_1","keys":[{{"key_id":"{}","public_key":"{}"}}]}}"#,
+        a.key_id(),
+        b.verifying_key().public_key_b64()
+    );
     assert_eq!(parse_key_set(&lying).unwrap_err().code(), "invalid_key");
     assert_eq!(parse_key_set("[]").unwrap_err().code(), "invalid_key");
+}
+
+#[test]
+fn a_token_of_another_tenant_is_refused_even_under_the_right_key() {
+    let signer = new_signer();
+    let token = signer.sign(&claims()).unwrap();
+    let other_tenant = KeySet::new("ten_2", vec![signer.verifying_key().clone()]).unwrap();
+    let err = verify(&token, &other_tenant, NOW, Some("192.0.2.7")).unwrap_err();
+    assert_eq!(err, AccessTokenError::WrongTenant { token_tenant: "ten_1".into(), expected: "ten_2".into() });
+    assert_eq!(err.code(), "wrong_tenant");
+    assert!(err.to_string().contains("ten_1") && err.to_string().contains("ten_2"), "{err}");
+    // Tenant ids compare exactly: no prefix, case or padding games.
+    for near in ["ten_", "ten_10", "TEN_1"] {
+        let set = KeySet::new(near, vec![signer.verifying_key().clone()]).unwrap();
+        assert_eq!(verify(&token, &set, NOW, None).unwrap_err().code(), "wrong_tenant", "{near}");
+    }
+    assert!(verify(&token, &keys(&signer), NOW, Some("192.0.2.7")).is_ok());
+}
+
+#[test]
+fn a_key_set_must_name_its_tenant() {
+    let key = new_signer().verifying_key().clone();
+    for bad in ["", "   ", &"t".repeat(MAX_FIELD_LEN + 1)] {
+        assert_eq!(KeySet::new(bad, vec![key.clone()]).unwrap_err().code(), "invalid_key", "{bad:?}");
+    }
+    let published = format!(r#"{{"key_id":"{}","public_key":"{}"}}"#, key.key_id, key.public_key_b64());
+    for json in [format!(r#"{{"keys":[{published}]}}"#), format!(r#"{{"tenant_id":" ","keys":[{published}]}}"#)] {
+        let err = parse_key_set(&json).unwrap_err();
+        assert!(err.to_string().contains("names no tenant"), "{err}");
+    }
+    let set = parse_key_set(&format!(r#"{{"tenant_id":"ten_9","keys":[{published}]}}"#)).unwrap();
+    assert_eq!((set.tenant_id(), set.keys()), ("ten_9", &[key][..]));
 }

@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 
 use tether_attestation::access_token::{
-    AccessTokenSigner, CLOCK_SKEW_MS, MAX_LIFETIME_MS, VerifyingKey, canonical_ip, key_id_for, parse_key_set,
+    AccessTokenSigner, CLOCK_SKEW_MS, KeySet, MAX_LIFETIME_MS, VerifyingKey, canonical_ip, key_id_for, parse_key_set,
     peek_key_id, verify,
 };
 
@@ -15,6 +15,8 @@ const PKCS8_V1_PREFIX: [u8; 16] =
     [0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
 /// The fuzz signing key's seed (a fixed test key: the seeds' tokens are signed with it).
 const SEED: [u8; 32] = [0x42; 32];
+/// The tenant the fuzz verifier accepts (the seeds' tokens are issued in it).
+pub const TENANT: &str = "ten_1";
 
 /// The PKCS#8 material of the fuzz signing key.
 pub fn signer_pkcs8() -> Vec<u8> {
@@ -29,25 +31,34 @@ pub fn signer() -> &'static AccessTokenSigner {
     })
 }
 
+/// The fuzz key and a key nobody holds, accepting [`TENANT`]'s tokens.
+pub fn key_set(tenant: &str) -> KeySet {
+    match KeySet::new(tenant, vec![signer().verifying_key().clone(), VerifyingKey::new([7; 32])]) {
+        Ok(set) => set,
+        Err(e) => panic!("the fuzz key set does not build: {e}"),
+    }
+}
+
 /// Input = frame(now_ms as up to 8 big-endian bytes, presented address) ‖ token. A token
 /// verifies only if it is exactly what the fuzz key signs for its claims (Ed25519 is
-/// deterministic), at a time inside its lifetime, from its own address. The same bytes are
-/// also tried as a published key set and as signing key material.
+/// deterministic), in [`TENANT`], at a time inside its lifetime, from its own address. The
+/// same bytes are also tried as a published key set and as signing key material.
 pub fn access_token(data: &[u8]) {
     let parts = split(data, 3);
     let now_ms = parts[0].iter().take(8).fold(0i64, |acc, &b| (acc << 8) | i64::from(b));
     let presented = std::str::from_utf8(parts[1]).ok().filter(|s| !s.is_empty());
-    let keys = [signer().verifying_key().clone(), VerifyingKey::new([7; 32])];
+    let keys = key_set(TENANT);
     if let Ok(token) = std::str::from_utf8(parts[2]) {
         check_token(token, &keys, now_ms, presented);
-        key_set(token);
+        published_key_set(token);
     }
     let _ = AccessTokenSigner::from_pkcs8(parts[2]);
 }
 
-fn check_token(token: &str, keys: &[VerifyingKey], now_ms: i64, presented: Option<&str>) {
+fn check_token(token: &str, keys: &KeySet, now_ms: i64, presented: Option<&str>) {
     let Ok(claims) = verify(token, keys, now_ms, presented) else { return };
     assert_eq!(signer().sign(&claims).as_deref(), Ok(token), "forged or non-canonical token accepted");
+    assert_eq!(claims.tenant_id, keys.tenant_id(), "another tenant's token accepted");
     assert_eq!(peek_key_id(token), Ok(claims.key_id.as_str()));
     let lifetime = claims.expires_at_ms - claims.issued_at_ms;
     assert!(lifetime > 0 && lifetime <= MAX_LIFETIME_MS, "lifetime {lifetime}");
@@ -58,12 +69,16 @@ fn check_token(token: &str, keys: &[VerifyingKey], now_ms: i64, presented: Optio
         assert_eq!(canonical_ip(presented), token_ip, "presented from another address");
     }
     assert!(verify(token, keys, claims.expires_at_ms, None).is_err(), "valid at its expiry");
-    assert!(verify(token, &keys[1..], now_ms, None).is_err(), "valid without its key");
+    let without_its_key = KeySet::new(keys.tenant_id(), keys.keys()[1..].to_vec());
+    assert!(without_its_key.is_ok_and(|k| verify(token, &k, now_ms, None).is_err()), "valid without its key");
+    let elsewhere = key_set(&format!("{}x", keys.tenant_id()));
+    assert!(verify(token, &elsewhere, now_ms, presented).is_err(), "valid in another tenant");
 }
 
-fn key_set(text: &str) {
-    let Ok(keys) = parse_key_set(text) else { return };
-    for key in keys {
+fn published_key_set(text: &str) {
+    let Ok(set) = parse_key_set(text) else { return };
+    assert!(!set.tenant_id().trim().is_empty(), "a key set without a tenant accepted");
+    for key in set.keys().iter().cloned() {
         assert_eq!(key.key_id, key_id_for(&key.public_key), "a key published under another key's id");
         assert_eq!(VerifyingKey::from_published(&key.key_id, &key.public_key_b64()), Ok(key));
     }

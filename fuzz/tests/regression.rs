@@ -101,7 +101,7 @@ fn valid_seeds_verify() {
     let token = std::fs::read(corpus_dir("access_token").join("token-v4")).unwrap_or_default();
     let parts = tether_fuzz::frame::split(&token, 3);
     let now = i64::from_be_bytes(parts[0].try_into().unwrap_or_default());
-    let keys = [tether_fuzz::access_token::signer().verifying_key().clone()];
+    let keys = tether_fuzz::access_token::key_set(tether_fuzz::access_token::TENANT);
     let token = std::str::from_utf8(parts[2]).unwrap_or_default();
     let claims = tether_attestation::access_token::verify(token, &keys, now, Some("192.0.2.7"));
     assert!(claims.is_ok(), "the access-token seed does not verify: {claims:?}");

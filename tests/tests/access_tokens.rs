@@ -137,6 +137,7 @@ async fn rotation_keeps_old_tokens_valid_until_the_old_key_is_dropped() {
     let keys_file = dir.path().join("keys.json");
     let published = fetch_keys(&server, &org, &keys_file);
     assert_eq!(published["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(published["tenant_id"], org.keys.tenant_id.as_str(), "the key set names the fetching gateway's tenant");
     let (code, claims) = verify_offline(&keys_file, &token_a, Some("127.0.0.1"));
     assert_eq!(code, 0, "{claims}");
     let claims: serde_json::Value = serde_json::from_str(&claims).unwrap();
@@ -213,8 +214,8 @@ async fn forged_replayed_mismatched_and_garbage_tokens_deny() {
 
     // Forged: signed by another key relabeled with the server's key id, and an altered payload.
     let forger = AccessTokenSigner::from_pkcs8(&std::fs::read(new_key(dir.path(), "forger.pem")).unwrap()).unwrap();
-    let claims = access_token::verify(&token, &[forger.verifying_key().clone()], 0, None).err();
-    assert!(claims.is_some());
+    let forger_keys = access_token::KeySet::new(&org.keys.tenant_id, vec![forger.verifying_key().clone()]).unwrap();
+    assert!(access_token::verify(&token, &forger_keys, 0, None).is_err());
     let real = access_token::verify(
         &token,
         &access_token::parse_key_set(&std::fs::read_to_string(&keys_file).unwrap()).unwrap(),
@@ -416,4 +417,53 @@ async fn the_agent_binary_writes_the_token_issued_with_its_answer() {
     let online = check_token(&server, &org.gateway_key, &issued, "127.0.0.1").await;
     assert!(is_allow(&online), "{:?}", online.reasons);
     assert_eq!(online.device_id, device_id);
+}
+
+/// Signing keys are server-wide: a token another tenant's device obtained for
+/// a worker with the same external id verifies under the same key, so the
+/// offline verifier must compare the tenant. Online, `access_token_mismatch`.
+#[tokio::test]
+async fn another_tenants_token_for_a_namesake_worker_is_refused_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = new_key(dir.path(), "a.pem");
+    let args = key_args(&a, &[]);
+    let server = Server::start_with_args(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let acme = Org::create(&server, "acme").await;
+    let globex = Org::create(&server, "globex").await;
+    let mut acme_alice = acme.enrolled_device(&server, "alice").await;
+    let mut globex_alice = globex.enrolled_device(&server, "alice").await;
+    let ours = token_for(&server, &mut acme_alice).await;
+    let theirs = token_for(&server, &mut globex_alice).await;
+    let acme_keys = dir.path().join("acme-keys.json");
+    let globex_keys = dir.path().join("globex-keys.json");
+    assert_eq!(fetch_keys(&server, &acme, &acme_keys)["tenant_id"], acme.keys.tenant_id.as_str());
+    assert_eq!(fetch_keys(&server, &globex, &globex_keys)["tenant_id"], globex.keys.tenant_id.as_str());
+
+    let (code, why) = verify_offline(&acme_keys, &theirs, Some("127.0.0.1"));
+    assert_eq!(code, 1, "acme's verifier must refuse globex's token: {why}");
+    assert!(why.contains("invalid token (wrong_tenant)"), "{why}");
+    assert!(why.contains(&globex.keys.tenant_id) && why.contains(&acme.keys.tenant_id), "{why}");
+    let (code, claims) = verify_offline(&acme_keys, &ours, Some("127.0.0.1"));
+    assert_eq!(code, 0, "acme's own token: {claims}");
+    assert!(claims.contains(&acme_alice.device_id), "{claims}");
+    // And the other way round.
+    assert_eq!(verify_offline(&globex_keys, &ours, Some("127.0.0.1")).0, 1);
+    assert_eq!(verify_offline(&globex_keys, &theirs, Some("127.0.0.1")).0, 0);
+    // Online, as before: the gateway's own tenant decides.
+    let online = check_token(&server, &acme.gateway_key, &theirs, "127.0.0.1").await;
+    assert_eq!(deny_codes(&online), vec![pb::DenyReason::AccessTokenMismatch], "{:?}", online.reasons);
+    assert!(!online.reasons[0].detail.contains(&globex.keys.tenant_id), "{:?}", online.reasons);
+    assert!(is_allow(&check_token(&server, &acme.gateway_key, &ours, "127.0.0.1").await));
+
+    // A key set without its tenant (written before sets named one, or edited) is unusable, not permissive.
+    let mut untenanted: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&acme_keys).unwrap()).unwrap();
+    untenanted.as_object_mut().unwrap().remove("tenant_id");
+    let old_file = dir.path().join("old-keys.json");
+    std::fs::write(&old_file, untenanted.to_string()).unwrap();
+    for token in [&ours, &theirs] {
+        let (code, why) = verify_offline(&old_file, token, Some("127.0.0.1"));
+        assert_eq!(code, 2, "{why}");
+        assert!(why.contains("names no tenant") && why.contains("tether gateway token-keys"), "{why}");
+    }
 }

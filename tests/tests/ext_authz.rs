@@ -271,6 +271,21 @@ async fn access_tokens_in_headers_allow_and_forged_ones_deny() {
     let Some(HttpResponse::OkResponse(ok)) = &allowed.http_response else { unreachable!() };
     assert!(ok.headers_to_remove.contains(&"authorization".to_string()), "the token does not reach the upstream");
 
+    // A token in both headers: the one checked is x-tether-access-token, and
+    // the copy in authorization must not reach the upstream either.
+    let both = [("x-tether-access-token", token.as_str()), ("authorization", by_authorization.as_str())];
+    let allowed = ask(&server, &org.gateway_key, check_request(None, &both)).await;
+    assert!(is_ok(&allowed), "{allowed:?}");
+    let Some(HttpResponse::OkResponse(ok)) = &allowed.http_response else { unreachable!() };
+    let mut removed = ok.headers_to_remove.clone();
+    removed.sort();
+    assert_eq!(removed, ["authorization", "x-tether-access-token"], "no token header reaches the upstream");
+    // The upstream's own credential is not Tether's to remove.
+    let own = [("x-tether-access-token", token.as_str()), ("authorization", "Bearer app-session")];
+    let allowed = ask(&server, &org.gateway_key, check_request(None, &own)).await;
+    let Some(HttpResponse::OkResponse(ok)) = &allowed.http_response else { panic!("{allowed:?}") };
+    assert_eq!(ok.headers_to_remove, ["x-tether-access-token"]);
+
     let mut forged = token.clone();
     let last = forged.pop().unwrap();
     forged.push(if last == 'A' { 'B' } else { 'A' });

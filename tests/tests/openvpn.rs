@@ -201,6 +201,64 @@ async fn openvpn_connect_hook_refuses_on_its_own() {
     );
 }
 
+/// `tether gateway token-keys --out DIR/<name>.json` with `org`'s gateway key.
+fn fetch_keys(server: &Server, org: &Org, dir: &std::path::Path, name: &str) -> String {
+    let keys = dir.join(format!("{name}.json")).display().to_string();
+    let out = run_bin(
+        "tether",
+        &["gateway", "token-keys", "--out", &keys],
+        &[("TETHER_SERVER", &server.url), ("TETHER_API_KEY", &org.gateway_key)],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    keys
+}
+
+/// The reported attack: signing keys are server-wide, so globex makes its own
+/// worker `w-alice`, gets a token from a device it controls, and presents it
+/// to acme's OpenVPN deciding offline with `--ignore-common-name`. The key
+/// set acme's gateway fetched names acme, so the token is refused with the
+/// reason in the log; acme's own alice is still admitted.
+#[tokio::test]
+async fn offline_openvpn_refuses_another_tenants_token_for_a_namesake_worker() {
+    if let Some(reason) = skip_reason() {
+        harness::skip(&reason);
+        return;
+    }
+    harness::clear_skip();
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start_with_args(&["--access-token-key", &token_signing_key(dir.path())]);
+    let acme = Org::create(&server, "acme").await;
+    let globex = Org::create(&server, "globex").await;
+    let mut acme_alice = acme.enrolled_device(&server, "w-alice").await;
+    let mut globex_alice = globex.enrolled_device(&server, "w-alice").await;
+    let ours = access_token(&server, &acme, &mut acme_alice).await;
+    let theirs = access_token(&server, &globex, &mut globex_alice).await;
+    let keys = fetch_keys(&server, &acme, dir.path(), "acme-keys");
+    let server_url = server.url.clone();
+    // Offline: tetherd is not asked.
+    drop(server);
+    let pki = Pki::generate();
+    let vpn = Vpn::start(&pki, &server_url, &acme.gateway_key, harness::Hooks::VerifyOffline { keys });
+
+    let mut client = vpn.client(&pki, "globex-alice", &globex_alice.device_id, "w-alice", &theirs);
+    client.expect_refused();
+    client.expect_server_log(&format!(
+        "tether openvpn-verify: DENY (offline) worker \"w-alice\" device (named by the token) from 127.0.0.1: \
+         access token wrong_tenant: the token was issued in tenant {:?}; this verifier accepts only tenant {:?}",
+        globex.keys.tenant_id, acme.keys.tenant_id
+    ));
+    let mut client = vpn.client(&pki, "acme-alice", &acme_alice.device_id, "w-alice", &ours);
+    client.expect_connected();
+    client.expect_server_log(
+        "tether openvpn-verify: ALLOW (offline) worker \"w-alice\" device (named by the token) from 127.0.0.1: \
+         token att_",
+    );
+    client.expect_server_log(&format!("for device {:?}", acme_alice.device_id));
+    let log = vpn.log();
+    assert!(!log.contains(&ours) && !log.contains(&theirs), "a token reached OpenVPN's log");
+    assert!(!log.contains("panicked"), "a script crashed:\n{log}");
+}
+
 /// Runs `tether gateway openvpn-verify` as OpenVPN would, with only the
 /// given environment (OpenVPN passes scripts nothing else).
 fn run_verify(server_url: &str, key_file: &str, file: &std::path::Path, env: &[(&str, &str)]) -> (i32, String) {
@@ -258,6 +316,19 @@ async fn garbage_from_openvpn_is_refused_without_asking_tetherd() {
     let (code, stderr) = run_verify(&server.url, &key_file, &file, &wrong);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("REFUSED (no decision, failing closed): this command is for OpenVPN's"), "{stderr}");
+    // Not run by OpenVPN at all (no $script_type): refused, for either hook, before tetherd is asked.
+    let (code, stderr) = run_verify(&server.url, &key_file, &file, &OPENVPN_ENV[1..]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("openvpn-verify: REFUSED (no decision, failing closed): no $script_type"), "{stderr}");
+    let out = std::process::Command::new(bin("tether"))
+        .env_clear()
+        .args(["gateway", "openvpn-connect", "--server", &server.url, "--api-key-file", &key_file])
+        .envs([("common_name", "dev_x"), ("username", "w-alice"), ("untrusted_ip", "127.0.0.1")])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("openvpn-connect: REFUSED (no decision, failing closed): no $script_type"), "{stderr}");
     // So is a usage error on the command line OpenVPN runs.
     let out = std::process::Command::new(bin("tether"))
         .env_clear()
@@ -317,13 +388,7 @@ async fn offline_mode_admits_only_on_a_valid_token_for_this_worker_and_address()
     let mut alice = org.enrolled_device(&server, "w-alice").await;
     prove_presence(&server, &mut alice).await;
     let token = access_token(&server, &org, &mut alice).await;
-    let keys = dir.path().join("keys.json").display().to_string();
-    let out = run_bin(
-        "tether",
-        &["gateway", "token-keys", "--out", &keys],
-        &[("TETHER_SERVER", &server.url), ("TETHER_API_KEY", &org.gateway_key)],
-    );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let keys = fetch_keys(&server, &org, dir.path(), "keys");
     let file = dir.path().join("up");
     // The server is gone: offline mode must not need it.
     drop(server);

@@ -79,7 +79,17 @@ impl AccessService for Shared {
         &self,
         _request: Request<tether_proto::v1::GetAccessTokenKeysRequest>,
     ) -> Result<Response<tether_proto::v1::GetAccessTokenKeysResponse>, Status> {
-        Err(Status::unimplemented("this fake gateway server issues no access tokens"))
+        // A tetherd from before key sets named their tenant: a valid key, no `tenant_id`.
+        let key = tether_attestation::access_token::VerifyingKey::new([9; 32]);
+        Ok(Response::new(tether_proto::v1::GetAccessTokenKeysResponse {
+            keys: vec![tether_proto::v1::AccessTokenKey {
+                key_id: key.key_id.clone(),
+                public_key: key.public_key_b64(),
+                active: true,
+            }],
+            token_ttl_ms: 300_000,
+            tenant_id: String::new(),
+        }))
     }
 }
 
@@ -346,4 +356,19 @@ async fn bad_time_range_is_refused_before_connecting() {
     assert_eq!(run.code, Some(2));
     assert!(run.stderr.contains("--since must be before --until"), "{}", run.stderr);
     assert!(fake.failure_requests.lock().unwrap().is_empty());
+}
+
+/// Without the tenant a key set would admit every tenant's tokens offline, so
+/// no file is written from a server that does not name it.
+#[tokio::test]
+async fn token_keys_refuses_a_key_set_without_its_tenant() {
+    let (_fake, addr) = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("keys.json");
+    let run = tether(addr, Some(KEY), &["gateway", "token-keys", "--out", out.to_str().unwrap()]).await;
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(run.stderr.contains("did not say which tenant these keys are for"), "{}", run.stderr);
+    assert!(!out.exists(), "no key set file may be written");
+    let printed = tether(addr, Some(KEY), &["gateway", "token-keys"]).await;
+    assert_eq!((printed.code, printed.stdout.as_str()), (Some(2), ""), "{}", printed.stderr);
 }

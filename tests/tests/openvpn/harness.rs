@@ -134,6 +134,9 @@ pub enum Hooks {
     Both,
     /// `client-connect` only (`auth-user-pass-verify /bin/true`).
     ConnectOnly,
+    /// `auth-user-pass-verify` only, deciding offline with this key set and
+    /// `--ignore-common-name` (the device comes from the token).
+    VerifyOffline { keys: String },
 }
 
 /// The OpenVPN server.
@@ -156,12 +159,15 @@ impl Vpn {
                 bin("tether").display()
             )
         };
-        let verify = match hooks {
-            Hooks::Both => tether("openvpn-verify"),
-            Hooks::ConnectOnly => "/bin/true".to_string(),
+        let (verify, connect) = match hooks {
+            Hooks::Both => (tether("openvpn-verify"), Some(tether("openvpn-connect"))),
+            Hooks::ConnectOnly => ("/bin/true".to_string(), Some(tether("openvpn-connect"))),
+            Hooks::VerifyOffline { keys } => {
+                (format!("{} --keys {keys} --ignore-common-name", tether("openvpn-verify")), None)
+            }
         };
         let port = free_udp_port();
-        let args: Vec<String> = [
+        let mut args: Vec<String> = [
             "--mode",
             "server",
             "--tls-server",
@@ -198,14 +204,15 @@ impl Vpn {
             "--auth-user-pass-verify",
             &verify,
             "via-file",
-            "--client-connect",
-            &tether("openvpn-connect"),
             "--verb",
             "3",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if let Some(connect) = connect {
+            args.extend(["--client-connect".to_string(), connect]);
+        }
         let mut proc = Proc::spawn(pki.dir.path().join("server.log"), &args);
         if !proc.wait_for(0, CONNECTED, Duration::from_secs(20)) {
             panic!("the OpenVPN server did not start:\n{}", proc.log());

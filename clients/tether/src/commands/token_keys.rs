@@ -24,7 +24,8 @@ pub struct TokenKeysArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyTokenArgs {
-    /// A key set written by `tether gateway token-keys`.
+    /// A key set written by `tether gateway token-keys`. Only tokens of the
+    /// tenant it names (the tenant of the key that fetched it) are valid.
     #[arg(long, value_name = "FILE")]
     pub keys: PathBuf,
     /// The token; `-` reads it from standard input.
@@ -45,7 +46,15 @@ pub struct NewTokenKeyArgs {
 
 pub async fn token_keys(ctx: &Ctx, args: TokenKeysArgs) -> anyhow::Result<i32> {
     let response = ctx.access().await?.get_access_token_keys(GetAccessTokenKeysRequest {}).await?.into_inner();
+    // Without the tenant the file would admit every tenant's tokens offline: refuse to write one.
+    if response.tenant_id.trim().is_empty() {
+        anyhow::bail!(
+            "tetherd did not say which tenant these keys are for (it predates tenant-bound key sets); upgrade \
+             tetherd, then fetch the keys again"
+        );
+    }
     let set = KeySetJson {
+        tenant_id: response.tenant_id,
         keys: response
             .keys
             .into_iter()
@@ -58,7 +67,7 @@ pub async fn token_keys(ctx: &Ctx, args: TokenKeysArgs) -> anyhow::Result<i32> {
     match args.out {
         Some(path) => {
             write_replacing(&path, text.as_bytes())?;
-            eprintln!("wrote {} key(s) to {}", set.keys.len(), path.display());
+            eprintln!("wrote {} key(s) for tenant {} to {}", set.keys.len(), set.tenant_id, path.display());
         }
         None => print!("{text}"),
     }

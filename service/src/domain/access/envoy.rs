@@ -28,26 +28,35 @@ pub struct EnvoyRequest<'a> {
     pub headers: &'a HashMap<String, String>,
 }
 
-/// Where the token was found, so the transport strips that header upstream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenSource {
-    Header,
-    Authorization,
-}
-
-pub fn find_token(headers: &HashMap<String, String>) -> Option<(String, TokenSource)> {
+/// The access token a request carries: [`TOKEN_HEADER`] first, else `authorization: Tether <token>`.
+pub fn find_token(headers: &HashMap<String, String>) -> Option<String> {
     if let Some(token) = headers.get(TOKEN_HEADER).map(|t| t.trim()).filter(|t| !t.is_empty()) {
-        return Some((token.to_string(), TokenSource::Header));
+        return Some(token.to_string());
     }
     let value = headers.get("authorization")?.trim();
     let (scheme, token) = value.split_once(' ')?;
-    (scheme.eq_ignore_ascii_case("tether") && !token.trim().is_empty())
-        .then(|| (token.trim().to_string(), TokenSource::Authorization))
+    (scheme.eq_ignore_ascii_case("tether") && !token.trim().is_empty()).then(|| token.trim().to_string())
+}
+
+/// Every header that may carry a Tether token, to be removed before the
+/// request goes upstream: a bearer token must not reach the application,
+/// whichever header was checked. Another `authorization` scheme is the
+/// upstream's own and is kept.
+pub fn token_headers(headers: &HashMap<String, String>) -> Vec<String> {
+    let mut names = vec![TOKEN_HEADER.to_string()];
+    let tether_scheme = headers.get("authorization").is_some_and(|value| {
+        let scheme = value.trim().split(|c: char| c.is_ascii_whitespace()).next().unwrap_or_default();
+        scheme.eq_ignore_ascii_case("tether")
+    });
+    if tether_scheme {
+        names.push("authorization".to_string());
+    }
+    names
 }
 
 /// Decides for `tenant_id` (the caller's), recording the session.
 pub async fn decide(app: &App, tenant_id: &str, r: &EnvoyRequest<'_>) -> ApiResult<AccessDecision> {
-    if let Some((token, _)) = find_token(r.headers) {
+    if let Some(token) = find_token(r.headers) {
         let request = pb::CheckAccessRequest {
             access_token: token,
             source_ip: r.source_ip.to_string(),
@@ -181,9 +190,27 @@ mod tests {
         headers.insert("authorization".to_string(), "Bearer abc".to_string());
         assert_eq!(find_token(&headers), None, "a bearer credential is not a Tether token");
         headers.insert("authorization".to_string(), "Tether tt1.a.b.c".to_string());
-        assert_eq!(find_token(&headers), Some(("tt1.a.b.c".into(), TokenSource::Authorization)));
+        assert_eq!(find_token(&headers).as_deref(), Some("tt1.a.b.c"));
         headers.insert(TOKEN_HEADER.to_string(), " tt1.x.y.z ".to_string());
-        assert_eq!(find_token(&headers), Some(("tt1.x.y.z".into(), TokenSource::Header)));
+        assert_eq!(find_token(&headers).as_deref(), Some("tt1.x.y.z"));
+    }
+
+    #[test]
+    fn every_header_that_may_carry_a_token_is_stripped() {
+        let headers = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let both = headers(&[(TOKEN_HEADER, "tt1.x"), ("authorization", "Tether tt1.y")]);
+        let mut stripped = token_headers(&both);
+        stripped.sort();
+        assert_eq!(stripped, ["authorization", TOKEN_HEADER]);
+        for scheme_only in ["tether", "TETHER\ttt1.z", "  Tether  "] {
+            assert!(token_headers(&headers(&[("authorization", scheme_only)])).contains(&"authorization".into()));
+        }
+        for upstreams_own in ["Bearer abc", "Tethered abc", "Basic dGV0aGVyOg=="] {
+            let kept = token_headers(&headers(&[(TOKEN_HEADER, "tt1.x"), ("authorization", upstreams_own)]));
+            assert_eq!(kept, [TOKEN_HEADER], "{upstreams_own}");
+        }
     }
 
     #[test]

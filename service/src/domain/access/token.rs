@@ -97,6 +97,7 @@ pub fn deny_reason(error: &AccessTokenError) -> DenyReason {
         AccessTokenError::Expired { .. } => DenyReason::AccessTokenExpired,
         AccessTokenError::WrongSourceIp { .. } => DenyReason::AccessTokenWrongSource,
         AccessTokenError::InvalidSourceIp(_) => DenyReason::InvalidRequest,
+        AccessTokenError::WrongTenant { .. } => DenyReason::AccessTokenMismatch,
         _ => DenyReason::AccessTokenInvalid,
     }
 }
@@ -110,14 +111,18 @@ pub fn verify_for(
     source_ip: &str,
     named: [&str; 3],
 ) -> ApiResult<Result<AccessTokenClaims, (DenyReason, String)>> {
-    let keys = keys(app)?;
-    let claims = match verify(token.trim(), &keys.verifying_keys(), now_ms(), Some(source_ip)) {
+    let keys = match keys(app)?.key_set_for(tenant_id) {
+        Ok(keys) => keys,
+        Err(e) => return Ok(Err((DenyReason::AccessTokenInvalid, format!("access token: {e}")))),
+    };
+    let claims = match verify(token.trim(), &keys, now_ms(), Some(source_ip)) {
         Ok(claims) => claims,
+        // The other tenant's id stays out of this tenant's session records.
+        Err(AccessTokenError::WrongTenant { .. }) => {
+            return Ok(Err((DenyReason::AccessTokenMismatch, "the access token was issued in another tenant".into())));
+        }
         Err(e) => return Ok(Err((deny_reason(&e), format!("access token: {e}")))),
     };
-    if claims.tenant_id != tenant_id {
-        return Ok(Err((DenyReason::AccessTokenMismatch, "the access token was issued in another tenant".into())));
-    }
     let [worker, device, credential] = named.map(str::trim);
     for (what, given, claimed) in [
         ("worker", worker, &claims.worker_external_id),

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tether_attestation::access_token::{AccessTokenSigner, MAX_LIFETIME_MS, VerifyingKey};
+use tether_attestation::access_token::{AccessTokenError, AccessTokenSigner, KeySet, MAX_LIFETIME_MS, VerifyingKey};
 use tether_proto::v1 as pb;
 
 pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
@@ -49,6 +49,11 @@ impl TokenKeys {
         std::iter::once(self.signer.verifying_key().clone()).chain(self.previous.iter().cloned()).collect()
     }
 
+    /// Every key a token may be signed with, accepting only `tenant_id`'s tokens.
+    pub fn key_set_for(&self, tenant_id: &str) -> Result<KeySet, AccessTokenError> {
+        KeySet::new(tenant_id, self.verifying_keys())
+    }
+
     pub fn active_key_id(&self) -> &str {
         self.signer.key_id()
     }
@@ -57,7 +62,8 @@ impl TokenKeys {
         self.ttl_ms
     }
 
-    pub fn to_proto(&self) -> pb::GetAccessTokenKeysResponse {
+    /// The published keys, bound to the caller's tenant.
+    pub fn to_proto(&self, tenant_id: &str) -> pb::GetAccessTokenKeysResponse {
         let active = self.signer.key_id();
         pb::GetAccessTokenKeysResponse {
             keys: self
@@ -70,6 +76,7 @@ impl TokenKeys {
                 })
                 .collect(),
             token_ttl_ms: self.ttl_ms,
+            tenant_id: tenant_id.to_string(),
         }
     }
 }

@@ -47,8 +47,8 @@ impl AccessService for AccessApi {
         &self,
         request: Request<pb::GetAccessTokenKeysRequest>,
     ) -> Result<Response<pb::GetAccessTokenKeysResponse>, Status> {
-        authorize(&self.app, &request, &[Role::Gateway, Role::Admin]).await?;
-        Ok(Response::new(crate::domain::access::token::keys(&self.app)?.to_proto()))
+        let caller = authorize(&self.app, &request, &[Role::Gateway, Role::Admin]).await?;
+        Ok(Response::new(crate::domain::access::token::keys(&self.app)?.to_proto(&caller.tenant_id)))
     }
 }
 

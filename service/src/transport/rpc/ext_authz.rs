@@ -2,10 +2,10 @@
 //! over gRPC. Envoy authenticates like any gateway (a gateway API key in
 //! `authorization: Bearer` initial metadata, or mTLS); the decision is
 //! crate::domain::access::envoy's. ALLOW is an OK status with identity headers
-//! for the upstream and the token header removed; DENY is PERMISSION_DENIED
+//! for the upstream and every header that may carry a token removed; DENY is PERMISSION_DENIED
 //! with a 403 whose body gives the reasons.
 
-use crate::domain::access::envoy::{EnvoyRequest, TOKEN_HEADER, TokenSource, decide, find_token};
+use crate::domain::access::envoy::{EnvoyRequest, decide, token_headers};
 use crate::domain::access::reason_name;
 use crate::domain::app::App;
 use crate::domain::limits::Kind;
@@ -85,10 +85,6 @@ impl Authorization for ExtAuthzApi {
             reasons = decision.reasons.len(), "ext_authz decision"
         );
         if decision.allow {
-            let mut headers_to_remove = vec![TOKEN_HEADER.to_string()];
-            if let Some((_, TokenSource::Authorization)) = find_token(headers) {
-                headers_to_remove.push("authorization".into());
-            }
             let ok = OkHttpResponse {
                 headers: vec![
                     header(WORKER_HEADER, &decision.worker_external_id),
@@ -96,7 +92,7 @@ impl Authorization for ExtAuthzApi {
                     header(SESSION_HEADER, &decision.session_id),
                     header(FLAGS_HEADER, &reported_flags(&decision.open_flags)),
                 ],
-                headers_to_remove,
+                headers_to_remove: token_headers(headers),
                 ..Default::default()
             };
             return Ok(Response::new(CheckResponse {

@@ -51,9 +51,10 @@ pub struct OpenVpnArgs {
     #[arg(long)]
     pub ignore_common_name: bool,
     /// Decide offline: admit only on an access token that verifies with this
-    /// key set (from `tether gateway token-keys`), names this worker (and
-    /// device) and was issued to this address. tetherd is not asked, so
-    /// revocations and flags newer than the token are not seen.
+    /// key set (from `tether gateway token-keys`), was issued in the tenant it
+    /// names, names this worker (and device) and was issued to this address.
+    /// tetherd is not asked, so revocations and flags newer than the token are
+    /// not seen.
     #[arg(long, value_name = "FILE")]
     pub keys: Option<PathBuf>,
 }
@@ -205,13 +206,19 @@ fn refuse_peer_token(env: &ScriptEnv) -> Result<(), Refusal> {
     }
 }
 
-/// A script wired to the wrong hook would check the wrong things.
+/// A script wired to the wrong hook would check the wrong things. OpenVPN
+/// sets `$script_type` for every hook, so without it the command was not
+/// started by the hook it is for and cannot know what its input means.
 fn expect_script_type(env: &ScriptEnv, expected: &str) -> Result<(), Refusal> {
     match env.script_type.as_deref() {
-        Some(actual) if actual != expected => Err(Refusal::Error(format!(
+        Some(actual) if actual == expected => Ok(()),
+        Some(actual) => Err(Refusal::Error(format!(
             "this command is for OpenVPN's {expected} hook but runs as {actual:?}; fix the server configuration"
         ))),
-        _ => Ok(()),
+        None => Err(Refusal::Error(format!(
+            "no $script_type: OpenVPN sets it for every hook, so this was not run by OpenVPN's {expected} hook; \
+             run it only from the server configuration"
+        ))),
     }
 }
 

@@ -51,7 +51,16 @@ fn wrong_hook_is_a_configuration_error() {
     let verify_env = ScriptEnv { script_type: Some("user-pass-verify".into()), ..ScriptEnv::default() };
     assert!(expect_script_type(&verify_env, "user-pass-verify").is_ok());
     assert!(matches!(expect_script_type(&verify_env, "client-connect"), Err(Refusal::Error(_))));
-    assert!(expect_script_type(&ScriptEnv::default(), "client-connect").is_ok());
+}
+
+#[test]
+fn no_script_type_is_refused_not_assumed() {
+    for hook in ["user-pass-verify", "client-connect"] {
+        let Err(Refusal::Error(message)) = expect_script_type(&ScriptEnv::default(), hook) else {
+            panic!("{hook}: a run without $script_type must be refused");
+        };
+        assert!(message.starts_with("no $script_type") && message.contains(hook), "{message}");
+    }
 }
 
 #[test]
