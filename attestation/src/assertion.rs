@@ -121,6 +121,21 @@ pub fn verify_assertion(
     })
 }
 
+/// Whether the assertion's signature verifies with `key` over its own authenticator data and
+/// client data, whatever they say: the proof that whoever sent it holds the credential's key
+/// (or a message it signed). Nothing else is checked — [`verify_assertion`] does that — so a
+/// caller can tell an answer from the device, right or wrong, from one anybody could make.
+pub fn verify_signature(resp: &AuthenticationResponseJson, key: &CredentialPublicKey) -> Result<(), AssertionError> {
+    let client_data_json = decode("response.clientDataJSON", &resp.response.client_data_json)?;
+    let auth_data_bytes = decode("response.authenticatorData", &resp.response.authenticator_data)?;
+    if auth_data_bytes.len() > MAX_AUTHENTICATOR_DATA_BYTES {
+        return Err(AssertionError::AuthDataTooLarge(auth_data_bytes.len()));
+    }
+    let signature = decode("response.signature", &resp.response.signature)?;
+    let signed = [auth_data_bytes.as_slice(), &sha256(&client_data_json)].concat();
+    key.verify(&signed, &signature).map_err(AssertionError::BadSignature)
+}
+
 fn decode(field: &'static str, value: &str) -> Result<Vec<u8>, AssertionError> {
     crate::b64url_decode(value).map_err(|_| AssertionError::Base64(field))
 }

@@ -189,3 +189,23 @@ fn state_round_trip_keeps_the_credential_and_counter() {
     let verified = verify_assertion(&response, &expectation(true), &r.credential_id, &r.key).expect("valid");
     assert_eq!(verified.sign_count, 1);
 }
+
+#[test]
+fn the_signature_alone_tells_the_key_holders_answers_from_anyone_elses() {
+    use tether_attestation::assertion::verify_signature;
+    let mut r = registered();
+    let response = assert_with(&mut r);
+    verify_signature(&response, &r.key).expect("the key's own signature");
+    // Wrong in every other respect, still the key holder's: verify_assertion judges the rest.
+    let mut other = registered();
+    let foreign = assert_with(&mut other);
+    assert!(verify_signature(&foreign, &other.key).is_ok());
+    let err = verify_signature(&foreign, &r.key).expect_err("another key's signature");
+    assert!(matches!(err, AssertionError::BadSignature(_)), "{err}");
+    let mut tampered = response.clone();
+    tampered.response.client_data_json = edit_b64(&tampered.response.client_data_json, |c| c[0] ^= 0x01);
+    assert!(matches!(verify_signature(&tampered, &r.key), Err(AssertionError::BadSignature(_))));
+    let mut garbage = response;
+    garbage.response.signature = "!".into();
+    assert!(matches!(verify_signature(&garbage, &r.key), Err(AssertionError::Base64(_))));
+}

@@ -286,3 +286,17 @@ fn public_keys_round_trip_through_spki() {
     assert!(PublicKey::from_pem("no key here").is_err());
     assert!(PublicKey::from_spki_der(&[0x30, 0x00]).is_err());
 }
+
+#[test]
+fn the_signature_alone_tells_the_aks_messages_from_anyone_elses() {
+    use tether_attestation::tpm::quote::verify_signature;
+    let (ak, msg, sig) = (public(RSA_AK_PUB), bytes(RSA_QUOTE_MSG), bytes(RSA_QUOTE_SIG));
+    verify_signature(&ak, &msg, &sig).expect("the AK's own signature");
+    // Whatever nonce the quote carries: that is verify_quote's business.
+    assert!(matches!(verify_quote(&ak, &msg, &sig, b"other", None), Err(QuoteError::NonceMismatch { .. })));
+    let mut altered = msg.clone();
+    altered[20] ^= 1;
+    assert_eq!(verify_signature(&ak, &altered, &sig), Err(QuoteError::BadSignature(SignatureError::Invalid)));
+    assert!(matches!(verify_signature(&public(ECC_AK_PUB), &msg, &sig), Err(QuoteError::SchemeMismatch { .. })));
+    assert!(matches!(verify_signature(&ak, &msg, b"garbage"), Err(QuoteError::SignatureFormat(_))));
+}

@@ -143,12 +143,21 @@ struct LimitArgs {
     /// Presence answers per second per device (burst: five times as many).
     #[arg(long, env = "TETHER_LIMIT_PRESENCE_PER_DEVICE", default_value_t = 2.0)]
     limit_presence_per_device: f64,
-    /// Enrollment calls per second per source address (burst: four times as many).
+    /// Presence answers per second whose signature does not verify, per source address (IPv6: per
+    /// /64; burst: ten times as many). Verified answers never count here.
+    #[arg(long, env = "TETHER_LIMIT_UNVERIFIED_ANSWERS_PER_ADDRESS", default_value_t = 1.0)]
+    limit_unverified_answers_per_address: f64,
+    /// Enrollment calls per second per source address (IPv6: per /64; burst: four times as many).
     #[arg(long, env = "TETHER_LIMIT_ENROLLMENT_PER_ADDRESS", default_value_t = 5.0)]
     limit_enrollment_per_address: f64,
     /// Enrollment calls per second with one token (burst: twenty times as many).
     #[arg(long, env = "TETHER_LIMIT_ENROLLMENT_PER_TOKEN", default_value_t = 0.5)]
     limit_enrollment_per_token: f64,
+    /// The most rate-limit buckets kept per kind of limit (memory stays bounded under a flood of
+    /// new keys; when every one is still refilling, a new key is refused until one has refilled).
+    #[arg(long, env = "TETHER_LIMIT_BUCKETS", default_value_t = tetherd::domain::limits::DEFAULT_MAX_BUCKETS,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000_000))]
+    limit_buckets: usize,
 }
 
 impl LimitArgs {
@@ -156,6 +165,7 @@ impl LimitArgs {
         for (name, value) in [
             ("--limit-access-per-tenant", self.limit_access_per_tenant),
             ("--limit-presence-per-device", self.limit_presence_per_device),
+            ("--limit-unverified-answers-per-address", self.limit_unverified_answers_per_address),
             ("--limit-enrollment-per-address", self.limit_enrollment_per_address),
             ("--limit-enrollment-per-token", self.limit_enrollment_per_token),
         ] {
@@ -167,8 +177,10 @@ impl LimitArgs {
         Ok(LimitSettings {
             access_per_tenant: rate(self.limit_access_per_tenant, 2.0),
             presence_per_device: rate(self.limit_presence_per_device, 5.0),
+            unverified_answers_per_address: rate(self.limit_unverified_answers_per_address, 10.0),
             enrollment_per_address: rate(self.limit_enrollment_per_address, 4.0),
             enrollment_per_token: rate(self.limit_enrollment_per_token, 20.0),
+            max_buckets: self.limit_buckets,
         })
     }
 }

@@ -136,6 +136,7 @@ impl Server {
             // defaults allow; tests of the limits pass explicit flags, which win.
             .env("TETHER_LIMIT_ACCESS_PER_TENANT", "1000000")
             .env("TETHER_LIMIT_PRESENCE_PER_DEVICE", "100000")
+            .env("TETHER_LIMIT_UNVERIFIED_ANSWERS_PER_ADDRESS", "100000")
             .env("TETHER_LIMIT_ENROLLMENT_PER_ADDRESS", "100000")
             .env("TETHER_LIMIT_ENROLLMENT_PER_TOKEN", "100000")
             .env("RUST_LOG", std::env::var("TETHER_TEST_LOG").unwrap_or_else(|_| "warn".into()))

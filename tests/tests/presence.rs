@@ -97,8 +97,8 @@ async fn a_tampered_signature_is_rejected() {
     let err = answer_json(&server, &challenge.challenge_id, value.to_string()).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
 
-    let events = failures(&server, &org, &device.device_id).await;
-    assert_eq!(outcome(&events[0]), pb::PresenceOutcome::Failed);
+    // Anybody can send a bad signature: it is not the device's doing, so not in its history.
+    assert!(failures(&server, &org, &device.device_id).await.is_empty());
     // Still no successful presence.
     assert_eq!(deny_codes(&org.check(&server, "w-carl", &device.device_id).await), vec![pb::DenyReason::PresenceNever]);
 }

@@ -57,6 +57,20 @@ pub fn verify_quote(
     pcrs: Option<&PcrValues>,
 ) -> Result<VerifiedQuote, QuoteError> {
     let sig = TpmSignature::parse(signature).map_err(QuoteError::SignatureFormat)?;
+    check_scheme(ak, &sig)?;
+    verify_parsed(&ak.key, message, &sig, nonce, pcrs)
+}
+
+/// Whether `signature` is the registered AK's signature over `message`, in the AK's own scheme
+/// when it fixes one, whatever the message says: the proof that whoever sent it holds the AK (or
+/// a message it signed). [`verify_quote`] checks the rest.
+pub fn verify_signature(ak: &TpmPublic, message: &[u8], signature: &[u8]) -> Result<(), QuoteError> {
+    let sig = TpmSignature::parse(signature).map_err(QuoteError::SignatureFormat)?;
+    check_scheme(ak, &sig)?;
+    sig.verify(&ak.key, message).map_err(QuoteError::BadSignature)
+}
+
+fn check_scheme(ak: &TpmPublic, sig: &TpmSignature) -> Result<(), QuoteError> {
     if let Some(scheme) = ak.scheme {
         let hash_ok = scheme.hash.is_none_or(|h| h == sig.hash().id());
         if scheme.algorithm != sig.scheme() || !hash_ok {
@@ -67,7 +81,7 @@ pub fn verify_quote(
             });
         }
     }
-    verify_parsed(&ak.key, message, &sig, nonce, pcrs)
+    Ok(())
 }
 
 /// Verifies a quote under a bare public key (e.g. a PEM AK public key): TPM_GENERATED

@@ -24,12 +24,16 @@ pub enum WatchMode {
 }
 
 /// Attempts per challenge before giving up on it (only transient failures,
-/// such as an unreachable server, are tried again).
+/// such as an unreachable or busy server, are tried again).
 pub const MAX_ANSWER_ATTEMPTS: u32 = 3;
 
 /// First and largest delay before reconnecting a dropped stream.
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Shortest and longest wait before answering a challenge again; challenge
+/// deadlines are a minute or so, so a few tries fit.
+const RETRY_MIN: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(10);
 
 /// How answers are made.
 #[derive(Debug, Clone, Default)]
@@ -234,24 +238,61 @@ where
         }
     }
 
-    /// Answer one challenge (not interruptible by shutdown).
-    async fn handle(&mut self, challenge: PresenceChallenge) {
+    /// Answer one challenge. Signing and sending are not interrupted by
+    /// shutdown; the wait before a retry is. A transient failure (the server
+    /// busy, RESOURCE_EXHAUSTED, unreachable) is tried again here, after the
+    /// server's `retry-after-ms` or a backoff, at most [`MAX_ANSWER_ATTEMPTS`]
+    /// times and never past the challenge's deadline: a challenge stream does
+    /// not deliver a challenge again, so waiting for that would miss it.
+    /// `on_answer` sees every attempt. Returns false once shutdown was requested.
+    async fn handle(&mut self, challenge: PresenceChallenge) -> bool {
         if !is_ours(&challenge, self.credential_id) {
-            return;
+            return true;
         }
-        if !self.tracker.begin(&challenge, now_ms()) {
-            tracing::debug!(challenge_id = %challenge.challenge_id, "already handled; skipping");
-            return;
+        let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
+        loop {
+            if !self.tracker.begin(&challenge, now_ms()) {
+                tracing::debug!(challenge_id = %challenge.challenge_id, "already handled; skipping");
+                return true;
+            }
+            let posture = self.options.posture.as_ref().map(Collector::collect_json);
+            let request_token = self.options.request_access_token;
+            let auth = &mut *self.auth;
+            let result =
+                answer_challenge_full(self.channel.clone(), &challenge, auth, posture.as_deref(), request_token).await;
+            log_answer(&challenge, &result);
+            self.tracker.finish(&challenge.challenge_id, &result);
+            (self.on_answer)(&challenge, &result);
+            let Err(error) = &result else { return true };
+            let delay = retry_delay(error, &mut backoff);
+            let in_time = challenge.deadline_ms <= 0
+                || now_ms().saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX))
+                    < challenge.deadline_ms;
+            if !error.is_transient() || !in_time || !self.tracker.may_retry(&challenge.challenge_id) {
+                return true;
+            }
+            tracing::info!(challenge_id = %challenge.challenge_id, delay = ?delay, "retrying the answer");
+            if self.unless_shutdown(tokio::time::sleep(delay)).await.is_none() {
+                return false;
+            }
         }
-        let posture = self.options.posture.as_ref().map(Collector::collect_json);
-        let request_token = self.options.request_access_token;
-        let result =
-            answer_challenge_full(self.channel.clone(), &challenge, &mut *self.auth, posture.as_deref(), request_token)
-                .await;
-        log_answer(&challenge, &result);
-        self.tracker.finish(&challenge.challenge_id, &result);
-        (self.on_answer)(&challenge, &result);
     }
+}
+
+/// How long to wait before answering again: what the server asked for
+/// (`retry-after-ms`, capped), else the next backoff step.
+fn retry_delay(error: &AgentError, backoff: &mut Backoff) -> Duration {
+    let asked = match error {
+        AgentError::Status(status) => status
+            .metadata()
+            .get("retry-after-ms")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_millis),
+        _ => None,
+    };
+    let step = backoff.next_delay();
+    asked.map_or(step, |wait| wait.clamp(RETRY_MIN, RETRY_MAX))
 }
 
 async fn watch_loop<F, S>(answerer: &mut Answerer<'_, F, S>) -> Result<(), AgentError>
@@ -276,7 +317,11 @@ where
                         return Ok(());
                     };
                     match message {
-                        Ok(Some(challenge)) => answerer.handle(challenge).await,
+                        Ok(Some(challenge)) => {
+                            if !answerer.handle(challenge).await {
+                                return Ok(());
+                            }
+                        }
                         Ok(None) => {
                             tracing::warn!("the server closed the challenge stream");
                             break;
@@ -312,7 +357,9 @@ where
         match polled {
             Ok(challenges) => {
                 for challenge in challenges {
-                    answerer.handle(challenge).await;
+                    if !answerer.handle(challenge).await {
+                        return Ok(());
+                    }
                 }
             }
             Err(AgentError::Status(status)) => check_transient(status, "polling challenges")?,
@@ -407,6 +454,11 @@ impl Tracker {
         }
         seen.attempts += 1;
         true
+    }
+
+    /// Whether another attempt at `challenge_id` is allowed.
+    fn may_retry(&self, challenge_id: &str) -> bool {
+        self.seen.get(challenge_id).is_some_and(|seen| !seen.done && seen.attempts < MAX_ANSWER_ATTEMPTS)
     }
 
     /// Record the result: anything but a transient failure is final.
@@ -509,6 +561,40 @@ mod tests {
         assert!(within(backoff.next_delay(), 4));
         backoff.reset();
         assert!(within(backoff.next_delay(), 1));
+    }
+
+    #[test]
+    fn a_retry_waits_what_the_server_asked_within_bounds_else_backs_off() {
+        let mut backoff = Backoff::new(RETRY_MIN, RETRY_MAX);
+        let limited = |ms: &str| {
+            let mut status = tonic::Status::resource_exhausted("rate limit reached");
+            status.metadata_mut().insert("retry-after-ms", ms.parse().unwrap());
+            AgentError::Status(status)
+        };
+        assert_eq!(retry_delay(&limited("1500"), &mut backoff), Duration::from_millis(1500));
+        assert_eq!(retry_delay(&limited("1"), &mut backoff), RETRY_MIN);
+        assert_eq!(retry_delay(&limited("3600000"), &mut backoff), RETRY_MAX);
+        let unavailable = AgentError::Status(tonic::Status::unavailable("down"));
+        let waited = retry_delay(&unavailable, &mut backoff);
+        assert!(waited >= RETRY_MIN * 8 && waited <= RETRY_MAX, "{waited:?}");
+    }
+
+    #[test]
+    fn a_transient_failure_may_be_retried_until_the_attempts_run_out() {
+        let mut tracker = Tracker::default();
+        let c = challenge("c1", 10_000);
+        for _ in 0..MAX_ANSWER_ATTEMPTS - 1 {
+            assert!(tracker.begin(&c, 1_000));
+            tracker.finish("c1", &Err(tonic::Status::resource_exhausted("busy").into()));
+            assert!(tracker.may_retry("c1"));
+        }
+        assert!(tracker.begin(&c, 1_000));
+        tracker.finish("c1", &Err(tonic::Status::resource_exhausted("busy").into()));
+        assert!(!tracker.may_retry("c1"));
+        let c2 = challenge("c2", 10_000);
+        assert!(tracker.begin(&c2, 1_000));
+        tracker.finish("c2", &Err(tonic::Status::permission_denied("revoked").into()));
+        assert!(!tracker.may_retry("c2"));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod tpm;
 use crate::domain::app::App;
 use crate::domain::audit;
 use crate::domain::error::{ApiError, ApiResult};
+use crate::domain::limits::Kind;
 use crate::domain::presence::posture::Report;
 use crate::domain::risk_live::{self, Happening, Observation};
 use crate::store::credentials::Credential;
@@ -17,7 +18,7 @@ use crate::store::presence::{Challenge, PresenceEvent};
 use crate::store::tenants::Tenant;
 use crate::store::{StoreError, Tx, credentials, flags, posture as posture_store, presence, tenants};
 use crate::util::{b64url, new_id, now_ms};
-use tether_attestation::assertion::{AssertionExpectation, verify_assertion};
+use tether_attestation::assertion::{AssertionExpectation, verify_assertion, verify_signature};
 use tether_attestation::client_data::parse_client_data;
 use tether_attestation::cose::CredentialPublicKey;
 use tether_attestation::json::{AuthenticationResponseJson, CredentialDescriptor, RequestOptionsJson};
@@ -318,7 +319,23 @@ enum Refused {
     CounterBehind,
 }
 
-/// Verifies and records an answer. With a posture report the key must have
+/// An answer that does not prove possession of the credential's key — its
+/// signature does not verify with it, or it names no challenge — is charged to
+/// its sender and never recorded: anybody can send one, credential and
+/// challenge ids are not secret, and the device must not pay for it (neither
+/// its answer budget nor its history). Past the sender's budget the refusal
+/// says so instead.
+pub(crate) fn unverified(app: &App, source_ip: &str, error: ApiError) -> ApiError {
+    match app.limits.check(Kind::UnverifiedAnswersPerAddress, source_ip) {
+        Ok(()) => error,
+        Err(limited) => limited,
+    }
+}
+
+/// Verifies and records an answer. Only an answer signed with the credential's
+/// key counts against the device's budget and is recorded, right or wrong
+/// (late, replayed, tampered posture, no user verification, counter behind);
+/// anything else is [`unverified`]. With a posture report the key must have
 /// signed the challenge bound to it (crate::domain::presence::posture). Returns the verification time.
 pub async fn answer(
     app: &App,
@@ -327,9 +344,10 @@ pub async fn answer(
     source_ip: &str,
     posture: Option<&Report>,
 ) -> ApiResult<i64> {
-    let challenge = presence::challenge(&app.store, challenge_id.trim())
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such challenge"))?;
+    let Some(challenge) = presence::challenge(&app.store, challenge_id.trim()).await? else {
+        return Err(unverified(app, source_ip, ApiError::not_found("no such challenge")));
+    };
+    crate::telemetry::set_tenant(&challenge.tenant_id);
     let credential = credentials::get(&app.store, &challenge.credential_id)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("challenge {} names a missing credential", challenge.id)))?;
@@ -340,24 +358,26 @@ pub async fn answer(
     if credential.kind == crate::domain::enrollment::tpm::KIND {
         // TPM attestation keys answer with quotes (crate::domain::presence::tpm), never assertions.
         let error = ApiError::invalid("this credential is a TPM attestation key: answer with tpm_quote");
-        return Err(attempt.reject(app, "failed", error).await);
+        return Err(unverified(app, source_ip, error));
     }
-
     let response = match AuthenticationResponseJson::from_json(assertion_json) {
         Ok(r) => r,
-        Err(e) => {
-            let error = ApiError::invalid(format!("assertion_response_json: {e}"));
-            return Err(attempt.reject(app, "failed", error).await);
-        }
+        Err(e) => return Err(unverified(app, source_ip, ApiError::invalid(format!("assertion_response_json: {e}")))),
     };
+    let key = CredentialPublicKey::from_cose(&credential.public_key_cose)
+        .map_err(|e| StoreError::Corrupt(format!("credential {} key: {e}", credential.id)))?;
+    if let Err(e) = verify_signature(&response, &key) {
+        let error = ApiError::denied(format!("the presence answer was rejected: {e}"));
+        return Err(unverified(app, source_ip, error));
+    }
+    app.limits.check(Kind::PresencePerDevice, &challenge.device_id)?;
+
     let now = attempt.check_open(app).await?;
     if let Ok(client_data) = parse_client_data(&response.response.client_data_json) {
         attempt.refuse_earlier_nonce(app, &client_data.challenge, "assertion").await?;
         attempt.refuse_tampered_posture(app, &client_data.challenge, posture).await?;
     }
     let signed_challenge = crate::domain::presence::posture::expected(&challenge.nonce, posture);
-    let key = CredentialPublicKey::from_cose(&credential.public_key_cose)
-        .map_err(|e| StoreError::Corrupt(format!("credential {} key: {e}", credential.id)))?;
     let credential_id = tether_attestation::b64url_decode(&credential.id)
         .map_err(|e| StoreError::Corrupt(format!("credential id {}: {e}", credential.id)))?;
     let expectation = AssertionExpectation {

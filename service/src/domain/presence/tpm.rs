@@ -14,8 +14,9 @@ use crate::domain::app::App;
 use crate::domain::audit;
 use crate::domain::enrollment::tpm::KIND;
 use crate::domain::error::{ApiError, ApiResult};
-use crate::domain::presence::Attempt;
+use crate::domain::limits::Kind;
 use crate::domain::presence::posture::Report;
+use crate::domain::presence::{Attempt, unverified};
 use crate::domain::risk_live::{self, Happening, Observation};
 use crate::store::flags::FlagRecord;
 use crate::store::pcr_policy::{self, PcrPolicy};
@@ -31,7 +32,9 @@ use tether_proto::v1 as pb;
 const MAX_PART: usize = 16 * 1024;
 
 /// Verifies and records a quote answering `challenge_id`; with a posture report the quote's
-/// qualifying data must be the challenge bound to it. Returns the verification time.
+/// qualifying data must be the challenge bound to it. As for WebAuthn answers, only a quote
+/// signed by the bound AK counts against the device's budget or is recorded. Returns the
+/// verification time.
 pub async fn answer(
     app: &App,
     challenge_id: &str,
@@ -39,9 +42,10 @@ pub async fn answer(
     source_ip: &str,
     posture: Option<&Report>,
 ) -> ApiResult<i64> {
-    let challenge = presence::challenge(&app.store, challenge_id.trim())
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such challenge"))?;
+    let Some(challenge) = presence::challenge(&app.store, challenge_id.trim()).await? else {
+        return Err(unverified(app, source_ip, ApiError::not_found("no such challenge")));
+    };
+    crate::telemetry::set_tenant(&challenge.tenant_id);
     let credential = credentials::get(&app.store, &challenge.credential_id)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("challenge {} names a missing credential", challenge.id)))?;
@@ -51,16 +55,27 @@ pub async fn answer(
         let error = ApiError::invalid(
             "this credential is a WebAuthn credential: answer with assertion_response_json, not tpm_quote",
         );
-        return Err(attempt.reject(app, "failed", error).await);
+        return Err(unverified(app, source_ip, error));
     }
     if quote.attest.is_empty() || quote.signature.is_empty() {
         let error = ApiError::invalid("tpm_quote: attest (TPMS_ATTEST) and signature (TPMT_SIGNATURE) are required");
-        return Err(attempt.reject(app, "failed", error).await);
+        return Err(unverified(app, source_ip, error));
     }
     if quote.attest.len() > MAX_PART || quote.signature.len() > MAX_PART || quote.pcrs.len() > MAX_PART {
-        let error = ApiError::invalid("tpm_quote: a part is too large");
-        return Err(attempt.reject(app, "failed", error).await);
+        return Err(unverified(app, source_ip, ApiError::invalid("tpm_quote: a part is too large")));
     }
+    let stored = tpm_store::credential(&app.store, &credential.id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("TPM credential {} has no stored AK", credential.id)))?;
+    let ak = TpmPublic::parse(&stored.ak_public)
+        .map_err(|e| StoreError::Corrupt(format!("credential {} AK: {e}", credential.id)))?;
+    // Only the bound AK's signature makes this the device's answer (see presence::unverified).
+    if let Err(e) = quote::verify_signature(&ak, &quote.attest, &quote.signature) {
+        let error = ApiError::denied(format!("the presence answer was rejected: {e}"));
+        return Err(unverified(app, source_ip, error));
+    }
+    app.limits.check(Kind::PresencePerDevice, &challenge.device_id)?;
+
     let now = attempt.check_open(app).await?;
     // A quote made for an earlier challenge's nonce is a replay, like a WebAuthn assertion's.
     if let Ok(attest) = Attest::parse(&quote.attest) {
@@ -68,11 +83,6 @@ pub async fn answer(
         attempt.refuse_tampered_posture(app, &attest.extra_data, posture).await?;
     }
     let qualifying_data = crate::domain::presence::posture::expected(&challenge.nonce, posture);
-    let stored = tpm_store::credential(&app.store, &credential.id)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("TPM credential {} has no stored AK", credential.id)))?;
-    let ak = TpmPublic::parse(&stored.ak_public)
-        .map_err(|e| StoreError::Corrupt(format!("credential {} AK: {e}", credential.id)))?;
     let pcrs = if quote.pcrs.is_empty() {
         None
     } else {

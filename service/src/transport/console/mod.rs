@@ -49,12 +49,7 @@ pub struct Console {
 
 impl Console {
     pub fn new(app: Arc<App>) -> Arc<Console> {
-        let login_limits = Limiter::new(LimitSettings {
-            access_per_tenant: LOGIN_RATE,
-            presence_per_device: LOGIN_RATE,
-            enrollment_per_address: LOGIN_RATE,
-            enrollment_per_token: LOGIN_RATE,
-        });
+        let login_limits = Limiter::new(LimitSettings::uniform(LOGIN_RATE));
         Arc::new(Console { app, sessions: Sessions::default(), login_limits })
     }
 }

@@ -201,13 +201,8 @@ impl PresenceService for PresenceApi {
         let source_ip = peer_ip(&request);
         let r = request.into_inner();
         let challenge_id = required("challenge_id", &r.challenge_id)?;
-        // Limit per device; unknown challenges fall through to NOT_FOUND.
-        if let Some(challenge) =
-            presence_store::challenge(&self.app.store, challenge_id).await.map_err(ApiError::from)?
-        {
-            crate::telemetry::set_tenant(&challenge.tenant_id);
-            self.app.limits.check(Kind::PresencePerDevice, &challenge.device_id)?;
-        }
+        // The budgets (the device's, or the sender's for answers that do not verify) are the
+        // domain's: which one applies depends on the signature.
         // Parsed before any signature is looked at: garbage is INVALID_ARGUMENT naming the field.
         let posture = crate::domain::presence::posture::Report::parse(&r.posture_json)?;
         if r.request_access_token {
