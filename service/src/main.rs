@@ -66,6 +66,8 @@ enum Command {
         limits: LimitArgs,
         #[command(flatten)]
         streams: StreamArgs,
+        #[command(flatten)]
+        console_sessions: ConsoleSessionArgs,
         /// Risk-engine configuration (TOML or JSON): thresholds, network classes, offices,
         /// remote-control lists, MaxMind-format databases. Defaults are documented in docs/detection.md.
         #[arg(long, env = "TETHER_RISK_CONFIG")]
@@ -211,6 +213,32 @@ impl StreamArgs {
 }
 
 #[derive(clap::Args)]
+struct ConsoleSessionArgs {
+    /// Console sessions held at once in this process; when full, new logins are refused.
+    #[arg(long, env = "TETHER_CONSOLE_SESSIONS_MAX", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    console_sessions_max: u32,
+    /// Console sessions of one tenant; a login past it ends that tenant's oldest session.
+    #[arg(long, env = "TETHER_CONSOLE_SESSIONS_PER_TENANT", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    console_sessions_per_tenant: u32,
+    /// Console sessions of one API key; a login past it ends that key's oldest session.
+    #[arg(long, env = "TETHER_CONSOLE_SESSIONS_PER_KEY", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    console_sessions_per_key: u32,
+}
+
+impl ConsoleSessionArgs {
+    fn limits(&self) -> tetherd::domain::app::SessionLimits {
+        tetherd::domain::app::SessionLimits {
+            total: self.console_sessions_max as usize,
+            per_tenant: self.console_sessions_per_tenant as usize,
+            per_key: self.console_sessions_per_key as usize,
+        }
+    }
+}
+
+#[derive(clap::Args)]
 struct TlsArgs {
     /// Serve TLS with this PEM certificate chain (plaintext without it).
     #[arg(long, env = "TETHER_TLS_CERT")]
@@ -346,6 +374,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             database,
             limits,
             streams,
+            console_sessions,
             risk_config,
             console_listen,
             metrics_listen,
@@ -367,8 +396,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             tetherd::domain::tenancy::pepper::log_dependents(&store, &pepper, tetherd::util::now_ms()).await;
             let engine = tether_risk::load_engine(risk_config.as_deref(), |path| std::fs::read(path))
                 .map_err(|e| anyhow::anyhow!(e))?;
-            let settings =
-                Settings { scheduler_tick, limits, request_timeout, streams: streams.limits(), ..Settings::default() };
+            let settings = Settings {
+                scheduler_tick,
+                limits,
+                request_timeout,
+                streams: streams.limits(),
+                console_sessions: console_sessions.limits(),
+                ..Settings::default()
+            };
             let app = App::new(store, pepper, settings, engine);
             if let Some(keys) = token_keys {
                 tracing::info!(

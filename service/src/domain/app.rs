@@ -21,6 +21,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// Bounds on what callers without an API key can hold open on the gRPC listener.
     pub streams: StreamLimits,
+    /// Bounds on the web console's in-memory sessions.
+    pub console_sessions: SessionLimits,
 }
 
 /// `WatchChallenges` needs no API key and lasts as long as its caller wants,
@@ -50,6 +52,21 @@ impl Default for StreamLimits {
     }
 }
 
+/// Console sessions: `total` bounds memory; a tenant or key at its own cap
+/// replaces its own oldest session, so no tenant can sign out another.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    pub total: usize,
+    pub per_tenant: usize,
+    pub per_key: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> SessionLimits {
+        SessionLimits { total: 10_000, per_tenant: 1_000, per_key: 20 }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Settings {
         Settings {
@@ -58,6 +75,7 @@ impl Default for Settings {
             limits: LimitSettings::default(),
             request_timeout: Duration::from_secs(30),
             streams: StreamLimits::default(),
+            console_sessions: SessionLimits::default(),
         }
     }
 }
