@@ -64,6 +64,10 @@ enum Command {
         database: DatabaseArgs,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        streams: StreamArgs,
+        #[command(flatten)]
+        console_sessions: ConsoleSessionArgs,
         /// Risk-engine configuration (TOML or JSON): thresholds, network classes, offices,
         /// remote-control lists, MaxMind-format databases. Defaults are documented in docs/detection.md.
         #[arg(long, env = "TETHER_RISK_CONFIG")]
@@ -182,6 +186,67 @@ impl LimitArgs {
             enrollment_per_token: rate(self.limit_enrollment_per_token, 20.0),
             max_buckets: self.limit_buckets,
         })
+    }
+}
+
+#[derive(clap::Args)]
+struct StreamArgs {
+    /// Challenge streams (WatchChallenges) open at once in this process.
+    #[arg(long, env = "TETHER_WATCH_STREAMS_MAX", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    watch_streams_max: u32,
+    /// Challenge streams open at once on one HTTP/2 connection.
+    #[arg(long, env = "TETHER_WATCH_STREAMS_PER_CONNECTION", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    watch_streams_per_connection: u32,
+    /// Challenge streams open at once for one credential (an agent holds one).
+    #[arg(long, env = "TETHER_WATCH_STREAMS_PER_CREDENTIAL", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    watch_streams_per_credential: u32,
+    /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: calls of any kind open at once on one connection.
+    #[arg(long, env = "TETHER_GRPC_MAX_CONCURRENT_STREAMS", default_value_t = 200,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    grpc_max_concurrent_streams: u32,
+    /// How often the server pings a connection over HTTP/2; one unanswered for 20 s is closed.
+    #[arg(long, env = "TETHER_GRPC_KEEPALIVE_INTERVAL", default_value = "60s", value_parser = parse_positive_duration)]
+    grpc_keepalive_interval: Duration,
+}
+
+impl StreamArgs {
+    fn limits(&self) -> tetherd::domain::app::StreamLimits {
+        tetherd::domain::app::StreamLimits {
+            watch_total: self.watch_streams_max as usize,
+            watch_per_connection: self.watch_streams_per_connection as usize,
+            watch_per_credential: self.watch_streams_per_credential as usize,
+            http2_max_concurrent_streams: self.grpc_max_concurrent_streams,
+            http2_keepalive_interval: self.grpc_keepalive_interval,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct ConsoleSessionArgs {
+    /// Console sessions held at once in this process; when full, new logins are refused.
+    #[arg(long, env = "TETHER_CONSOLE_SESSIONS_MAX", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    console_sessions_max: u32,
+    /// Console sessions of one tenant; a login past it ends that tenant's oldest session.
+    #[arg(long, env = "TETHER_CONSOLE_SESSIONS_PER_TENANT", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    console_sessions_per_tenant: u32,
+    /// Console sessions of one API key; a login past it ends that key's oldest session.
+    #[arg(long, env = "TETHER_CONSOLE_SESSIONS_PER_KEY", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    console_sessions_per_key: u32,
+}
+
+impl ConsoleSessionArgs {
+    fn limits(&self) -> tetherd::domain::app::SessionLimits {
+        tetherd::domain::app::SessionLimits {
+            total: self.console_sessions_max as usize,
+            per_tenant: self.console_sessions_per_tenant as usize,
+            per_key: self.console_sessions_per_key as usize,
+        }
     }
 }
 
@@ -320,6 +385,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             tls,
             database,
             limits,
+            streams,
+            console_sessions,
             risk_config,
             console_listen,
             metrics_listen,
@@ -341,7 +408,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             tetherd::domain::tenancy::pepper::log_dependents(&store, &pepper, tetherd::util::now_ms()).await;
             let engine = tether_risk::load_engine(risk_config.as_deref(), |path| std::fs::read(path))
                 .map_err(|e| anyhow::anyhow!(e))?;
-            let settings = Settings { scheduler_tick, limits, request_timeout, ..Settings::default() };
+            let settings = Settings {
+                scheduler_tick,
+                limits,
+                request_timeout,
+                streams: streams.limits(),
+                console_sessions: console_sessions.limits(),
+                ..Settings::default()
+            };
             let app = App::new(store, pepper, settings, engine);
             if let Some(keys) = token_keys {
                 tracing::info!(

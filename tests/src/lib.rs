@@ -168,6 +168,14 @@ impl Server {
         self.child = Some(child);
     }
 
+    /// The child's resident memory (VmRSS of /proc/PID/status) in KiB; Linux only.
+    pub fn rss_kib(&self) -> u64 {
+        let pid = self.child.as_ref().expect("tetherd is running").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("a VmRSS line");
+        line.split_whitespace().nth(1).and_then(|kib| kib.parse().ok()).expect("VmRSS in kB")
+    }
+
     /// Stops the process with SIGTERM (graceful) and waits up to 5 s for it;
     /// returns its exit status, or None when it had to be killed.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {

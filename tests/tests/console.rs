@@ -4,6 +4,7 @@
 //! in a real headless Chromium driven by tests/console/console.mjs.
 
 use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use tether_e2e::fixtures::{Org, enroll, test_aaguid};
 use tether_e2e::{Server, authed};
@@ -46,8 +47,25 @@ impl Reply {
 
 /// One HTTP/1.1 request on a fresh connection (the console speaks plain HTTP/1.1).
 async fn http(base: &str, method: &str, path: &str, cookie: Option<&str>, form: Option<&[(&str, &str)]>) -> Reply {
+    http_from(None, base, method, path, cookie, form).await
+}
+
+/// [`http`] from the loopback address `source` (127.0.0.0/8), as from another machine.
+async fn http_from(
+    source: Option<Ipv4Addr>,
+    base: &str,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    form: Option<&[(&str, &str)]>,
+) -> Reply {
     let address = base.trim_start_matches("http://");
-    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect to the console");
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    if let Some(source) = source {
+        socket.bind(SocketAddr::from((source, 0))).expect("bind a loopback source address");
+    }
+    let target: SocketAddr = address.parse().expect("the console listens on an IP address");
+    let mut stream = socket.connect(target).await.expect("connect to the console");
     let body: String = form
         .map(|fields| fields.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&"))
         .unwrap_or_default();
@@ -98,19 +116,18 @@ fn dechunk(mut rest: &str) -> String {
 
 /// Logs in through the form; returns the reply to the POST and the session cookie header value.
 async fn login(base: &str, key: &str) -> (Reply, Option<String>) {
-    let page = http(base, "GET", "/login", None, None).await;
+    login_from(None, base, key).await
+}
+
+async fn login_from(source: Option<Ipv4Addr>, base: &str, key: &str) -> (Reply, Option<String>) {
+    let http = |method, path, cookie, form| http_from(source, base, method, path, cookie, form);
+    let page = http("GET", "/login", None, None).await;
     assert_eq!(page.status, 200);
     let login_cookie = page.cookie("tether_console_login").expect("the login form sets its token cookie");
     let csrf = page.csrf();
     assert_eq!(csrf, login_cookie, "double-submit: the field and the cookie carry one token");
-    let reply = http(
-        base,
-        "POST",
-        "/login",
-        Some(&format!("tether_console_login={login_cookie}")),
-        Some(&[("csrf", &csrf), ("api_key", key)]),
-    )
-    .await;
+    let cookie = format!("tether_console_login={login_cookie}");
+    let reply = http("POST", "/login", Some(&cookie), Some(&[("csrf", &csrf), ("api_key", key)])).await;
     let session = reply.cookie("tether_console").filter(|v| !v.is_empty()).map(|v| format!("tether_console={v}"));
     (reply, session)
 }
@@ -191,6 +208,78 @@ async fn login_refuses_bad_and_gateway_keys_and_forged_forms_and_is_rate_limited
     }
     assert!(limited, "login attempts are rate-limited per address");
     assert_eq!(login(base, &org.analyst_key).await.0.status, 429);
+}
+
+#[tokio::test]
+async fn a_login_needs_a_form_the_server_issued_and_each_form_logs_in_once() {
+    let server = console_server();
+    let org = Org::create(&server, "acme").await;
+    let base = &server.console_url;
+    // A made-up token in both the cookie and the field: equal, but not the server's.
+    for made_up in ["x".repeat(64), "0".repeat(64), format!("{}.9999999999999.{}", "a".repeat(32), "b".repeat(64))] {
+        let cookie = format!("tether_console_login={made_up}");
+        let fields = [("csrf", made_up.as_str()), ("api_key", org.analyst_key.as_str())];
+        let forged = http(base, "POST", "/login", Some(&cookie), Some(&fields)).await;
+        assert_eq!((forged.status, forged.cookie("tether_console")), (403, None), "{made_up}: {}", forged.body);
+    }
+    // A form the server issued logs in once; posting it again is refused.
+    let page = http(base, "GET", "/login", None, None).await;
+    let token = page.csrf();
+    let cookie = format!("tether_console_login={token}");
+    let fields = [("csrf", token.as_str()), ("api_key", org.analyst_key.as_str())];
+    let first = http(base, "POST", "/login", Some(&cookie), Some(&fields)).await;
+    assert_eq!(first.status, 303, "{}", first.body);
+    let again = http(base, "POST", "/login", Some(&cookie), Some(&fields)).await;
+    assert_eq!((again.status, again.cookie("tether_console")), (403, None), "a replayed form");
+}
+
+#[tokio::test]
+async fn one_tenant_logging_in_past_its_caps_signs_out_no_other_tenant() {
+    let server = Server::start_with_args(&[
+        "--console-listen",
+        "127.0.0.1:0",
+        "--console-sessions-max",
+        "6",
+        "--console-sessions-per-tenant",
+        "3",
+        "--console-sessions-per-key",
+        "2",
+    ]);
+    let base = &server.console_url;
+    let (acme, other, third, fourth) = tokio::join!(
+        Org::create(&server, "acme"),
+        Org::create(&server, "other"),
+        Org::create(&server, "third"),
+        Org::create(&server, "fourth"),
+    );
+    let from = |host: u8| Some(Ipv4Addr::new(127, 0, 0, host));
+    let signed_in =
+        |cookie: String| async move { http(base, "GET", "/flags", Some(&cookie), None).await.status == 200 };
+    let (reply, victim) = login_from(from(2), base, &other.analyst_key).await;
+    assert_eq!(reply.status, 303, "{}", reply.body);
+    let victim = victim.unwrap();
+    let (_, acme_admin) = login_from(from(3), base, &acme.keys.admin_key).await;
+    let acme_admin = acme_admin.unwrap();
+
+    // acme's analyst logs in 24 times from 12 addresses: four times the whole console's cap.
+    let mut latest = None;
+    for i in 0..24u8 {
+        let (reply, cookie) = login_from(from(10 + i / 2), base, &acme.analyst_key).await;
+        assert_eq!(reply.status, 303, "login {i}: {}", reply.body);
+        latest = cookie;
+    }
+    assert!(signed_in(latest.unwrap()).await, "the newest login works");
+    assert!(signed_in(victim.clone()).await, "another tenant's analyst is still signed in");
+    assert!(signed_in(acme_admin.clone()).await, "the key's cap spared its tenant's other key");
+
+    // Filled by tenants each under their own caps, the console refuses logins instead of evicting.
+    for (i, key) in [&third.analyst_key, &third.analyst_key].into_iter().enumerate() {
+        assert_eq!(login_from(from(40 + i as u8), base, key).await.0.status, 303);
+    }
+    let (refused, cookie) = login_from(from(50), base, &fourth.analyst_key).await;
+    assert_eq!((refused.status, cookie), (503, None), "{}", refused.body);
+    assert!(refused.body.contains("--console-sessions-max"), "{}", refused.body);
+    assert!(signed_in(victim).await, "a refused login signed nobody out");
 }
 
 #[tokio::test]

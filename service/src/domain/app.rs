@@ -19,6 +19,52 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// The longest any unary call may run (clients may ask for less).
     pub request_timeout: Duration,
+    /// Bounds on what callers without an API key can hold open on the gRPC listener.
+    pub streams: StreamLimits,
+    /// Bounds on the web console's in-memory sessions.
+    pub console_sessions: SessionLimits,
+}
+
+/// `WatchChallenges` needs no API key and lasts as long as its caller wants,
+/// so open streams are bounded per process, per HTTP/2 connection and per
+/// credential; the HTTP/2 settings bound every kind of stream per connection.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    pub watch_total: usize,
+    pub watch_per_connection: usize,
+    pub watch_per_credential: usize,
+    /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: calls of any kind open at once on one connection.
+    pub http2_max_concurrent_streams: u32,
+    /// How often an idle connection is pinged, so a peer that vanished without
+    /// closing its connection frees its streams.
+    pub http2_keepalive_interval: Duration,
+}
+
+impl Default for StreamLimits {
+    fn default() -> StreamLimits {
+        StreamLimits {
+            watch_total: 10_000,
+            watch_per_connection: 100,
+            watch_per_credential: 4,
+            http2_max_concurrent_streams: 200,
+            http2_keepalive_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Console sessions: `total` bounds memory; a tenant or key at its own cap
+/// replaces its own oldest session, so no tenant can sign out another.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    pub total: usize,
+    pub per_tenant: usize,
+    pub per_key: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> SessionLimits {
+        SessionLimits { total: 10_000, per_tenant: 1_000, per_key: 20 }
+    }
 }
 
 impl Default for Settings {
@@ -28,6 +74,8 @@ impl Default for Settings {
             stream_poll: Duration::from_secs(2),
             limits: LimitSettings::default(),
             request_timeout: Duration::from_secs(30),
+            streams: StreamLimits::default(),
+            console_sessions: SessionLimits::default(),
         }
     }
 }

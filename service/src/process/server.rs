@@ -1,5 +1,5 @@
 //! Assembles the gRPC server: the tether.v1 services, standard health and
-//! reflection, message-size limits, and graceful shutdown.
+//! reflection, message-size and HTTP/2 stream limits, and graceful shutdown.
 
 use crate::domain::app::App;
 use crate::process::{health, scheduler};
@@ -21,6 +21,10 @@ use tonic::transport::{Server, ServerTlsConfig};
 
 /// Requests carry at most one attestation with its certificate chain.
 const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+/// An unanswered keepalive ping closes the connection after this long.
+const HTTP2_KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// h2's own default, stated so a dependency update cannot loosen it.
+const MAX_PENDING_RESETS: usize = 20;
 
 /// Serves until `shutdown` resolves, then lets in-flight calls finish.
 /// With `tls`, the listener speaks TLS (and verifies client certificates
@@ -51,7 +55,15 @@ pub async fn serve(
     };
 
     tracing::info!(%local, "tetherd listening");
-    let mut builder = Server::builder();
+    let streams = app.settings.streams;
+    let mut builder = Server::builder()
+        // Unset, tonic lets one connection open any number of streams.
+        .max_concurrent_streams(streams.http2_max_concurrent_streams)
+        .http2_keepalive_interval(Some(streams.http2_keepalive_interval))
+        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
+        // A client that opens and resets streams faster than they are accepted
+        // ("rapid reset") loses its connection.
+        .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_RESETS));
     if let Some(tls) = tls {
         builder = builder.tls_config(tls)?;
     }
@@ -70,8 +82,11 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
-            PresenceServiceServer::new(PresenceApi { app: Arc::clone(&app) })
-                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            PresenceServiceServer::new(PresenceApi {
+                app: Arc::clone(&app),
+                streams: crate::transport::rpc::streams::StreamSlots::new(streams),
+            })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
         .add_service(
             AccessServiceServer::new(AccessApi { app: Arc::clone(&app) }).max_decoding_message_size(MAX_MESSAGE_BYTES),

@@ -12,6 +12,7 @@ mod device;
 mod flags;
 mod html;
 mod login;
+mod login_token;
 mod session;
 mod views;
 
@@ -42,6 +43,7 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 pub struct Console {
     app: Arc<App>,
     sessions: Sessions,
+    login_tokens: login_token::LoginTokens,
     /// limits.rs's token buckets in an instance of their own, every kind at
     /// the login rate; only the per-address kind is used.
     login_limits: Limiter,
@@ -50,7 +52,9 @@ pub struct Console {
 impl Console {
     pub fn new(app: Arc<App>) -> Arc<Console> {
         let login_limits = Limiter::new(LimitSettings::uniform(LOGIN_RATE));
-        Arc::new(Console { app, sessions: Sessions::default(), login_limits })
+        let sessions = Sessions::new(app.settings.console_sessions);
+        let login_tokens = login_token::LoginTokens::new(session::LOGIN_FORM_TTL);
+        Arc::new(Console { app, sessions, login_tokens, login_limits })
     }
 }
 

@@ -114,6 +114,7 @@ impl EnrollmentService for EnrollmentApi {
 
 pub struct PresenceApi {
     pub app: Arc<App>,
+    pub streams: Arc<super::streams::StreamSlots>,
 }
 
 /// Open challenges for an active credential, as the agent sees them.
@@ -142,6 +143,8 @@ impl PresenceService for PresenceApi {
         request: Request<pb::WatchChallengesRequest>,
     ) -> Reply<Self::WatchChallengesStream> {
         let credential_id = required("credential_id", &request.get_ref().credential_id)?.to_string();
+        // Before any database read, so refused streams cost nothing; released when the task ends.
+        let slot = self.streams.acquire(request.remote_addr(), &credential_id)?;
         // Fail before opening the stream when the credential is unknown or revoked.
         let first = pending(&self.app, &credential_id).await?;
         let (tx, rx) = mpsc::channel(16);
@@ -149,6 +152,7 @@ impl PresenceService for PresenceApi {
         let mut issued = app.issued.subscribe();
         let mut stopping = app.stopping.subscribe();
         tokio::spawn(async move {
+            let _slot = slot;
             let mut sent: HashSet<String> = HashSet::new();
             let mut batch = first;
             loop {

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod device;
 pub mod ext_authz;
 pub mod report;
+pub mod streams;
 
 use crate::domain::app::App;
 use crate::domain::error::{ApiError, ApiResult};
