@@ -253,3 +253,47 @@ async fn the_process_bound_and_http2_stream_limit_hold() {
         }
     }
 }
+
+/// Credential ids are not secret, so an attacker can hold every stream slot of a victim's
+/// credential. The victim's agent, refused its stream, still answers its challenges: it polls
+/// once whenever its stream is refused or drops, before waiting to reconnect.
+#[tokio::test]
+async fn an_agent_whose_stream_slots_are_taken_still_answers_in_time() {
+    let server = Server::start_with_args(&["--watch-streams-per-credential", "2"]);
+    let org = Org::create(&server, "acme").await;
+    let mut device = org.enrolled_device(&server, "w-victim").await;
+    prove_presence(&server, &mut device).await;
+
+    let mut attacker = Presence::new(server.channel().await);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(watch(&mut attacker, &device.credential_id).await.expect("the attacker takes a slot"));
+    }
+    let refused = watch(&mut attacker, &device.credential_id).await.expect_err("the slots are all taken");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+
+    let target = challenge_now(&server, &org, &device, 60).await;
+    let channel = tether_agent::connect(&server.url).await.unwrap();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut done_tx = Some(done_tx);
+    let mut outcomes = Vec::new();
+    let started = Instant::now();
+    let shutdown = async {
+        let _ = tokio::time::timeout(Duration::from_secs(30), done_rx).await;
+    };
+    tether_agent::run(channel, &device.credential_id, &mut device.auth, tether_agent::WatchMode::Stream, shutdown, {
+        |challenge, result| {
+            if challenge.challenge_id == target.challenge_id {
+                outcomes.push(result.as_ref().map(|r| r.outcome).map_err(|e| e.to_string()));
+                if let Some(tx) = done_tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(outcomes, vec![Ok(pb::PresenceOutcome::Ok as i32)], "the victim's challenge was not answered");
+    assert!(started.elapsed() < Duration::from_secs(30), "answered only after {:?}", started.elapsed());
+    drop(held);
+}

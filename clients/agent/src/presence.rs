@@ -335,12 +335,45 @@ where
             }
             Err(status) => check_transient(status, "watching challenges")?,
         }
+        // Anyone who knows the credential id can hold its stream slots on the server
+        // (--watch-streams-per-credential), so a refused or broken stream never means missed
+        // challenges: poll once before waiting to reconnect. Polling has no such slots.
+        if !poll_once(answerer).await? {
+            return Ok(());
+        }
         let delay = backoff.next_delay();
         tracing::info!(delay = ?delay, "reconnecting the challenge stream");
         if answerer.unless_shutdown(tokio::time::sleep(delay)).await.is_none() {
             return Ok(());
         }
     }
+}
+
+/// Answers whatever is pending now; false when the agent is to stop.
+async fn poll_once<F, S>(answerer: &mut Answerer<'_, F, S>) -> Result<bool, AgentError>
+where
+    F: FnMut(&PresenceChallenge, &Result<AnswerChallengeResponse, AgentError>),
+    S: Future<Output = ()>,
+{
+    let poll = poll_challenges(answerer.channel.clone(), answerer.credential_id);
+    let Some(polled) = answerer.unless_shutdown(poll).await else {
+        return Ok(false);
+    };
+    match polled {
+        Ok(challenges) => {
+            for challenge in challenges {
+                if !answerer.handle(challenge).await {
+                    return Ok(false);
+                }
+            }
+        }
+        Err(AgentError::Status(status)) => check_transient(status, "polling challenges")?,
+        Err(error) if error.is_transient() => {
+            tracing::warn!(error = %error, "polling challenges failed; will retry");
+        }
+        Err(error) => return Err(error),
+    }
+    Ok(true)
 }
 
 async fn poll_loop<F, S>(answerer: &mut Answerer<'_, F, S>, interval: Duration) -> Result<(), AgentError>
@@ -350,23 +383,8 @@ where
 {
     tracing::info!(credential_id = %answerer.credential_id, interval = ?interval, "polling for challenges");
     loop {
-        let poll = poll_challenges(answerer.channel.clone(), answerer.credential_id);
-        let Some(polled) = answerer.unless_shutdown(poll).await else {
+        if !poll_once(answerer).await? {
             return Ok(());
-        };
-        match polled {
-            Ok(challenges) => {
-                for challenge in challenges {
-                    if !answerer.handle(challenge).await {
-                        return Ok(());
-                    }
-                }
-            }
-            Err(AgentError::Status(status)) => check_transient(status, "polling challenges")?,
-            Err(error) if error.is_transient() => {
-                tracing::warn!(error = %error, "polling challenges failed; will retry");
-            }
-            Err(error) => return Err(error),
         }
         if answerer.unless_shutdown(tokio::time::sleep(interval)).await.is_none() {
             return Ok(());
