@@ -332,6 +332,19 @@ pub(crate) fn unverified(app: &App, source_ip: &str, error: ApiError) -> ApiErro
     }
 }
 
+/// The challenge an answer names and its credential, for the WebAuthn and TPM answer
+/// paths alike; an unknown challenge is the sender's cost ([`unverified`]).
+pub(crate) async fn answered(app: &App, challenge_id: &str, source_ip: &str) -> ApiResult<(Challenge, Credential)> {
+    let Some(challenge) = presence::challenge(&app.store, challenge_id.trim()).await? else {
+        return Err(unverified(app, source_ip, ApiError::not_found("no such challenge")));
+    };
+    crate::telemetry::set_tenant(&challenge.tenant_id);
+    let credential = credentials::get(&app.store, &challenge.credential_id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("challenge {} names a missing credential", challenge.id)))?;
+    Ok((challenge, credential))
+}
+
 /// Verifies and records an answer. Only an answer signed with the credential's
 /// key counts against the device's budget and is recorded, right or wrong
 /// (late, replayed, tampered posture, no user verification, counter behind);
@@ -344,13 +357,7 @@ pub async fn answer(
     source_ip: &str,
     posture: Option<&Report>,
 ) -> ApiResult<i64> {
-    let Some(challenge) = presence::challenge(&app.store, challenge_id.trim()).await? else {
-        return Err(unverified(app, source_ip, ApiError::not_found("no such challenge")));
-    };
-    crate::telemetry::set_tenant(&challenge.tenant_id);
-    let credential = credentials::get(&app.store, &challenge.credential_id)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("challenge {} names a missing credential", challenge.id)))?;
+    let (challenge, credential) = answered(app, challenge_id, source_ip).await?;
     let tenant = tenants::get(&app.store, &challenge.tenant_id)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("challenge {} names a missing tenant", challenge.id)))?;

@@ -42,13 +42,7 @@ pub async fn answer(
     source_ip: &str,
     posture: Option<&Report>,
 ) -> ApiResult<i64> {
-    let Some(challenge) = presence::challenge(&app.store, challenge_id.trim()).await? else {
-        return Err(unverified(app, source_ip, ApiError::not_found("no such challenge")));
-    };
-    crate::telemetry::set_tenant(&challenge.tenant_id);
-    let credential = credentials::get(&app.store, &challenge.credential_id)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("challenge {} names a missing credential", challenge.id)))?;
+    let (challenge, credential) = super::answered(app, challenge_id, source_ip).await?;
     let attempt = Attempt { challenge: &challenge, credential: &credential, source_ip };
 
     if credential.kind != KIND {
