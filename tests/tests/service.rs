@@ -21,6 +21,27 @@ async fn health_and_reflection_answer_standard_clients() {
         .into_inner();
     assert_eq!(access.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 
+    let v1 = reflection_v1_services(&server).await;
+    let v1alpha = reflection_v1alpha_services(&server).await;
+    for names in [&v1, &v1alpha] {
+        for expected in [
+            "tether.v1.AdminService",
+            "tether.v1.EnrollmentService",
+            "tether.v1.PresenceService",
+            "tether.v1.AccessService",
+            "tether.v1.ReportService",
+            "grpc.health.v1.Health",
+            "envoy.service.auth.v3.Authorization",
+        ] {
+            assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
+        }
+    }
+    assert!(v1.iter().any(|n| n == "grpc.reflection.v1.ServerReflection"), "{v1:?}");
+    assert!(v1alpha.iter().any(|n| n == "grpc.reflection.v1alpha.ServerReflection"), "{v1alpha:?}");
+}
+
+/// The service names a grpc.reflection.v1 client (grpcurl, grpc_cli) lists.
+async fn reflection_v1_services(server: &Server) -> Vec<String> {
     use tonic_reflection::pb::v1::{
         ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
@@ -34,19 +55,30 @@ async fn health_and_reflection_answer_standard_clients() {
         reflection.server_reflection_info(tokio_stream::iter(vec![request])).await.unwrap().into_inner();
     let response = responses.next().await.unwrap().unwrap();
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-        panic!("unexpected reflection answer");
+        panic!("unexpected reflection v1 answer");
     };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in [
-        "tether.v1.AdminService",
-        "tether.v1.EnrollmentService",
-        "tether.v1.PresenceService",
-        "tether.v1.AccessService",
-        "tether.v1.ReportService",
-        "grpc.health.v1.Health",
-    ] {
-        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
-    }
+    list.service.into_iter().map(|s| s.name).collect()
+}
+
+/// The service names a grpc.reflection.v1alpha client (Python's grpcio-reflection, older
+/// grpcurl, Postman, evans) lists.
+async fn reflection_v1alpha_services(server: &Server) -> Vec<String> {
+    use tonic_reflection::pb::v1alpha::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let mut reflection = ServerReflectionClient::new(server.channel().await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses =
+        reflection.server_reflection_info(tokio_stream::iter(vec![request])).await.unwrap().into_inner();
+    let response = responses.next().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("unexpected reflection v1alpha answer");
+    };
+    list.service.into_iter().map(|s| s.name).collect()
 }
 
 #[tokio::test]
@@ -232,4 +264,33 @@ async fn sigterm_ends_open_streams_and_exits_cleanly() {
     })
     .await;
     assert!(end.is_ok(), "the stream did not end");
+}
+
+/// The official Python client (grpcio-reflection) speaks only v1alpha; `.ci/run` installs it.
+#[test]
+fn python_grpcio_reflection_lists_the_services() {
+    let probe = std::process::Command::new("python3").args(["-c", "import grpc, grpc_reflection"]).output();
+    if !probe.map(|o| o.status.success()).unwrap_or(false) {
+        eprintln!(
+            "SKIPPED: python3 with grpcio and grpcio-reflection is not installed (pip install grpcio-reflection)"
+        );
+        return;
+    }
+    let server = Server::start();
+    let target = server.url.trim_start_matches("http://").to_string();
+    let script = r#"
+import sys, grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+db = ProtoReflectionDescriptorDatabase(grpc.insecure_channel(sys.argv[1]))
+for name in db.get_services():
+    print(name)
+print(db.FindFileContainingSymbol("tether.v1.AccessService").name)
+"#;
+    let output = std::process::Command::new("python3").args(["-c", script, &target]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "python reflection client failed: {}", String::from_utf8_lossy(&output.stderr));
+    for expected in ["tether.v1.AccessService", "tether.v1.EnrollmentService", "grpc.health.v1.Health"] {
+        assert!(stdout.lines().any(|l| l == expected), "{expected} missing from {stdout}");
+    }
+    assert!(stdout.lines().any(|l| l.ends_with(".proto")), "no file descriptor for AccessService: {stdout}");
 }

@@ -41,11 +41,10 @@ pub async fn serve(
     let health_watch =
         tokio::spawn(health::watch(Arc::clone(&app), health_reporter.clone(), app.settings.scheduler_tick));
 
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(tether_proto::v1::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tether_proto::ENVOY_EXT_AUTHZ_FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    // Both reflection versions: grpcio-reflection (Python), older grpcurl, Postman and evans
+    // speak only v1alpha.
+    let reflection = reflection_builder().build_v1()?;
+    let reflection_v1alpha = reflection_builder().build_v1alpha()?;
 
     let scheduler = tokio::spawn(scheduler::run(Arc::clone(&app), app.stopping.subscribe()));
     let stopping = app.stopping.clone();
@@ -74,6 +73,7 @@ pub async fn serve(
         .layer(DeadlineLayer::new(app.settings.request_timeout))
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(
             AdminServiceServer::new(AdminApi { app: Arc::clone(&app) }).max_decoding_message_size(MAX_MESSAGE_BYTES),
         )
@@ -108,6 +108,13 @@ pub async fn serve(
     app.store.close().await;
     tracing::info!("tetherd stopped");
     Ok(result?)
+}
+
+fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tether_proto::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tether_proto::ENVOY_EXT_AUTHZ_FILE_DESCRIPTOR_SET)
 }
 
 /// Resolves on SIGINT or SIGTERM.
