@@ -171,9 +171,9 @@ impl AccessTokenSigner {
                 let key = VerifyingKey::new(KeyAlgorithm::Es256, pair.public_key().as_ref())?;
                 Ok(AccessTokenSigner { encoding: EncodingKey::from_ec_der(&der), key })
             }
-            Err(e) => Err(AccessTokenError::InvalidKey(format!(
-                "not a PKCS#8 Ed25519 or ECDSA P-256 private key ({e})"
-            ))),
+            Err(e) => {
+                Err(AccessTokenError::InvalidKey(format!("not a PKCS#8 Ed25519 or ECDSA P-256 private key ({e})")))
+            }
         }
     }
 
@@ -345,7 +345,8 @@ fn check_claims(
     if now_ms >= exp.saturating_add(EXPIRY_LEEWAY_MS) {
         return Err(AccessTokenError::Expired { expires_at_ms: exp, now_ms });
     }
-    let token_ip = canonical_ip(&payload.source_ip).ok_or_else(|| malformed("its source address is not an IP address"))?;
+    let token_ip =
+        canonical_ip(&payload.source_ip).ok_or_else(|| malformed("its source address is not an IP address"))?;
     if let Some(presented) = presented_ip {
         let presented_ip =
             canonical_ip(presented).ok_or_else(|| AccessTokenError::InvalidSourceIp(presented.into()))?;

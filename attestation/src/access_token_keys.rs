@@ -53,9 +53,7 @@ impl VerifyingKey {
     pub fn new(algorithm: KeyAlgorithm, public_key: &[u8]) -> Result<VerifyingKey, AccessTokenError> {
         let ok = match algorithm {
             KeyAlgorithm::EdDsa => public_key.len() == 32,
-            KeyAlgorithm::Es256 => {
-                public_key.len() == 65 && p256::PublicKey::from_sec1_bytes(public_key).is_ok()
-            }
+            KeyAlgorithm::Es256 => public_key.len() == 65 && p256::PublicKey::from_sec1_bytes(public_key).is_ok(),
         };
         if !ok {
             return Err(AccessTokenError::InvalidKey(format!(
@@ -279,12 +277,11 @@ pub fn generate_pkcs8(algorithm: KeyAlgorithm) -> Result<Vec<u8>, String> {
         KeyAlgorithm::EdDsa => {
             ring::signature::Ed25519KeyPair::generate_pkcs8(&rng).map(|doc| doc.as_ref().to_vec()).map_err(failed)
         }
-        KeyAlgorithm::Es256 => ring::signature::EcdsaKeyPair::generate_pkcs8(
-            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-            &rng,
-        )
-        .map(|doc| doc.as_ref().to_vec())
-        .map_err(failed),
+        KeyAlgorithm::Es256 => {
+            ring::signature::EcdsaKeyPair::generate_pkcs8(&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map(|doc| doc.as_ref().to_vec())
+                .map_err(failed)
+        }
     }
 }
 

@@ -96,7 +96,8 @@ fn pem_and_der_keys_load_alike() {
 
 #[test]
 fn a_token_from_another_key_with_the_same_id_is_a_bad_signature() {
-    for (signer, forger) in [(new_signer(), new_signer()), (signer_of(KeyAlgorithm::Es256), signer_of(KeyAlgorithm::Es256))]
+    for (signer, forger) in
+        [(new_signer(), new_signer()), (signer_of(KeyAlgorithm::Es256), signer_of(KeyAlgorithm::Es256))]
     {
         let forged = forger.sign(&claims()).unwrap();
         let [_, body, sig] = <[&str; 3]>::try_from(forged.split('.').collect::<Vec<_>>()).unwrap();
@@ -259,8 +260,9 @@ fn signed_but_malformed_payloads_are_refused() {
 #[test]
 fn key_sets_round_trip_as_jwks_and_reject_mismatched_ids() {
     let [a, b] = both();
-    let set = KeySet::new("ten_1", "https://tether.example", vec![a.verifying_key().clone(), b.verifying_key().clone()])
-        .unwrap();
+    let set =
+        KeySet::new("ten_1", "https://tether.example", vec![a.verifying_key().clone(), b.verifying_key().clone()])
+            .unwrap();
     let parsed = parse_key_set(&set.to_json()).unwrap();
     assert_eq!(parsed, set);
     for signer in [&a, &b] {
