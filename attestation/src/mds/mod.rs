@@ -115,7 +115,32 @@ pub fn verify_blob(jws: &str, roots: &TrustStore, at: OffsetDateTime) -> Result<
     }
     let jws = jws.trim();
     let verified = jws::verify(jws, roots, at)?;
-    let payload: serde_json::Value = serde_json::from_slice(&verified.payload)
+    let payload = parse_payload(&verified.payload)?;
+    Ok(MdsBlob {
+        no: payload.no,
+        next_update_date: entries::parse_date(&payload.next_update),
+        next_update: payload.next_update,
+        alg: verified.alg,
+        anchor: verified.anchor,
+        sha256: hex::encode(digest::digest(&digest::SHA256, jws.as_bytes()).as_ref()),
+        entries: payload.entries,
+        skipped: payload.skipped,
+    })
+}
+
+/// The signed payload of a BLOB, read leniently.
+#[derive(Debug, Clone)]
+pub struct MdsPayload {
+    pub no: u64,
+    pub next_update: String,
+    pub entries: Vec<MdsEntry>,
+    pub skipped: Vec<SkippedItem>,
+}
+
+/// Reads a BLOB payload (JSON). Only [`verify_blob`] should feed it trusted input; it is
+/// public for the fuzzer and for tools that inspect a payload already verified.
+pub fn parse_payload(payload: &[u8]) -> Result<MdsPayload, MdsError> {
+    let payload: serde_json::Value = serde_json::from_slice(payload)
         .map_err(|e| MdsError::Unusable(format!("the BLOB's payload is not JSON ({e})")))?;
     let no = payload
         .get("no")
@@ -131,14 +156,5 @@ pub fn verify_blob(jws: &str, roots: &TrustStore, at: OffsetDateTime) -> Result<
         .and_then(serde_json::Value::as_array)
         .ok_or_else(|| MdsError::Unusable("the BLOB's payload has no \"entries\" list".to_owned()))?;
     let (entries, skipped) = entries::read_entries(list);
-    Ok(MdsBlob {
-        no,
-        next_update_date: entries::parse_date(&next_update),
-        next_update,
-        alg: verified.alg,
-        anchor: verified.anchor,
-        sha256: hex::encode(digest::digest(&digest::SHA256, jws.as_bytes()).as_ref()),
-        entries,
-        skipped,
-    })
+    Ok(MdsPayload { no, next_update, entries, skipped })
 }
