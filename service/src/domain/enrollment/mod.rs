@@ -2,6 +2,7 @@
 //! attestation is verified against the tenant's trust store and policy, and
 //! the credential is bound to the worker and device in one transaction.
 
+pub mod mds;
 pub mod tpm;
 
 use crate::domain::app::App;
@@ -167,6 +168,16 @@ pub async fn finish(
         return Err(ApiError::invalid(format!(
             "the registration was rejected: the credential uses COSE algorithm {algorithm}, \
              which was not offered (offered: {ALGORITHMS:?})"
+        )));
+    }
+    if let Some(listing) = app.mds.compromised(&verified.aaguid) {
+        return Err(ApiError::precondition(format!(
+            "enrollment rejected: the FIDO metadata marks this authenticator model ({}{}) as {}{}; \
+             enroll a different model",
+            verified.aaguid,
+            listing.description.map(|d| format!(", {d}")).unwrap_or_default(),
+            listing.status,
+            listing.effective_date.map(|d| format!(" since {d}")).unwrap_or_default(),
         )));
     }
     if !verified.user_verified {

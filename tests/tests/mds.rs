@@ -1,0 +1,100 @@
+//! `tetherd serve --mds-file`: the FIDO metadata BLOB refuses enrollment of compromised models,
+//! never goes backwards, and a BLOB that does not verify stops startup. Uses the public FIDO
+//! conformance BLOB in ../shared/conformance/mds (skipped with a notice when absent).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tether_e2e::fixtures::{Org, enroll};
+use tether_e2e::{Server, bin};
+use tether_softkey::{AttestationMode, SoftAuthenticator};
+use tonic::Code;
+
+/// ATTESTATION_KEY_COMPROMISE in the conformance BLOB (no 42).
+const COMPROMISED: &str = "71bf3f7f-ad51-432a-aaf0-4783108d5620";
+/// FIDO_CERTIFIED_L1 in the same BLOB.
+const CERTIFIED: &str = "a14eb40d-3b89-4f3b-8d46-13cdf3de625c";
+
+fn shared_mds() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/mds");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("NOTICE: {} is absent; skipping the tetherd MDS tests", dir.display());
+        None
+    }
+}
+
+fn authenticator(org: &Org, aaguid: &str) -> SoftAuthenticator {
+    let mode = AttestationMode::Packed {
+        ca_cert_pem: org.pki.intermediate_cert_pem.clone(),
+        ca_key_pem: org.pki.intermediate_key_pem.clone(),
+    };
+    SoftAuthenticator::new(mode, aaguid.parse().expect("aaguid")).expect("authenticator")
+}
+
+#[tokio::test]
+async fn a_model_the_blob_marks_compromised_is_refused_at_enrollment() {
+    let Some(dir) = shared_mds() else { return };
+    let work = tempfile::tempdir().expect("tempdir");
+    let blob = work.path().join("mds.jwt");
+    std::fs::copy(dir.join("conformance-simplewebauthn-no42-2023.jwt"), &blob).expect("copy");
+    let root = dir.join("roots/fido-conformance-mds3-root-fake.pem").display().to_string();
+    let example_root = dir.join("roots/fido-mds3-example-root.pem").display().to_string();
+    let blob_arg = blob.display().to_string();
+    let server = Server::start_with_args(&[
+        "--mds-file",
+        &blob_arg,
+        "--mds-root",
+        &root,
+        "--mds-root",
+        &example_root,
+        "--mds-reload-interval",
+        "200ms",
+    ]);
+    let org = Org::create(&server, "acme").await;
+    let device = org.register_device(&server, "w-ann", "SN-1").await;
+    let token = org.token(&server, &device).await;
+
+    let err = enroll(&server, &token, &mut authenticator(&org, COMPROMISED)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("ATTESTATION_KEY_COMPROMISE"), "{}", err.message());
+    assert!(err.message().contains(COMPROMISED), "{}", err.message());
+
+    // Written over the file, a valid but older BLOB (no 15) and another BLOB reusing no 42 are
+    // ignored: neither lists this model, and its compromise stays in force.
+    for replacement in ["spec-example-v3.1-go-webauthn.jwt", "conformance-webauthn4j-no42-2022.jwt"] {
+        std::fs::copy(dir.join(replacement), &blob).expect("copy");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let err = enroll(&server, &token, &mut authenticator(&org, COMPROMISED)).await.unwrap_err();
+        assert!(err.message().contains("ATTESTATION_KEY_COMPROMISE"), "{replacement}: {}", err.message());
+    }
+
+    // The refusals consumed nothing; a certified model enrolls with the same token.
+    let done = enroll(&server, &token, &mut authenticator(&org, CERTIFIED)).await.expect("certified model");
+    assert!(done.attested);
+}
+
+#[test]
+fn a_blob_that_does_not_verify_stops_startup() {
+    let Some(dir) = shared_mds() else { return };
+    let work = tempfile::tempdir().expect("tempdir");
+    let database = format!("sqlite://{}", work.path().join("t.db").display());
+    let blob = dir.join("conformance-simplewebauthn-no42-2023.jwt");
+    let pepper = work.path().join("pepper");
+    std::fs::write(&pepper, "0123456789abcdef0123456789abcdef0123456789").expect("pepper");
+    // No --mds-root: the shipped production roots, which the conformance BLOB does not chain to.
+    let start = Instant::now();
+    let output = Command::new(bin("tetherd"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &database])
+        .args(["--api-key-pepper-file", &pepper.display().to_string()])
+        .args(["--mds-file", &blob.display().to_string()])
+        .output()
+        .expect("run tetherd");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--mds-file") && stderr.contains("not trusted"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
+    assert!(start.elapsed() < Duration::from_secs(60));
+}
