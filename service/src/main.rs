@@ -467,7 +467,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 let _ = app.access_tokens.set(keys);
             }
             if let Some(source) = mds {
-                tetherd::process::mds::install(&app, &source).map_err(|e| anyhow::anyhow!("--mds-file: {e}"))?;
+                tetherd::process::mds::install(&app, &source).await.map_err(|e| anyhow::anyhow!("--mds-file: {e}"))?;
                 tetherd::process::mds::spawn_reload(app.clone(), source);
             }
             if !app.risk.geo_enabled() {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use tether_e2e::fixtures::{Org, enroll};
 use tether_e2e::{Server, bin};
+use tether_proto::v1 as pb;
 use tether_softkey::{AttestationMode, SoftAuthenticator};
 use tonic::Code;
 
@@ -97,4 +98,45 @@ fn a_blob_that_does_not_verify_stops_startup() {
     assert!(stderr.contains("--mds-file") && stderr.contains("not trusted"), "{stderr}");
     assert!(!String::from_utf8_lossy(&output.stdout).contains("listening"));
     assert!(start.elapsed() < Duration::from_secs(60));
+}
+
+/// USER_VERIFICATION_BYPASS in the conformance BLOB.
+const UV_BYPASS: &str = "8cfa178e-b1f5-40ce-8f5f-8273e8109940";
+
+#[tokio::test]
+async fn credentials_enrolled_before_their_model_was_marked_are_flagged_once() {
+    let Some(dir) = shared_mds() else { return };
+    let mut server = Server::start();
+    let org = Org::create(&server, "acme").await;
+    let mut devices = Vec::new();
+    for (i, aaguid) in [COMPROMISED, UV_BYPASS, CERTIFIED].into_iter().enumerate() {
+        let device = org.register_device(&server, &format!("w-{i}"), &format!("SN-{i}")).await;
+        let token = org.token(&server, &device).await;
+        enroll(&server, &token, &mut authenticator(&org, aaguid)).await.expect("enrolled before any BLOB");
+        devices.push(device);
+    }
+    let blob = dir.join("conformance-simplewebauthn-no42-2023.jwt").display().to_string();
+    let root = dir.join("roots/fido-conformance-mds3-root-fake.pem").display().to_string();
+    server.extra_args = vec!["--mds-file".into(), blob, "--mds-root".into(), root];
+    for _ in 0..2 {
+        // The second start loads the same BLOB again: nothing is raised twice.
+        server.restart();
+        let mut reports = server.reports().await;
+        let request = tether_e2e::authed(&org.analyst_key, pb::ListFlagsRequest::default());
+        let mut flags: Vec<_> = reports
+            .list_flags(request)
+            .await
+            .expect("flags")
+            .into_inner()
+            .flags
+            .into_iter()
+            .filter(|f| f.kind == "authenticator_compromised")
+            .map(|f| (f.device_id, f.severity))
+            .collect();
+        flags.sort();
+        let (high, review) = (pb::FlagSeverity::High as i32, pb::FlagSeverity::Review as i32);
+        let mut expected = vec![(devices[0].clone(), high), (devices[1].clone(), review)];
+        expected.sort();
+        assert_eq!(flags, expected);
+    }
 }

@@ -11,7 +11,7 @@ use tether_attestation::trust::TrustStore;
 use time::OffsetDateTime;
 
 use crate::domain::app::App;
-use crate::domain::enrollment::mds::{Installed, MdsIndex};
+use crate::domain::enrollment::mds::{Installed, MdsIndex, flag_enrolled};
 
 /// Where the BLOB comes from and what it must chain to.
 #[derive(Debug, Clone)]
@@ -37,21 +37,27 @@ pub fn read(path: &Path, roots: &TrustStore) -> Result<MdsIndex, String> {
 }
 
 /// Verifies and installs the BLOB; used at startup, where any error is fatal.
-pub fn install(app: &App, source: &MdsSource) -> Result<(), String> {
+pub async fn install(app: &App, source: &MdsSource) -> Result<(), String> {
     let index = read(&source.path, &source.roots)?;
-    put_in_force(app, index)
+    put_in_force(app, index).await
 }
 
-fn put_in_force(app: &App, index: MdsIndex) -> Result<(), String> {
+async fn put_in_force(app: &App, index: MdsIndex) -> Result<(), String> {
     let (no, entries, compromised, uv_bypass) =
         (index.no, index.entries, index.compromised_count(), index.uv_bypass_count());
     let stale = index.is_stale(OffsetDateTime::now_utc());
     let next_update = index.next_update.clone();
+    let kept = Arc::new(index.clone());
     match app.mds.install(index)? {
         Installed::Unchanged => return Ok(()),
         Installed::First | Installed::Newer { .. } => {
             tracing::info!(no, entries, compromised, uv_bypass, "FIDO metadata BLOB in force");
         }
+    }
+    // Enrollment already refuses these models; credentials enrolled before get a flag.
+    let flagged = flag_enrolled(app, &kept).await.map_err(|e| format!("flagging enrolled credentials failed: {e}"))?;
+    if flagged > 0 {
+        tracing::warn!(flagged, no, "credentials of compromised authenticator models flagged");
     }
     if stale {
         tracing::warn!(no, next_update, "the FIDO metadata BLOB is past its nextUpdate; fetch a newer one");
@@ -84,7 +90,8 @@ pub fn spawn_reload(app: Arc<App>, source: MdsSource) {
             let (path, roots) = (source.path.clone(), source.roots.clone());
             let loaded = tokio::task::spawn_blocking(move || read(&path, &roots)).await;
             let result = match loaded {
-                Ok(index) => index.and_then(|index| put_in_force(&app, index)),
+                Ok(Ok(index)) => put_in_force(&app, index).await,
+                Ok(Err(e)) => Err(e),
                 Err(e) => Err(format!("the MDS reader stopped: {e}")),
             };
             if let Err(reason) = result {
