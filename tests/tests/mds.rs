@@ -140,3 +140,67 @@ async fn credentials_enrolled_before_their_model_was_marked_are_flagged_once() {
         assert_eq!(flags, expected);
     }
 }
+
+/// A test metadata service: its own root and signer, and a BLOB (no 1) whose only entry lists
+/// `vendor_root_pem` as the attestation root of `aaguid`.
+fn signed_blob(work: &Path, aaguid: &str, vendor_root_pem: &str) -> (PathBuf, PathBuf) {
+    use base64::Engine;
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256};
+    let root_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+    let mut root_params = CertificateParams::default();
+    root_params.distinguished_name.push(DnType::CommonName, "Test MDS Root");
+    root_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let root = root_params.self_signed(&root_key).expect("root");
+    let signer_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
+    let mut signer_params = CertificateParams::default();
+    signer_params.distinguished_name.push(DnType::CommonName, "Test MDS Signer");
+    let signer = signer_params.signed_by(&signer_key, &Issuer::from_params(&root_params, &root_key)).expect("signer");
+    let mut vendor = tether_attestation::trust::TrustStore::new();
+    vendor.add_pem(vendor_root_pem).expect("vendor root");
+    let vendor_der = vendor.anchors_with_der().next().map(|(_, der)| der.to_vec()).expect("vendor root");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let payload = serde_json::json!({
+        "no": 1,
+        "nextUpdate": "2099-01-01",
+        "entries": [{
+            "aaguid": aaguid,
+            "metadataStatement": { "description": "Listed test model", "attestationRootCertificates": [b64.encode(&vendor_der)] },
+            "statusReports": [{ "status": "FIDO_CERTIFIED_L1", "effectiveDate": "2024-01-01" }]
+        }]
+    });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.x5c = Some(vec![b64.encode(signer.der())]);
+    let key = jsonwebtoken::EncodingKey::from_ec_der(&signer_key.serialize_der());
+    let jws = jsonwebtoken::encode(&header, &payload, &key).expect("sign");
+    let (blob, root_file) = (work.join("listed.jwt"), work.join("test-mds-root.pem"));
+    std::fs::write(&blob, jws).expect("write blob");
+    std::fs::write(&root_file, root.pem()).expect("write root");
+    (blob, root_file)
+}
+
+#[tokio::test]
+async fn a_root_from_the_blob_admits_only_its_own_model() {
+    let work = tempfile::tempdir().expect("tempdir");
+    // The vendor's root is in no tenant's trust store: only the BLOB names it, for one AAGUID.
+    let vendor = tether_softkey::pki::TestPki::generate("Listed Vendor").expect("pki");
+    let (blob, root) = signed_blob(work.path(), CERTIFIED, &vendor.root_cert_pem);
+    let (blob, root) = (blob.display().to_string(), root.display().to_string());
+    let server = Server::start_with_args(&["--mds-file", &blob, "--mds-root", &root]);
+    let org = Org::create(&server, "acme").await;
+    let by_vendor = |aaguid: &str| {
+        let mode = AttestationMode::Packed {
+            ca_cert_pem: vendor.intermediate_cert_pem.clone(),
+            ca_key_pem: vendor.intermediate_key_pem.clone(),
+        };
+        SoftAuthenticator::new(mode, aaguid.parse().expect("aaguid")).expect("authenticator")
+    };
+    let device = org.register_device(&server, "w-lee", "SN-9").await;
+    let token = org.token(&server, &device).await;
+
+    let err = enroll(&server, &token, &mut by_vendor(UV_BYPASS)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "another model under the same root: {err:?}");
+    assert!(err.message().contains("not hardware-attested"), "{}", err.message());
+
+    let done = enroll(&server, &token, &mut by_vendor(CERTIFIED)).await.expect("the listed model");
+    assert!(done.attested, "{done:?}");
+}

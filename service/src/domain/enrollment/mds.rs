@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use tether_attestation::mds::MdsBlob;
+use tether_attestation::trust::TrustStore;
 
 use crate::domain::app::App;
 use crate::domain::audit;
@@ -34,6 +35,8 @@ pub struct MdsIndex {
     pub entries: usize,
     compromised: HashMap<Uuid, Listing>,
     uv_bypass: HashMap<Uuid, Listing>,
+    /// Each model's attestation roots (DER): anchors for that AAGUID only.
+    roots: HashMap<Uuid, Vec<Vec<u8>>>,
 }
 
 impl MdsIndex {
@@ -56,6 +59,13 @@ impl MdsIndex {
             entries: blob.entries.len(),
             compromised: blob.compromised().filter_map(|(e, r)| listing(e, r)).collect(),
             uv_bypass: blob.uv_bypass().filter_map(|(e, r)| listing(e, r)).collect(),
+            // A compromised model's roots must not vouch for anything, even by another AAGUID.
+            roots: blob
+                .entries
+                .iter()
+                .filter(|e| e.compromise().is_none() && !e.attestation_roots.is_empty())
+                .filter_map(|e| e.aaguid.map(|a| (a, e.attestation_roots.clone())))
+                .collect(),
         }
     }
 
@@ -112,6 +122,21 @@ impl MdsCatalog {
 
     pub fn current(&self) -> Option<Arc<MdsIndex>> {
         self.current.read().ok().and_then(|c| c.clone())
+    }
+
+    /// The attestation roots the BLOB in force lists for `aaguid` (empty when none): a trust
+    /// store that admits only that model's attestations.
+    pub fn roots_for(&self, aaguid: &Uuid) -> TrustStore {
+        let mut store = TrustStore::new();
+        if let Some(index) = self.current()
+            && let Some(roots) = index.roots.get(aaguid)
+        {
+            for der in roots {
+                // Every root parsed when the BLOB was read; one that no longer does is left out.
+                let _ = store.add_der(der);
+            }
+        }
+        store
     }
 
     /// The compromise or revocation the BLOB in force reports for `aaguid`, if any.
@@ -198,6 +223,7 @@ mod tests {
                 })
                 .collect(),
             uv_bypass: HashMap::new(),
+            roots: HashMap::new(),
         }
     }
 

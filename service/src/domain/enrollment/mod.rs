@@ -159,10 +159,23 @@ pub async fn finish(
         challenge: &session.challenge,
     };
     let now_utc = time::OffsetDateTime::now_utc();
-    let verified = crate::telemetry::verify(crate::telemetry::WEBAUTHN_ATTESTATION, || {
+    let mut verified = crate::telemetry::verify(crate::telemetry::WEBAUTHN_ATTESTATION, || {
         verify_registration(&response, &expectation, &trust_store, now_utc)
     })
     .map_err(|e| ApiError::invalid(format!("the registration was rejected: {e}")))?;
+    // A chain the tenant's anchors do not reach may still end at a root the operator's FIDO
+    // metadata lists for this very AAGUID; such a root admits no other model. Self and none
+    // attestation are not `Untrusted` and never get here.
+    if matches!(verified.trust, AttestationTrust::Untrusted { .. }) {
+        let model_roots = app.mds.roots_for(&verified.aaguid);
+        if !model_roots.is_empty()
+            && let Ok(by_model) = verify_registration(&response, &expectation, &model_roots, now_utc)
+            && by_model.trust.is_trusted()
+            && by_model.aaguid == verified.aaguid
+        {
+            verified = by_model;
+        }
+    }
     let algorithm = verified.public_key.algorithm();
     if !ALGORITHMS.contains(&algorithm) {
         return Err(ApiError::invalid(format!(
