@@ -4,8 +4,8 @@
 //! The JWS is parsed and its signature checked by `jsonwebtoken` (never by hand); the signer's
 //! `x5c` chain goes through the crate's own path builder ([`crate::chain`]) to the roots the
 //! caller trusts, at the instant the caller gives. The hash comes from the header `alg`, never
-//! from the signer certificate: the production BLOB is RS256 while its certificates have been
-//! signed with other hashes, and libraries that guessed from the certificate broke in 2026.
+//! from the signer certificate's own signature algorithm, which says how the certificate was
+//! signed, not the BLOB (libraries that guessed from the certificate broke in 2026).
 
 mod entries;
 mod jws;

@@ -11,7 +11,8 @@ use tether_attestation::trust::TrustStore;
 use time::OffsetDateTime;
 
 use crate::domain::app::App;
-use crate::domain::enrollment::mds::{Installed, MdsIndex, flag_enrolled};
+use crate::domain::enrollment::mds::{Installed, MdsIndex};
+use crate::domain::enrollment::mds_flags::flag_enrolled;
 
 /// Where the BLOB comes from and what it must chain to.
 #[derive(Debug, Clone)]

@@ -3,6 +3,7 @@
 //! the credential is bound to the worker and device in one transaction.
 
 pub mod mds;
+pub mod mds_flags;
 pub mod tpm;
 
 use crate::domain::app::App;
