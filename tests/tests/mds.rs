@@ -27,6 +27,17 @@ fn shared_mds() -> Option<PathBuf> {
     }
 }
 
+/// `GET /metrics` over plain HTTP/1.1; returns the body.
+fn scrape(base: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics listener");
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_owned()).unwrap_or_default()
+}
+
 fn authenticator(org: &Org, aaguid: &str) -> SoftAuthenticator {
     let mode = AttestationMode::Packed {
         ca_cert_pem: org.pki.intermediate_cert_pem.clone(),
@@ -53,7 +64,13 @@ async fn a_model_the_blob_marks_compromised_is_refused_at_enrollment() {
         &example_root,
         "--mds-reload-interval",
         "200ms",
+        "--metrics-listen",
+        "127.0.0.1:0",
     ]);
+    // The BLOB's nextUpdate (2023-11-08) has passed: a warning operators can alert on.
+    let metrics = scrape(&server.metrics_url);
+    assert!(metrics.lines().any(|l| l.starts_with("tether_mds_no") && l.ends_with(" 42")), "{metrics}");
+    assert!(metrics.lines().any(|l| l.starts_with("tether_mds_stale") && l.ends_with(" 1")), "{metrics}");
     let org = Org::create(&server, "acme").await;
     let device = org.register_device(&server, "w-ann", "SN-1").await;
     let token = org.token(&server, &device).await;

@@ -53,6 +53,7 @@ async fn put_in_force(app: &App, index: MdsIndex) -> Result<(), String> {
         Installed::Unchanged => return Ok(()),
         Installed::First | Installed::Newer { .. } => {
             tracing::info!(no, entries, compromised, uv_bypass, "FIDO metadata BLOB in force");
+            crate::telemetry::metrics::record_mds(no, kept.next_update_date());
         }
     }
     // Enrollment already refuses these models; credentials enrolled before get a flag.

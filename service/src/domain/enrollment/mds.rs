@@ -72,6 +72,11 @@ impl MdsIndex {
         self.uv_bypass.len()
     }
 
+    /// `nextUpdate` parsed, when it is a real date.
+    pub fn next_update_date(&self) -> Option<Date> {
+        self.next_update_date
+    }
+
     /// Models marked compromised or revoked, by AAGUID.
     pub fn compromised_models(&self) -> &HashMap<Uuid, Listing> {
         &self.compromised
