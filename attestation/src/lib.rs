@@ -15,6 +15,7 @@ pub mod client_data;
 pub mod cose;
 mod encoding;
 pub mod json;
+pub mod mds;
 pub mod posture;
 pub mod registration;
 mod statement;

@@ -10,6 +10,7 @@ pub mod access_token;
 pub mod analyze;
 pub mod fixtures;
 pub mod frame;
+pub mod mds;
 pub mod openvpn;
 pub mod seeds;
 pub mod tpm;
@@ -66,6 +67,11 @@ pub const TARGETS: &[Target] = &[
         name: "access_token",
         run: access_token::access_token,
         parses: "gateway access token through access_token::verify, published key set, signing key",
+    },
+    Target {
+        name: "mds_blob",
+        run: mds::mds_blob,
+        parses: "FIDO MDS3 BLOB (JWS) through verify_blob with the production roots; its payload reader",
     },
     Target {
         name: "openvpn",

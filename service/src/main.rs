@@ -82,6 +82,8 @@ enum Command {
         metrics_listen: Option<String>,
         #[command(flatten)]
         access_tokens: AccessTokenArgs,
+        #[command(flatten)]
+        mds: MdsArgs,
     },
     /// Apply pending schema migrations and exit (for deployment jobs; `serve` also applies them).
     Migrate {
@@ -268,6 +270,43 @@ struct TlsArgs {
 }
 
 #[derive(clap::Args)]
+struct MdsArgs {
+    /// A FIDO MDS3 BLOB (as downloaded from the metadata service) whose compromised and revoked
+    /// authenticator models are refused at enrollment; re-read when the file changes. Off unless set.
+    #[arg(long, env = "TETHER_MDS_FILE", value_name = "FILE")]
+    mds_file: Option<std::path::PathBuf>,
+    /// A PEM file of roots the BLOB's signer must chain to (repeatable; the environment variable
+    /// takes a comma-separated list). Default: the shipped, pinned GlobalSign R3 and R46 roots.
+    #[arg(long, env = "TETHER_MDS_ROOTS", value_name = "PEM", value_delimiter = ',', requires = "mds_file")]
+    mds_root: Vec<std::path::PathBuf>,
+    /// How often the --mds-file is checked for changes.
+    #[arg(long, env = "TETHER_MDS_RELOAD_INTERVAL", default_value = "60s", value_parser = parse_positive_duration)]
+    mds_reload_interval: Duration,
+}
+
+impl MdsArgs {
+    fn source(&self) -> anyhow::Result<Option<tetherd::process::mds::MdsSource>> {
+        let Some(path) = &self.mds_file else { return Ok(None) };
+        let roots = if self.mds_root.is_empty() {
+            tether_attestation::mds::production_roots().map_err(|e| anyhow::anyhow!(e))?
+        } else {
+            let mut roots = tether_attestation::trust::TrustStore::new();
+            for file in &self.mds_root {
+                let pem = std::fs::read_to_string(file)
+                    .map_err(|e| anyhow::anyhow!("cannot read --mds-root {}: {e}", file.display()))?;
+                roots.add_pem(&pem).map_err(|e| anyhow::anyhow!("--mds-root {}: {e}", file.display()))?;
+            }
+            roots
+        };
+        Ok(Some(tetherd::process::mds::MdsSource {
+            path: path.clone(),
+            roots,
+            reload_interval: self.mds_reload_interval,
+        }))
+    }
+}
+
+#[derive(Debug, clap::Args)]
 struct AccessTokenArgs {
     /// PKCS#8 Ed25519 (EdDSA) or P-256 (ES256) private key (PEM or DER) that signs access tokens (JWTs);
     /// without it tokens are off. Create one with `tether gateway new-token-key --out FILE`.
@@ -396,8 +435,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             console_listen,
             metrics_listen,
             access_tokens,
+            mds,
         } => {
             let limits = limits.settings()?;
+            let mds = mds.source()?;
             let store_options = database.options()?;
             let token_keys = access_tokens.load()?;
             let tls = tetherd::process::tls::TlsFiles {
@@ -429,6 +470,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     "access tokens enabled"
                 );
                 let _ = app.access_tokens.set(keys);
+            }
+            if let Some(source) = mds {
+                tetherd::process::mds::install(&app, &source).await.map_err(|e| anyhow::anyhow!("--mds-file: {e}"))?;
+                tetherd::process::mds::spawn_reload(app.clone(), source);
             }
             if !app.risk.geo_enabled() {
                 tracing::warn!(

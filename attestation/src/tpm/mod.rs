@@ -17,6 +17,7 @@
 
 pub mod ak;
 pub mod attest;
+pub mod bundle;
 pub mod credential;
 pub mod ek;
 mod key;

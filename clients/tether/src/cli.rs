@@ -113,6 +113,8 @@ pub enum Command {
     VerifyEk(crate::tpm::verify_ek::VerifyEkArgs),
     /// Verify a TPM quote offline (exit 0 verified, 1 rejected, 2 unusable input).
     VerifyQuote(crate::tpm::verify_quote::VerifyQuoteArgs),
+    /// Verify a FIDO MDS3 metadata BLOB offline (exit 0 valid, 1 invalid, 2 unusable input).
+    VerifyMds(crate::verify_mds::VerifyMdsArgs),
     /// TPM tools that work offline (make-credential).
     #[command(subcommand)]
     Tpm(crate::tpm::TpmCommand),

@@ -13,6 +13,7 @@ mod output;
 mod parse;
 mod tpm;
 mod verify_attestation;
+mod verify_mds;
 mod views;
 
 use std::process::ExitCode;
@@ -66,6 +67,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::VerifyAttestation(args) => std::process::exit(verify_attestation::run(args)),
         Command::VerifyEk(args) => std::process::exit(tpm::verify_ek::run(&args)),
         Command::VerifyQuote(args) => std::process::exit(tpm::verify_quote::run(&args)),
+        Command::VerifyMds(args) => std::process::exit(verify_mds::run(&args)),
         Command::Tpm(c) => std::process::exit(tpm::run(c)),
         Command::Tenant => commands::tenant::run(&ctx).await,
         Command::Keys(c) => commands::keys::run(&ctx, c).await,

@@ -97,6 +97,8 @@ pub struct App {
     /// Access-token signing keys (from files, never the database); unset
     /// when tokens are not enabled.
     pub access_tokens: std::sync::OnceLock<crate::domain::access::token_keys::TokenKeys>,
+    /// The operator's FIDO metadata (`--mds-file`); empty when none is configured.
+    pub mds: crate::domain::enrollment::mds::MdsCatalog,
 }
 
 impl App {
@@ -105,6 +107,16 @@ impl App {
         let (issued, _) = broadcast::channel(1024);
         let (stopping, _) = watch::channel(false);
         let limits = Limiter::new(settings.limits.clone());
-        Arc::new(App { store, pepper, settings, issued, limits, risk, stopping, access_tokens: Default::default() })
+        Arc::new(App {
+            store,
+            pepper,
+            settings,
+            issued,
+            limits,
+            risk,
+            stopping,
+            access_tokens: Default::default(),
+            mds: Default::default(),
+        })
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod config_file;
 pub mod health;
+pub mod mds;
 pub mod scheduler;
 pub mod server;
 pub mod tls;

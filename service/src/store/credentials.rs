@@ -134,3 +134,24 @@ pub async fn record_presence(tx: &mut Tx, id: &str, sign_count: i64, now_ms: i64
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Active (not revoked) credentials, in every tenant, whose AAGUID is one of `aaguids`. Runs
+/// when a FIDO metadata BLOB is loaded (startup, file change), never per request.
+pub async fn active_with_aaguids(store: &Store, aaguids: &[String]) -> StoreResult<Vec<Credential>> {
+    let mut found = Vec::new();
+    for chunk in aaguids.chunks(100) {
+        let placeholders = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "SELECT * FROM credentials WHERE revoked_at_ms IS NULL AND aaguid IN ({placeholders}) \
+             ORDER BY tenant_id, id"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for aaguid in chunk {
+            query = query.bind(aaguid);
+        }
+        for row in query.fetch_all(store.pool()).await? {
+            found.push(from_row(&row)?);
+        }
+    }
+    Ok(found)
+}

@@ -32,6 +32,7 @@ struct Instruments {
     db_retries: Counter<u64>,
     // Kept so the callbacks stay registered for the provider's lifetime.
     _pool: Vec<ObservableGauge<i64>>,
+    _mds: Vec<ObservableGauge<i64>>,
     _provider: SdkMeterProvider,
 }
 
@@ -40,6 +41,10 @@ static INSTRUMENTS: OnceLock<Instruments> = OnceLock::new();
 static POOL: RwLock<Option<sqlx::AnyPool>> = RwLock::new(None);
 /// Transactions waiting for a connection right now (sqlx keeps its wait queue private).
 static WAITING: AtomicI64 = AtomicI64::new(0);
+/// The FIDO metadata BLOB in force: its `no` (-1: none) and its `nextUpdate` as days since the
+/// Unix epoch, so staleness is judged when the gauge is read, not when the BLOB was loaded.
+static MDS_NO: AtomicI64 = AtomicI64::new(-1);
+static MDS_NEXT_UPDATE_DAY: AtomicI64 = AtomicI64::new(i64::MIN);
 
 /// Creates the instruments on `provider`. Only the first call in a process
 /// takes effect (instruments are process-wide); returns whether it did.
@@ -96,8 +101,37 @@ fn instruments(meter: &Meter, provider: SdkMeterProvider) -> Instruments {
             gauge("tether.db.pool.max", "Most connections the pool may open", pool_max),
             gauge("tether.db.pool.waiting", "Transactions waiting for a free connection", pool_waiting),
         ],
+        _mds: vec![
+            meter
+                .i64_observable_gauge("tether.mds.no")
+                .with_description("The FIDO metadata BLOB in force (--mds-file): its no; absent without one")
+                .with_callback(|observer| {
+                    let no = MDS_NO.load(Ordering::Relaxed);
+                    if no >= 0 {
+                        observer.observe(no, &[]);
+                    }
+                })
+                .build(),
+            meter
+                .i64_observable_gauge("tether.mds.stale")
+                .with_description("1 when the FIDO metadata BLOB in force is past its nextUpdate: fetch a newer one")
+                .with_callback(|observer| {
+                    if MDS_NO.load(Ordering::Relaxed) >= 0 {
+                        let today = time::OffsetDateTime::now_utc().unix_timestamp().div_euclid(86_400);
+                        observer.observe(i64::from(MDS_NEXT_UPDATE_DAY.load(Ordering::Relaxed) < today), &[]);
+                    }
+                })
+                .build(),
+        ],
         _provider: provider,
     }
+}
+
+/// Records the FIDO metadata BLOB put in force; `next_update` None (unreadable) counts as stale.
+pub fn record_mds(no: u64, next_update: Option<time::Date>) {
+    let day = next_update.map_or(i64::MIN, |d| (d - time::Date::from_ordinal_date(1970, 1).unwrap_or(d)).whole_days());
+    MDS_NEXT_UPDATE_DAY.store(day, Ordering::Relaxed);
+    MDS_NO.store(i64::try_from(no).unwrap_or(i64::MAX), Ordering::Relaxed);
 }
 
 fn watched_pool() -> Option<sqlx::AnyPool> {

@@ -10,14 +10,27 @@ use super::Ctx;
 use crate::output::emit;
 use crate::views::{TrustAnchorView, TrustAnchorsView};
 
+/// Certificate bundles shipped with tether.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Bundle {
+    /// The TPM manufacturers' EK CA certificates (attestation/bundles/tpm, with a manifest).
+    Tpm,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum TrustCommand {
-    /// Trust the attestation root certificate(s) in a PEM file.
+    /// Trust the attestation root certificate(s) in a PEM file, or a bundle shipped with tether.
     Add {
         /// One or more PEM CERTIFICATE blocks.
-        #[arg(value_name = "FILE.pem")]
-        file: PathBuf,
-        /// A label for the anchor(s).
+        #[arg(value_name = "FILE.pem", required_unless_present = "bundle", conflicts_with = "bundle")]
+        file: Option<PathBuf>,
+        /// A bundle shipped with tether instead of a file: `tpm` (TPM manufacturers' EK CAs).
+        #[arg(long, value_enum)]
+        bundle: Option<Bundle>,
+        /// With --bundle tpm: only this manufacturer (amd, ifx, intc, msft, ntc, stm).
+        #[arg(long, requires = "bundle")]
+        vendor: Option<String>,
+        /// A label for the anchor(s). Default for a bundle: "TPM bundle" and the vendor.
         #[arg(long, default_value = "")]
         name: String,
     },
@@ -29,8 +42,12 @@ pub enum TrustCommand {
 
 pub async fn run(ctx: &Ctx, command: TrustCommand) -> anyhow::Result<i32> {
     match command {
-        TrustCommand::Add { file, name } => {
-            let pem = read_pem(&file)?;
+        TrustCommand::Add { file, bundle, vendor, name } => {
+            let (pem, name) = match (bundle, file) {
+                (Some(Bundle::Tpm), _) => bundle_pem(vendor.as_deref(), name)?,
+                (None, Some(file)) => (read_pem(&file)?, name),
+                (None, None) => anyhow::bail!("name a PEM file or --bundle tpm"),
+            };
             let response =
                 ctx.admin().await?.add_trust_anchors(AddTrustAnchorsRequest { pem, name }).await?.into_inner();
             emit(ctx.output, &TrustAnchorsView { anchors: response.anchors.into_iter().map(Into::into).collect() })?;
@@ -45,6 +62,17 @@ pub async fn run(ctx: &Ctx, command: TrustCommand) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// The shipped TPM bundle (or one vendor of it) and the label its anchors get.
+fn bundle_pem(vendor: Option<&str>, name: String) -> anyhow::Result<(String, String)> {
+    let pem = tether_attestation::tpm::bundle::pem(vendor).map_err(anyhow::Error::msg)?;
+    let name = match (name.is_empty(), vendor) {
+        (false, _) => name,
+        (true, Some(vendor)) => format!("TPM bundle: {vendor}"),
+        (true, None) => "TPM bundle".to_owned(),
+    };
+    Ok((pem, name))
 }
 
 /// Read a PEM file, refusing anything without a CERTIFICATE block before
@@ -81,5 +109,16 @@ mod tests {
         std::fs::write(&empty, "").unwrap();
         assert!(read_pem(&empty).is_err());
         assert!(read_pem(&dir.path().join("missing.pem")).is_err());
+    }
+
+    #[test]
+    fn the_tpm_bundle_is_offered_whole_or_per_vendor() {
+        let (all, name) = bundle_pem(None, String::new()).unwrap();
+        assert_eq!(name, "TPM bundle");
+        let (stm, name) = bundle_pem(Some("stm"), String::new()).unwrap();
+        assert_eq!(name, "TPM bundle: stm");
+        assert!(stm.len() < all.len() && all.contains(&stm[..200]));
+        assert_eq!(bundle_pem(Some("ifx"), "mine".into()).unwrap().1, "mine");
+        assert!(bundle_pem(Some("acme"), String::new()).unwrap_err().to_string().contains("unknown TPM vendor"));
     }
 }

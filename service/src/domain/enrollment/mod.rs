@@ -2,6 +2,8 @@
 //! attestation is verified against the tenant's trust store and policy, and
 //! the credential is bound to the worker and device in one transaction.
 
+pub mod mds;
+pub mod mds_flags;
 pub mod tpm;
 
 use crate::domain::app::App;
@@ -158,15 +160,38 @@ pub async fn finish(
         challenge: &session.challenge,
     };
     let now_utc = time::OffsetDateTime::now_utc();
-    let verified = crate::telemetry::verify(crate::telemetry::WEBAUTHN_ATTESTATION, || {
+    let mut verified = crate::telemetry::verify(crate::telemetry::WEBAUTHN_ATTESTATION, || {
         verify_registration(&response, &expectation, &trust_store, now_utc)
     })
     .map_err(|e| ApiError::invalid(format!("the registration was rejected: {e}")))?;
+    // A chain the tenant's anchors do not reach may still end at a root the operator's FIDO
+    // metadata lists for this very AAGUID; such a root admits no other model. Self and none
+    // attestation are not `Untrusted` and never get here.
+    if matches!(verified.trust, AttestationTrust::Untrusted { .. }) {
+        let model_roots = app.mds.roots_for(&verified.aaguid);
+        if !model_roots.is_empty()
+            && let Ok(by_model) = verify_registration(&response, &expectation, &model_roots, now_utc)
+            && by_model.trust.is_trusted()
+            && by_model.aaguid == verified.aaguid
+        {
+            verified = by_model;
+        }
+    }
     let algorithm = verified.public_key.algorithm();
     if !ALGORITHMS.contains(&algorithm) {
         return Err(ApiError::invalid(format!(
             "the registration was rejected: the credential uses COSE algorithm {algorithm}, \
              which was not offered (offered: {ALGORITHMS:?})"
+        )));
+    }
+    if let Some(listing) = app.mds.compromised(&verified.aaguid) {
+        return Err(ApiError::precondition(format!(
+            "enrollment rejected: the FIDO metadata marks this authenticator model ({}{}) as {}{}; \
+             enroll a different model",
+            verified.aaguid,
+            listing.description.map(|d| format!(", {d}")).unwrap_or_default(),
+            listing.status,
+            listing.effective_date.map(|d| format!(" since {d}")).unwrap_or_default(),
         )));
     }
     if !verified.user_verified {
