@@ -464,6 +464,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 tetherd::transport::console::spawn(app.clone(), console);
             }
             if let Some(address) = web.web_listen {
+                // Refused before binding when the address says so already; a host name is
+                // checked on the address it bound.
+                if let (None, Ok(parsed)) = (&web_tls, address.parse::<std::net::SocketAddr>()) {
+                    tetherd::transport::web::check_plain_http_allowed(&parsed).map_err(|e| anyhow::anyhow!(e))?;
+                }
                 let listener = tokio::net::TcpListener::bind(&address)
                     .await
                     .map_err(|e| anyhow::anyhow!("cannot listen on {address} (--web-listen): {e}"))?;

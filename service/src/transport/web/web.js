@@ -108,15 +108,21 @@ const enroll = async () => {
   }
 };
 
-const startEnroll = () => {
-  // The token arrives in the fragment (never sent to any server, never in a Referer); take
-  // it out of the address bar and history at once.
-  const fragment = new URLSearchParams(location.hash.slice(1));
-  const token = fragment.get('token');
+// The token arrives in the fragment (never sent to any server, never in a Referer); take it
+// out of the address bar and history at once.
+const tokenFromFragment = () => {
+  const token = new URLSearchParams(location.hash.slice(1)).get('token');
   if (token) {
     document.getElementById('token').value = token;
     history.replaceState(null, '', location.pathname);
+    setStatus('idle', '');
   }
+};
+
+const startEnroll = () => {
+  tokenFromFragment();
+  // A second link opened in the same tab only changes the fragment.
+  window.addEventListener('hashchange', tokenFromFragment);
   document.getElementById('enroll').addEventListener('click', enroll);
 };
 
