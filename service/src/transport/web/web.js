@@ -187,6 +187,7 @@ const answer = async () => {
   const button = document.getElementById('answer');
   button.disabled = true;
   setStatus('working', 'Waiting for your security hardware…');
+  let outcome;
   try {
     let credential;
     try {
@@ -198,12 +199,13 @@ const answer = async () => {
       challenge_id: challenge.challenge_id,
       assertion_response_json: JSON.stringify(assertionJSON(credential)),
     });
-    setStatus('answered', 'Answered: thank you, your presence is confirmed.');
+    outcome = ['answered', 'Answered: thank you, your presence is confirmed.'];
   } catch (e) {
-    setStatus('failed', `The answer was refused: ${e.message}`);
-  } finally {
-    await poll();
+    outcome = ['failed', `The answer was refused: ${e.message}`];
   }
+  // The list is current before the outcome shows, so what is listed is still open.
+  await poll();
+  setStatus(...outcome);
 };
 
 const startPresence = () => {
