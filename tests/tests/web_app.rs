@@ -402,6 +402,58 @@ async fn a_soft_authenticator_enrolls_and_answers_over_http_and_forwarded_for_ne
     assert_eq!(site.get("/api/presence/pending").await.json()["state"], "none");
 }
 
+#[tokio::test]
+async fn the_web_app_serves_tls_with_the_grpc_listeners_certificate() {
+    use tokio_rustls::rustls;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "web test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &rcgen::Issuer::from_params(&ca_params, &ca_key)).unwrap();
+    let (cert_path, key_path) = (dir.path().join("web.pem"), dir.path().join("web.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let (cert_path, key_path) = (cert_path.display().to_string(), key_path.display().to_string());
+    let server =
+        Server::start_with_args(&["--web-listen", "127.0.0.1:0", "--tls-cert", &cert_path, "--tls-key", &key_path]);
+    assert!(server.web_url.starts_with("https://127.0.0.1:"), "{}", server.web_url);
+    let port = server.web_url.rsplit(':').next().unwrap().to_string();
+    server.init_tenant("acme", "localhost", &format!("https://localhost:{port}"));
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca_cert.der().clone()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let address = format!("127.0.0.1:{port}");
+    let tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.expect("a TLS handshake with the gRPC listener's certificate");
+    let request = format!("GET /enroll HTTP/1.1\r\nHost: localhost:{port}\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let _ = tls.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("Enroll this device") && text.contains("acme"), "{text}");
+    assert!(text.to_ascii_lowercase().contains("content-security-policy: default-src 'none'"), "{text}");
+
+    // Plain HTTP to the TLS port gets no page.
+    let mut plain = tokio::net::TcpStream::connect(&address).await.unwrap();
+    plain.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), plain.read_to_end(&mut raw)).await;
+    assert!(!String::from_utf8_lossy(&raw).contains("Enroll this device"));
+}
+
 /// The artifacts directory for screenshots: TETHER_TEST_ARTIFACTS, else target/tmp/test-artifacts.
 fn artifacts_dir() -> PathBuf {
     match std::env::var("TETHER_TEST_ARTIFACTS") {
