@@ -65,7 +65,12 @@ impl Listener {
             let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
             loop {
                 let Ok(permit) = Arc::clone(&slots).acquire_owned().await else { return };
-                let (stream, peer) = match tcp.accept().await {
+                // The server dropped its end (shutdown): stop accepting and release the port.
+                let accepted = tokio::select! {
+                    _ = tx.closed() => return,
+                    accepted = tcp.accept() => accepted,
+                };
+                let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,
                     Err(e) => {
                         tracing::warn!(error = %e, "web app: accept failed");
@@ -85,9 +90,6 @@ impl Listener {
                         Err(_) => tracing::debug!(%peer, "web app: TLS handshake timed out"),
                     }
                 });
-                if tx.is_closed() {
-                    return;
-                }
             }
         });
         Listener { local, ready }
