@@ -146,6 +146,19 @@ impl<'c> PathBuilder<'c> {
         if let Some((anchor, _)) = self.anchors.iter().find(|(a, _)| a.der == cert.as_raw()) {
             return Some(anchor.summary.subject.clone());
         }
+        // A self-signed certificate with a trust anchor's name and key is that anchor re-issued
+        // (new validity, new signature): a trust anchor is a name and a key (RFC 5280 6.1.1 d),
+        // not certificate bytes. Authenticators with one self-signed batch certificate, such as
+        // Chromium's virtual authenticator, re-issue it with every registration. Only the same
+        // key qualifies, so this never lets an anchor's key vouch for another key.
+        if let Some((anchor, _)) = self.anchors.iter().find(|(_, a)| {
+            x509::names_match(a.subject(), cert.subject())
+                && x509::names_match(cert.subject(), cert.issuer())
+                && a.public_key().raw == cert.public_key().raw
+                && x509::verify_certificate_signature(cert, cert.public_key()).is_ok()
+        }) {
+            return Some(anchor.summary.subject.clone());
+        }
         if path.len() >= MAX_CHAIN_LEN {
             record(best, depth, ChainError::PathTooLong);
             return None;

@@ -268,3 +268,28 @@ fn anchor_summaries_describe_the_store() {
     let (_, der) = store.anchors_with_der().next().expect("one");
     assert_eq!(der, root.der.as_slice());
 }
+
+#[test]
+fn a_self_signed_leaf_reissued_with_an_anchors_name_and_key_is_that_anchor() {
+    // As Chromium's virtual authenticator does: one key, a fresh self-signed batch certificate
+    // (not a CA) with every registration.
+    let key = key();
+    let batch = |days: i64| {
+        let p =
+            params("Batch Certificate", IsCa::ExplicitNoCa, now() - Duration::days(1), now() + Duration::days(days));
+        p.self_signed(&key).expect("batch")
+    };
+    let first = batch(100);
+    let second = batch(200);
+    assert_ne!(first.der().to_vec(), second.der().to_vec());
+    let trust = store(&[&first.pem()]);
+    assert_eq!(validate_chain(&[second.der().to_vec()], &trust, now()).as_deref(), Ok("CN=Batch Certificate"));
+    // Same name, another key: not the anchor, and the anchor is no CA to issue it either.
+    let p = params("Batch Certificate", IsCa::ExplicitNoCa, now() - Duration::days(1), now() + Duration::days(100));
+    let impostor = p.self_signed(&self::key()).expect("impostor");
+    assert!(validate_chain(&[impostor.der().to_vec()], &trust, now()).is_err());
+    // An expired re-issue is still refused.
+    let p = params("Batch Certificate", IsCa::ExplicitNoCa, now() - Duration::days(10), now() - Duration::days(1));
+    let expired = p.self_signed(&key).expect("expired");
+    assert!(matches!(validate_chain(&[expired.der().to_vec()], &trust, now()), Err(ChainError::Expired { .. })));
+}

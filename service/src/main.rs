@@ -84,6 +84,7 @@ enum Command {
         access_tokens: AccessTokenArgs,
         #[command(flatten)]
         mds: MdsArgs,
+        web: WebArgs,
     },
     /// Apply pending schema migrations and exit (for deployment jobs; `serve` also applies them).
     Migrate {
@@ -250,6 +251,19 @@ impl ConsoleSessionArgs {
             per_key: self.console_sessions_per_key as usize,
         }
     }
+}
+
+#[derive(clap::Args)]
+struct WebArgs {
+    /// Serve the workers' web app (enrollment and presence through the browser's WebAuthn) on
+    /// this address (off unless set; port 0 picks a free one; the chosen address is printed).
+    /// TLS with --tls-cert/--tls-key; plain HTTP only on a loopback address.
+    #[arg(long, env = "TETHER_WEB_LISTEN")]
+    web_listen: Option<String>,
+    /// Reverse proxies (CIDR, comma-separated or repeated) whose X-Forwarded-For names the
+    /// worker's address for the web app; from any other peer the header is ignored.
+    #[arg(long, env = "TETHER_WEB_TRUSTED_PROXY", value_delimiter = ',')]
+    web_trusted_proxy: Vec<ipnet::IpNet>,
 }
 
 #[derive(clap::Args)]
@@ -436,11 +450,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
             metrics_listen,
             access_tokens,
             mds,
+            web,
         } => {
             let limits = limits.settings()?;
             let mds = mds.source()?;
             let store_options = database.options()?;
             let token_keys = access_tokens.load()?;
+            let web_tls = match (&web.web_listen, &tls.tls_cert, &tls.tls_key) {
+                (Some(_), Some(cert), Some(key)) => Some(
+                    tetherd::transport::web::tls::Acceptor::from_pem_files(cert, key)
+                        .map_err(|e| anyhow::anyhow!(e))?,
+                ),
+                _ => None,
+            };
             let tls = tetherd::process::tls::TlsFiles {
                 cert: tls.tls_cert,
                 key: tls.tls_key,
@@ -489,6 +511,27 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 // Printed before the gRPC line, which tells scripts that startup is complete.
                 println!("tether console listening on http://{}", console.local_addr()?);
                 tetherd::transport::console::spawn(app.clone(), console);
+            }
+            if let Some(address) = web.web_listen {
+                // Refused before binding when the address says so already; a host name is
+                // checked on the address it bound.
+                if let (None, Ok(parsed)) = (&web_tls, address.parse::<std::net::SocketAddr>()) {
+                    tetherd::transport::web::check_plain_http_allowed(&parsed).map_err(|e| anyhow::anyhow!(e))?;
+                }
+                let listener = tokio::net::TcpListener::bind(&address)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {address} (--web-listen): {e}"))?;
+                let local = listener.local_addr()?;
+                if web_tls.is_none() {
+                    tetherd::transport::web::check_plain_http_allowed(&local).map_err(|e| anyhow::anyhow!(e))?;
+                }
+                let scheme = if web_tls.is_some() { "https" } else { "http" };
+                println!("tether web app listening on {scheme}://{local}");
+                let settings = tetherd::transport::web::WebSettings {
+                    trusted_proxies: web.web_trusted_proxy,
+                    tls: web_tls.is_some(),
+                };
+                tetherd::transport::web::spawn(app.clone(), listener, settings, web_tls);
             }
             tetherd::telemetry::prometheus::start(metrics_listen.as_deref(), app.stopping.subscribe()).await?;
             let listener = tokio::net::TcpListener::bind(&listen)

@@ -18,7 +18,17 @@ pub const EXIT_REJECTED: u8 = 1;
 /// The Tether device agent: enrolls this device's hardware-bound key and
 /// answers the server's presence challenges with it.
 #[derive(Debug, Parser)]
-#[command(name = "tether-agent", version, propagate_version = true)]
+#[command(
+    name = "tether-agent",
+    version,
+    propagate_version = true,
+    after_help = "Keys: the software authenticator (development and tests only) or, with --tpm, a Linux \
+                  laptop's TPM 2.0.\n\
+                  FIDO2 security keys (YubiKey ...) and Windows (Windows Hello) or macOS (Touch ID) laptops \
+                  enroll and answer presence through the worker web app instead (tetherd serve --web-listen; \
+                  docs/web-app.md). Detection then has the network and timing signals but no signed posture \
+                  report: posture signals exist only where this agent also runs."
+)]
 pub struct Cli {
     /// tetherd URL [default: the state file's server, else http://127.0.0.1:50051].
     #[arg(long, global = true, help_heading = "Global options", env = "TETHER_SERVER", value_name = "URL")]

@@ -26,13 +26,21 @@ pub fn validate_rp_id(rp_id: &str) -> ApiResult<()> {
     }
 }
 
-/// Checks an origin: `https://host[:port]`, or `http://localhost[:port]` for development.
+/// Checks an origin: `https://host[:port]`, or for development `http://localhost[:port]`
+/// or `http://NAME.localhost[:port]` (loopback by RFC 6761, and a secure context in browsers,
+/// so WebAuthn works there).
 pub fn validate_origin(origin: &str, rp_id: &str) -> ApiResult<()> {
+    let loopback_name = |rest: &&str| {
+        let host = rest.split(':').next().unwrap_or_default();
+        host == "localhost" || host.ends_with(".localhost")
+    };
     let rest = origin
         .strip_prefix("https://")
-        .or_else(|| origin.strip_prefix("http://").filter(|r| r.starts_with("localhost")))
+        .or_else(|| origin.strip_prefix("http://").filter(loopback_name))
         .ok_or_else(|| {
-            ApiError::invalid(format!("origin {origin:?} must be https://HOST (or http://localhost for development)"))
+            ApiError::invalid(format!(
+                "origin {origin:?} must be https://HOST (or http://localhost or http://NAME.localhost for development)"
+            ))
         })?;
     let host = rest.split(':').next().unwrap_or_default();
     if rest.contains('/') || host.is_empty() {

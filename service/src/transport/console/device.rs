@@ -1,14 +1,14 @@
 //! The device timeline and the shared-egress clusters table, over the
 //! `reports` domain functions the gRPC ReportService also uses.
 
-use super::html::{self, esc, url_part};
+use super::html::{self, url_part};
 use super::{Analyst, Console, api_failure, form};
 use crate::domain::reports::{self, PageRequest, SummaryRequest, TimeWindow};
 use crate::util::now_ms;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use std::fmt::Write;
+use maud::{Markup, html};
 use std::sync::Arc;
 
 /// Timeline entries per page.
@@ -33,7 +33,7 @@ pub async fn device(
             Err(e) => return api_failure(e),
         };
     let d = &timeline.device;
-    let rows: Vec<Vec<String>> = timeline
+    let rows: Vec<Vec<Markup>> = timeline
         .entries
         .iter()
         .map(|entry| {
@@ -45,36 +45,33 @@ pub async fn device(
                 .and_then(|t| t.as_str().map(str::to_string))
                 .unwrap_or_default();
             vec![
-                html::time(entry.at_ms),
-                format!("<code>{}</code>", esc(&kind)),
-                esc(&entry.source_ip),
+                html! { (html::time(entry.at_ms)) },
+                html! { code { (kind) } },
+                html! { (entry.source_ip) },
                 html::evidence(&detail, "details"),
             ]
         })
         .collect();
     let status =
         if d.revoked_at_ms == 0 { "active".to_string() } else { format!("revoked {}", html::time(d.revoked_at_ms)) };
-    let mut body = format!(
-        "<dl class=\"facts\"><dt>Device</dt><dd><code>{}</code></dd><dt>Serial</dt><dd>{}</dd>\
-         <dt>Model</dt><dd>{}</dd><dt>Asset tag</dt><dd>{}</dd><dt>Worker</dt><dd>{}</dd>\
-         <dt>Registered</dt><dd>{}</dd><dt>Status</dt><dd>{status}</dd></dl>{}",
-        esc(&d.id),
-        esc(&d.serial_number),
-        esc(&d.model),
-        esc(&d.asset_tag),
-        esc(&d.worker_external_id),
-        html::time(d.registered_at_ms),
-        html::table(&["Time", "Event", "Source IP", "Details"], &rows, "Nothing has happened yet."),
-    );
-    if !timeline.next_page_token.is_empty() {
-        let _ = write!(
-            body,
-            "<p><a href=\"/devices/{}?page={}\">Older events</a></p>",
-            url_part(&d.id),
-            url_part(&timeline.next_page_token)
-        );
-    }
-    html::page(StatusCode::OK, &format!("Device {}", d.serial_number), Some(&analyst.nav()), &body)
+    let body = html! {
+        dl.facts {
+            dt { "Device" } dd { code { (d.id) } }
+            dt { "Serial" } dd { (d.serial_number) }
+            dt { "Model" } dd { (d.model) }
+            dt { "Asset tag" } dd { (d.asset_tag) }
+            dt { "Worker" } dd { (d.worker_external_id) }
+            dt { "Registered" } dd { (html::time(d.registered_at_ms)) }
+            dt { "Status" } dd { (status) }
+        }
+        (html::table(&["Time", "Event", "Source IP", "Details"], &rows, "Nothing has happened yet."))
+        @if !timeline.next_page_token.is_empty() {
+            p {
+                a href={ "/devices/" (url_part(&d.id)) "?page=" (url_part(&timeline.next_page_token)) } { "Older events" }
+            }
+        }
+    };
+    html::page(StatusCode::OK, &format!("Device {}", d.serial_number), Some(&analyst.nav()), body)
 }
 
 /// The clusters page looks back this far.
@@ -88,41 +85,36 @@ pub async fn clusters(State(console): State<Arc<Console>>, analyst: Analyst) -> 
         Ok(summary) => summary,
         Err(e) => return api_failure(e),
     };
-    let rows: Vec<Vec<String>> = summary
+    let rows: Vec<Vec<Markup>> = summary
         .clusters
         .iter()
         .map(|c| {
-            let own: Vec<String> = c
-                .own_devices
-                .iter()
-                .map(|m| {
-                    format!(
-                        "<a href=\"/devices/{}\">{}</a> ({})",
-                        url_part(&m.device_id),
-                        esc(&m.device_id),
-                        esc(&m.worker_external_id)
-                    )
-                })
-                .collect();
             vec![
-                format!("<code>{}</code>", esc(&c.egress)),
-                format!("<span class=\"sev {0}\">{0}</span>", esc(&c.highest_severity)),
-                c.devices.to_string(),
-                c.workers.to_string(),
-                c.tenants.to_string(),
-                own.join("<br>"),
-                html::time(c.last_seen_ms),
+                html! { code { (c.egress) } },
+                html! { span class={ "sev " (c.highest_severity) } { (c.highest_severity) } },
+                html! { (c.devices) },
+                html! { (c.workers) },
+                html! { (c.tenants) },
+                html! {
+                    @for (i, m) in c.own_devices.iter().enumerate() {
+                        @if i > 0 { br; }
+                        a href={ "/devices/" (url_part(&m.device_id)) } { (m.device_id) } " (" (m.worker_external_id) ")"
+                    }
+                },
+                html! { (html::time(c.last_seen_ms)) },
             ]
         })
         .collect();
-    let body = format!(
-        "<p>Egress addresses (or LAN fingerprints) that several workers' devices shared in the last 30 days, \
-         from <code>shared_egress</code> flags. Other employers' devices are counted, never named.</p>{}",
-        html::table(
+    let body = html! {
+        p {
+            "Egress addresses (or LAN fingerprints) that several workers' devices shared in the last 30 days, from "
+            code { "shared_egress" } " flags. Other employers' devices are counted, never named."
+        }
+        (html::table(
             &["Egress", "Highest severity", "Devices", "Workers", "Employers", "Our devices", "Last seen"],
             &rows,
             "No shared-egress clusters in the last 30 days.",
-        )
-    );
-    html::page(StatusCode::OK, "Shared egress clusters", Some(&analyst.nav()), &body)
+        ))
+    };
+    html::page(StatusCode::OK, "Shared egress clusters", Some(&analyst.nav()), body)
 }

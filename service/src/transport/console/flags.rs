@@ -1,6 +1,6 @@
 //! The flags page and the acknowledge / resolve / reopen forms.
 
-use super::html::{self, esc, url_part};
+use super::html::{self, url_part};
 use super::{Analyst, Console, api_failure, failure, form};
 use crate::domain::flags::review::{self, MAX_NOTE_CHARS, Review};
 use crate::domain::reports::{self, FlagFilter, FlagItem, FlagStatus, PageRequest};
@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use std::fmt::Write;
+use maud::{Markup, html};
 use std::sync::Arc;
 
 /// Flags per page.
@@ -40,78 +40,66 @@ pub async fn list(State(console): State<Arc<Console>>, analyst: Analyst, RawQuer
         Err(e) => return api_failure(e),
     };
 
-    let mut body = String::from("<p class=\"tabs\">");
-    for (name, label, _) in VIEWS {
-        let class = if name == view { " class=\"current\"" } else { "" };
-        let _ = write!(body, "<a{class} href=\"/flags?status={name}\">{label}</a> ");
-    }
-    body.push_str("</p>");
-    let rows: Vec<Vec<String>> = shown.items.iter().map(|f| row(f, &analyst.session.csrf)).collect();
-    body.push_str(&html::table(
-        &["Raised", "Kind", "Severity", "Status", "Device", "Worker", "Score", "Evidence", "Review"],
-        &rows,
-        "No flags here.",
-    ));
-    if !shown.next_page_token.is_empty() {
-        let _ = write!(
-            body,
-            "<p><a href=\"/flags?status={view}&amp;page={}\">Older flags</a></p>",
-            url_part(&shown.next_page_token)
-        );
-    }
-    html::page(StatusCode::OK, "Flags", Some(&analyst.nav()), &body)
+    let rows: Vec<Vec<Markup>> = shown.items.iter().map(|f| row(f, &analyst.session.csrf)).collect();
+    let body = html! {
+        p.tabs {
+            @for (name, label, _) in VIEWS {
+                a.current[name == view] href={ "/flags?status=" (name) } { (label) }
+                " "
+            }
+        }
+        (html::table(
+            &["Raised", "Kind", "Severity", "Status", "Device", "Worker", "Score", "Evidence", "Review"],
+            &rows,
+            "No flags here.",
+        ))
+        @if !shown.next_page_token.is_empty() {
+            p { a href={ "/flags?status=" (view) "&page=" (url_part(&shown.next_page_token)) } { "Older flags" } }
+        }
+    };
+    html::page(StatusCode::OK, "Flags", Some(&analyst.nav()), body)
 }
 
-fn row(f: &FlagItem, csrf: &str) -> Vec<String> {
+fn row(f: &FlagItem, csrf: &str) -> Vec<Markup> {
     let score = f.evidence.get("score").map(|s| s.to_string()).unwrap_or_else(|| "—".into());
-    let mut status = format!("<span class=\"status {0}\">{0}</span>", esc(&f.status));
-    if !f.note.is_empty() {
-        let _ = write!(
-            status,
-            "<div class=\"note\">“{}” — {}, {}</div>",
-            esc(&html::clip(&f.note, 200)),
-            esc(&f.updated_by),
-            html::time(f.updated_at_ms)
-        );
-    }
     vec![
-        html::time(f.raised_at_ms),
-        format!("<code>{}</code>", esc(&f.kind)),
-        format!("<span class=\"sev {0}\">{0}</span>", esc(&f.severity)),
-        status,
-        if f.device_id.is_empty() {
-            "—".into()
-        } else {
-            format!("<a href=\"/devices/{}\">{}</a>", url_part(&f.device_id), esc(&f.device_id))
+        html! { (html::time(f.raised_at_ms)) },
+        html! { code { (f.kind) } },
+        html! { span class={ "sev " (f.severity) } { (f.severity) } },
+        html! {
+            span class={ "status " (f.status) } { (f.status) }
+            @if !f.note.is_empty() {
+                div.note { "“" (html::clip(&f.note, 200)) "” — " (f.updated_by) ", " (html::time(f.updated_at_ms)) }
+            }
         },
-        esc(&f.worker_external_id),
-        esc(&score),
+        html! {
+            @if f.device_id.is_empty() { "—" }
+            @else { a href={ "/devices/" (url_part(&f.device_id)) } { (f.device_id) } }
+        },
+        html! { (f.worker_external_id) },
+        html! { (score) },
         html::evidence(&f.evidence, "evidence"),
         review_form(&f.id, &f.status, csrf),
     ]
 }
 
 /// The review buttons this flag's status allows, with a required note.
-fn review_form(flag_id: &str, status: &str, csrf: &str) -> String {
+fn review_form(flag_id: &str, status: &str, csrf: &str) -> Markup {
     let buttons: &[(&str, &str)] = match status {
         "open" => &[("acknowledged", "Acknowledge"), ("resolved", "Resolve")],
         "acknowledged" => &[("resolved", "Resolve")],
         _ => &[("open", "Reopen")],
     };
-    let mut out = format!(
-        "<form class=\"review\" method=\"post\" action=\"/flags/{}/review\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-         <input name=\"note\" required maxlength=\"{MAX_NOTE_CHARS}\" placeholder=\"note (required)\" \
-         aria-label=\"note for {}\">",
-        url_part(flag_id),
-        esc(csrf),
-        esc(flag_id)
-    );
-    for (value, label) in buttons {
-        let _ = write!(out, "<button type=\"submit\" name=\"status\" value=\"{value}\">{label}</button>");
+    html! {
+        form.review method="post" action={ "/flags/" (url_part(flag_id)) "/review" } {
+            input type="hidden" name="csrf" value=(csrf);
+            input name="note" required maxlength=(MAX_NOTE_CHARS) placeholder="note (required)"
+                aria-label={ "note for " (flag_id) };
+            @for (value, label) in buttons {
+                button type="submit" name="status" value=(value) { (label) }
+            }
+        }
     }
-    out.push_str("</form>");
-    out
 }
 
 pub async fn review(

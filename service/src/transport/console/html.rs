@@ -1,28 +1,14 @@
-//! HTML building blocks. Every value that comes from the database or the
-//! request passes through [`esc`]: evidence is attacker-influenced (IP
-//! addresses, device names, posture strings).
+//! HTML building blocks, with maud: every value interpolated into markup is
+//! escaped unless it is itself markup, so evidence (attacker-influenced IP
+//! addresses, device names, posture strings) cannot reach the page raw by
+//! omission.
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use maud::{DOCTYPE, Markup, html};
 use std::fmt::Write;
 use time::OffsetDateTime;
 use time::macros::format_description;
-
-/// Escapes text for element content and double-quoted attribute values.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
 
 /// Percent-encodes one URL path segment or query value (RFC 3986 unreserved kept).
 pub fn url_part(text: &str) -> String {
@@ -67,61 +53,64 @@ pub struct Nav<'a> {
 const LINKS: &[(&str, &str)] =
     &[("/flags", "Flags"), ("/clusters", "Shared egress"), ("/presence", "Presence failures"), ("/audit", "Audit log")];
 
-/// A whole page. `body` must already be escaped HTML.
-pub fn page(status: StatusCode, title: &str, nav: Option<&Nav<'_>>, body: &str) -> Response {
-    let mut html = String::with_capacity(body.len() + 1024);
-    let _ = write!(
-        html,
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · Tether console</title><link rel=\"stylesheet\" href=\"/console.css\"></head><body>",
-        esc(title)
-    );
-    html.push_str("<header><span class=\"brand\">Tether</span>");
-    if let Some(nav) = nav {
-        html.push_str("<nav>");
-        for (href, label) in LINKS {
-            let _ = write!(html, "<a href=\"{href}\">{label}</a>");
+/// A whole page.
+pub fn page(status: StatusCode, title: &str, nav: Option<&Nav<'_>>, body: Markup) -> Response {
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · Tether console" }
+                link rel="stylesheet" href="/console.css";
+            }
+            body {
+                header {
+                    span.brand { "Tether" }
+                    @if let Some(nav) = nav {
+                        nav {
+                            @for (href, label) in LINKS {
+                                a href=(href) { (label) }
+                            }
+                        }
+                        form.logout method="post" action="/logout" {
+                            span.who { (nav.principal) " (" (nav.role) ") · tenant " (nav.tenant_id) }
+                            input type="hidden" name="csrf" value=(nav.csrf);
+                            button type="submit" { "Log out" }
+                        }
+                    }
+                }
+                main {
+                    h1 { (title) }
+                    (body)
+                }
+            }
         }
-        let _ = write!(
-            html,
-            "</nav><form class=\"logout\" method=\"post\" action=\"/logout\">\
-             <span class=\"who\">{} ({}) · tenant {}</span>\
-             <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button type=\"submit\">Log out</button></form>",
-            esc(nav.principal),
-            esc(nav.role),
-            esc(nav.tenant_id),
-            esc(nav.csrf)
-        );
-    }
-    let _ = write!(html, "</header><main><h1>{}</h1>{body}</main></body></html>", esc(title));
-    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response()
+    };
+    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], markup.into_string()).into_response()
 }
 
-/// A table from header labels and rows of already-escaped cells.
-pub fn table(headers: &[&str], rows: &[Vec<String>], empty: &str) -> String {
-    if rows.is_empty() {
-        return format!("<p class=\"empty\">{}</p>", esc(empty));
-    }
-    let mut out = String::from("<table><thead><tr>");
-    for h in headers {
-        let _ = write!(out, "<th>{}</th>", esc(h));
-    }
-    out.push_str("</tr></thead><tbody>");
-    for row in rows {
-        out.push_str("<tr>");
-        for cell in row {
-            let _ = write!(out, "<td>{cell}</td>");
+/// A table from header labels and rows of cells.
+pub fn table(headers: &[&str], rows: &[Vec<Markup>], empty: &str) -> Markup {
+    html! {
+        @if rows.is_empty() {
+            p.empty { (empty) }
+        } @else {
+            table {
+                thead { tr { @for h in headers { th { (h) } } } }
+                tbody {
+                    @for row in rows {
+                        tr { @for cell in row { td { (cell) } } }
+                    }
+                }
+            }
         }
-        out.push_str("</tr>");
     }
-    out.push_str("</tbody></table>");
-    out
 }
 
-/// A compact, escaped rendering of JSON evidence: scalar fields inline, the
-/// whole document in a collapsible block.
-pub fn evidence(json: &serde_json::Value, label: &str) -> String {
+/// A compact rendering of JSON evidence: scalar fields inline, the whole
+/// document in a collapsible block.
+pub fn evidence(json: &serde_json::Value, label: &str) -> Markup {
     let mut summary = Vec::new();
     if let Some(map) = json.as_object() {
         for (key, value) in map.iter().take(8) {
@@ -132,11 +121,17 @@ pub fn evidence(json: &serde_json::Value, label: &str) -> String {
                 serde_json::Value::Object(_) => "{…}".to_string(),
                 other => other.to_string(),
             };
-            summary.push(format!("<span class=\"ev\"><b>{}</b> {}</span>", esc(key), esc(&shown)));
+            summary.push((key.clone(), shown));
         }
     }
     let full = serde_json::to_string_pretty(json).unwrap_or_default();
-    format!("{}<details><summary>{}</summary><pre>{}</pre></details>", summary.join(" "), esc(label), esc(&full))
+    html! {
+        @for (i, (key, shown)) in summary.iter().enumerate() {
+            @if i > 0 { " " }
+            span.ev { b { (key) } " " (shown) }
+        }
+        details { summary { (label) } pre { (full) } }
+    }
 }
 
 #[cfg(test)]
@@ -145,13 +140,15 @@ mod tests {
 
     #[test]
     fn markup_and_quotes_are_escaped() {
-        assert_eq!(esc("<script>alert('x')</script>&\""), "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;");
+        let out = table(&["<h>"], &[vec![html! { ("<script>alert('x')</script>&\"") }]], "").into_string();
+        assert!(out.contains("&lt;script&gt;alert(") && out.contains("&lt;/script&gt;&amp;&quot;"), "{out}");
+        assert!(out.contains("&lt;h&gt;") && !out.contains("<script"), "{out}");
     }
 
     #[test]
     fn evidence_never_carries_raw_markup() {
         let json = serde_json::json!({"device": "<img src=x onerror=alert(1)>", "nested": {"a": "<b>"}});
-        let out = evidence(&json, "evidence");
+        let out = evidence(&json, "evidence").into_string();
         assert!(!out.contains("<img"), "{out}");
         assert!(out.contains("&lt;img") && out.contains("&quot;&lt;b&gt;&quot;"), "{out}");
     }

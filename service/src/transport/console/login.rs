@@ -17,18 +17,19 @@ const CONSOLE_ROLES: &[Role] = &[Role::Analyst, Role::Admin];
 
 fn login_page(console: &Console, status: StatusCode, error: Option<&str>) -> Response {
     let token = console.login_tokens.issue();
-    let error = error.map(|e| format!("<p class=\"error\">{}</p>", html::esc(e))).unwrap_or_default();
-    let body = format!(
-        "{error}<form class=\"login\" method=\"post\" action=\"/login\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
-         <label for=\"api_key\">Analyst API key</label>\
-         <input id=\"api_key\" name=\"api_key\" type=\"password\" autocomplete=\"off\" required \
-         placeholder=\"tk.key_….…\">\
-         <button type=\"submit\">Log in</button></form>\
-         <p class=\"hint\">Use an <code>analyst</code> (or <code>admin</code>) key: \
-         <code>tether keys create --role analyst</code>.</p>"
-    );
-    let mut response = html::page(status, "Log in", None, &body);
+    let body = maud::html! {
+        @if let Some(error) = error { p.error { (error) } }
+        form.login method="post" action="/login" {
+            input type="hidden" name="csrf" value=(token);
+            label for="api_key" { "Analyst API key" }
+            input #api_key name="api_key" type="password" autocomplete="off" required placeholder="tk.key_….…";
+            button type="submit" { "Log in" }
+        }
+        p.hint {
+            "Use an " code { "analyst" } " (or " code { "admin" } ") key: " code { "tether keys create --role analyst" } "."
+        }
+    };
+    let mut response = html::page(status, "Log in", None, body);
     response.headers_mut().append(header::SET_COOKIE, session::set_cookie(LOGIN_COOKIE, &token, LOGIN_FORM_TTL));
     response
 }

@@ -4,7 +4,8 @@
 //!
 //! Security: analyst or admin API-key login (gateway keys refused), a
 //! server-side session per login, a CSRF token in every POST form, every
-//! query scoped to the key's tenant, every database value HTML-escaped, and
+//! query scoped to the key's tenant, every value rendered through maud (which
+//! escapes it), and
 //! flag reviews through the same domain path (and audit entry) as gRPC.
 
 mod chart;
@@ -188,9 +189,11 @@ pub fn form(bytes: &[u8]) -> HashMap<String, String> {
 
 /// An error page (no navigation: the error may be that there is no session).
 pub fn failure(status: StatusCode, message: &str) -> Response {
-    let body =
-        format!("<p class=\"error\">{}</p><p><a href=\"/flags\">Back to the console</a></p>", html::esc(message));
-    html::page(status, "Something went wrong", None, &body)
+    let body = maud::html! {
+        p.error { (message) }
+        p { a href="/flags" { "Back to the console" } }
+    };
+    html::page(status, "Something went wrong", None, body)
 }
 
 /// Maps a domain error as gRPC would (storage details stay in the server log).

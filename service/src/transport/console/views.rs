@@ -1,7 +1,7 @@
 //! Read-only pages: the audit log and presence failures over time.
 
 use super::chart::{self, Bar};
-use super::html::{self, esc};
+use super::html;
 use super::{Analyst, Console, api_failure, failure, form};
 use crate::store::audit;
 use crate::store::presence::{self, Cursor, EventFilter};
@@ -9,7 +9,7 @@ use crate::util::now_ms;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use std::fmt::Write;
+use maud::{Markup, html};
 use std::sync::Arc;
 use tether_attestation::audit_chain::verify_chain;
 
@@ -29,32 +29,32 @@ pub async fn audit(State(console): State<Arc<Console>>, analyst: Analyst) -> Res
     };
     // The shown entries must link to each other; `tether audit verify` checks the whole chain.
     let integrity = match entries.first() {
-        None => String::new(),
+        None => html! {},
         Some(first) => match verify_chain(&entries, first.seq - 1, &first.prev_hash) {
-            Ok(_) => "<p class=\"ok\">The entries below link into an intact hash chain.</p>".into(),
-            Err(broken) => format!("<p class=\"error\">{}</p>", esc(&broken.to_string())),
+            Ok(_) => html! { p.ok { "The entries below link into an intact hash chain." } },
+            Err(broken) => html! { p.error { (broken.to_string()) } },
         },
     };
-    let rows: Vec<Vec<String>> = entries
+    let rows: Vec<Vec<Markup>> = entries
         .iter()
         .rev()
         .map(|e| {
             vec![
-                e.seq.to_string(),
-                html::time(e.at_ms),
-                esc(&e.actor),
-                format!("<code>{}</code>", esc(&e.action)),
-                esc(&e.target),
+                html! { (e.seq) },
+                html! { (html::time(e.at_ms)) },
+                html! { (e.actor) },
+                html! { code { (e.action) } },
+                html! { (e.target) },
                 html::evidence(&serde_json::from_str(&e.details_json).unwrap_or_default(), "details"),
             ]
         })
         .collect();
-    let body = format!(
-        "<p>Chain head: entry {head_seq}, <code>{}</code>. Newest {AUDIT_PAGE} entries, newest first.</p>{integrity}{}",
-        esc(&head_hash),
-        html::table(&["#", "Time", "Actor", "Action", "Target", "Details"], &rows, "The audit log is empty.")
-    );
-    html::page(StatusCode::OK, "Audit log", Some(&analyst.nav()), &body)
+    let body = html! {
+        p { "Chain head: entry " (head_seq) ", " code { (head_hash) } ". Newest " (AUDIT_PAGE) " entries, newest first." }
+        (integrity)
+        (html::table(&["#", "Time", "Actor", "Action", "Target", "Details"], &rows, "The audit log is empty."))
+    };
+    html::page(StatusCode::OK, "Audit log", Some(&analyst.nav()), body)
 }
 
 /// Chart ranges: name, label, bucket length, number of buckets.
@@ -112,24 +112,27 @@ pub async fn presence(State(console): State<Arc<Console>>, analyst: Analyst, Raw
             _ => break,
         }
     }
-    let mut body = String::from("<p class=\"tabs\">");
-    for (name, label, _, _) in RANGES {
-        let class = if *name == range { " class=\"current\"" } else { "" };
-        let _ = write!(body, "<a{class} href=\"/presence?range={name}\">{label}</a> ");
-    }
-    let _ = write!(body, "</p><p>{seen} failures in the range (UTC buckets).</p>");
-    if truncated {
-        let _ = write!(body, "<p class=\"error\">Only the newest {MAX_EVENTS} failures are counted.</p>");
-    }
-    body.push_str(&chart::stacked_bars(&bars));
     let mut headers = vec!["Bucket"];
     headers.extend(chart::OUTCOMES.iter().map(|(name, _)| *name));
-    let rows: Vec<Vec<String>> = bars
+    let rows: Vec<Vec<Markup>> = bars
         .iter()
         .rev()
         .filter(|b| b.counts.iter().any(|c| *c > 0))
-        .map(|b| std::iter::once(esc(&b.label)).chain(b.counts.iter().map(u64::to_string)).collect())
+        .map(|b| std::iter::once(html! { (b.label) }).chain(b.counts.iter().map(|c| html! { (c) })).collect())
         .collect();
-    body.push_str(&html::table(&headers, &rows, "No presence failures in this range."));
-    html::page(StatusCode::OK, "Presence failures", Some(&analyst.nav()), &body)
+    let body = html! {
+        p.tabs {
+            @for (name, label, _, _) in RANGES {
+                a.current[*name == range] href={ "/presence?range=" (name) } { (label) }
+                " "
+            }
+        }
+        p { (seen) " failures in the range (UTC buckets)." }
+        @if truncated {
+            p.error { "Only the newest " (MAX_EVENTS) " failures are counted." }
+        }
+        (chart::stacked_bars(&bars))
+        (html::table(&headers, &rows, "No presence failures in this range."))
+    };
+    html::page(StatusCode::OK, "Presence failures", Some(&analyst.nav()), body)
 }
