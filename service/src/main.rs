@@ -84,6 +84,7 @@ enum Command {
         access_tokens: AccessTokenArgs,
         #[command(flatten)]
         mds: MdsArgs,
+        #[command(flatten)]
         web: WebArgs,
     },
     /// Apply pending schema migrations and exit (for deployment jobs; `serve` also applies them).
