@@ -82,6 +82,8 @@ enum Command {
         metrics_listen: Option<String>,
         #[command(flatten)]
         access_tokens: AccessTokenArgs,
+        #[command(flatten)]
+        web: WebArgs,
     },
     /// Apply pending schema migrations and exit (for deployment jobs; `serve` also applies them).
     Migrate {
@@ -251,6 +253,19 @@ impl ConsoleSessionArgs {
 }
 
 #[derive(clap::Args)]
+struct WebArgs {
+    /// Serve the workers' web app (enrollment and presence through the browser's WebAuthn) on
+    /// this address (off unless set; port 0 picks a free one; the chosen address is printed).
+    /// TLS with --tls-cert/--tls-key; plain HTTP only on a loopback address.
+    #[arg(long, env = "TETHER_WEB_LISTEN")]
+    web_listen: Option<String>,
+    /// Reverse proxies (CIDR, comma-separated or repeated) whose X-Forwarded-For names the
+    /// worker's address for the web app; from any other peer the header is ignored.
+    #[arg(long, env = "TETHER_WEB_TRUSTED_PROXY", value_delimiter = ',')]
+    web_trusted_proxy: Vec<ipnet::IpNet>,
+}
+
+#[derive(clap::Args)]
 struct TlsArgs {
     /// Serve TLS with this PEM certificate chain (plaintext without it).
     #[arg(long, env = "TETHER_TLS_CERT")]
@@ -391,10 +406,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
             console_listen,
             metrics_listen,
             access_tokens,
+            web,
         } => {
             let limits = limits.settings()?;
             let store_options = database.options()?;
             let token_keys = access_tokens.load()?;
+            let web_tls = match (&web.web_listen, &tls.tls_cert, &tls.tls_key) {
+                (Some(_), Some(cert), Some(key)) => Some(
+                    tetherd::transport::web::tls::Acceptor::from_pem_files(cert, key)
+                        .map_err(|e| anyhow::anyhow!(e))?,
+                ),
+                _ => None,
+            };
             let tls = tetherd::process::tls::TlsFiles {
                 cert: tls.tls_cert,
                 key: tls.tls_key,
@@ -439,6 +462,22 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 // Printed before the gRPC line, which tells scripts that startup is complete.
                 println!("tether console listening on http://{}", console.local_addr()?);
                 tetherd::transport::console::spawn(app.clone(), console);
+            }
+            if let Some(address) = web.web_listen {
+                let listener = tokio::net::TcpListener::bind(&address)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {address} (--web-listen): {e}"))?;
+                let local = listener.local_addr()?;
+                if web_tls.is_none() {
+                    tetherd::transport::web::check_plain_http_allowed(&local).map_err(|e| anyhow::anyhow!(e))?;
+                }
+                let scheme = if web_tls.is_some() { "https" } else { "http" };
+                println!("tether web app listening on {scheme}://{local}");
+                let settings = tetherd::transport::web::WebSettings {
+                    trusted_proxies: web.web_trusted_proxy,
+                    tls: web_tls.is_some(),
+                };
+                tetherd::transport::web::spawn(app.clone(), listener, settings, web_tls);
             }
             tetherd::telemetry::prometheus::start(metrics_listen.as_deref(), app.stopping.subscribe()).await?;
             let listener = tokio::net::TcpListener::bind(&listen)

@@ -111,6 +111,20 @@ pub async fn get_by_name(store: &Store, name: &str) -> StoreResult<Option<Tenant
     row.as_ref().map(from_row).transpose()
 }
 
+/// Tenants whose configured origin is one of `origins` (at most a few; the
+/// caller decides what more than one means).
+pub async fn by_origins(store: &Store, origins: &[String]) -> StoreResult<Vec<Tenant>> {
+    let mut found = Vec::new();
+    for origin in origins {
+        let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM tenants WHERE origin = $1 ORDER BY id LIMIT 2"));
+        let rows = sqlx::query(sql).bind(origin).fetch_all(store.pool()).await?;
+        for row in &rows {
+            found.push(from_row(row)?);
+        }
+    }
+    Ok(found)
+}
+
 pub async fn list(store: &Store) -> StoreResult<Vec<Tenant>> {
     let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM tenants ORDER BY id"));
     let rows = sqlx::query(sql).fetch_all(store.pool()).await?;

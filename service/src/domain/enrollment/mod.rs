@@ -7,6 +7,7 @@ pub mod tpm;
 use crate::domain::app::App;
 use crate::domain::audit;
 use crate::domain::error::{ApiError, ApiResult};
+use crate::domain::limits::Kind;
 use crate::domain::risk_live::PendingEvent;
 use crate::store::credentials::Credential;
 use crate::store::enrollment::{EnrollmentSession, EnrollmentToken};
@@ -76,8 +77,29 @@ pub(crate) async fn usable_token(app: &App, secret: &str) -> ApiResult<Enrollmen
     Ok(token)
 }
 
-pub async fn begin(app: &App, token_secret: &str) -> ApiResult<Begun> {
+/// Enrollment is limited per source address and per token (by its hash, so
+/// the secret is not kept in memory), whichever surface the call came through.
+pub fn limit(app: &App, source_ip: &str, token: &str) -> ApiResult<()> {
+    app.limits.check(Kind::EnrollmentPerAddress, source_ip)?;
+    app.limits.check(Kind::EnrollmentPerToken, &b64url(&sha256(token.trim().as_bytes())))
+}
+
+/// The refusal of a token or ceremony used on another tenant's site.
+fn other_tenant() -> ApiError {
+    ApiError::denied(
+        "this enrollment token belongs to another organization's enrollment site; \
+         open the enrollment link your administrator sent you",
+    )
+}
+
+/// Opens a registration ceremony. With `site_tenant` (the web app: the tenant
+/// whose origin served the page) a token of any other tenant is refused
+/// before anything is written.
+pub async fn begin(app: &App, token_secret: &str, site_tenant: Option<&str>) -> ApiResult<Begun> {
     let token = usable_token(app, token_secret).await?;
+    if site_tenant.is_some_and(|t| t != token.tenant_id) {
+        return Err(other_tenant());
+    }
     let tenant = tenants::get(&app.store, &token.tenant_id)
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("token {} names a missing tenant", token.id)))?;
@@ -140,10 +162,14 @@ pub async fn finish(
     token_secret: &str,
     registration_json: &str,
     source_ip: &str,
+    site_tenant: Option<&str>,
 ) -> ApiResult<Credential> {
     let session = enrollment::session(&app.store, enrollment_id.trim())
         .await?
         .ok_or_else(|| ApiError::not_found("no such enrollment; call BeginEnrollment first"))?;
+    if site_tenant.is_some_and(|t| t != session.tenant_id) {
+        return Err(other_tenant());
+    }
     let token = usable_token(app, token_secret).await?;
     let now = check_ceremony(&token, &session.token_id, session.finished_at_ms, session.expires_at_ms)?;
     let response = RegistrationResponseJson::from_json(registration_json)

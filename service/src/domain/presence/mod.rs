@@ -112,6 +112,22 @@ pub async fn sweep_missed(app: &App) -> ApiResult<usize> {
     Ok(missed)
 }
 
+/// A live credential, its tenant and its open challenges, for every surface
+/// that shows a device what to answer (gRPC streams and polls, the web app).
+pub async fn open_challenges(app: &App, credential_id: &str) -> ApiResult<(Credential, Tenant, Vec<Challenge>)> {
+    let credential =
+        credentials::get(&app.store, credential_id).await?.ok_or_else(|| ApiError::not_found("no such credential"))?;
+    crate::telemetry::set_tenant(&credential.tenant_id);
+    if credential.revoked_at_ms.is_some() {
+        return Err(ApiError::denied("the credential has been revoked"));
+    }
+    let tenant = tenants::get(&app.store, &credential.tenant_id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("credential {credential_id} names a missing tenant")))?;
+    let open = presence::pending_for_credential(&app.store, credential_id, now_ms()).await?;
+    Ok((credential, tenant, open))
+}
+
 pub fn to_proto(challenge: &Challenge, tenant: &Tenant) -> pb::PresenceChallenge {
     let options = RequestOptionsJson {
         challenge: b64url(&challenge.nonce),

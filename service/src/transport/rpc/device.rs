@@ -6,10 +6,8 @@ use super::peer_ip;
 use crate::domain::app::App;
 use crate::domain::enrollment::{self, tpm as tpm_enrollment};
 use crate::domain::error::{ApiError, ApiResult, required};
-use crate::domain::limits::Kind;
 use crate::domain::presence::{self, tpm as tpm_presence};
-use crate::store::{StoreError, credentials, presence as presence_store, tenants};
-use crate::util::now_ms;
+use crate::store::credentials;
 use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,12 +21,7 @@ use tonic::{Request, Response, Status};
 
 type Reply<T> = Result<Response<T>, Status>;
 
-/// Enrollment is limited per source address and per token (by its hash, so
-/// the secret is not kept in memory).
-fn limit_enrollment(app: &App, source_ip: &str, token: &str) -> Result<(), ApiError> {
-    app.limits.check(Kind::EnrollmentPerAddress, source_ip)?;
-    app.limits.check(Kind::EnrollmentPerToken, &crate::util::b64url(&crate::util::sha256(token.trim().as_bytes())))
-}
+use enrollment::limit as limit_enrollment;
 
 pub struct EnrollmentApi {
     pub app: Arc<App>,
@@ -41,7 +34,7 @@ impl EnrollmentService for EnrollmentApi {
         request: Request<pb::BeginEnrollmentRequest>,
     ) -> Reply<pb::BeginEnrollmentResponse> {
         limit_enrollment(&self.app, &peer_ip(&request), &request.get_ref().token)?;
-        let begun = enrollment::begin(&self.app, &request.get_ref().token).await?;
+        let begun = enrollment::begin(&self.app, &request.get_ref().token, None).await?;
         Ok(Response::new(pb::BeginEnrollmentResponse {
             enrollment_id: begun.session.id,
             creation_options_json: begun.creation_options_json,
@@ -60,7 +53,7 @@ impl EnrollmentService for EnrollmentApi {
         limit_enrollment(&self.app, &source_ip, &request.get_ref().token)?;
         let r = request.into_inner();
         let finish =
-            enrollment::finish(&self.app, &r.enrollment_id, &r.token, &r.registration_response_json, &source_ip);
+            enrollment::finish(&self.app, &r.enrollment_id, &r.token, &r.registration_response_json, &source_ip, None);
         let c = counted_enrollment("webauthn", finish).await?;
         Ok(Response::new(pb::FinishEnrollmentResponse {
             device_id: c.device_id,
@@ -119,16 +112,7 @@ pub struct PresenceApi {
 
 /// Open challenges for an active credential, as the agent sees them.
 async fn pending(app: &App, credential_id: &str) -> ApiResult<Vec<pb::PresenceChallenge>> {
-    let credential =
-        credentials::get(&app.store, credential_id).await?.ok_or_else(|| ApiError::not_found("no such credential"))?;
-    crate::telemetry::set_tenant(&credential.tenant_id);
-    if credential.revoked_at_ms.is_some() {
-        return Err(ApiError::denied("the credential has been revoked"));
-    }
-    let tenant = tenants::get(&app.store, &credential.tenant_id)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("credential {credential_id} names a missing tenant")))?;
-    let open = presence_store::pending_for_credential(&app.store, credential_id, now_ms()).await?;
+    let (_credential, tenant, open) = presence::open_challenges(app, credential_id).await?;
     Ok(open.iter().map(|c| presence::to_proto(c, &tenant)).collect())
 }
 
@@ -240,7 +224,7 @@ impl PresenceService for PresenceApi {
 
 /// Awaits a finishing enrollment step and counts how it ended, by key kind
 /// (`webauthn`, `tpm`) and attestation format.
-async fn counted_enrollment(
+pub(crate) async fn counted_enrollment(
     kind: &'static str,
     finish: impl std::future::Future<Output = ApiResult<credentials::Credential>>,
 ) -> ApiResult<credentials::Credential> {
