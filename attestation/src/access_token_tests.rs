@@ -1,15 +1,26 @@
 use super::*;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::rand::SystemRandom;
 
+/// Whole seconds, as JWTs carry times.
 const NOW: i64 = 1_700_000_000_000;
 
+fn signer_of(algorithm: KeyAlgorithm) -> AccessTokenSigner {
+    AccessTokenSigner::from_pkcs8(&generate_pkcs8(algorithm).unwrap()).unwrap()
+}
+
 fn new_signer() -> AccessTokenSigner {
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
-    AccessTokenSigner::from_pkcs8(pkcs8.as_ref()).unwrap()
+    signer_of(KeyAlgorithm::EdDsa)
+}
+
+fn both() -> [AccessTokenSigner; 2] {
+    [signer_of(KeyAlgorithm::EdDsa), signer_of(KeyAlgorithm::Es256)]
 }
 
 fn claims() -> AccessTokenClaims {
     AccessTokenClaims {
+        issuer: "https://tether.example".into(),
         tenant_id: "ten_1".into(),
         worker_external_id: "alice".into(),
         device_id: "dev_1".into(),
@@ -22,69 +33,119 @@ fn claims() -> AccessTokenClaims {
     }
 }
 
-/// The signer's key, accepting tenant `ten_1` (the tenant of [`claims`]).
+/// The signer's key, accepting tenant `ten_1` from the issuer of [`claims`].
 fn keys(signer: &AccessTokenSigner) -> KeySet {
-    KeySet::new("ten_1", vec![signer.verifying_key().clone()]).unwrap()
+    KeySet::new("ten_1", "https://tether.example", vec![signer.verifying_key().clone()]).unwrap()
+}
+
+fn b64_json(value: &serde_json::Value) -> String {
+    URL_SAFE_NO_PAD.encode(value.to_string())
+}
+
+fn part(token: &str, n: usize) -> serde_json::Value {
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').nth(n).unwrap()).unwrap()).unwrap()
 }
 
 #[test]
-fn a_signed_token_verifies_with_its_claims() {
-    let signer = new_signer();
-    let token = signer.sign(&claims()).unwrap();
-    assert!(token.starts_with(&format!("tt1.{}.", signer.key_id())));
-    let got = verify(&token, &keys(&signer), NOW + 1000, Some("192.0.2.7")).unwrap();
-    assert_eq!(got.worker_external_id, "alice");
-    assert_eq!(got.source_ip, "192.0.2.7", "IPv4-mapped IPv6 is folded");
-    assert_eq!(got.key_id, signer.key_id());
-    assert_eq!(got.expires_at_ms, NOW + 300_000);
-    // Presented as mapped IPv6 matches too.
-    assert!(verify(&token, &keys(&signer), NOW, Some("::ffff:192.0.2.7")).is_ok());
-    // Without an address to compare, only the signature and times are checked.
-    assert!(verify(&token, &keys(&signer), NOW, None).is_ok());
+fn a_signed_token_is_a_jwt_and_verifies_with_its_claims() {
+    for signer in both() {
+        let token = signer.sign(&claims()).unwrap();
+        let alg = signer.verifying_key().algorithm.jws_name();
+        assert_eq!(part(&token, 0), serde_json::json!({"typ": "JWT", "alg": alg, "kid": signer.key_id()}));
+        let payload = part(&token, 1);
+        assert_eq!(payload["sub"], "alice");
+        assert_eq!(payload["aud"], "ten_1");
+        assert_eq!(payload["iss"], "https://tether.example");
+        assert_eq!((payload["iat"].as_i64(), payload["exp"].as_i64()), (Some(NOW / 1000), Some(NOW / 1000 + 300)));
+        assert_eq!(payload["source_ip"], "192.0.2.7");
+        let got = verify(&token, &keys(&signer), NOW + 1000, Some("192.0.2.7")).unwrap();
+        assert_eq!(got.worker_external_id, "alice");
+        assert_eq!(got.source_ip, "192.0.2.7", "IPv4-mapped IPv6 is folded");
+        assert_eq!(got.key_id, signer.key_id());
+        assert_eq!(got.expires_at_ms, NOW + 300_000);
+        assert!(verify(&token, &keys(&signer), NOW, Some("::ffff:192.0.2.7")).is_ok());
+        assert!(verify(&token, &keys(&signer), NOW, None).is_ok());
+    }
 }
 
 #[test]
 fn key_id_is_derived_from_the_public_key() {
-    let signer = new_signer();
-    assert_eq!(signer.key_id(), key_id_for(&signer.verifying_key().public_key));
-    assert_eq!(signer.key_id().len(), 16);
-    let other = new_signer();
-    assert_ne!(signer.key_id(), other.key_id());
+    for signer in both() {
+        assert_eq!(signer.key_id(), key_id_for(&signer.verifying_key().public_key));
+        assert_eq!(signer.key_id().len(), 16);
+    }
+    assert_ne!(new_signer().key_id(), new_signer().key_id());
 }
 
 #[test]
 fn pem_and_der_keys_load_alike() {
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
-    let der = AccessTokenSigner::from_pkcs8(pkcs8.as_ref()).unwrap();
-    let pem = AccessTokenSigner::from_pkcs8(pkcs8_to_pem(pkcs8.as_ref()).as_bytes()).unwrap();
-    assert_eq!(der.key_id(), pem.key_id());
+    for algorithm in [KeyAlgorithm::EdDsa, KeyAlgorithm::Es256] {
+        let pkcs8 = generate_pkcs8(algorithm).unwrap();
+        let der = AccessTokenSigner::from_pkcs8(&pkcs8).unwrap();
+        let pem = AccessTokenSigner::from_pkcs8(pkcs8_to_pem(&pkcs8).as_bytes()).unwrap();
+        assert_eq!(der.key_id(), pem.key_id());
+        assert_eq!(der.verifying_key().algorithm, algorithm);
+    }
     assert!(matches!(AccessTokenSigner::from_pkcs8(b"not a key"), Err(AccessTokenError::InvalidKey(_))));
     let rsa_pem = "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n";
     assert!(matches!(AccessTokenSigner::from_pkcs8(rsa_pem.as_bytes()), Err(AccessTokenError::InvalidKey(_))));
+    // OpenSSL's `genpkey -algorithm ed25519` writes PKCS#8 v1.
+    let v1 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+    assert!(AccessTokenSigner::from_pkcs8(v1.as_ref()).is_ok());
 }
 
 #[test]
 fn a_token_from_another_key_with_the_same_id_is_a_bad_signature() {
-    let signer = new_signer();
-    let forger = new_signer();
-    let forged = forger.sign(&claims()).unwrap();
-    // Re-label the forger's token with the real key id.
-    let relabeled = forged.replacen(forger.key_id(), signer.key_id(), 1);
-    assert_eq!(verify(&relabeled, &keys(&signer), NOW, None).unwrap_err().code(), "bad_signature");
-    assert_eq!(verify(&forged, &keys(&signer), NOW, None).unwrap_err().code(), "unknown_key_id");
+    for (signer, forger) in
+        [(new_signer(), new_signer()), (signer_of(KeyAlgorithm::Es256), signer_of(KeyAlgorithm::Es256))]
+    {
+        let forged = forger.sign(&claims()).unwrap();
+        let [_, body, sig] = <[&str; 3]>::try_from(forged.split('.').collect::<Vec<_>>()).unwrap();
+        let alg = signer.verifying_key().algorithm.jws_name();
+        let header = b64_json(&serde_json::json!({"typ": "JWT", "alg": alg, "kid": signer.key_id()}));
+        let relabeled = format!("{header}.{body}.{sig}");
+        assert_eq!(verify(&relabeled, &keys(&signer), NOW, None).unwrap_err().code(), "bad_signature");
+        assert_eq!(verify(&forged, &keys(&signer), NOW, None).unwrap_err().code(), "unknown_key_id");
+    }
 }
 
 #[test]
 fn an_altered_payload_is_a_bad_signature() {
+    for signer in both() {
+        let token = signer.sign(&claims()).unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
+        let mut other = claims();
+        other.worker_external_id = "mallory".into();
+        let other_token = signer.sign(&other).unwrap();
+        let spliced = format!("{}.{}.{}", parts[0], other_token.split('.').nth(1).unwrap(), parts[2]);
+        assert_eq!(verify(&spliced, &keys(&signer), NOW, None).unwrap_err().code(), "bad_signature");
+    }
+}
+
+#[test]
+fn the_algorithm_is_pinned_by_the_key_never_by_the_token() {
     let signer = new_signer();
     let token = signer.sign(&claims()).unwrap();
-    let parts: Vec<&str> = token.split('.').collect();
-    let mut other = claims();
-    other.worker_external_id = "mallory".into();
-    let other_token = signer.sign(&other).unwrap();
-    let other_payload = other_token.split('.').nth(2).unwrap();
-    let spliced = format!("{}.{}.{}.{}", parts[0], parts[1], other_payload, parts[3]);
-    assert_eq!(verify(&spliced, &keys(&signer), NOW, None).unwrap_err().code(), "bad_signature");
+    let [_, body, sig] = <[&str; 3]>::try_from(token.split('.').collect::<Vec<_>>()).unwrap();
+    let k = keys(&signer);
+    for alg in ["none", "HS256", "ES256", "RS256", "PS256"] {
+        let header = b64_json(&serde_json::json!({"typ": "JWT", "alg": alg, "kid": signer.key_id()}));
+        for forged in [format!("{header}.{body}.{sig}"), format!("{header}.{body}.")] {
+            let err = verify(&forged, &k, NOW, None).unwrap_err();
+            assert!(matches!(err.code(), "wrong_algorithm" | "malformed"), "{alg}: {err}");
+        }
+    }
+    // HMAC keyed with the public key (the classic confusion) is refused before any MAC is computed.
+    let header = b64_json(&serde_json::json!({"alg": "HS256", "kid": signer.key_id()}));
+    let mac = ring::hmac::sign(
+        &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &signer.verifying_key().public_key),
+        format!("{header}.{body}").as_bytes(),
+    );
+    let confused = format!("{header}.{body}.{}", URL_SAFE_NO_PAD.encode(mac.as_ref()));
+    assert_eq!(verify(&confused, &k, NOW, None).unwrap_err().code(), "wrong_algorithm");
+    // A header without a kid names no key.
+    let header = b64_json(&serde_json::json!({"alg": "EdDSA"}));
+    assert_eq!(verify(&format!("{header}.{body}.{sig}"), &k, NOW, None).unwrap_err().code(), "malformed");
 }
 
 #[test]
@@ -92,8 +153,9 @@ fn time_bounds_are_enforced() {
     let signer = new_signer();
     let token = signer.sign(&claims()).unwrap();
     let k = keys(&signer);
-    assert_eq!(verify(&token, &k, NOW + 300_000, None).unwrap_err().code(), "expired");
-    assert!(verify(&token, &k, NOW + 299_999, None).is_ok());
+    let exp = NOW + 300_000;
+    assert_eq!(verify(&token, &k, exp + EXPIRY_LEEWAY_MS, None).unwrap_err().code(), "expired");
+    assert!(verify(&token, &k, exp + EXPIRY_LEEWAY_MS - 1, None).is_ok(), "a small leeway after exp");
     assert!(verify(&token, &k, NOW - CLOCK_SKEW_MS, None).is_ok(), "a lagging verifier clock is tolerated");
     assert_eq!(verify(&token, &k, NOW - CLOCK_SKEW_MS - 1, None).unwrap_err().code(), "not_yet_valid");
 }
@@ -102,16 +164,22 @@ fn time_bounds_are_enforced() {
 fn the_signer_refuses_bad_claims() {
     let signer = new_signer();
     let mut c = claims();
-    c.expires_at_ms = c.issued_at_ms + MAX_LIFETIME_MS + 1;
+    c.expires_at_ms = c.issued_at_ms + MAX_LIFETIME_MS + 1000;
     assert_eq!(signer.sign(&c).unwrap_err().code(), "invalid_claims");
     let mut c = claims();
     c.expires_at_ms = c.issued_at_ms;
     assert_eq!(signer.sign(&c).unwrap_err().code(), "invalid_claims");
     let mut c = claims();
+    c.expires_at_ms += 1;
+    assert_eq!(signer.sign(&c).unwrap_err().code(), "invalid_claims", "JWT times are whole seconds");
+    let mut c = claims();
     c.source_ip = "gateway.example".into();
     assert_eq!(signer.sign(&c).unwrap_err().code(), "invalid_claims");
     let mut c = claims();
     c.device_id = "d".repeat(MAX_FIELD_LEN + 1);
+    assert_eq!(signer.sign(&c).unwrap_err().code(), "invalid_claims");
+    let mut c = claims();
+    c.issuer = String::new();
     assert_eq!(signer.sign(&c).unwrap_err().code(), "invalid_claims");
 }
 
@@ -130,18 +198,15 @@ fn garbage_is_malformed_never_accepted() {
     let signer = new_signer();
     let k = keys(&signer);
     let token = signer.sign(&claims()).unwrap();
-    let kid = signer.key_id();
     for garbage in [
         String::new(),
-        "tt1".into(),
-        "tt1...".into(),
-        format!("tt2.{kid}.e30.AAAA"),
-        format!("tt1.{}.e30.AAAA", kid.to_uppercase()),
-        format!("tt1.{kid}.e30"),
+        "a.b".into(),
+        "..".into(),
+        "e30.e30.AAAA".into(),
         format!("{token}.extra"),
         format!("{token} "),
-        format!("tt1.{kid}.e30.AA+A"),
-        "tt1.short.e30.AAAA".into(),
+        format!("tt1.{}.e30.AAAA", signer.key_id()),
+        token.replace('-', "+"),
         "ünïcödé".into(),
     ] {
         let err = verify(&garbage, &k, NOW, None).unwrap_err();
@@ -156,91 +221,110 @@ fn garbage_is_malformed_never_accepted() {
 
 #[test]
 fn signed_but_malformed_payloads_are_refused() {
-    // A payload the real key signed but with extra members or missing ones:
-    // sign by hand with the key pair to bypass the signer's checks.
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
-    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-    let signer = AccessTokenSigner::from_pkcs8(pkcs8.as_ref()).unwrap();
-    let sign_raw = |json: &str| {
-        let signed = format!("tt1.{}.{}", signer.key_id(), URL_SAFE_NO_PAD.encode(json));
-        format!("{signed}.{}", URL_SAFE_NO_PAD.encode(pair.sign(signed.as_bytes()).as_ref()))
+    // Claims the real key signed but that the signer would never write:
+    // sign with the crate directly to bypass the signer's checks.
+    let pkcs8 = generate_pkcs8(KeyAlgorithm::EdDsa).unwrap();
+    let signer = AccessTokenSigner::from_pkcs8(&pkcs8).unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some(signer.key_id().into());
+    let sign_raw = |mut extra: serde_json::Value| {
+        let mut claims = serde_json::json!({
+            "iss": "https://tether.example", "sub": "w", "aud": "ten_1", "tenant": "ten_1", "device": "d",
+            "credential": "c", "source_ip": "127.0.0.1", "iat": NOW / 1000, "exp": NOW / 1000 + 60, "jti": "j",
+        });
+        for (name, value) in extra.as_object_mut().unwrap().iter() {
+            if value.is_null() {
+                claims.as_object_mut().unwrap().remove(name);
+            } else {
+                claims[name] = value.clone();
+            }
+        }
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ed_der(&pkcs8)).unwrap()
     };
     let k = keys(&signer);
-    let base = r#""ten":"ten_1","wrk":"w","dev":"d","cred":"c","ip":"127.0.0.1","iat":1700000000000,"jti":"j""#;
-    let ok = sign_raw(&format!("{{{base},\"exp\":1700000060000}}"));
-    assert!(verify(&ok, &k, NOW, Some("127.0.0.1")).is_ok());
-    let extra = sign_raw(&format!("{{{base},\"exp\":1700000060000,\"admin\":true}}"));
-    assert_eq!(verify(&extra, &k, NOW, None).unwrap_err().code(), "malformed");
-    let missing = sign_raw(&format!("{{{base}}}"));
-    assert_eq!(verify(&missing, &k, NOW, None).unwrap_err().code(), "malformed");
-    let long_life = sign_raw(&format!("{{{base},\"exp\":{}}}", NOW + MAX_LIFETIME_MS + 1));
-    assert_eq!(verify(&long_life, &k, NOW, None).unwrap_err().code(), "lifetime_too_long");
-    let bad_ip = sign_raw(&format!("{{{},\"exp\":1700000060000}}", base.replace("127.0.0.1", "localhost")));
-    assert_eq!(verify(&bad_ip, &k, NOW, None).unwrap_err().code(), "malformed");
+    assert!(verify(&sign_raw(serde_json::json!({})), &k, NOW, Some("127.0.0.1")).is_ok());
+    for (extra, code) in [
+        (serde_json::json!({"admin": true}), "malformed"),
+        (serde_json::json!({"exp": null}), "malformed"),
+        (serde_json::json!({"aud": ["ten_1"]}), "malformed"),
+        (serde_json::json!({"exp": NOW / 1000 + MAX_LIFETIME_MS / 1000 + 1}), "lifetime_too_long"),
+        (serde_json::json!({"source_ip": "localhost"}), "malformed"),
+        (serde_json::json!({"aud": "ten_2"}), "wrong_tenant"),
+        (serde_json::json!({"tenant": "ten_2"}), "wrong_tenant"),
+        (serde_json::json!({"iss": "https://evil.example"}), "wrong_issuer"),
+    ] {
+        assert_eq!(verify(&sign_raw(extra.clone()), &k, NOW, None).unwrap_err().code(), code, "{extra}");
+    }
 }
 
 #[test]
-fn key_sets_round_trip_and_reject_mismatched_ids() {
-    let a = new_signer();
-    let b = new_signer();
-    let set = KeySetJson {
-        tenant_id: "ten_1".into(),
-        keys: vec![
-            PublishedKeyJson {
-                key_id: a.key_id().into(),
-                public_key: a.verifying_key().public_key_b64(),
-                active: false,
-            },
-            PublishedKeyJson {
-                key_id: b.key_id().into(),
-                public_key: b.verifying_key().public_key_b64(),
-                active: true,
-            },
-        ],
-    };
-    let parsed = parse_key_set(&serde_json::to_string(&set).unwrap()).unwrap();
-    assert_eq!(parsed.keys(), [a.verifying_key().clone(), b.verifying_key().clone()]);
-    assert_eq!(parsed.tenant_id(), "ten_1");
-    let token = a.sign(&claims()).unwrap();
-    assert!(verify(&token, &parsed, NOW, None).is_ok());
+fn key_sets_round_trip_as_jwks_and_reject_mismatched_ids() {
+    let [a, b] = both();
+    let set =
+        KeySet::new("ten_1", "https://tether.example", vec![a.verifying_key().clone(), b.verifying_key().clone()])
+            .unwrap();
+    let parsed = parse_key_set(&set.to_json()).unwrap();
+    assert_eq!(parsed, set);
+    for signer in [&a, &b] {
+        assert!(verify(&signer.sign(&claims()).unwrap(), &parsed, NOW, None).is_ok());
+    }
+    let jwks: serde_json::Value = serde_json::from_str(&jwks_json(set.keys())).unwrap();
+    assert_eq!(jwks["keys"][0]["kty"], "OKP");
+    assert_eq!(jwks["keys"][0]["crv"], "Ed25519");
+    assert_eq!(jwks["keys"][1]["kty"], "EC");
+    assert_eq!(jwks["keys"][1]["crv"], "P-256");
+    assert_eq!(parse_jwks(&jwks.to_string()).unwrap(), set.keys());
 
-    let lying = format!(
-        r#"{{"tenant_id":"ten_1","keys":[{{"key_id":"{}","public_key":"{}"}}]}}"#,
-        a.key_id(),
-        b.verifying_key().public_key_b64()
-    );
-    assert_eq!(parse_key_set(&lying).unwrap_err().code(), "invalid_key");
+    let mut lying = jwks.clone();
+    lying["keys"][0]["kid"] = serde_json::json!(b.key_id());
+    assert_eq!(parse_jwks(&lying.to_string()).unwrap_err().code(), "invalid_key");
+    let mut wrong_alg = jwks.clone();
+    wrong_alg["keys"][1]["alg"] = serde_json::json!("HS256");
+    assert_eq!(parse_jwks(&wrong_alg.to_string()).unwrap_err().code(), "invalid_key");
+    let mut off_curve = jwks.clone();
+    off_curve["keys"][1]["y"] = jwks["keys"][1]["x"].clone();
+    assert_eq!(parse_jwks(&off_curve.to_string()).unwrap_err().code(), "invalid_key");
+    let rsa = r#"{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB","kid":"x"}]}"#;
+    assert_eq!(parse_jwks(rsa).unwrap_err().code(), "invalid_key");
     assert_eq!(parse_key_set("[]").unwrap_err().code(), "invalid_key");
 }
 
 #[test]
-fn a_token_of_another_tenant_is_refused_even_under_the_right_key() {
+fn a_token_of_another_tenant_or_issuer_is_refused_even_under_the_right_key() {
     let signer = new_signer();
     let token = signer.sign(&claims()).unwrap();
-    let other_tenant = KeySet::new("ten_2", vec![signer.verifying_key().clone()]).unwrap();
+    let key = vec![signer.verifying_key().clone()];
+    let other_tenant = KeySet::new("ten_2", "https://tether.example", key.clone()).unwrap();
     let err = verify(&token, &other_tenant, NOW, Some("192.0.2.7")).unwrap_err();
     assert_eq!(err, AccessTokenError::WrongTenant { token_tenant: "ten_1".into(), expected: "ten_2".into() });
-    assert_eq!(err.code(), "wrong_tenant");
     assert!(err.to_string().contains("ten_1") && err.to_string().contains("ten_2"), "{err}");
     // Tenant ids compare exactly: no prefix, case or padding games.
     for near in ["ten_", "ten_10", "TEN_1"] {
-        let set = KeySet::new(near, vec![signer.verifying_key().clone()]).unwrap();
+        let set = KeySet::new(near, "https://tether.example", key.clone()).unwrap();
         assert_eq!(verify(&token, &set, NOW, None).unwrap_err().code(), "wrong_tenant", "{near}");
     }
+    let other_issuer = KeySet::new("ten_1", "https://tether.example/", key).unwrap();
+    assert_eq!(verify(&token, &other_issuer, NOW, None).unwrap_err().code(), "wrong_issuer");
     assert!(verify(&token, &keys(&signer), NOW, Some("192.0.2.7")).is_ok());
 }
 
 #[test]
-fn a_key_set_must_name_its_tenant() {
+fn a_key_set_must_name_its_tenant_and_issuer() {
     let key = new_signer().verifying_key().clone();
     for bad in ["", "   ", &"t".repeat(MAX_FIELD_LEN + 1)] {
-        assert_eq!(KeySet::new(bad, vec![key.clone()]).unwrap_err().code(), "invalid_key", "{bad:?}");
+        assert_eq!(KeySet::new(bad, "iss", vec![key.clone()]).unwrap_err().code(), "invalid_key", "{bad:?}");
+        assert_eq!(KeySet::new("ten_1", bad, vec![key.clone()]).unwrap_err().code(), "invalid_key", "{bad:?}");
     }
-    let published = format!(r#"{{"key_id":"{}","public_key":"{}"}}"#, key.key_id, key.public_key_b64());
-    for json in [format!(r#"{{"keys":[{published}]}}"#), format!(r#"{{"tenant_id":" ","keys":[{published}]}}"#)] {
-        let err = parse_key_set(&json).unwrap_err();
+    let jwk = key.to_jwk();
+    for json in [
+        serde_json::json!({"keys": [jwk]}),
+        serde_json::json!({"tenant_id": " ", "issuer": "tether", "keys": [jwk]}),
+        serde_json::json!({"tenant_id": "ten_9", "keys": [jwk]}),
+    ] {
+        let err = parse_key_set(&json.to_string()).unwrap_err();
         assert!(err.to_string().contains("names no tenant"), "{err}");
     }
-    let set = parse_key_set(&format!(r#"{{"tenant_id":"ten_9","keys":[{published}]}}"#)).unwrap();
-    assert_eq!((set.tenant_id(), set.keys()), ("ten_9", &[key][..]));
+    let set = parse_key_set(&serde_json::json!({"tenant_id": "ten_9", "issuer": "tether", "keys": [jwk]}).to_string())
+        .unwrap();
+    assert_eq!((set.tenant_id(), set.issuer(), set.keys()), ("ten_9", "tether", &[key][..]));
 }

@@ -351,6 +351,7 @@ fn access_tokens(out: &Out) -> Result<()> {
     use tether_attestation::access_token::{AccessTokenClaims, pkcs8_to_pem};
     let signer = tether_fuzz::access_token::signer();
     let claims = |ip: &str, iat: i64| AccessTokenClaims {
+        issuer: tether_fuzz::access_token::ISSUER.into(),
         tenant_id: tether_fuzz::access_token::TENANT.into(),
         worker_external_id: "alice".into(),
         device_id: "dev_1".into(),
@@ -371,12 +372,10 @@ fn access_tokens(out: &Out) -> Result<()> {
         let now = (iat + 1000).to_be_bytes();
         out.seed("access_token", &format!("token-{name}"), &frame(&[&now, presented.as_bytes(), token.as_bytes()]))?;
     }
-    let key = signer.verifying_key();
-    let set = serde_json::json!({
-        "tenant_id": tether_fuzz::access_token::TENANT,
-        "keys": [{"key_id": key.key_id, "public_key": key.public_key_b64(), "active": true}],
-    });
-    out.seed("access_token", "key-set.json", &frame(&[b"", b"", set.to_string().as_bytes()]))?;
+    let keys = tether_fuzz::access_token::key_set(tether_fuzz::access_token::TENANT);
+    out.seed("access_token", "key-set.json", &frame(&[b"", b"", keys.to_json().as_bytes()]))?;
+    let jwks = tether_attestation::access_token::jwks_json(keys.keys());
+    out.seed("access_token", "jwks.json", &frame(&[b"", b"", jwks.as_bytes()]))?;
     let pem = pkcs8_to_pem(&tether_fuzz::access_token::signer_pkcs8());
     out.seed("access_token", "signing-key.pem", &frame(&[b"", b"", pem.as_bytes()]))?;
     Ok(())

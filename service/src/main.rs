@@ -284,15 +284,19 @@ struct TlsArgs {
 
 #[derive(clap::Args)]
 struct AccessTokenArgs {
-    /// PKCS#8 Ed25519 private key (PEM or DER) that signs access tokens; without it tokens are off.
-    /// Create one with `tether gateway new-token-key --out FILE`.
+    /// PKCS#8 Ed25519 (EdDSA) or P-256 (ES256) private key (PEM or DER) that signs access tokens (JWTs);
+    /// without it tokens are off. Create one with `tether gateway new-token-key --out FILE`.
     #[arg(long, env = "TETHER_ACCESS_TOKEN_KEY", value_name = "FILE")]
     access_token_key: Option<std::path::PathBuf>,
     /// A previous signing key (repeatable; the environment variable takes a comma-separated list):
     /// tokens it signed still verify and its public key is still published, but it signs nothing.
     #[arg(long, env = "TETHER_ACCESS_TOKEN_PREVIOUS_KEYS", value_name = "FILE", value_delimiter = ',')]
     access_token_previous_key: Vec<std::path::PathBuf>,
-    /// Lifetime of an access token (at most 60m).
+    /// The tokens' issuer (`iss`), which JWT verifiers such as Envoy's jwt_authn must be told; usually
+    /// the URL gateways know this server by.
+    #[arg(long, env = "TETHER_ACCESS_TOKEN_ISSUER", default_value = "tether", value_name = "ISSUER")]
+    access_token_issuer: String,
+    /// Lifetime of an access token (whole seconds, at most 60m).
     #[arg(long, env = "TETHER_ACCESS_TOKEN_TTL", default_value = "5m", value_parser = parse_positive_duration)]
     access_token_ttl: Duration,
 }
@@ -308,6 +312,7 @@ impl AccessTokenArgs {
         tetherd::domain::access::token_keys::TokenKeys::load(
             active,
             &self.access_token_previous_key,
+            &self.access_token_issuer,
             self.access_token_ttl,
         )
         .map(Some)

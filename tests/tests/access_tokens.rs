@@ -30,6 +30,18 @@ fn key_id(path: &Path) -> String {
     AccessTokenSigner::from_pkcs8(&std::fs::read(path).unwrap()).unwrap().key_id().to_string()
 }
 
+/// The `kid` in a token's header.
+fn kid_of(token: &str) -> String {
+    access_token::peek_key_id(token).unwrap()
+}
+
+/// The token with its header replaced by `header` (signature untouched).
+fn with_header(token: &str, header: serde_json::Value) -> String {
+    use base64::Engine;
+    let rest = token.split_once('.').unwrap().1;
+    format!("{}.{rest}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(header.to_string()))
+}
+
 fn key_args(active: &Path, previous: &[&Path]) -> Vec<String> {
     let mut args = vec!["--access-token-key".to_string(), active.display().to_string()];
     for p in previous {
@@ -108,11 +120,8 @@ async fn without_a_key_token_requests_fail_precondition_and_spend_nothing() {
     let mut access = server.access().await;
     let keys = access.get_access_token_keys(authed(&org.gateway_key, pb::GetAccessTokenKeysRequest {})).await;
     assert_eq!(keys.unwrap_err().code(), Code::FailedPrecondition);
-    let check = pb::CheckAccessRequest {
-        access_token: "tt1.x.y.z".into(),
-        source_ip: "127.0.0.1".into(),
-        ..Default::default()
-    };
+    let check =
+        pb::CheckAccessRequest { access_token: "x.y.z".into(), source_ip: "127.0.0.1".into(), ..Default::default() };
     assert_eq!(
         access.check_access(authed(&org.gateway_key, check)).await.unwrap_err().code(),
         Code::FailedPrecondition
@@ -130,7 +139,7 @@ async fn rotation_keeps_old_tokens_valid_until_the_old_key_is_dropped() {
     let mut device = org.enrolled_device(&server, "alice").await;
 
     let token_a = token_for(&server, &mut device).await;
-    assert!(token_a.starts_with(&format!("tt1.{kid_a}.")));
+    assert_eq!(kid_of(&token_a), kid_a);
     let online = check_token(&server, &org.gateway_key, &token_a, "127.0.0.1").await;
     assert!(is_allow(&online), "{:?}", online.reasons);
     assert_eq!(online.device_id, device.device_id);
@@ -138,6 +147,8 @@ async fn rotation_keeps_old_tokens_valid_until_the_old_key_is_dropped() {
     let published = fetch_keys(&server, &org, &keys_file);
     assert_eq!(published["keys"].as_array().unwrap().len(), 1);
     assert_eq!(published["tenant_id"], org.keys.tenant_id.as_str(), "the key set names the fetching gateway's tenant");
+    assert_eq!(published["issuer"], "tether");
+    assert_eq!(published["keys"][0]["kid"], kid_a.as_str());
     let (code, claims) = verify_offline(&keys_file, &token_a, Some("127.0.0.1"));
     assert_eq!(code, 0, "{claims}");
     let claims: serde_json::Value = serde_json::from_str(&claims).unwrap();
@@ -155,8 +166,12 @@ async fn rotation_keeps_old_tokens_valid_until_the_old_key_is_dropped() {
     let published = fetch_keys(&server, &org, &keys_file);
     let listed = published["keys"].as_array().unwrap();
     assert_eq!(listed.len(), 2);
-    assert!(listed.iter().any(|k| k["key_id"] == kid_b.as_str() && k["active"] == true), "{published}");
-    assert!(listed.iter().any(|k| k["key_id"] == kid_a.as_str() && k["active"] == false), "{published}");
+    assert!(listed.iter().any(|k| k["kid"] == kid_b.as_str()) && listed.iter().any(|k| k["kid"] == kid_a.as_str()));
+    let mut access = server.access().await;
+    let keys = access.get_access_token_keys(authed(&org.gateway_key, pb::GetAccessTokenKeysRequest {})).await;
+    let keys = keys.unwrap().into_inner().keys;
+    assert!(keys.iter().any(|k| k.key_id == kid_b && k.active), "{keys:?}");
+    assert!(keys.iter().any(|k| k.key_id == kid_a && !k.active), "{keys:?}");
     assert_eq!(verify_offline(&keys_file, &token_a, Some("127.0.0.1")).0, 0);
     let challenge = tether_e2e::fixtures::challenge_now(&server, &org, &device, 60).await;
     let json = sign(&challenge, &mut device.auth);
@@ -167,7 +182,7 @@ async fn rotation_keeps_old_tokens_valid_until_the_old_key_is_dropped() {
         ..Default::default()
     };
     let token_b = server.presence().await.answer_challenge(request).await.unwrap().into_inner().access_token;
-    assert!(token_b.starts_with(&format!("tt1.{kid_b}.")), "new tokens are signed by B");
+    assert_eq!(kid_of(&token_b), kid_b, "new tokens are signed by B");
     assert_eq!(verify_offline(&keys_file, &token_b, Some("127.0.0.1")).0, 0);
 
     // Step 2: A is gone; its tokens are refused online and offline.
@@ -214,7 +229,8 @@ async fn forged_replayed_mismatched_and_garbage_tokens_deny() {
 
     // Forged: signed by another key relabeled with the server's key id, and an altered payload.
     let forger = AccessTokenSigner::from_pkcs8(&std::fs::read(new_key(dir.path(), "forger.pem")).unwrap()).unwrap();
-    let forger_keys = access_token::KeySet::new(&org.keys.tenant_id, vec![forger.verifying_key().clone()]).unwrap();
+    let forger_keys =
+        access_token::KeySet::new(&org.keys.tenant_id, "tether", vec![forger.verifying_key().clone()]).unwrap();
     assert!(access_token::verify(&token, &forger_keys, 0, None).is_err());
     let real = access_token::verify(
         &token,
@@ -225,13 +241,16 @@ async fn forged_replayed_mismatched_and_garbage_tokens_deny() {
     .unwrap();
     let mut forged_claims = real.clone();
     forged_claims.worker_external_id = "mallory".into();
-    let forged = forger.sign(&forged_claims).unwrap().replacen(forger.key_id(), &real.key_id, 1);
+    let forged = with_header(
+        &forger.sign(&forged_claims).unwrap(),
+        serde_json::json!({"typ": "JWT", "alg": "EdDSA", "kid": real.key_id}),
+    );
     denied(&check_token(&server, &org.gateway_key, &forged, "127.0.0.1").await, pb::DenyReason::AccessTokenInvalid);
     let (code, why) = verify_offline(&keys_file, &forged, Some("127.0.0.1"));
     assert_eq!((code, why.contains("bad_signature")), (1, true), "{why}");
     let parts: Vec<&str> = token.split('.').collect();
-    let forged_payload = forged.split('.').nth(2).unwrap();
-    let spliced = format!("{}.{}.{}.{}", parts[0], parts[1], forged_payload, parts[3]);
+    let forged_payload = forged.split('.').nth(1).unwrap();
+    let spliced = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
     denied(&check_token(&server, &org.gateway_key, &spliced, "127.0.0.1").await, pb::DenyReason::AccessTokenInvalid);
     // Unknown key id.
     let unknown = forger.sign(&forged_claims).unwrap();
@@ -240,7 +259,19 @@ async fn forged_replayed_mismatched_and_garbage_tokens_deny() {
     assert!(response.reasons[0].detail.contains("not among the accepted keys"), "{:?}", response.reasons);
 
     // Garbage.
-    for garbage in ["x", "tt1....", "tt1.0123456789abcdef.e30.AAAA", &"A".repeat(5000), "tt1.ÿ.ÿ.ÿ"] {
+    // No `none`, no HMAC keyed with the public key, no other algorithm than the key's.
+    let none = format!(
+        "{}.",
+        with_header(&token, serde_json::json!({"alg": "none", "kid": real.key_id})).rsplit_once('.').unwrap().0
+    );
+    let hs256 = with_header(&token, serde_json::json!({"alg": "HS256", "kid": real.key_id}));
+    let es256 = with_header(&token, serde_json::json!({"alg": "ES256", "kid": real.key_id}));
+    for (bad, code) in [(&none, "malformed"), (&hs256, "wrong_algorithm"), (&es256, "wrong_algorithm")] {
+        denied(&check_token(&server, &org.gateway_key, bad, "127.0.0.1").await, pb::DenyReason::AccessTokenInvalid);
+        let (exit, why) = verify_offline(&keys_file, bad, Some("127.0.0.1"));
+        assert_eq!((exit, why.contains(code)), (1, true), "{why}");
+    }
+    for garbage in ["x", "....", "e30.e30.AAAA", &"A".repeat(5000), "ÿ.ÿ.ÿ", "tt1.0123456789abcdef.e30.AAAA"] {
         denied(&check_token(&server, &org.gateway_key, garbage, "127.0.0.1").await, pb::DenyReason::AccessTokenInvalid);
     }
     // A valid token for another worker or device than the request names.
@@ -273,7 +304,9 @@ async fn expired_tokens_deny_online_and_offline() {
     let token = token_for(&server, &mut device).await;
     let keys_file = dir.path().join("keys.json");
     assert_eq!(fetch_keys(&server, &org, &keys_file)["keys"].as_array().unwrap().len(), 1);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // JWT times are whole seconds and verifiers allow a few seconds' leeway past `exp`.
+    let leeway = Duration::from_millis(access_token::EXPIRY_LEEWAY_MS as u64);
+    tokio::time::sleep(Duration::from_millis(1200) + leeway).await;
     let response = check_token(&server, &org.gateway_key, &token, "127.0.0.1").await;
     assert!(!is_allow(&response));
     assert_eq!(deny_codes(&response), vec![pb::DenyReason::AccessTokenExpired]);
@@ -398,7 +431,7 @@ async fn the_agent_binary_writes_the_token_issued_with_its_answer() {
         assert_eq!(std::fs::metadata(&out_file).unwrap().permissions().mode() & 0o777, 0o600);
     }
     let issued = std::fs::read_to_string(&out_file).unwrap().trim().to_string();
-    assert!(issued.starts_with(&format!("tt1.{}.", key_id(&key))), "{issued}");
+    assert_eq!(kid_of(&issued), key_id(&key), "{issued}");
     // Its challenge answered, the next run has nothing to answer: it fails and writes no file.
     let second_file = dir.path().join("second-token");
     let second = ["run", "--once", "--no-posture", "--access-token-out", second_file.to_str().unwrap()];

@@ -80,15 +80,22 @@ impl AccessService for Shared {
         _request: Request<tether_proto::v1::GetAccessTokenKeysRequest>,
     ) -> Result<Response<tether_proto::v1::GetAccessTokenKeysResponse>, Status> {
         // A tetherd from before key sets named their tenant: a valid key, no `tenant_id`.
-        let key = tether_attestation::access_token::VerifyingKey::new([9; 32]);
+        let key = tether_attestation::access_token::VerifyingKey::new(
+            tether_attestation::access_token::KeyAlgorithm::EdDsa,
+            &[9; 32],
+        )
+        .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(tether_proto::v1::GetAccessTokenKeysResponse {
             keys: vec![tether_proto::v1::AccessTokenKey {
                 key_id: key.key_id.clone(),
-                public_key: key.public_key_b64(),
+                public_key: String::new(),
                 active: true,
+                algorithm: "EdDSA".into(),
             }],
             token_ttl_ms: 300_000,
             tenant_id: String::new(),
+            jwks_json: tether_attestation::access_token::jwks_json(&[key]),
+            issuer: "tether".into(),
         }))
     }
 }

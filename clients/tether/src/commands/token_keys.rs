@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use tether_attestation::access_token::{self, KeySetJson, PublishedKeyJson};
+use tether_attestation::access_token::{self, KeyAlgorithm, KeySet};
 use tether_proto::v1::GetAccessTokenKeysRequest;
 
 use super::Ctx;
@@ -24,11 +24,12 @@ pub struct TokenKeysArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyTokenArgs {
-    /// A key set written by `tether gateway token-keys`. Only tokens of the
-    /// tenant it names (the tenant of the key that fetched it) are valid.
+    /// A key set written by `tether gateway token-keys` (a JWKS naming its tenant
+    /// and issuer). Only tokens of that tenant (the tenant of the key that
+    /// fetched it) and issuer are valid.
     #[arg(long, value_name = "FILE")]
     pub keys: PathBuf,
-    /// The token; `-` reads it from standard input.
+    /// The token (a JWT); `-` reads it from standard input.
     #[arg(long, value_name = "TOKEN")]
     pub token: String,
     /// The address the token is presented from; it must be the one it was issued to.
@@ -42,6 +43,16 @@ pub struct NewTokenKeyArgs {
     /// Where to write the PKCS#8 PEM private key (created with mode 0600; never overwritten).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
+    /// The signature algorithm: `eddsa` (Ed25519) or `es256` (ECDSA P-256, for
+    /// verifiers without Ed25519).
+    #[arg(long, value_enum, default_value = "eddsa")]
+    pub algorithm: TokenAlgorithm,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum TokenAlgorithm {
+    Eddsa,
+    Es256,
 }
 
 pub async fn token_keys(ctx: &Ctx, args: TokenKeysArgs) -> anyhow::Result<i32> {
@@ -53,21 +64,27 @@ pub async fn token_keys(ctx: &Ctx, args: TokenKeysArgs) -> anyhow::Result<i32> {
              tetherd, then fetch the keys again"
         );
     }
-    let set = KeySetJson {
-        tenant_id: response.tenant_id,
-        keys: response
-            .keys
-            .into_iter()
-            .map(|k| PublishedKeyJson { key_id: k.key_id, public_key: k.public_key, active: k.active })
-            .collect(),
-    };
-    let text = format!("{}\n", serde_json::to_string_pretty(&set)?);
+    if response.issuer.trim().is_empty() || response.jwks_json.trim().is_empty() {
+        anyhow::bail!(
+            "tetherd sent no issuer or JWKS (it predates JWT access tokens); upgrade tetherd, then fetch the keys \
+             again"
+        );
+    }
     // A server answering with a key whose id does not match must not end up in a gateway's key file.
-    access_token::parse_key_set(&text).map_err(|e| anyhow::anyhow!("the server's key set is unusable: {e}"))?;
+    let set = access_token::parse_jwks(&response.jwks_json)
+        .and_then(|keys| KeySet::new(&response.tenant_id, &response.issuer, keys))
+        .map_err(|e| anyhow::anyhow!("the server's key set is unusable: {e}"))?;
+    let text = format!("{}\n", set.to_json());
     match args.out {
         Some(path) => {
             write_replacing(&path, text.as_bytes())?;
-            eprintln!("wrote {} key(s) for tenant {} to {}", set.keys.len(), set.tenant_id, path.display());
+            eprintln!(
+                "wrote {} key(s) for tenant {} (issuer {}) to {}",
+                set.keys().len(),
+                set.tenant_id(),
+                set.issuer(),
+                path.display()
+            );
         }
         None => print!("{text}"),
     }
@@ -130,7 +147,11 @@ pub fn verify_token(args: &VerifyTokenArgs) -> i32 {
 }
 
 pub fn new_token_key(args: &NewTokenKeyArgs) -> anyhow::Result<i32> {
-    let der = tether_attestation::access_token::generate_pkcs8().map_err(|e| anyhow::anyhow!(e))?;
+    let algorithm = match args.algorithm {
+        TokenAlgorithm::Eddsa => KeyAlgorithm::EdDsa,
+        TokenAlgorithm::Es256 => KeyAlgorithm::Es256,
+    };
+    let der = access_token::generate_pkcs8(algorithm).map_err(|e| anyhow::anyhow!(e))?;
     let signer = access_token::AccessTokenSigner::from_pkcs8(&der)?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -141,6 +162,11 @@ pub fn new_token_key(args: &NewTokenKeyArgs) -> anyhow::Result<i32> {
     })?;
     file.write_all(access_token::pkcs8_to_pem(&der).as_bytes())?;
     println!("{}", signer.key_id());
-    eprintln!("wrote a new access-token signing key {} to {}", signer.key_id(), args.out.display());
+    eprintln!(
+        "wrote a new {} access-token signing key {} to {}",
+        algorithm.jws_name(),
+        signer.key_id(),
+        args.out.display()
+    );
     Ok(0)
 }

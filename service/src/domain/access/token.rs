@@ -21,7 +21,7 @@ use tether_proto::v1::{self as pb, DenyReason};
 pub const ISSUANCE_GATEWAY: &str = "tether-access-token";
 
 const NOT_ENABLED: &str = "access tokens are not enabled on this server: start tetherd with \
-    --access-token-key FILE (or TETHER_ACCESS_TOKEN_KEY=FILE), a PKCS#8 Ed25519 private key such as \
+    --access-token-key FILE (or TETHER_ACCESS_TOKEN_KEY=FILE), a PKCS#8 Ed25519 or P-256 private key such as \
     `tether gateway new-token-key --out FILE` writes";
 
 /// The configured keys, or FAILED_PRECONDITION saying how to enable tokens.
@@ -56,8 +56,10 @@ pub async fn issue_after_answer(app: &App, challenge_id: &str, source_ip: &str) 
             reasons.join("; ")
         )));
     }
-    let now = now_ms();
+    // JWT times are whole seconds; rounding down keeps the lifetime at most the TTL.
+    let now = now_ms() / 1000 * 1000;
     let claims = AccessTokenClaims {
+        issuer: keys.issuer.clone(),
         tenant_id: credential.tenant_id.clone(),
         worker_external_id: credential.worker_external_id.clone(),
         device_id: credential.device_id.clone(),

@@ -1,19 +1,25 @@
-//! The access-token signing key, the previous keys that still verify, and
-//! the token lifetime: read from files at start, never from the database.
+//! The access-token signing key, the previous keys that still verify, the
+//! issuer and the token lifetime: read from files and flags at start, never
+//! from the database.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tether_attestation::access_token::{AccessTokenError, AccessTokenSigner, KeySet, MAX_LIFETIME_MS, VerifyingKey};
+use tether_attestation::access_token::{
+    AccessTokenError, AccessTokenSigner, KeySet, MAX_FIELD_LEN, MAX_LIFETIME_MS, VerifyingKey, jwks_json,
+};
 use tether_proto::v1 as pb;
 
 pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
 pub const MAX_TTL: Duration = Duration::from_millis(MAX_LIFETIME_MS as u64);
 
-/// The signing key, the keys that still verify, and the token lifetime.
+/// The signing key, the keys that still verify, the issuer and the token lifetime.
 #[derive(Debug)]
 pub struct TokenKeys {
     pub(super) signer: AccessTokenSigner,
     previous: Vec<VerifyingKey>,
+    pub(super) issuer: String,
     pub(super) ttl_ms: i64,
 }
 
@@ -25,7 +31,20 @@ fn read_key(path: &Path, flag: &str) -> Result<AccessTokenSigner, String> {
 impl TokenKeys {
     /// Loads the active key and the previous (verify-only) keys. Previous
     /// files may hold private keys: only their public halves are kept.
-    pub fn load(active: &Path, previous: &[PathBuf], ttl: Duration) -> Result<TokenKeys, String> {
+    pub fn load(active: &Path, previous: &[PathBuf], issuer: &str, ttl: Duration) -> Result<TokenKeys, String> {
+        let issuer = issuer.trim();
+        if issuer.is_empty() || issuer.len() > MAX_FIELD_LEN {
+            return Err(format!(
+                "--access-token-issuer must be 1 to {MAX_FIELD_LEN} bytes, such as https://tether.example.com"
+            ));
+        }
+        // Whole seconds: JWT times are whole seconds, so a 90.5 s TTL could not be stated.
+        if ttl.subsec_nanos() != 0 {
+            return Err(format!(
+                "--access-token-ttl must be whole seconds (JWT times are); got {}",
+                humantime::format_duration(ttl)
+            ));
+        }
         if ttl.is_zero() || ttl > MAX_TTL {
             return Err(format!(
                 "--access-token-ttl must be between 1s and {}; got {}",
@@ -34,7 +53,8 @@ impl TokenKeys {
             ));
         }
         let signer = read_key(active, "--access-token-key")?;
-        let mut keys = TokenKeys { signer, previous: Vec::new(), ttl_ms: ttl.as_millis() as i64 };
+        let mut keys =
+            TokenKeys { signer, previous: Vec::new(), issuer: issuer.to_string(), ttl_ms: ttl.as_millis() as i64 };
         for path in previous {
             let key = read_key(path, "--access-token-previous-key")?.verifying_key().clone();
             if key.key_id != keys.signer.key_id() && !keys.previous.iter().any(|k| k.key_id == key.key_id) {
@@ -51,11 +71,22 @@ impl TokenKeys {
 
     /// Every key a token may be signed with, accepting only `tenant_id`'s tokens.
     pub fn key_set_for(&self, tenant_id: &str) -> Result<KeySet, AccessTokenError> {
-        KeySet::new(tenant_id, self.verifying_keys())
+        KeySet::new(tenant_id, &self.issuer, self.verifying_keys())
     }
 
     pub fn active_key_id(&self) -> &str {
         self.signer.key_id()
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// The public JWKS document: the same for every tenant (the keys are
+    /// server-wide; tenants are told apart by `aud`). The web listener is to
+    /// serve it at `/.well-known/jwks.json` (not wired yet).
+    pub fn jwks_json(&self) -> String {
+        jwks_json(&self.verifying_keys())
     }
 
     pub fn ttl_ms(&self) -> i64 {
@@ -71,12 +102,15 @@ impl TokenKeys {
                 .iter()
                 .map(|k| pb::AccessTokenKey {
                     key_id: k.key_id.clone(),
-                    public_key: k.public_key_b64(),
+                    public_key: URL_SAFE_NO_PAD.encode(&k.public_key),
                     active: k.key_id == active,
+                    algorithm: k.algorithm.jws_name().to_string(),
                 })
                 .collect(),
             token_ttl_ms: self.ttl_ms,
             tenant_id: tenant_id.to_string(),
+            jwks_json: self.jwks_json(),
+            issuer: self.issuer.clone(),
         }
     }
 }

@@ -60,7 +60,7 @@ mod tests {
 
     /// The signer's key, for this gateway's tenant `ten_a`.
     fn key_set(signer: &AccessTokenSigner) -> KeySet {
-        KeySet::new("ten_a", vec![signer.verifying_key().clone()]).unwrap()
+        KeySet::new("ten_a", "tether", vec![signer.verifying_key().clone()]).unwrap()
     }
 
     fn token(signer: &AccessTokenSigner, worker: &str, device: &str, ip: &str) -> String {
@@ -70,6 +70,7 @@ mod tests {
     fn token_in(signer: &AccessTokenSigner, tenant: &str, worker: &str, device: &str, ip: &str) -> String {
         signer
             .sign(&AccessTokenClaims {
+                issuer: "tether".into(),
                 tenant_id: tenant.into(),
                 worker_external_id: worker.into(),
                 device_id: device.into(),
@@ -116,7 +117,7 @@ mod tests {
         assert!(refused(request("w-alice", "dev_1", "127.0.0.1", ""), NOW).contains("no access token"));
         let other = token(&self::signer(), "w-alice", "dev_1", "127.0.0.1");
         assert!(refused(request("w-alice", "dev_1", "127.0.0.1", &other), NOW).contains("unknown_key_id"));
-        assert!(refused(request("w-alice", "dev_1", "127.0.0.1", "tt1.garbage"), NOW).contains("malformed"));
+        assert!(refused(request("w-alice", "dev_1", "127.0.0.1", "garbage.not-a.jwt"), NOW).contains("malformed"));
     }
 
     #[test]
@@ -134,16 +135,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("keys.json");
         assert!(load_keys(&path).is_err());
-        std::fs::write(&path, r#"{"tenant_id": "ten_a", "keys": []}"#).unwrap();
+        std::fs::write(&path, r#"{"tenant_id": "ten_a", "issuer": "tether", "keys": []}"#).unwrap();
         assert!(load_keys(&path).unwrap_err().contains("no keys"));
         std::fs::write(&path, "not json").unwrap();
         assert!(load_keys(&path).is_err());
         let key: VerifyingKey = signer().verifying_key().clone();
-        let published = format!(r#"{{"key_id": "{}", "public_key": "{}"}}"#, key.key_id, key.public_key_b64());
-        // A set from before key sets named their tenant would admit anyone's token.
-        std::fs::write(&path, format!(r#"{{"keys": [{published}]}}"#)).unwrap();
+        let published = key.to_jwk();
+        // A set that names no tenant would admit anyone's token.
+        std::fs::write(&path, format!(r#"{{"issuer": "tether", "keys": [{published}]}}"#)).unwrap();
         assert!(load_keys(&path).unwrap_err().contains("names no tenant"));
-        std::fs::write(&path, format!(r#"{{"tenant_id": "ten_a", "keys": [{published}]}}"#)).unwrap();
-        assert_eq!(load_keys(&path).unwrap(), KeySet::new("ten_a", vec![key]).unwrap());
+        let set = KeySet::new("ten_a", "tether", vec![key]).unwrap();
+        std::fs::write(&path, set.to_json()).unwrap();
+        assert_eq!(load_keys(&path).unwrap(), set);
     }
 }
