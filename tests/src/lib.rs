@@ -42,6 +42,8 @@ pub struct Server {
     pub url: String,
     /// `http://ADDR` of the web console when started with `--console-listen`, else empty.
     pub console_url: String,
+    /// `http://ADDR` (or `https://`) of the worker web app when started with `--web-listen`, else empty.
+    pub web_url: String,
     /// `http://ADDR` of the Prometheus endpoint when started with `--metrics-listen`, else empty.
     pub metrics_url: String,
     pub database_url: String,
@@ -101,6 +103,7 @@ impl Server {
             child: None,
             url: String::new(),
             console_url: String::new(),
+            web_url: String::new(),
             metrics_url: String::new(),
             database_url,
             scheduler_tick: tick.into(),
@@ -116,6 +119,7 @@ impl Server {
             child: None,
             url: String::new(),
             console_url: String::new(),
+            web_url: String::new(),
             metrics_url: String::new(),
             database_url: self.database_url.clone(),
             scheduler_tick: self.scheduler_tick.clone(),
@@ -151,6 +155,9 @@ impl Server {
                 Some(Ok(line)) => {
                     if let Some(console) = line.strip_prefix("tether console listening on ") {
                         self.console_url = console.trim().to_string();
+                    }
+                    if let Some(web) = line.strip_prefix("tether web app listening on ") {
+                        self.web_url = web.trim().to_string();
                     }
                     if let Some(metrics) = line.strip_prefix("tetherd metrics listening on ") {
                         self.metrics_url = format!("http://{}", metrics.trim());

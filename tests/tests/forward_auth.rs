@@ -1,0 +1,233 @@
+//! Forward auth through a real nginx (Debian's package, started here on loopback): nginx's
+//! `auth_request` asks tetherd's `/gateway/check` before every request, with the shipped
+//! snippet's settings. An allowed device reaches the upstream with its identity headers and
+//! without its token; a token-less, tampered or denied one gets 401/403; a wrong gateway key
+//! or a tetherd outage gives 5xx. Without nginx the tests print SKIPPED and pass.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tether_e2e::fixtures::{EnrolledDevice, Org, next_challenge, sign};
+use tether_e2e::{Server, authed, run_bin};
+use tether_proto::v1 as pb;
+
+fn nginx_binary() -> Option<PathBuf> {
+    ["/usr/sbin/nginx", "/usr/bin/nginx"].iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Nginx {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// nginx in front of an upstream it serves itself (which echoes what reached it), asking
+/// `web_url`'s `/gateway/check` with `gateway_key`. The auth location is the shipped snippet's
+/// (deploy/nginx/tether-forward-auth.conf) with its placeholders filled in.
+fn start_nginx(binary: &Path, web_url: &str, gateway_key: &str) -> Nginx {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, upstream) = (free_port(), free_port());
+    let snippet =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/nginx/tether-forward-auth.conf"))
+            .unwrap()
+            .replace("https://tether.internal:8443", web_url)
+            .replace("GATEWAY-KEY", gateway_key)
+            // Plain HTTP on loopback here: no client certificates to forward.
+            .replace("$ssl_client_escaped_cert", "\"\"");
+    let d = dir.path().display();
+    let config = format!(
+        r#"daemon off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    {snippet_http}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            include {d}/tether-auth-location.conf;
+            proxy_pass http://127.0.0.1:{upstream};
+        }}
+        include {d}/tether-auth-endpoint.conf;
+    }}
+    server {{
+        listen 127.0.0.1:{upstream};
+        location / {{
+            default_type text/plain;
+            return 200 "upstream: worker=$http_x_tether_worker device=$http_x_tether_device session=$http_x_tether_session token=$http_x_tether_access_token auth=$http_authorization cookie=$http_cookie\n";
+        }}
+    }}
+}}
+"#,
+        snippet_http = section(&snippet, "http"),
+    );
+    std::fs::write(dir.path().join("tether-auth-location.conf"), section(&snippet, "location")).unwrap();
+    std::fs::write(dir.path().join("tether-auth-endpoint.conf"), section(&snippet, "server")).unwrap();
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(&conf, config).unwrap();
+    let child = Command::new(binary)
+        .args(["-c", conf.to_str().unwrap(), "-p", dir.path().to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start nginx");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "nginx did not start: {:?}", error_log(dir.path()));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Nginx { child, port, _dir: dir }
+}
+
+fn error_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("error.log")).unwrap_or_default()
+}
+
+/// The part of the shipped snippet between `# --- NAME` and the next `# ---` line.
+fn section(snippet: &str, name: &str) -> String {
+    let marker = format!("# --- {name}");
+    let start = snippet.find(&marker).unwrap_or_else(|| panic!("the snippet has no {marker:?} part"));
+    let rest = &snippet[start + marker.len()..];
+    let rest = rest.split_once('\n').map(|(_, r)| r).unwrap_or_default();
+    rest.split("# ---").next().unwrap_or_default().to_string()
+}
+
+/// One HTTP/1.1 GET with extra headers; (status, body).
+fn get(port: u16, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut request = "GET /app/page HTTP/1.1\r\nHost: intranet.example\r\nConnection: close\r\n".to_string();
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+fn new_token_key(dir: &Path) -> PathBuf {
+    let path = dir.join("token.key");
+    let out = run_bin("tether", &["gateway", "new-token-key", "--out", path.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    path
+}
+
+/// A presence answer that asks for an access token (issued to the answer's address, 127.0.0.1).
+async fn token_for(server: &Server, device: &mut EnrolledDevice) -> String {
+    let challenge = next_challenge(server, &device.credential_id).await;
+    let json = sign(&challenge, &mut device.auth);
+    let answered = server
+        .presence()
+        .await
+        .answer_challenge(pb::AnswerChallengeRequest {
+            challenge_id: challenge.challenge_id,
+            assertion_response_json: json,
+            request_access_token: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answered.outcome, pb::PresenceOutcome::Ok as i32);
+    answered.access_token
+}
+
+#[tokio::test]
+async fn nginx_admits_only_what_tether_allows_and_fails_closed() {
+    let Some(nginx_bin) = nginx_binary() else {
+        eprintln!("SKIPPED: nginx is not installed (apt-get install nginx-light)");
+        return;
+    };
+    let keys = tempfile::tempdir().unwrap();
+    let key = new_token_key(keys.path());
+    let mut server =
+        Server::start_with_args(&["--web-listen", "127.0.0.1:0", "--access-token-key", key.to_str().unwrap()]);
+    let org = Org::create(&server, "acme").await;
+    let mut alice = org.enrolled_device(&server, "alice").await;
+    let mut bob = org.enrolled_device(&server, "bob").await;
+    let alice_token = token_for(&server, &mut alice).await;
+    let bob_token = token_for(&server, &mut bob).await;
+    let nginx = start_nginx(&nginx_bin, &server.web_url, &org.gateway_key);
+
+    // ALLOW: the upstream sees who it is, never the token.
+    let (status, body) = get(nginx.port, &[("X-Tether-Access-Token", &alice_token)]);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("worker=alice"), "{body}");
+    assert!(body.contains(&format!("device={}", alice.device_id)), "{body}");
+    assert!(body.contains("session=ses_"), "{body}");
+    assert!(body.contains("token= "), "the token reached the upstream: {body}");
+    // In `Authorization: Tether …` or the cookie, too; neither reaches the upstream.
+    let (status, body) = get(nginx.port, &[("Authorization", &format!("Tether {alice_token}"))]);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("auth= "), "the token reached the upstream: {body}");
+    let cookie = format!("theme=dark; tether-access-token={alice_token}; lang=en");
+    let (status, body) = get(nginx.port, &[("Cookie", &cookie)]);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("cookie=theme=dark; lang=en\n"), "the token cookie reached the upstream: {body}");
+    // A client cannot name itself to the upstream.
+    let (status, body) = get(nginx.port, &[("X-Tether-Access-Token", &alice_token), ("X-Tether-Worker", "root")]);
+    assert_eq!(status, 200);
+    assert!(body.contains("worker=alice") && !body.contains("root"), "{body}");
+
+    // No token, a tampered one: 401. A revoked device with a good token: 403.
+    assert_eq!(get(nginx.port, &[]).0, 401);
+    let mut tampered = alice_token.clone().into_bytes();
+    let last = tampered.len() - 3;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    assert_eq!(get(nginx.port, &[("X-Tether-Access-Token", std::str::from_utf8(&tampered).unwrap())]).0, 401);
+    server
+        .admin()
+        .await
+        .revoke_device(authed(
+            &org.keys.admin_key,
+            pb::RevokeDeviceRequest { device_id: bob.device_id.clone(), reason: "lost".into() },
+        ))
+        .await
+        .unwrap();
+    assert_eq!(get(nginx.port, &[("X-Tether-Access-Token", &bob_token)]).0, 403);
+
+    // The decisions are sessions like CheckAccess's, under the gateway's name.
+    let sessions = server
+        .reports()
+        .await
+        .list_sessions(authed(&org.analyst_key, pb::ListSessionsRequest { ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(sessions.sessions.iter().any(|s| s.gateway_id == "nginx" && s.device_id == alice.device_id));
+
+    // A gateway with a wrong key gets no decision: 5xx, never the upstream.
+    let wrong = start_nginx(&nginx_bin, &server.web_url, "tk.nope.nope");
+    let (status, body) = get(wrong.port, &[("X-Tether-Access-Token", &alice_token)]);
+    assert!(status >= 500, "{status} {body}");
+    assert!(!body.contains("upstream:"), "{body}");
+
+    // tetherd down: 5xx, never the upstream.
+    server.stop();
+    let (status, body) = get(nginx.port, &[("X-Tether-Access-Token", &alice_token)]);
+    assert!(status >= 500, "{status} {body}");
+    assert!(!body.contains("upstream:"), "{body}");
+}
