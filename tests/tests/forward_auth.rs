@@ -155,12 +155,116 @@ async fn token_for(server: &Server, device: &mut EnrolledDevice) -> String {
     answered.access_token
 }
 
+struct Caddy {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Caddy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Caddy running the shipped deploy/caddy/Caddyfile, its placeholders filled in, in front of
+/// an upstream that echoes what reached it (served by a second Caddy site).
+fn start_caddy(binary: &Path, web_url: &str, gateway_key: &str) -> Caddy {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, upstream) = (free_port(), free_port());
+    let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/caddy/Caddyfile")).unwrap();
+    let site = shipped
+        // Caddy routes by Host; the test's requests name intranet.example. Loopback only.
+        .replace("intranet.example.com {", &format!("http://intranet.example:{port} {{\n\tbind 127.0.0.1"))
+        .replace("https://tether.internal:8443", web_url)
+        .replace("app.internal:8080", &format!("127.0.0.1:{upstream}"));
+    let config = format!(
+        "{{\n\tadmin off\n\tauto_https off\n}}\n{site}\n\
+         http://:{upstream} {{\n\tbind 127.0.0.1\n\trespond \"upstream: worker={{header.X-Tether-Worker}} \
+         device={{header.X-Tether-Device}} session={{header.X-Tether-Session}} \
+         token={{header.X-Tether-Access-Token}} auth={{header.Authorization}} cookie={{header.Cookie}}\n\" 200\n}}\n"
+    );
+    let file = dir.path().join("Caddyfile");
+    std::fs::write(&file, config).unwrap();
+    let child = Command::new(binary)
+        .args(["run", "--adapter", "caddyfile", "--config", file.to_str().unwrap()])
+        .env("TETHER_GATEWAY_KEY", gateway_key)
+        .env("HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start caddy");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "caddy did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Caddy { child, port, _dir: dir }
+}
+
+fn caddy_binary() -> Option<PathBuf> {
+    ["/usr/bin/caddy", "/usr/local/bin/caddy"].iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+/// What every forward-auth gateway must do with tetherd's answers.
+fn assert_gateway_decides_like_tether(
+    gateway: &str,
+    port: u16,
+    alice_token: &str,
+    alice_device: &str,
+    revoked_token: &str,
+) {
+    // ALLOW: the upstream sees who it is, never the token.
+    let (status, body) = get(port, &[("X-Tether-Access-Token", alice_token)]);
+    assert_eq!(status, 200, "{gateway}: {body}");
+    assert!(body.contains("worker=alice"), "{gateway}: {body}");
+    assert!(body.contains(&format!("device={alice_device}")), "{gateway}: {body}");
+    assert!(body.contains("session=ses_"), "{gateway}: {body}");
+    assert!(body.contains("token= "), "{gateway}: the token reached the upstream: {body}");
+    // In `Authorization: Tether …` or the cookie, too; neither reaches the upstream.
+    let (status, body) = get(port, &[("Authorization", &format!("Tether {alice_token}"))]);
+    assert_eq!(status, 200, "{gateway}: {body}");
+    assert!(!body.contains(alice_token), "{gateway}: the token reached the upstream: {body}");
+    let cookie = format!("theme=dark; tether-access-token={alice_token}; lang=en");
+    let (status, body) = get(port, &[("Cookie", &cookie)]);
+    assert_eq!(status, 200, "{gateway}: {body}");
+    assert!(!body.contains(alice_token), "{gateway}: the token cookie reached the upstream: {body}");
+    assert!(body.contains("theme=dark") && body.contains("lang=en"), "{gateway}: other cookies lost: {body}");
+    // A client cannot name itself to the upstream.
+    let (status, body) = get(port, &[("X-Tether-Access-Token", alice_token), ("X-Tether-Worker", "root")]);
+    assert_eq!(status, 200, "{gateway}");
+    assert!(body.contains("worker=alice") && !body.contains("root"), "{gateway}: {body}");
+
+    // No token, a tampered one: 401. A revoked device with a good token: 403.
+    assert_eq!(get(port, &[]).0, 401, "{gateway}");
+    let mut tampered = alice_token.to_string().into_bytes();
+    let last = tampered.len() - 3;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    assert_eq!(get(port, &[("X-Tether-Access-Token", std::str::from_utf8(&tampered).unwrap())]).0, 401, "{gateway}");
+    let (status, body) = get(port, &[("X-Tether-Access-Token", revoked_token)]);
+    assert_eq!(status, 403, "{gateway}: {body}");
+    assert!(!body.contains("upstream:"), "{gateway}: {body}");
+}
+
+fn assert_no_decision_is_refused(gateway: &str, port: u16, token: &str) {
+    let (status, body) = get(port, &[("X-Tether-Access-Token", token)]);
+    assert!(status >= 500, "{gateway}: {status} {body}");
+    assert!(!body.contains("upstream:"), "{gateway}: {body}");
+}
+
 #[tokio::test]
-async fn nginx_admits_only_what_tether_allows_and_fails_closed() {
+async fn nginx_and_caddy_admit_only_what_tether_allows_and_fail_closed() {
     let Some(nginx_bin) = nginx_binary() else {
         eprintln!("SKIPPED: nginx is not installed (apt-get install nginx-light)");
         return;
     };
+    let caddy_bin = caddy_binary();
+    if caddy_bin.is_none() {
+        eprintln!("NOTICE: caddy is not installed (apt-get install caddy): only nginx is tested");
+    }
     let keys = tempfile::tempdir().unwrap();
     let key = new_token_key(keys.path());
     let mut server =
@@ -170,34 +274,6 @@ async fn nginx_admits_only_what_tether_allows_and_fails_closed() {
     let mut bob = org.enrolled_device(&server, "bob").await;
     let alice_token = token_for(&server, &mut alice).await;
     let bob_token = token_for(&server, &mut bob).await;
-    let nginx = start_nginx(&nginx_bin, &server.web_url, &org.gateway_key);
-
-    // ALLOW: the upstream sees who it is, never the token.
-    let (status, body) = get(nginx.port, &[("X-Tether-Access-Token", &alice_token)]);
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("worker=alice"), "{body}");
-    assert!(body.contains(&format!("device={}", alice.device_id)), "{body}");
-    assert!(body.contains("session=ses_"), "{body}");
-    assert!(body.contains("token= "), "the token reached the upstream: {body}");
-    // In `Authorization: Tether …` or the cookie, too; neither reaches the upstream.
-    let (status, body) = get(nginx.port, &[("Authorization", &format!("Tether {alice_token}"))]);
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("auth= "), "the token reached the upstream: {body}");
-    let cookie = format!("theme=dark; tether-access-token={alice_token}; lang=en");
-    let (status, body) = get(nginx.port, &[("Cookie", &cookie)]);
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("cookie=theme=dark; lang=en\n"), "the token cookie reached the upstream: {body}");
-    // A client cannot name itself to the upstream.
-    let (status, body) = get(nginx.port, &[("X-Tether-Access-Token", &alice_token), ("X-Tether-Worker", "root")]);
-    assert_eq!(status, 200);
-    assert!(body.contains("worker=alice") && !body.contains("root"), "{body}");
-
-    // No token, a tampered one: 401. A revoked device with a good token: 403.
-    assert_eq!(get(nginx.port, &[]).0, 401);
-    let mut tampered = alice_token.clone().into_bytes();
-    let last = tampered.len() - 3;
-    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
-    assert_eq!(get(nginx.port, &[("X-Tether-Access-Token", std::str::from_utf8(&tampered).unwrap())]).0, 401);
     server
         .admin()
         .await
@@ -207,9 +283,15 @@ async fn nginx_admits_only_what_tether_allows_and_fails_closed() {
         ))
         .await
         .unwrap();
-    assert_eq!(get(nginx.port, &[("X-Tether-Access-Token", &bob_token)]).0, 403);
 
-    // The decisions are sessions like CheckAccess's, under the gateway's name.
+    let nginx = start_nginx(&nginx_bin, &server.web_url, &org.gateway_key);
+    assert_gateway_decides_like_tether("nginx", nginx.port, &alice_token, &alice.device_id, &bob_token);
+    let caddy = caddy_bin.as_ref().map(|bin| start_caddy(bin, &server.web_url, &org.gateway_key));
+    if let Some(caddy) = &caddy {
+        assert_gateway_decides_like_tether("caddy", caddy.port, &alice_token, &alice.device_id, &bob_token);
+    }
+
+    // The decisions are sessions like CheckAccess's, under each gateway's name.
     let sessions = server
         .reports()
         .await
@@ -217,17 +299,25 @@ async fn nginx_admits_only_what_tether_allows_and_fails_closed() {
         .await
         .unwrap()
         .into_inner();
-    assert!(sessions.sessions.iter().any(|s| s.gateway_id == "nginx" && s.device_id == alice.device_id));
+    for gateway in ["nginx"].into_iter().chain(caddy.as_ref().map(|_| "caddy")) {
+        assert!(
+            sessions.sessions.iter().any(|s| s.gateway_id == gateway && s.device_id == alice.device_id),
+            "no {gateway} session"
+        );
+    }
 
     // A gateway with a wrong key gets no decision: 5xx, never the upstream.
     let wrong = start_nginx(&nginx_bin, &server.web_url, "tk.nope.nope");
-    let (status, body) = get(wrong.port, &[("X-Tether-Access-Token", &alice_token)]);
-    assert!(status >= 500, "{status} {body}");
-    assert!(!body.contains("upstream:"), "{body}");
+    assert_no_decision_is_refused("nginx with a wrong key", wrong.port, &alice_token);
+    if let Some(bin) = &caddy_bin {
+        let wrong = start_caddy(bin, &server.web_url, "tk.nope.nope");
+        assert_no_decision_is_refused("caddy with a wrong key", wrong.port, &alice_token);
+    }
 
     // tetherd down: 5xx, never the upstream.
     server.stop();
-    let (status, body) = get(nginx.port, &[("X-Tether-Access-Token", &alice_token)]);
-    assert!(status >= 500, "{status} {body}");
-    assert!(!body.contains("upstream:"), "{body}");
+    assert_no_decision_is_refused("nginx, tetherd down", nginx.port, &alice_token);
+    if let Some(caddy) = &caddy {
+        assert_no_decision_is_refused("caddy, tetherd down", caddy.port, &alice_token);
+    }
 }
