@@ -37,16 +37,45 @@ impl Drop for Nginx {
 /// `web_url`'s `/gateway/check` with `gateway_key`. The auth location is the shipped snippet's
 /// (deploy/nginx/tether-forward-auth.conf) with its placeholders filled in.
 fn start_nginx(binary: &Path, web_url: &str, gateway_key: &str) -> Nginx {
+    start_nginx_with(binary, web_url, gateway_key, None)
+}
+
+/// PEM files for an nginx that verifies device certificates: its own certificate and key, and
+/// the device CA.
+struct NginxTls {
+    cert: String,
+    key: String,
+    device_ca: String,
+}
+
+fn start_nginx_with(binary: &Path, web_url: &str, gateway_key: &str, tls: Option<&NginxTls>) -> Nginx {
     let dir = tempfile::tempdir().unwrap();
     let (port, upstream) = (free_port(), free_port());
-    let snippet =
+    let mut snippet =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/nginx/tether-forward-auth.conf"))
             .unwrap()
             .replace("https://tether.internal:8443", web_url)
-            .replace("GATEWAY-KEY", gateway_key)
-            // Plain HTTP on loopback here: no client certificates to forward.
-            .replace("$ssl_client_escaped_cert", "\"\"");
+            .replace("GATEWAY-KEY", gateway_key);
     let d = dir.path().display();
+    let listen = match tls {
+        Some(tls) => {
+            for (name, pem) in [("server.pem", &tls.cert), ("server.key", &tls.key), ("device-ca.pem", &tls.device_ca)]
+            {
+                std::fs::write(dir.path().join(name), pem).unwrap();
+            }
+            // As docs/forward-auth.md says: the device CA verifies; a token may stand in for a certificate.
+            format!(
+                "listen 127.0.0.1:{port} ssl;\n        ssl_certificate {d}/server.pem;\n        \
+                 ssl_certificate_key {d}/server.key;\n        ssl_client_certificate {d}/device-ca.pem;\n        \
+                 ssl_verify_client optional;"
+            )
+        }
+        None => {
+            // Plain HTTP on loopback: no client certificates to forward.
+            snippet = snippet.replace("$ssl_client_escaped_cert", "\"\"");
+            format!("listen 127.0.0.1:{port};")
+        }
+    };
     let config = format!(
         r#"daemon off;
 worker_processes 1;
@@ -62,7 +91,7 @@ http {{
     scgi_temp_path {d}/scgi;
     {snippet_http}
     server {{
-        listen 127.0.0.1:{port};
+        {listen}
         location / {{
             include {d}/tether-auth-location.conf;
             proxy_pass http://127.0.0.1:{upstream};
@@ -320,4 +349,81 @@ async fn nginx_and_caddy_admit_only_what_tether_allows_and_fail_closed() {
     if let Some(caddy) = &caddy {
         assert_no_decision_is_refused("caddy, tetherd down", caddy.port, &alice_token);
     }
+}
+
+/// curl (the test's TLS client) with an optional client certificate; (status, body).
+fn curl_tls(port: u16, client: Option<(&Path, &Path)>, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut command = Command::new("curl");
+    command.args(["-sk", "-o", "-", "-w", "\n%{http_code}", "--max-time", "20"]);
+    if let Some((cert, key)) = client {
+        command.args(["--cert", cert.to_str().unwrap(), "--key", key.to_str().unwrap()]);
+    }
+    for (name, value) in headers {
+        command.args(["-H", &format!("{name}: {value}")]);
+    }
+    let out = command.arg(format!("https://127.0.0.1:{port}/app/page")).output().expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", ""));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[tokio::test]
+async fn nginx_forwards_the_device_certificate_it_verified() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+    let Some(nginx_bin) = nginx_binary() else {
+        eprintln!("SKIPPED: nginx is not installed (apt-get install nginx-light)");
+        return;
+    };
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: curl is not installed");
+        return;
+    }
+    let server = Server::start_with_args(&["--web-listen", "127.0.0.1:0"]);
+    let org = Org::create(&server, "acme").await;
+    let mut alice = org.enrolled_device(&server, "alice").await;
+    tether_e2e::fixtures::prove_presence(&server, &mut alice).await;
+    let bob = org.enrolled_device(&server, "bob").await; // never present
+
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Acme Device CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let ca = Issuer::new(ca_params, ca_key);
+    let files = tempfile::tempdir().unwrap();
+    let device_cert = |name: &str, uri: String| -> (PathBuf, PathBuf) {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "laptop");
+        params.subject_alt_names = vec![SanType::URI(uri.as_str().try_into().unwrap())];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &ca).unwrap();
+        let (cert_path, key_path) =
+            (files.path().join(format!("{name}.pem")), files.path().join(format!("{name}.key")));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    };
+    let tenant = &org.keys.tenant_id;
+    let alice_cert = device_cert("alice", format!("tether://tenant/{tenant}/device/{}", alice.device_id));
+    let bob_cert = device_cert("bob", format!("tether://tenant/{tenant}/device/{}", bob.device_id));
+    let foreign_cert = device_cert("foreign", format!("tether://tenant/other-tenant/device/{}", alice.device_id));
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = CertificateParams::new(vec!["localhost".to_string()]).unwrap().self_signed(&server_key).unwrap();
+    let tls = NginxTls { cert: server_cert.pem(), key: server_key.serialize_pem(), device_ca: ca_cert.pem() };
+    let nginx = start_nginx_with(&nginx_bin, &server.web_url, &org.gateway_key, Some(&tls));
+
+    let (status, body) = curl_tls(nginx.port, Some((&alice_cert.0, &alice_cert.1)), &[]);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("worker=alice") && body.contains(&alice.device_id), "{body}");
+    // A device that never answered presence, and a certificate naming another tenant: 403.
+    let (status, body) = curl_tls(nginx.port, Some((&bob_cert.0, &bob_cert.1)), &[]);
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = curl_tls(nginx.port, Some((&foreign_cert.0, &foreign_cert.1)), &[]);
+    assert_eq!(status, 403, "{body}");
+    // No certificate and no token: 401. A client's own X-Tether-Client-Cert header is not the
+    // one nginx forwards (the snippet overwrites it with what nginx verified).
+    assert_eq!(curl_tls(nginx.port, None, &[]).0, 401);
+    let smuggled = std::fs::read_to_string(&alice_cert.0).unwrap().replace('\n', "%0A");
+    let (status, body) = curl_tls(nginx.port, None, &[("X-Tether-Client-Cert", &smuggled)]);
+    assert_eq!(status, 401, "{body}");
 }
