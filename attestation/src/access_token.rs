@@ -3,15 +3,18 @@
 //! address, checkable offline by gateways — by `tether gateway verify-token`
 //! and by stock JWT verifiers such as Envoy's `jwt_authn` with the JWKS.
 //!
-//! Header: `{"typ":"JWT","alg":"EdDSA"|"ES256","kid":"<key id>"}`. The key id
+//! Header: `{"alg":"EdDSA"|"ES256","kid":"<key id>"}` (no `typ`: optional, and
+//! every byte counts — OpenVPN passes a password of at most 511 bytes). The key id
 //! is the first 8 bytes of SHA-256 of the public key (raw 32 bytes for
 //! Ed25519, the 65-byte uncompressed point for P-256) as 16 lowercase hex
 //! digits, so a key cannot be published under another key's id.
 //!
 //! Claims, exactly these: `iss` the server's issuer, `sub` the worker's
-//! external id, `aud` the tenant id, `iat`/`exp` seconds since the epoch,
-//! `jti` the token id, and Tether's own `tenant`, `device`, `credential`,
-//! `source_ip` (canonical address). Unknown or missing claims are refused.
+//! external id, `aud` the tenant id (Tether's tenant claim: a stock verifier
+//! configured with its tenant as audience refuses other tenants' tokens),
+//! `iat`/`exp` seconds since the epoch, `jti` the token id, and Tether's own
+//! `dev` device id, `cred` credential id and `ip` canonical source address.
+//! Unknown or missing claims are refused.
 //!
 //! The JWS itself is `jsonwebtoken`'s (ring underneath). This module decides
 //! which key and which algorithm: the key is found by `kid` in the verifier's
@@ -137,10 +140,9 @@ struct Payload {
     iat: i64,
     exp: i64,
     jti: String,
-    tenant: String,
-    device: String,
-    credential: String,
-    source_ip: String,
+    dev: String,
+    cred: String,
+    ip: String,
 }
 
 /// Holds the active private key (Ed25519 or ECDSA P-256).
@@ -218,12 +220,12 @@ impl AccessTokenSigner {
             iat: claims.issued_at_ms / 1000,
             exp: claims.expires_at_ms / 1000,
             jti: claims.token_id.clone(),
-            tenant: claims.tenant_id.clone(),
-            device: claims.device_id.clone(),
-            credential: claims.credential_id.clone(),
-            source_ip: ip.to_string(),
+            dev: claims.device_id.clone(),
+            cred: claims.credential_id.clone(),
+            ip: ip.to_string(),
         };
         let mut header = Header::new(self.key.algorithm.jws());
+        header.typ = None;
         header.kid = Some(self.key.key_id.clone());
         let token = jsonwebtoken::encode(&header, &payload, &self.encoding)
             .map_err(|e| AccessTokenError::InvalidKey(format!("signing failed: {e}")))?;
@@ -264,7 +266,7 @@ fn check_shape(token: &str) -> Result<(), AccessTokenError> {
 
 /// Verifies `token` against `keys` at `now_ms`: structure, key id, the
 /// algorithm the key is pinned to, signature, issuer, that it was issued in
-/// the key set's tenant (audience and tenant claim), lifetime, and — when
+/// the key set's tenant (the audience), lifetime, and — when
 /// `presented_ip` is given — that it is presented from the address it was
 /// issued to.
 pub fn verify(
@@ -323,13 +325,11 @@ fn check_claims(
     if payload.iss != keys.issuer() {
         return Err(AccessTokenError::WrongIssuer { token_issuer: payload.iss, expected: keys.issuer().into() });
     }
-    for tenant in [&payload.aud, &payload.tenant] {
-        if tenant != keys.tenant_id() {
-            return Err(AccessTokenError::WrongTenant {
-                token_tenant: tenant.clone(),
-                expected: keys.tenant_id().to_string(),
-            });
-        }
+    if payload.aud != keys.tenant_id() {
+        return Err(AccessTokenError::WrongTenant {
+            token_tenant: payload.aud,
+            expected: keys.tenant_id().to_string(),
+        });
     }
     let (iat, exp) = (payload.iat.saturating_mul(1000), payload.exp.saturating_mul(1000));
     let lifetime = exp.saturating_sub(iat);
@@ -345,8 +345,7 @@ fn check_claims(
     if now_ms >= exp.saturating_add(EXPIRY_LEEWAY_MS) {
         return Err(AccessTokenError::Expired { expires_at_ms: exp, now_ms });
     }
-    let token_ip =
-        canonical_ip(&payload.source_ip).ok_or_else(|| malformed("its source address is not an IP address"))?;
+    let token_ip = canonical_ip(&payload.ip).ok_or_else(|| malformed("its source address is not an IP address"))?;
     if let Some(presented) = presented_ip {
         let presented_ip =
             canonical_ip(presented).ok_or_else(|| AccessTokenError::InvalidSourceIp(presented.into()))?;
@@ -359,10 +358,10 @@ fn check_claims(
     }
     Ok(AccessTokenClaims {
         issuer: payload.iss,
-        tenant_id: payload.tenant,
+        tenant_id: payload.aud,
         worker_external_id: payload.sub,
-        device_id: payload.device,
-        credential_id: payload.credential,
+        device_id: payload.dev,
+        credential_id: payload.cred,
         source_ip: token_ip.to_string(),
         issued_at_ms: iat,
         expires_at_ms: exp,

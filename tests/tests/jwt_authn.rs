@@ -115,7 +115,7 @@ async fn envoy_jwt_authn_config_verifies_real_tokens_with_the_published_jwks() {
     assert!(remote["cache_duration"].as_str().is_some());
     let claims: Vec<&str> =
         provider["claim_to_headers"].as_sequence().unwrap().iter().filter_map(|c| c["claim_name"].as_str()).collect();
-    assert_eq!(claims, ["sub", "device"]);
+    assert_eq!(claims, ["sub", "dev"]);
 
     let dir = tempfile::tempdir().unwrap();
     for algorithm in ["eddsa", "es256"] {
@@ -147,9 +147,9 @@ async fn envoy_jwt_authn_config_verifies_real_tokens_with_the_published_jwks() {
         let audience = acme.keys.tenant_id.as_str();
         let claims = consume(&jwks, &token, ISSUER, audience).unwrap();
         assert_eq!(claims["sub"], "alice");
-        assert_eq!(claims["device"], alice.device_id.as_str());
+        assert_eq!(claims["dev"], alice.device_id.as_str());
         assert_eq!(claims["aud"], audience);
-        assert_eq!(claims["source_ip"], "127.0.0.1");
+        assert_eq!(claims["ip"], "127.0.0.1");
         assert!(claims["exp"].as_i64().unwrap() > claims["iat"].as_i64().unwrap());
 
         // Globex's token for a namesake worker: same key, other audience.

@@ -84,9 +84,12 @@ async fn access_token(server: &Server, org: &Org, device: &mut EnrolledDevice) -
         .await
         .unwrap()
         .into_inner();
-    assert!(answered.access_token.starts_with("tt1."), "no token issued");
+    assert_eq!(answered.access_token.split('.').count(), 3, "no token (a JWT) issued");
     answered.access_token
 }
+
+/// A JWT naming a key id nobody holds, with an empty claims set and a junk signature.
+const FORGED_TOKEN: &str = "eyJhbGciOiJFZERTQSIsImtpZCI6IjAxMjM0NTY3ODlhYmNkZWYifQ.e30.c2ln";
 
 #[tokio::test]
 async fn openvpn_admits_attested_present_workers_and_refuses_the_rest() {
@@ -144,7 +147,7 @@ async fn openvpn_admits_attested_present_workers_and_refuses_the_rest() {
     let mut client = vpn.client(&pki, "long", &w.alice.device_id, &"x".repeat(300), "-");
     client.expect_refused();
     client.expect_server_log("tether openvpn-verify: REFUSED (bad client input): the username has 300 bytes");
-    let mut client = vpn.client(&pki, "forged", &w.alice.device_id, "w-alice", "tt1.0123456789abcdef.e30.c2ln");
+    let mut client = vpn.client(&pki, "forged", &w.alice.device_id, "w-alice", FORGED_TOKEN);
     client.expect_refused();
     client.expect_server_log("tether openvpn-verify: DENY worker \"w-alice\"");
     client.expect_server_log("access_token_invalid");

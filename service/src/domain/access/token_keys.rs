@@ -114,3 +114,44 @@ impl TokenKeys {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tether_attestation::access_token::{KeyAlgorithm, generate_pkcs8, parse_jwks};
+
+    fn key_file(dir: &Path, name: &str, algorithm: KeyAlgorithm) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, generate_pkcs8(algorithm).unwrap()).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_issuer_and_a_whole_second_ttl_are_required() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = key_file(dir.path(), "a.der", KeyAlgorithm::EdDsa);
+        let five = Duration::from_secs(300);
+        assert!(TokenKeys::load(&key, &[], " ", five).unwrap_err().contains("--access-token-issuer"));
+        let long = "i".repeat(MAX_FIELD_LEN + 1);
+        assert!(TokenKeys::load(&key, &[], &long, five).unwrap_err().contains("--access-token-issuer"));
+        let fractional = TokenKeys::load(&key, &[], "tether", Duration::from_millis(1500)).unwrap_err();
+        assert!(fractional.contains("whole seconds"), "{fractional}");
+        assert!(TokenKeys::load(&key, &[], "tether", MAX_TTL + Duration::from_secs(1)).is_err());
+        assert_eq!(TokenKeys::load(&key, &[], " https://t.example ", five).unwrap().issuer(), "https://t.example");
+    }
+
+    #[test]
+    fn the_published_keys_are_a_jwks_of_every_verifying_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let active = key_file(dir.path(), "b.der", KeyAlgorithm::Es256);
+        let previous = key_file(dir.path(), "a.der", KeyAlgorithm::EdDsa);
+        let keys = TokenKeys::load(&active, &[previous.clone(), previous], "tether", DEFAULT_TTL).unwrap();
+        let published = keys.to_proto("ten_1");
+        assert_eq!((published.tenant_id.as_str(), published.issuer.as_str()), ("ten_1", "tether"));
+        let jwks = parse_jwks(&published.jwks_json).unwrap();
+        assert_eq!(jwks, keys.verifying_keys(), "the active key first, a repeated previous key once");
+        assert_eq!(published.jwks_json, keys.jwks_json(), "the same document for every tenant");
+        let listed: Vec<(&str, bool)> = published.keys.iter().map(|k| (k.algorithm.as_str(), k.active)).collect();
+        assert_eq!(listed, [("ES256", true), ("EdDSA", false)]);
+    }
+}
