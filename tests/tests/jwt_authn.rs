@@ -73,6 +73,18 @@ async fn issue_token(server: &Server, device: &mut EnrolledDevice) -> String {
     server.presence().await.answer_challenge(request).await.unwrap().into_inner().access_token
 }
 
+/// `GET path` over plain HTTP/1.1: (status line and headers, body).
+fn http_get(base: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.to_string(), body.to_string())
+}
+
 /// What Envoy does with a token: pick the JWK by `kid`, take the algorithm from
 /// the JWK, check the signature, issuer, audience and expiry.
 fn consume(jwks: &JwkSet, token: &str, issuer: &str, audience: &str) -> Result<serde_json::Value, String> {
@@ -120,8 +132,14 @@ async fn envoy_jwt_authn_config_verifies_real_tokens_with_the_published_jwks() {
     let dir = tempfile::tempdir().unwrap();
     for algorithm in ["eddsa", "es256"] {
         let key = new_key(dir.path(), algorithm);
-        let server =
-            Server::start_with_args(&["--access-token-key", key.to_str().unwrap(), "--access-token-issuer", ISSUER]);
+        let server = Server::start_with_args(&[
+            "--access-token-key",
+            key.to_str().unwrap(),
+            "--access-token-issuer",
+            ISSUER,
+            "--web-listen",
+            "127.0.0.1:0",
+        ]);
         let acme = Org::create(&server, "acme").await;
         let globex = Org::create(&server, "globex").await;
         let mut alice = acme.enrolled_device(&server, "alice").await;
@@ -136,7 +154,15 @@ async fn envoy_jwt_authn_config_verifies_real_tokens_with_the_published_jwks() {
             .unwrap()
             .into_inner();
         assert_eq!(published.issuer, ISSUER);
-        let jwks: JwkSet = serde_json::from_str(&published.jwks_json).unwrap();
+        // What Envoy's remote_jwks fetches: the same set, on the web listener, without a key.
+        let (head, served) = http_get(&server.web_url, "/.well-known/jwks.json");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.to_ascii_lowercase().contains("content-type: application/jwk-set+json"), "{head}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&served).unwrap(),
+            serde_json::from_str::<serde_json::Value>(&published.jwks_json).unwrap()
+        );
+        let jwks: JwkSet = serde_json::from_str(&served).unwrap();
         assert_eq!(jwks.keys.len(), 1);
         let raw: serde_json::Value = serde_json::from_str(&published.jwks_json).unwrap();
         let expected_kty = if algorithm == "eddsa" { "OKP" } else { "EC" };

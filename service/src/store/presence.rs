@@ -273,3 +273,25 @@ pub async fn recent_events(store: &Store, since_ms: i64) -> StoreResult<Vec<Pres
             .await?;
     rows.iter().rev().map(event_from_row).collect()
 }
+
+/// The device of `worker` whose newest successful answer since `since_ms` came from `source_ip`
+/// (as tetherd observed it). Scans only the worker's answers inside the window, newest first.
+pub async fn device_answering_from(
+    store: &Store,
+    tenant_id: &str,
+    worker_external_id: &str,
+    source_ip: &str,
+    since_ms: i64,
+) -> StoreResult<Option<String>> {
+    let row = sqlx::query(
+        "SELECT device_id FROM presence_events WHERE tenant_id = $1 AND worker_external_id = $2 \
+         AND at_ms >= $3 AND outcome = 'ok' AND source_ip = $4 ORDER BY at_ms DESC, id DESC LIMIT 1",
+    )
+    .bind(tenant_id)
+    .bind(worker_external_id)
+    .bind(since_ms)
+    .bind(source_ip)
+    .fetch_optional(store.pool())
+    .await?;
+    row.map(|r| r.try_get("device_id")).transpose().map_err(Into::into)
+}

@@ -18,8 +18,10 @@ const DEVICE_URI_PREFIX: &str = "tether://tenant/";
 /// A forwarded certificate longer than this is refused unparsed.
 const MAX_CERTIFICATE_CHARS: usize = 64 * 1024;
 
-/// What Envoy tells us about one request.
+/// What Envoy (or a forward-auth gateway: nginx, Traefik, Caddy) tells us about one request.
 pub struct EnvoyRequest<'a> {
+    /// The gateway id the session is recorded under ([`GATEWAY_ID`] for Envoy).
+    pub gateway_id: &'a str,
     /// `attributes.source.address` (the downstream client).
     pub source_ip: &'a str,
     /// `attributes.source.certificate`: URL-encoded PEM, empty without one.
@@ -60,7 +62,7 @@ pub async fn decide(app: &App, tenant_id: &str, r: &EnvoyRequest<'_>) -> ApiResu
         let request = pb::CheckAccessRequest {
             access_token: token,
             source_ip: r.source_ip.to_string(),
-            gateway_id: GATEWAY_ID.into(),
+            gateway_id: r.gateway_id.into(),
             ..Default::default()
         };
         return crate::domain::access::token::check_with_token(app, tenant_id, &request).await;
@@ -74,7 +76,7 @@ pub async fn decide(app: &App, tenant_id: &str, r: &EnvoyRequest<'_>) -> ApiResu
                 device_id: &device_id,
                 credential_id: "",
                 source_ip: r.source_ip,
-                gateway_id: GATEWAY_ID,
+                gateway_id: r.gateway_id,
             };
             check_with(app, &query, vec![(code, why)]).await
         }
@@ -109,7 +111,7 @@ pub async fn decide(app: &App, tenant_id: &str, r: &EnvoyRequest<'_>) -> ApiResu
         device_id: &device_id,
         credential_id: "",
         source_ip: r.source_ip,
-        gateway_id: GATEWAY_ID,
+        gateway_id: r.gateway_id,
     };
     check_with(app, &query, Vec::new()).await
 }

@@ -2,6 +2,7 @@
 //! attested, present, unflagged device ends in DENY, and every decision is
 //! recorded as a session.
 
+pub mod by_address;
 pub mod envoy;
 pub mod token;
 pub mod token_keys;

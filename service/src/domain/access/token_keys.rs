@@ -83,8 +83,8 @@ impl TokenKeys {
     }
 
     /// The public JWKS document: the same for every tenant (the keys are
-    /// server-wide; tenants are told apart by `aud`). The web listener is to
-    /// serve it at `/.well-known/jwks.json` (not wired yet).
+    /// server-wide; tenants are told apart by `aud`), served by the web listener at
+    /// `/.well-known/jwks.json`.
     pub fn jwks_json(&self) -> String {
         jwks_json(&self.verifying_keys())
     }

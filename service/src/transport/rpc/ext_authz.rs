@@ -75,6 +75,7 @@ impl Authorization for ExtAuthzApi {
             .map(|h| &h.headers)
             .unwrap_or(&no_headers);
         let envoy = EnvoyRequest {
+            gateway_id: crate::domain::access::envoy::GATEWAY_ID,
             source_ip,
             certificate: source.map(|s| s.certificate.as_str()).unwrap_or_default(),
             headers,

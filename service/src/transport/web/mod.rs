@@ -9,6 +9,7 @@
 //! exact Origin and a double-submit CSRF token; scripts come from 'self' only.
 
 mod api;
+pub mod gateway;
 mod pages;
 mod site;
 pub mod tls;
@@ -20,7 +21,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -116,6 +117,9 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/api/enroll/finish", post(api::finish_enrollment))
         .route("/api/presence/pending", get(api::pending))
         .route("/api/presence/answer", post(api::answer))
+        .route("/gateway/check", any(gateway::check))
+        .route("/gateway/radius", post(gateway::radius))
+        .route("/.well-known/jwks.json", get(gateway::jwks))
         .fallback(|| async { pages::failure(StatusCode::NOT_FOUND, "There is no such page.") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(security_headers))
