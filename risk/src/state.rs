@@ -51,13 +51,66 @@ pub struct DeviceState {
     pub attested: Option<bool>,
     pub flags: FlagSet,
     /// Per kind: the last severity emitted and when.
-    pub emitted: [Option<(Severity, Millis)>; 10],
+    pub emitted: [Option<(Severity, Millis)>; crate::flag::KINDS],
     pub last_point: Option<Point>,
     pub relocated_since: Option<Millis>,
     pub sign_count: Option<u64>,
     pub tpm: Option<(TpmClock, Option<Point>)>,
     /// Missed presence in working hours (capped).
     pub missed: VecDeque<Millis>,
+    /// Presence answers behind public addresses and whether each was part of a sweep (capped).
+    pub answers: VecDeque<(Millis, bool)>,
+    /// Where the device is seen most (for `persistence`).
+    pub anchor: Option<Anchor>,
+}
+
+/// The address a device is seen behind most, on how many of the last 32 days,
+/// and how many of its sightings were there or elsewhere since it became the anchor.
+#[derive(Debug, Clone)]
+pub struct Anchor {
+    pub key: crate::network::EgressKey,
+    /// Bit `i`: seen there on day `last_day - i`.
+    pub days: u32,
+    pub last_day: i64,
+    pub here: u32,
+    pub away: u32,
+}
+
+impl Anchor {
+    const DAY: Millis = 24 * 3_600_000;
+
+    pub fn new(key: crate::network::EgressKey, at: Millis) -> Self {
+        Self { key, days: 1, last_day: at.div_euclid(Self::DAY), here: 1, away: 0 }
+    }
+
+    /// Counts a sighting; the anchor moves when sightings elsewhere outnumber those here.
+    pub fn observe(&mut self, key: &crate::network::EgressKey, at: Millis) {
+        if *key == self.key {
+            let day = at.div_euclid(Self::DAY);
+            if day > self.last_day {
+                let shift = day - self.last_day;
+                self.days = if shift >= 32 { 0 } else { self.days << shift };
+                self.last_day = day;
+            }
+            self.days |= 1 << (self.last_day - day).clamp(0, 31);
+            self.here = self.here.saturating_add(1);
+        } else {
+            self.away = self.away.saturating_add(1);
+            if self.away > self.here {
+                *self = Self::new(key.clone(), at);
+            }
+        }
+    }
+
+    /// Distinct days seen there among the 32 ending at `at`.
+    pub fn days_until(&self, at: Millis) -> u32 {
+        let shift = at.div_euclid(Self::DAY) - self.last_day;
+        if shift >= 32 { 0 } else { (self.days << shift.max(0)).count_ones() }
+    }
+
+    pub fn share(&self) -> f64 {
+        f64::from(self.here) / f64::from(self.here.saturating_add(self.away).max(1))
+    }
 }
 
 impl DeviceState {
@@ -68,12 +121,14 @@ impl DeviceState {
             worker,
             attested: None,
             flags: FlagSet::default(),
-            emitted: [None; 10],
+            emitted: [None; crate::flag::KINDS],
             last_point: None,
             relocated_since: None,
             sign_count: None,
             tpm: None,
             missed: VecDeque::new(),
+            answers: VecDeque::new(),
+            anchor: None,
         }
     }
 

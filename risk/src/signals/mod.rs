@@ -1,8 +1,10 @@
-//! The ten signals, each an `impl Engine` block over the engine's state.
+//! The signals, each an `impl Engine` block over the engine's state.
 
 pub mod burst;
 pub mod egress;
 pub mod hardware;
 pub mod missed;
 pub mod posture;
+pub mod shared_hardware;
+pub mod sweep;
 pub mod travel;

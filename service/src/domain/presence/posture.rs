@@ -211,6 +211,8 @@ fn parse_posture(value: &Value) -> Result<Posture, ApiError> {
             pid: usb_id(dev, "pid", &path)?,
             manufacturer: optional_text(dev, "manufacturer", &path)?,
             product: optional_text(dev, "product", &path)?,
+            serial: None,
+            interfaces: Vec::new(),
         });
     }
     let strings = |key: &str, max: usize| -> Result<Vec<String>, ApiError> {

@@ -128,9 +128,12 @@ fn to_event(o: &Observation<'_>) -> Option<Event> {
         _ => canonical_ip(o.ip)?,
     };
     let body = match &o.what {
-        Happening::Enrolled { attested, format } => {
-            EventBody::Enrollment(Enrollment { attested: *attested, format: Some(format.clone()), home: None })
-        }
+        Happening::Enrolled { attested, format } => EventBody::Enrollment(Enrollment {
+            attested: *attested,
+            format: Some(format.clone()),
+            home: None,
+            hardware: None,
+        }),
         Happening::Answered { issued_at_ms, sign_count, posture } => EventBody::Presence(Presence {
             outcome: Outcome::Ok,
             issued_at: Some(*issued_at_ms),
