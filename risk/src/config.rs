@@ -151,11 +151,26 @@ pub struct RelocatedConfig {
     pub country_change: bool,
     /// Continuously relocated this long raises the flag to high. Default 168 h (7 days).
     pub high_after_hours: u32,
+    /// Reshipped: since it was last located in its home country, a device located abroad
+    /// at least this long ago ... Default 96 h (longer than a conference trip).
+    pub reshipped_after_hours: u32,
+    /// ... and seen through anonymizing exits (VPN services, hosting) on at least this share of
+    /// its sightings ... Default 0.7.
+    pub reshipped_hidden_share: f64,
+    /// ... of at least this many. Default 20.
+    pub reshipped_min_sightings: u32,
 }
 
 impl Default for RelocatedConfig {
     fn default() -> Self {
-        Self { radius_km: 250.0, country_change: true, high_after_hours: 168 }
+        Self {
+            radius_km: 250.0,
+            country_change: true,
+            high_after_hours: 168,
+            reshipped_after_hours: 96,
+            reshipped_hidden_share: 0.7,
+            reshipped_min_sightings: 20,
+        }
     }
 }
 
@@ -312,9 +327,11 @@ impl Default for SweepConfig {
 pub struct PersistenceConfig {
     /// Default true.
     pub enabled: bool,
-    /// A member counts when seen behind the address on this many distinct days ... Default 3.
+    /// A member counts when seen behind the address on this many distinct (local) days, a
+    /// working week: fewer, and a coworking member's lucky streak looks the same ... Default 5.
     pub min_days: u32,
-    /// ... and at least this share of all its sightings was there. Default 0.9.
+    /// ... and on at least this share of the days it was seen anywhere it was seen nowhere else
+    /// (mobile carriers and VPNs aside). Default 0.9.
     pub min_share: f64,
     /// Farm when this many such workers (more than a household) ... Default 4.
     pub min_workers: usize,
@@ -324,7 +341,7 @@ pub struct PersistenceConfig {
 
 impl Default for PersistenceConfig {
     fn default() -> Self {
-        Self { enabled: true, min_days: 3, min_share: 0.9, min_workers: 4, min_tenants: 2 }
+        Self { enabled: true, min_days: 5, min_share: 0.9, min_workers: 4, min_tenants: 2 }
     }
 }
 

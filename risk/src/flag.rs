@@ -76,6 +76,7 @@ impl FlagKind {
             (Self::PresenceBurst, _) => 90,
             (Self::RemoteControl, Review) => 50,
             (Self::RemoteControl, High) => 90,
+            (Self::AnonymizedEgress, High) => 80,
             (Self::AnonymizedEgress, _) => 40,
             (Self::PresenceMissedPattern, _) => 30,
             (Self::TpmAnomaly, Review) => 45,
@@ -193,6 +194,9 @@ impl FlagSet {
         }
         if self.at_least(SharedHardware, Severity::High) {
             out.push("shared_hardware: one TPM or authenticator enrolled by several workers");
+        }
+        if self.at_least(AnonymizedEgress, Severity::High) {
+            out.push("anonymized_egress: reshipped abroad, hidden behind VPN or hosting exits");
         }
         if self.has_mark(FarmMark::RemoteCluster) {
             out.push("shared_egress: cross-employer cluster with remote-control tools on most members");

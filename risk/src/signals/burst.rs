@@ -78,7 +78,7 @@ impl Engine {
         }
         for key in keys {
             self.add_answer(key.clone(), d, issued, answered, s, out);
-            self.observe_sweep(&key, d, answered, super::egress::lan_id(lan), out);
+            self.observe_sweep(&key, d, issued, answered, super::egress::lan_id(lan), out);
         }
     }
 

@@ -112,6 +112,7 @@ impl EgressState {
 
 impl Engine {
     pub(crate) fn check_network(&mut self, d: u32, s: &Sighting, out: &mut Vec<Finding>) {
+        self.check_reshipped(d, s, out);
         if let Some(class) = s.class.filter(|c| c.is_anonymizing()) {
             out.push(Finding {
                 device: d,
@@ -127,6 +128,65 @@ impl Engine {
         }
     }
 
+    /// A laptop shipped abroad reaches its employer through VPN or hosting exits that hide
+    /// where it is; now and then it leaks its real address, in another country, and it is
+    /// never located at home again. Honest VPN users leak their home; a traveller abroad
+    /// comes home within days.
+    fn check_reshipped(&mut self, d: u32, s: &Sighting, out: &mut Vec<Finding>) {
+        let cfg = &self.cfg.relocated;
+        let worker = self.devices[d as usize].worker as usize;
+        let home_country = self.workers[worker].home().and_then(|(h, _)| h.country.clone());
+        let dev = &mut self.devices[d as usize];
+        let located = s
+            .point
+            .as_ref()
+            .zip(home_country.as_ref())
+            .and_then(|(p, home)| p.country.as_deref().map(|c| (p, c.eq_ignore_ascii_case(home))));
+        match located {
+            Some((_, true)) => {
+                (dev.sightings, dev.hidden, dev.abroad_since, dev.abroad) = (0, 0, None, None);
+                return;
+            }
+            Some((p, false)) => {
+                dev.abroad_since.get_or_insert(s.at);
+                dev.abroad = Some(p.clone());
+            }
+            None => {}
+        }
+        dev.sightings = dev.sightings.saturating_add(1);
+        if s.class.is_some_and(NetworkClass::is_anonymizing) {
+            dev.hidden = dev.hidden.saturating_add(1);
+        }
+        let (Some(since), Some(leak)) = (dev.abroad_since, dev.abroad.as_ref()) else { return };
+        let share = f64::from(dev.hidden) / f64::from(dev.sightings.max(1));
+        let hours = (s.at - since) / HOUR;
+        if dev.sightings < cfg.reshipped_min_sightings
+            || share < cfg.reshipped_hidden_share
+            || hours < i64::from(cfg.reshipped_after_hours)
+        {
+            return;
+        }
+        out.push(Finding {
+            device: d,
+            kind: FlagKind::AnonymizedEgress,
+            severity: Severity::High,
+            evidence: json!({
+                "pattern": "reshipped: located abroad and never at home since, otherwise seen almost only \
+                            through VPN or hosting exits",
+                "abroad_since": crate::event::format_time(since),
+                "hours_abroad": hours,
+                "latest_leak": leak.to_json(),
+                "home_country": home_country.as_deref(),
+                "hidden_sightings": dev.hidden,
+                "sightings": dev.sightings,
+                "hidden_share": (share * 100.0).round() / 100.0,
+                "thresholds": {"reshipped_hidden_share": cfg.reshipped_hidden_share,
+                    "reshipped_min_sightings": cfg.reshipped_min_sightings,
+                    "reshipped_after_hours": cfg.reshipped_after_hours},
+            }),
+        });
+    }
+
     /// Whether this device at this address counts towards shared egress.
     pub(crate) fn counts_at(&self, d: u32, s: &Sighting) -> bool {
         let dev = &self.devices[d as usize];
@@ -136,10 +196,16 @@ impl Engine {
     pub(crate) fn observe_egress(&mut self, d: u32, s: &Sighting, lan: Option<&Lan>, out: &mut Vec<Finding>) {
         let prefix = self.cfg.shared_egress.ipv6_prefix;
         let ip_key = EgressKey::for_ip(s.ip, prefix);
+        // A mobile carrier or VPN says nothing about where the laptop is: neither home nor away.
+        // Days are the worker's local days (by the home's longitude), or a working day in the
+        // Americas would count as two UTC days.
+        let local = s.at + self.local_offset(self.devices[d as usize].worker);
         let dev = &mut self.devices[d as usize];
-        match dev.anchor.as_mut() {
-            Some(anchor) => anchor.observe(&ip_key, s.at),
-            None => dev.anchor = Some(crate::state::Anchor::new(ip_key.clone(), s.at)),
+        if !s.class.is_some_and(NetworkClass::skips_shared_egress) {
+            match dev.anchor.as_mut() {
+                Some(anchor) => anchor.observe(&ip_key, local),
+                None => dev.anchor = Some(crate::state::Anchor::new(ip_key.clone(), local)),
+            }
         }
         if !self.counts_at(d, s) {
             return;
@@ -194,14 +260,20 @@ impl Engine {
         }
     }
 
+    /// Milliseconds from UTC to the worker's local time, by the home's longitude (0 without a home).
+    pub(crate) fn local_offset(&self, w: u32) -> Millis {
+        self.workers[w as usize].home().map_or(0, |(h, _)| (h.lon / 15.0).round() as Millis * HOUR)
+    }
+
     /// Whether the device lives behind this egress: seen there on `min_days` days and
     /// (almost) nowhere else — a farm laptop, or a housemate; not a coworking member.
     pub(crate) fn resides(&self, d: u32, key: &EgressKey, at: Millis) -> bool {
         let p = &self.cfg.persistence;
+        let at = at + self.local_offset(self.devices[d as usize].worker);
         self.devices[d as usize]
             .anchor
             .as_ref()
-            .is_some_and(|a| a.key == *key && a.days_until(at) >= p.min_days && a.share() >= p.min_share)
+            .is_some_and(|a| a.key == *key && a.days_until(at) >= p.min_days && a.share_until(at) >= p.min_share)
     }
 
     /// The severity a view supports, and whether it is a farm cluster (remote-control tools on

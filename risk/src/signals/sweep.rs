@@ -5,7 +5,8 @@
 //!
 //! Behind one public address, answers of distinct workers' devices that follow
 //! each other `min_gap_secs`..`max_gap_secs` apart (never two at once) form a
-//! sweep. Strangers behind a carrier NAT or in a coworking space fall into such
+//! sweep, provided their challenges were issued at unrelated times (more than
+//! `max_gap_secs` apart). Strangers behind a carrier NAT or in a coworking space fall into such
 //! a chain now and then by chance; a farm laptop is answered that way most of
 //! the time. So a device is flagged on its own record: at least `min_sweeps`
 //! sweeps and `min_ratio` of its last answers there in the window.
@@ -33,6 +34,7 @@ struct Link {
     at: Millis,
     device: u32,
     worker: u32,
+    issued: Millis,
     lan: Option<u64>,
 }
 
@@ -56,6 +58,7 @@ impl Engine {
         &mut self,
         key: &EgressKey,
         d: u32,
+        issued: Millis,
         answered: Millis,
         lan: Option<u64>,
         out: &mut Vec<Finding>,
@@ -72,11 +75,14 @@ impl Engine {
         }
         answers.push_back((answered, false));
         let Some(egress) = self.egress.get_mut(key) else { return };
-        // Two answers that report different LANs were not made in one room.
+        // Two answers that report different LANs were not made in one room; two challenges
+        // issued together and answered together are what probe rounds judge (and people
+        // challenged at the same moment answer close together on their own).
         let continues = egress.sweeps.chain.last().is_some_and(|last| {
             let gap = answered - last.at;
             gap >= min_gap
                 && gap <= max_gap
+                && (issued - last.issued).abs() > max_gap
                 && !(lan.is_some() && last.lan.is_some() && lan != last.lan)
                 && !egress.sweeps.chain.iter().any(|l| l.device == d)
         });
@@ -86,7 +92,7 @@ impl Engine {
         if let Some(egress) = self.egress.get_mut(key)
             && egress.sweeps.chain.len() < MAX_CHAIN
         {
-            egress.sweeps.chain.push(Link { at: answered, device: d, worker, lan });
+            egress.sweeps.chain.push(Link { at: answered, device: d, worker, issued, lan });
         }
     }
 

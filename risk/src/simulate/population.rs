@@ -136,6 +136,8 @@ pub struct World {
     pub exits: Vec<Place>,
     /// The ISP carrier-grade NAT address being filled, its city and the households left for it.
     cgnat: Option<(Place, usize, usize)>,
+    /// How many workers the population gets.
+    target: usize,
 }
 
 const REMOTE_TOOLS: &[&str] =
@@ -207,8 +209,17 @@ impl World {
                 addr.place(&mut rng, net, city, false, false)
             })
             .collect();
-        let mut world =
-            World { tenants, workers: Vec::new(), farms: Vec::new(), coworking, venues, mobile, exits, cgnat: None };
+        let mut world = World {
+            tenants,
+            workers: Vec::new(),
+            farms: Vec::new(),
+            coworking,
+            venues,
+            mobile,
+            exits,
+            cgnat: None,
+            target: cfg.workers,
+        };
         let farm_target = (cfg.workers as f64 * cfg.farm_share).round() as usize;
         while world.workers.len() < cfg.workers {
             if world.farm_devices() < farm_target {
@@ -269,7 +280,12 @@ impl World {
         if v6 || !rng.chance(1.0 / 12.0) {
             return (addr.place(rng, Net::Residential, &HOME_CITIES[city], false, v6), city, false);
         }
-        if self.cgnat.as_ref().is_none_or(|(_, _, left)| *left == 0) {
+        let full = self.cgnat.as_ref().is_none_or(|(_, _, left)| *left == 0);
+        // No new NAT near the end of the population: its 20-30 households would not fit.
+        if full && self.workers.len() + 60 > self.target {
+            return (addr.place(rng, Net::Residential, &HOME_CITIES[city], false, v6), city, false);
+        }
+        if full {
             let nat = addr.place(rng, Net::Residential, &HOME_CITIES[city], false, false);
             self.cgnat = Some((nat, city, rng.int(20, 30) as usize));
         }
@@ -307,6 +323,8 @@ impl World {
                 _ => "home",
             };
             let mut w = self.base_worker(rng, tenant, city, home.clone(), category);
+            // Where they live is the kind they are scored by; what they do besides is behaviour.
+            let sticky = coliving || cgnat;
             if let Some(i) = self.tenants[tenant].offices.iter().position(|(c, _, _)| *c == city) {
                 w.office = Some(i);
                 w.category = "office";
@@ -351,6 +369,9 @@ impl World {
             }
             w.flaky = rng.chance(0.02);
             w.attested = !rng.chance(0.01);
+            if sticky {
+                w.category = category;
+            }
             self.workers.push(w);
         }
     }
@@ -367,7 +388,7 @@ impl World {
                 transit_days: rng.int(2, 4) as i64,
                 exit: self.exits[rng.index(self.exits.len())].clone(),
                 real: addr.place(rng, Net::Residential, dest, true, false),
-                leak: rng.range(0.0, 0.08),
+                leak: rng.range(0.01, 0.08),
             }
         });
         let walk_lo = rng.range(15.0, 25.0);
