@@ -183,10 +183,14 @@ impl Engine {
                 let first = s.first().map_or(0, |(t, _)| *t);
                 json!({
                     "started_at": format_time(first),
-                    "answers": s.iter().map(|(t, dev)| json!({
-                        "device": &*self.devices[*dev as usize].name,
-                        "after_secs": (*t - first) as f64 / 1000.0,
-                    })).collect::<Vec<_>>(),
+                    // Members as {tenant, worker, device}: tetherd drops other tenants' from each report.
+                    "answers": s.iter().map(|(t, dev)| {
+                        let mut v = self.describe_device(*dev);
+                        if let Some(map) = v.as_object_mut() {
+                            map.insert("after_secs".into(), ((*t - first) as f64 / 1000.0).into());
+                        }
+                        v
+                    }).collect::<Vec<_>>(),
                 })
             })
             .collect();
