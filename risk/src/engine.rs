@@ -65,6 +65,8 @@ pub struct Engine {
     pub(crate) probes: Vec<ProbeRequest>,
     /// Enrollments per hardware hash (`shared_hardware`), capped.
     pub(crate) hardware: HashMap<Box<str>, Vec<HardwareUse>>,
+    /// Hardware hashes in the order first seen (which to forget when full).
+    pub(crate) hardware_order: std::collections::VecDeque<Box<str>>,
     last_sweep: Millis,
     latest: Millis,
 }
@@ -89,6 +91,7 @@ impl Engine {
             egress: HashMap::new(),
             probes: Vec::new(),
             hardware: HashMap::new(),
+            hardware_order: std::collections::VecDeque::new(),
             last_sweep: Millis::MIN,
             latest: Millis::MIN,
         })

@@ -329,3 +329,17 @@ fn a_kvm_gadget_with_spoofed_ids_is_caught_by_its_structure() {
     assert!(f.evidence.to_string().contains("mass-storage"), "{}", f.evidence);
     assert!(flagged(&flags, "remote_control", "receiver").is_none(), "a wireless receiver is keyboard and mouse too");
 }
+
+#[test]
+fn remembered_hardware_is_bounded() {
+    let mut config = RiskConfig::default();
+    config.shared_hardware.max_tracked = 2;
+    let mut engine = Engine::new(config).expect("valid configuration");
+    let mut flags = Vec::new();
+    for (i, hash) in ["ek:1", "ek:2", "ek:3", "ek:1"].iter().enumerate() {
+        let (_, e) = enroll(i as f64, "acme", &format!("d{i}"), "198.51.100.90", json!({"hardware": hash}));
+        flags.extend(engine.process(&Event::from_json(&e.to_string()).expect("event")));
+    }
+    // ek:1 was forgotten when ek:3 came: its second holder is not matched (bounded, not unbounded).
+    assert!(flags.iter().all(|f| f.kind.as_str() != "shared_hardware"), "{flags:?}");
+}

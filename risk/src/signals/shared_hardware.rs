@@ -30,13 +30,13 @@ pub(crate) struct HardwareUse {
 
 impl Engine {
     pub(crate) fn observe_hardware(&mut self, hash: &str, me: HardwareUse, out: &mut Vec<Finding>) {
-        if self.hardware.len() >= self.cfg.shared_hardware.max_tracked && !self.hardware.contains_key(hash) {
-            // Full: forget the oldest piece of hardware rather than grow (O(n), only when full).
-            if let Some(oldest) =
-                self.hardware.iter().min_by_key(|(_, uses)| uses.last().map_or(0, |u| u.at)).map(|(k, _)| k.clone())
-            {
+        if !self.hardware.contains_key(hash) {
+            // Full: forget the hardware seen first (O(1)), rather than grow.
+            while self.hardware.len() >= self.cfg.shared_hardware.max_tracked {
+                let Some(oldest) = self.hardware_order.pop_front() else { break };
                 self.hardware.remove(&oldest);
             }
+            self.hardware_order.push_back(hash.into());
         }
         let uses = self.hardware.entry(hash.into()).or_default();
         uses.retain(|u| u.device != me.device);
