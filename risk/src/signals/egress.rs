@@ -135,23 +135,28 @@ impl Engine {
     fn check_reshipped(&mut self, d: u32, s: &Sighting, out: &mut Vec<Finding>) {
         let cfg = &self.cfg.relocated;
         let worker = self.devices[d as usize].worker as usize;
-        let home_country = self.workers[worker].home().and_then(|(h, _)| h.country.clone());
+        let home_country = self.workers[worker].home().and_then(|(h, _)| h.country.as_deref());
+        // Some(true): located at home; Some(false): located abroad; None: not located.
+        let at_home = s.point.as_ref().and_then(|p| {
+            let (here, home) = (p.country.as_deref()?, home_country?);
+            Some(here.eq_ignore_ascii_case(home))
+        });
+        let home_country = if at_home == Some(false) || self.devices[d as usize].abroad_since.is_some() {
+            home_country.map(str::to_owned)
+        } else {
+            None
+        };
         let dev = &mut self.devices[d as usize];
-        let located = s
-            .point
-            .as_ref()
-            .zip(home_country.as_ref())
-            .and_then(|(p, home)| p.country.as_deref().map(|c| (p, c.eq_ignore_ascii_case(home))));
-        match located {
-            Some((_, true)) => {
+        match (at_home, &s.point) {
+            (Some(true), _) => {
                 (dev.sightings, dev.hidden, dev.abroad_since, dev.abroad) = (0, 0, None, None);
                 return;
             }
-            Some((p, false)) => {
+            (Some(false), Some(p)) => {
                 dev.abroad_since.get_or_insert(s.at);
                 dev.abroad = Some(p.clone());
             }
-            None => {}
+            _ => {}
         }
         dev.sightings = dev.sightings.saturating_add(1);
         if s.class.is_some_and(NetworkClass::is_anonymizing) {
@@ -226,9 +231,10 @@ impl Engine {
         }
     }
 
-    fn view(&self, key: &EgressKey, members: &[Member], viewer: Option<u32>, at: Millis, window: Millis) -> View {
-        let counted: Vec<&Member> =
-            members.iter().filter(|m| viewer == Some(m.tenant) || m.observed_within(at, window)).collect();
+    /// `resident[i]`: whether `members[i]` lives behind this egress ([`Engine::resides`]).
+    fn view(&self, members: &[Member], resident: &[bool], viewer: Option<u32>, at: Millis, window: Millis) -> View {
+        let counts = |m: &Member| viewer == Some(m.tenant) || m.observed_within(at, window);
+        let counted: Vec<&Member> = members.iter().filter(|m| counts(m)).collect();
         let mut workers: Vec<(u32, u32)> = counted.iter().map(|m| (m.tenant, m.worker)).collect();
         workers.sort_unstable();
         workers.dedup();
@@ -240,7 +246,7 @@ impl Engine {
             .filter(|m| self.devices[m.device as usize].flags.get(FlagKind::RemoteControl).is_some())
             .count();
         let mut residents: Vec<(u32, u32)> =
-            counted.iter().filter(|m| self.resides(m.device, key, at)).map(|m| (m.tenant, m.worker)).collect();
+            members.iter().zip(resident).filter(|(m, r)| **r && counts(m)).map(|(m, _)| (m.tenant, m.worker)).collect();
         residents.sort_unstable();
         residents.dedup();
         let mut resident_tenants: Vec<u32> = residents.iter().map(|(t, _)| *t).collect();
@@ -363,6 +369,12 @@ impl Engine {
         }
         let members = entry.members.clone();
         let (class, probed_at) = (entry.class, entry.probed_at);
+        // Residency is per device and address, computed once; persistence is judged on addresses only.
+        let resident: Vec<bool> = if key.is_lan() || !self.cfg.persistence.enabled {
+            vec![false; members.len()]
+        } else {
+            members.iter().map(|m| self.resides(m.device, &key, s.at)).collect()
+        };
         let cooldown = Millis::from(self.cfg.flags.cooldown_hours) * HOUR;
         let mut tenants: Vec<u32> = members.iter().map(|m| m.tenant).collect();
         tenants.sort_unstable();
@@ -371,13 +383,13 @@ impl Engine {
         let mut judged: Vec<(View, Judgement)> = Vec::new();
         let mut due: Vec<(u32, usize, Severity, bool)> = Vec::new();
         for tenant in tenants {
-            let mut view = self.view(&key, &members, Some(tenant), s.at, window);
+            let mut view = self.view(&members, &resident, Some(tenant), s.at, window);
             view.lans = view.lans.max(recent_lans);
             let Some(judgement) = self.judge(&view, class) else { continue };
-            for m in members.iter().filter(|m| m.tenant == tenant) {
+            for (m, lives_here) in members.iter().zip(&resident).filter(|(m, _)| m.tenant == tenant) {
                 let dev = &self.devices[m.device as usize];
                 // Only the residents of a persistent cluster are farm laptops; a visitor is not.
-                let resident = !key.is_lan() && judgement.persistent && self.resides(m.device, &key, s.at);
+                let resident = judgement.persistent && *lives_here;
                 let severity = if resident { Severity::High } else { judgement.severity };
                 let farm = judgement.farm_cluster || resident;
                 if dev.wants(FlagKind::SharedEgress, severity, s.at, cooldown) || (farm && !dev.flags.farm_suspected())
@@ -388,7 +400,7 @@ impl Engine {
             judged.push((view, judgement));
         }
         // Probes challenge every member, so only what tetherd observed may start them.
-        let mut observed_view = self.view(&key, &members, None, s.at, window);
+        let mut observed_view = self.view(&members, &resident, None, s.at, window);
         observed_view.lans = observed_view.lans.max(recent_lans);
         let probe = self.judge(&observed_view, class).is_some_and(|j| j.severity >= Severity::Review)
             && probed_at.is_none_or(|p| s.at - p >= window);
@@ -401,14 +413,15 @@ impl Engine {
         let name = key.describe(cfg.ipv6_prefix);
         let listed: Vec<serde_json::Value> = members
             .iter()
+            .zip(&resident)
             .take(50)
-            .map(|m| {
+            .map(|(m, lives_here)| {
                 let mut v = self.describe_device(m.device);
                 if let Some(map) = v.as_object_mut() {
                     map.insert("last_seen".into(), crate::event::format_time(m.last_seen).into());
                     map.insert("observed_by_tether".into(), m.observed_within(s.at, window).into());
                     if judged.iter().any(|(_, j)| j.persistent) {
-                        map.insert("resident".into(), self.resides(m.device, &key, s.at).into());
+                        map.insert("resident".into(), (*lives_here).into());
                     }
                 }
                 v
