@@ -41,6 +41,9 @@ pub(crate) struct Member {
     pub observed_at: Option<Millis>,
     /// The LAN (gateway MAC, else BSSID hash) the device last reported here, hashed small.
     pub lan: Option<u64>,
+    /// Whether it lived here ([`Engine::resides`]) when last seen here: residency changes only
+    /// with the device's own sightings, so it is judged then, once.
+    pub resident: bool,
 }
 
 impl Member {
@@ -337,6 +340,7 @@ impl Engine {
         let cfg = &self.cfg.shared_egress;
         let window = Millis::from(cfg.window_hours) * HOUR;
         let max_members = cfg.max_devices_per_egress;
+        let lives_here = !key.is_lan() && self.cfg.persistence.enabled && self.resides(d, &key, s.at);
         let dev = &self.devices[d as usize];
         let entry = self.egress.entry(key.clone()).or_insert_with(|| EgressState::new(s.ip, s.class, s.at));
         entry.ip = s.ip;
@@ -354,7 +358,15 @@ impl Engine {
         }
         let recent_lans = entry.recent_lans(s.at);
         let lan = lan.or_else(|| earlier.and_then(|i| entry.members[i].lan));
-        let me = Member { device: d, worker: dev.worker, tenant: dev.tenant, last_seen: s.at, observed_at, lan };
+        let me = Member {
+            device: d,
+            worker: dev.worker,
+            tenant: dev.tenant,
+            last_seen: s.at,
+            observed_at,
+            lan,
+            resident: lives_here,
+        };
         match earlier {
             Some(i) => entry.members[i] = me,
             None => {
@@ -369,12 +381,7 @@ impl Engine {
         }
         let members = entry.members.clone();
         let (class, probed_at) = (entry.class, entry.probed_at);
-        // Residency is per device and address, computed once; persistence is judged on addresses only.
-        let resident: Vec<bool> = if key.is_lan() || !self.cfg.persistence.enabled {
-            vec![false; members.len()]
-        } else {
-            members.iter().map(|m| self.resides(m.device, &key, s.at)).collect()
-        };
+        let resident: Vec<bool> = members.iter().map(|m| m.resident).collect();
         let cooldown = Millis::from(self.cfg.flags.cooldown_hours) * HOUR;
         let mut tenants: Vec<u32> = members.iter().map(|m| m.tenant).collect();
         tenants.sort_unstable();
