@@ -24,6 +24,9 @@ pub struct RiskConfig {
     pub clone: CloneConfig,
     pub shared_egress: SharedEgressConfig,
     pub presence_burst: BurstConfig,
+    pub presence_sweep: SweepConfig,
+    pub persistence: PersistenceConfig,
+    pub shared_hardware: SharedHardwareConfig,
     pub remote_control: RemoteControlRules,
     pub presence_missed: MissedConfig,
     pub tpm: TpmConfig,
@@ -148,11 +151,26 @@ pub struct RelocatedConfig {
     pub country_change: bool,
     /// Continuously relocated this long raises the flag to high. Default 168 h (7 days).
     pub high_after_hours: u32,
+    /// Reshipped: since it was last located in its home country, a device located abroad
+    /// at least this long ago ... Default 96 h (longer than a conference trip).
+    pub reshipped_after_hours: u32,
+    /// ... and seen through anonymizing exits (VPN services, hosting) on at least this share of
+    /// its sightings ... Default 0.7.
+    pub reshipped_hidden_share: f64,
+    /// ... of at least this many. Default 20.
+    pub reshipped_min_sightings: u32,
 }
 
 impl Default for RelocatedConfig {
     fn default() -> Self {
-        Self { radius_km: 250.0, country_change: true, high_after_hours: 168 }
+        Self {
+            radius_km: 250.0,
+            country_change: true,
+            high_after_hours: 168,
+            reshipped_after_hours: 96,
+            reshipped_hidden_share: 0.7,
+            reshipped_min_sightings: 20,
+        }
     }
 }
 
@@ -208,6 +226,9 @@ pub struct SharedEgressConfig {
     pub use_lan_fingerprint: bool,
     /// Memory bound: devices remembered per egress. Default 256.
     pub max_devices_per_egress: usize,
+    /// An address whose members report this many different LANs (gateway MACs) is a
+    /// carrier-grade NAT of many households: at most review, never farm evidence. Default 3.
+    pub carrier_nat_lans: usize,
 }
 
 impl Default for SharedEgressConfig {
@@ -222,6 +243,7 @@ impl Default for SharedEgressConfig {
             ipv6_prefix: 64,
             use_lan_fingerprint: true,
             max_devices_per_egress: 256,
+            carrier_nat_lans: 3,
         }
     }
 }
@@ -259,6 +281,80 @@ impl Default for BurstConfig {
             min_ratio: 0.75,
             window_hours: 24,
         }
+    }
+}
+
+/// Walked-room answer sweeps, found from answer times alone (see `signals/sweep.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SweepConfig {
+    /// Default true.
+    pub enabled: bool,
+    /// Consecutive answers of a sweep at least this far apart (one hand, one laptop at a time). Default 2 s.
+    pub min_gap_secs: f64,
+    /// ... and at most this far apart. Default 20 s.
+    pub max_gap_secs: f64,
+    /// A chain is a sweep when it spans this many distinct workers. Default 2.
+    pub min_workers: usize,
+    /// A device is flagged after this many of its answers were in sweeps ... Default 5.
+    pub min_sweeps: usize,
+    /// ... out of at least this many answers in the window ... Default 10.
+    pub min_answers: usize,
+    /// ... and when they are at least this share of them. Default 0.6.
+    pub min_ratio: f64,
+    /// Default 72 h.
+    pub window_hours: u32,
+}
+
+impl Default for SweepConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_gap_secs: 2.0,
+            max_gap_secs: 20.0,
+            min_workers: 2,
+            min_sweeps: 5,
+            min_answers: 10,
+            min_ratio: 0.6,
+            window_hours: 72,
+        }
+    }
+}
+
+/// A cross-employer cluster that holds for days, its members seen (almost) only there.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PersistenceConfig {
+    /// Default true.
+    pub enabled: bool,
+    /// A member counts when seen behind the address on this many distinct (local) days, a
+    /// working week: fewer, and a coworking member's lucky streak looks the same ... Default 5.
+    pub min_days: u32,
+    /// ... and on at least this share of the days it was seen anywhere it was seen nowhere else
+    /// (mobile carriers and VPNs aside). Default 0.9.
+    pub min_share: f64,
+    /// Farm when this many such workers (more than a household) ... Default 4.
+    pub min_workers: usize,
+    /// ... of at least this many tenants. Default 2.
+    pub min_tenants: usize,
+}
+
+impl Default for PersistenceConfig {
+    fn default() -> Self {
+        Self { enabled: true, min_days: 5, min_share: 0.9, min_workers: 4, min_tenants: 2 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SharedHardwareConfig {
+    /// Memory bound: pieces of hardware remembered. Default 1,000,000.
+    pub max_tracked: usize,
+}
+
+impl Default for SharedHardwareConfig {
+    fn default() -> Self {
+        Self { max_tracked: 1_000_000 }
     }
 }
 
@@ -318,6 +414,27 @@ impl RiskConfig {
             return Err("shared_egress.max_devices_per_egress must be at least 1".into());
         }
         self.validate_probes()?;
+        let sw = &self.presence_sweep;
+        if !(sw.min_gap_secs >= 0.0 && sw.max_gap_secs > sw.min_gap_secs) {
+            return Err(
+                "presence_sweep.max_gap_secs must be greater than presence_sweep.min_gap_secs (both >= 0)".into()
+            );
+        }
+        if sw.min_workers < 2 || !(sw.min_ratio > 0.0 && sw.min_ratio <= 1.0) {
+            return Err("presence_sweep.min_workers must be at least 2 and min_ratio in (0, 1]".into());
+        }
+        let p = &self.persistence;
+        if p.min_workers < 2 || p.min_tenants < 2 || !(p.min_share > 0.0 && p.min_share <= 1.0) || p.min_days == 0 {
+            return Err("persistence: min_workers and min_tenants must be at least 2, min_days at least 1, \
+                        min_share in (0, 1]"
+                .into());
+        }
+        if p.min_days > 32 {
+            return Err("persistence.min_days must be at most 32 (days are remembered in a 32-day window)".into());
+        }
+        if self.shared_hardware.max_tracked == 0 {
+            return Err("shared_hardware.max_tracked must be at least 1".into());
+        }
         if self.presence_burst.min_devices < 2 {
             return Err("presence_burst.min_devices must be at least 2".into());
         }

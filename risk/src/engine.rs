@@ -12,6 +12,7 @@ use super::hours::WorkingHours;
 use super::network::{EgressKey, Networks};
 use super::signals::egress::EgressState;
 use super::signals::posture::CompiledRules;
+use super::signals::shared_hardware::HardwareUse;
 use super::state::{DeviceState, HomePoint, Ids, Point, WorkerState};
 
 pub(crate) const HOUR: Millis = 3_600_000;
@@ -62,6 +63,10 @@ pub struct Engine {
     pub(crate) workers: Vec<WorkerState>,
     pub(crate) egress: HashMap<EgressKey, EgressState>,
     pub(crate) probes: Vec<ProbeRequest>,
+    /// Enrollments per hardware hash (`shared_hardware`), capped.
+    pub(crate) hardware: HashMap<Box<str>, Vec<HardwareUse>>,
+    /// Hardware hashes in the order first seen (which to forget when full).
+    pub(crate) hardware_order: std::collections::VecDeque<Box<str>>,
     last_sweep: Millis,
     latest: Millis,
 }
@@ -85,6 +90,8 @@ impl Engine {
             workers: Vec::new(),
             egress: HashMap::new(),
             probes: Vec::new(),
+            hardware: HashMap::new(),
+            hardware_order: std::collections::VecDeque::new(),
             last_sweep: Millis::MIN,
             latest: Millis::MIN,
         })
@@ -217,6 +224,7 @@ impl Engine {
     pub fn finish(&mut self) -> Vec<Flag> {
         let mut findings = Vec::new();
         self.close_all_rounds(&mut findings);
+        self.close_stale_chains(Millis::MAX, &mut findings);
         self.emit(findings, self.latest, true)
     }
 
@@ -232,6 +240,10 @@ impl Engine {
             if let Some(due_at) = self.close_rounds(&key, now, false, &mut findings) {
                 flags.extend(self.emit(findings, due_at, true));
             }
+        }
+        // A sweep is judged once nobody could still continue it: dated then, alike on every replica.
+        for (due_at, findings) in self.close_stale_chains_dated(now) {
+            flags.extend(self.emit(findings, due_at, true));
         }
         flags
     }
@@ -268,6 +280,7 @@ impl Engine {
             tenant: self.ids.tenant_names[dev.tenant as usize].to_string(),
             risk: dev.flags.risk(),
             farm_suspected: dev.flags.farm_suspected(),
+            farm_signals: dev.flags.farm_signals(),
             flags: dev.flags.kinds(),
         }
     }

@@ -39,6 +39,10 @@ pub struct Enrollment {
     pub attested: bool,
     pub format: Option<String>,
     pub home: Option<Home>,
+    /// A stable hash of the hardware behind the credential: a TPM's EK public
+    /// key, or the authenticator's attestation certificate or credential key.
+    /// Attested enrollments only vouch for it (see `shared_hardware`).
+    pub hardware: Option<String>,
 }
 
 /// A worker's home as declared (or as the enrollment located it).
@@ -108,6 +112,23 @@ pub struct UsbDevice {
     pub manufacturer: Option<String>,
     #[serde(default)]
     pub product: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// The device's USB interfaces (from sysfs `bInterfaceClass` and friends):
+    /// what a gadget is made of, which a spoofed vendor id does not change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<UsbInterface>,
+}
+
+/// One USB interface: class, subclass and protocol as the USB-IF numbers them
+/// (HID is class 3; boot keyboard protocol 1, boot mouse protocol 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct UsbInterface {
+    pub class: u8,
+    #[serde(default)]
+    pub subclass: u8,
+    #[serde(default)]
+    pub protocol: u8,
 }
 
 /// Hashed identifiers of the local network: the same hash on two devices is
@@ -165,6 +186,8 @@ struct RawEvent {
     format: Option<String>,
     #[serde(default)]
     home: Option<Home>,
+    #[serde(default)]
+    hardware: Option<String>,
     #[serde(default)]
     outcome: Option<Outcome>,
     #[serde(default)]
@@ -226,6 +249,7 @@ impl Event {
         let body = match &self.body {
             EventBody::Enrollment(e) => serde_json::json!({
                 "type": "enrollment", "attested": e.attested, "format": e.format, "home": e.home,
+                "hardware": e.hardware,
             }),
             EventBody::Presence(p) => {
                 let mut v = serde_json::json!({
@@ -260,6 +284,7 @@ impl RawEvent {
                 attested: self.attested.ok_or("an enrollment needs `attested` (true or false)")?,
                 format: self.format,
                 home: self.home,
+                hardware: self.hardware.map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()),
             }),
             EventType::Presence => {
                 let outcome = self.outcome.ok_or("a presence event needs `outcome` (ok, missed or failed)")?;
@@ -306,14 +331,16 @@ mod tests {
             r#"{"type":"presence","at":"2026-01-05T09:00:00.123Z","tenant":"t","worker":"w","device":"d",
                "ip":"203.0.113.7","outcome":"ok","issued_at":"2026-01-05T08:59:59.001Z",
                "answered_at":"2026-01-05T09:00:00.123Z","sign_count":7,"tpm":{"clock":5,"reset_count":1},
-               "posture":{"usb":[{"vid":"1D6B","pid":"0x0104","product":"KVM"}],"processes":["kvmd"],
+               "posture":{"usb":[{"vid":"1D6B","pid":"0x0104","product":"KVM","serial":"CAFEBABE",
+               "interfaces":[{"class":3,"subclass":1,"protocol":1},{"class":8}]}],"processes":["kvmd"],
                "lan":{"gateway_mac_hash":"ab"}},"geo":{"lat":1.5,"lon":2.5,"country":"DE"}}"#,
             r#"{"type":"presence","at":"2026-01-05T09:00:00Z","tenant":"t","worker":"w","device":"d",
                "ip":"0.0.0.0","outcome":"missed","issued_at":"2026-01-05T08:59:00Z"}"#,
             r#"{"type":"presence","at":"2026-01-05T09:00:00Z","tenant":"t","worker":"w","device":"d",
                "ip":"0.0.0.0","outcome":"missed","issued_at":"2026-01-05T08:59:00Z","probe":true}"#,
             r#"{"type":"enrollment","at":"2026-01-05T09:00:00Z","tenant":"t","worker":"w","device":"d",
-               "ip":"::1","attested":true,"format":"packed","home":{"lat":1.0,"lon":2.0,"country":"US"}}"#,
+               "ip":"::1","attested":true,"format":"packed","home":{"lat":1.0,"lon":2.0,"country":"US"},
+               "hardware":"ab12"}"#,
             r#"{"type":"session","at":"2026-01-05T09:00:00.999Z","tenant":"t","worker":"w","device":"d",
                "ip":"2001:db8::1","gateway":"vpn"}"#,
         ];

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use super::Millis;
 use super::event::format_time;
 
-/// The ten signals.
+/// The signals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FlagKind {
@@ -19,10 +19,14 @@ pub enum FlagKind {
     AnonymizedEgress,
     PresenceMissedPattern,
     TpmAnomaly,
+    SharedHardware,
 }
 
+/// How many kinds there are (the size of per-kind arrays).
+pub(crate) const KINDS: usize = 11;
+
 impl FlagKind {
-    pub const ALL: [FlagKind; 10] = [
+    pub const ALL: [FlagKind; KINDS] = [
         Self::UnattestedHardware,
         Self::CloneSuspected,
         Self::Relocated,
@@ -33,6 +37,7 @@ impl FlagKind {
         Self::AnonymizedEgress,
         Self::PresenceMissedPattern,
         Self::TpmAnomaly,
+        Self::SharedHardware,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +52,7 @@ impl FlagKind {
             Self::AnonymizedEgress => "anonymized_egress",
             Self::PresenceMissedPattern => "presence_missed_pattern",
             Self::TpmAnomaly => "tpm_anomaly",
+            Self::SharedHardware => "shared_hardware",
         }
     }
 
@@ -70,10 +76,13 @@ impl FlagKind {
             (Self::PresenceBurst, _) => 90,
             (Self::RemoteControl, Review) => 50,
             (Self::RemoteControl, High) => 90,
+            (Self::AnonymizedEgress, High) => 80,
             (Self::AnonymizedEgress, _) => 40,
             (Self::PresenceMissedPattern, _) => 30,
             (Self::TpmAnomaly, Review) => 45,
             (Self::TpmAnomaly, High) => 85,
+            (Self::SharedHardware, Review) => 50,
+            (Self::SharedHardware, High) => 90,
         }
     }
 }
@@ -113,16 +122,26 @@ pub struct DeviceSummary {
     /// 0-100.
     pub risk: u8,
     pub farm_suspected: bool,
+    /// Which signals combined into `farm_suspected` (empty when it is false).
+    pub farm_signals: Vec<&'static str>,
     pub flags: Vec<FlagKind>,
 }
 
 /// Per device: the highest severity raised per kind (the summary's input).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlagSet {
-    severities: [Option<Severity>; 10],
-    /// Member of a high shared-egress cluster that is itself farm evidence
-    /// (remote-control tools on most members).
-    farm_cluster: bool,
+    severities: [Option<Severity>; KINDS],
+    /// Cluster findings that are farm evidence on their own (see [`FarmMark`]).
+    marks: u8,
+}
+
+/// Findings of a cluster that make each member a suspected farm laptop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FarmMark {
+    /// A high cross-tenant cluster with remote-control tools on most members.
+    RemoteCluster = 1,
+    /// A cross-employer cluster on a residential line for days, its members seen (almost) only there.
+    Persistent = 2,
 }
 
 impl FlagSet {
@@ -137,8 +156,12 @@ impl FlagSet {
         }
     }
 
-    pub fn mark_farm_cluster(&mut self) {
-        self.farm_cluster = true;
+    pub fn mark(&mut self, mark: FarmMark) {
+        self.marks |= mark as u8;
+    }
+
+    pub fn has_mark(&self, mark: FarmMark) -> bool {
+        self.marks & mark as u8 != 0
     }
 
     pub fn kinds(&self) -> Vec<FlagKind> {
@@ -150,15 +173,41 @@ impl FlagSet {
     }
 
     /// Laptop farm: KVM-over-IP hardware; or one person answering for several
-    /// devices; or a high cross-tenant cluster with remote-control tools on
-    /// most of its laptops; or a high cluster of devices that have also been
-    /// away from home for a long time.
+    /// devices (probe rounds or walked-room sweeps); or one piece of hardware
+    /// enrolled by several identities; or a high cross-tenant cluster with
+    /// remote-control tools on most of its laptops; or a persistent
+    /// cross-employer residential cluster; or a high cluster of devices that
+    /// have also been away from home for a long time.
     pub fn farm_suspected(&self) -> bool {
+        !self.farm_signals().is_empty()
+    }
+
+    /// The signals that make this device a suspected farm laptop.
+    pub fn farm_signals(&self) -> Vec<&'static str> {
         use FlagKind::*;
-        let kvm = self.at_least(RemoteControl, Severity::High);
-        let burst = self.at_least(PresenceBurst, Severity::Review);
-        let shared = self.at_least(SharedEgress, Severity::High);
-        kvm || burst || self.farm_cluster || (shared && self.at_least(Relocated, Severity::High))
+        let mut out = Vec::new();
+        if self.at_least(RemoteControl, Severity::High) {
+            out.push("remote_control: KVM-over-IP hardware");
+        }
+        if self.at_least(PresenceBurst, Severity::Review) {
+            out.push("presence_burst: one hand answering for several laptops");
+        }
+        if self.at_least(SharedHardware, Severity::High) {
+            out.push("shared_hardware: one TPM or authenticator enrolled by several workers");
+        }
+        if self.at_least(AnonymizedEgress, Severity::High) {
+            out.push("anonymized_egress: reshipped abroad, hidden behind VPN or hosting exits");
+        }
+        if self.has_mark(FarmMark::RemoteCluster) {
+            out.push("shared_egress: cross-employer cluster with remote-control tools on most members");
+        }
+        if self.has_mark(FarmMark::Persistent) {
+            out.push("shared_egress: cross-employer residential cluster persisting for days");
+        }
+        if self.at_least(SharedEgress, Severity::High) && self.at_least(Relocated, Severity::High) {
+            out.push("shared_egress + relocated: high cluster of laptops away from home for a week");
+        }
+        out
     }
 
     /// 0-100: the scores of the raised kinds combined as independent evidence;

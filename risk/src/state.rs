@@ -51,13 +51,24 @@ pub struct DeviceState {
     pub attested: Option<bool>,
     pub flags: FlagSet,
     /// Per kind: the last severity emitted and when.
-    pub emitted: [Option<(Severity, Millis)>; 10],
+    pub emitted: [Option<(Severity, Millis)>; crate::flag::KINDS],
     pub last_point: Option<Point>,
     pub relocated_since: Option<Millis>,
     pub sign_count: Option<u64>,
     pub tpm: Option<(TpmClock, Option<Point>)>,
     /// Missed presence in working hours (capped).
     pub missed: VecDeque<Millis>,
+    /// Presence answers behind public addresses and whether each was part of a sweep (capped).
+    pub answers: VecDeque<(Millis, bool)>,
+    /// Where the device is seen most (for `persistence`).
+    pub anchor: Option<Anchor>,
+    /// Since the device was last located in its home country: sightings, those through
+    /// anonymizing exits (VPN services, hosting), when it was first located abroad, and
+    /// the latest such location.
+    pub sightings: u32,
+    pub hidden: u32,
+    pub abroad_since: Option<Millis>,
+    pub abroad: Option<Point>,
 }
 
 impl DeviceState {
@@ -68,12 +79,18 @@ impl DeviceState {
             worker,
             attested: None,
             flags: FlagSet::default(),
-            emitted: [None; 10],
+            emitted: [None; crate::flag::KINDS],
             last_point: None,
             relocated_since: None,
             sign_count: None,
             tpm: None,
             missed: VecDeque::new(),
+            answers: VecDeque::new(),
+            anchor: None,
+            sightings: 0,
+            hidden: 0,
+            abroad_since: None,
+            abroad: None,
         }
     }
 
@@ -84,6 +101,68 @@ impl DeviceState {
             None => true,
             Some((prev, last)) => severity > prev || (severity == prev && at.saturating_sub(last) >= cooldown),
         }
+    }
+}
+
+/// The address a device is seen behind most, and on which of the last 32 days it
+/// was seen there and on which elsewhere. Sightings through networks that hide
+/// the place (mobile carriers, VPNs, hosting) are neither.
+#[derive(Debug, Clone)]
+pub struct Anchor {
+    pub key: crate::network::EgressKey,
+    /// Bit `i`: seen there on day `last_day - i`.
+    pub here_days: u32,
+    /// Bit `i`: seen behind another address on day `last_day - i`.
+    pub away_days: u32,
+    pub last_day: i64,
+    /// Sightings here and elsewhere since this became the anchor (which place is the anchor).
+    here: u32,
+    away: u32,
+}
+
+impl Anchor {
+    const DAY: Millis = 24 * 3_600_000;
+
+    pub fn new(key: crate::network::EgressKey, at: Millis) -> Self {
+        Self { key, here_days: 1, away_days: 0, last_day: at.div_euclid(Self::DAY), here: 1, away: 0 }
+    }
+
+    /// Counts a sighting; the anchor moves when sightings elsewhere outnumber those here.
+    pub fn observe(&mut self, key: &crate::network::EgressKey, at: Millis) {
+        let day = at.div_euclid(Self::DAY);
+        if day > self.last_day {
+            let shift = day - self.last_day;
+            self.here_days = if shift >= 32 { 0 } else { self.here_days << shift };
+            self.away_days = if shift >= 32 { 0 } else { self.away_days << shift };
+            self.last_day = day;
+        }
+        let bit = 1u32 << (self.last_day - day).clamp(0, 31);
+        if *key == self.key {
+            self.here_days |= bit;
+            self.here = self.here.saturating_add(1);
+        } else {
+            self.away_days |= bit;
+            self.away = self.away.saturating_add(1);
+            if self.away > self.here {
+                *self = Self::new(key.clone(), at);
+            }
+        }
+    }
+
+    fn mask(bits: u32, shift: i64) -> u32 {
+        if shift >= 32 { 0 } else { bits << shift.max(0) }
+    }
+
+    /// Distinct days seen there among the 32 ending at `at`.
+    pub fn days_until(&self, at: Millis) -> u32 {
+        Self::mask(self.here_days, at.div_euclid(Self::DAY) - self.last_day).count_ones()
+    }
+
+    /// Of the days it was seen there or elsewhere, the share with no sighting elsewhere.
+    pub fn share_until(&self, at: Millis) -> f64 {
+        let shift = at.div_euclid(Self::DAY) - self.last_day;
+        let (here, away) = (Self::mask(self.here_days, shift), Self::mask(self.away_days, shift));
+        f64::from((here & !away).count_ones()) / f64::from((here | away).count_ones().max(1))
     }
 }
 

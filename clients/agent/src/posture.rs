@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 const MAX_USB: usize = 128;
+/// Interfaces reported per USB device (the server accepts as many).
+const MAX_INTERFACES: usize = 16;
 const MAX_PROCESSES: usize = 2048;
 const MAX_DISPLAYS: usize = 16;
 const MAX_TEXT: usize = 128;
@@ -50,6 +52,19 @@ pub struct UsbDevice {
     pub manufacturer: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub product: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// What the device is made of: a KVM gadget that claims a keyboard maker's ids is
+    /// still one device that is keyboard, mouse and often mass storage at once.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<UsbInterface>,
+}
+
+#[derive(Debug, Default, Serialize, PartialEq, Eq, PartialOrd, Ord, Clone, Copy)]
+pub struct UsbInterface {
+    pub class: u8,
+    pub subclass: u8,
+    pub protocol: u8,
 }
 
 #[derive(Debug, Default, Serialize, PartialEq)]
@@ -130,9 +145,33 @@ impl Collector {
                 pid,
                 manufacturer: read_text(&dir.join("manufacturer")),
                 product: read_text(&dir.join("product")),
+                serial: read_text(&dir.join("serial")),
+                interfaces: self.usb_interfaces(&dir),
             });
         }
         found.into_iter().take(MAX_USB).collect()
+    }
+
+    /// A device's interfaces are its siblings named `DEVICE:CONFIG.INTERFACE` (`1-1:1.0`),
+    /// each with `bInterfaceClass`, `bInterfaceSubClass` and `bInterfaceProtocol` in hex.
+    fn usb_interfaces(&self, device: &Path) -> Vec<UsbInterface> {
+        let Some(name) = device.file_name().and_then(|n| n.to_str()) else { return Vec::new() };
+        let prefix = format!("{name}:");
+        let hex = |dir: &Path, file: &str| read_text(&dir.join(file)).and_then(|t| u8::from_str_radix(&t, 16).ok());
+        let mut found = BTreeSet::new();
+        for dir in entries(&self.path("sys/bus/usb/devices")) {
+            if !dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix)) {
+                continue;
+            }
+            if let Some(class) = hex(&dir, "bInterfaceClass") {
+                found.insert(UsbInterface {
+                    class,
+                    subclass: hex(&dir, "bInterfaceSubClass").unwrap_or(0),
+                    protocol: hex(&dir, "bInterfaceProtocol").unwrap_or(0),
+                });
+            }
+        }
+        found.into_iter().take(MAX_INTERFACES).collect()
     }
 
     fn processes(&self) -> Vec<String> {
@@ -301,7 +340,17 @@ mod tests {
         write(root, "sys/bus/usb/devices/1-1/idProduct", b"0104\n");
         write(root, "sys/bus/usb/devices/1-1/manufacturer", b"PiKVM\n");
         write(root, "sys/bus/usb/devices/1-1/product", b"Composite KVM Device\n");
-        write(root, "sys/bus/usb/devices/1-1:1.0/bInterfaceClass", b"03\n");
+        write(root, "sys/bus/usb/devices/1-1/serial", b"CAFEBABE\n");
+        for (iface, class, sub, proto) in
+            [("1.0", "03", "01", "01"), ("1.1", "03", "01", "02"), ("1.2", "08", "06", "50")]
+        {
+            write(root, &format!("sys/bus/usb/devices/1-1:{iface}/bInterfaceClass"), format!("{class}\n").as_bytes());
+            write(root, &format!("sys/bus/usb/devices/1-1:{iface}/bInterfaceSubClass"), sub.as_bytes());
+            write(root, &format!("sys/bus/usb/devices/1-1:{iface}/bInterfaceProtocol"), proto.as_bytes());
+        }
+        // Another device's interface and a hub port without ids are not this device's.
+        write(root, "sys/bus/usb/devices/1-10:1.0/bInterfaceClass", b"e0\n");
+        write(root, "sys/bus/usb/devices/1-1:1.3/bInterfaceClass", b"not hex\n");
         write(root, "proc/1/comm", b"systemd\n");
         write(root, "proc/42/comm", b"rustdesk\n");
         write(root, "proc/self/comm", b"ignored\n");
@@ -325,6 +374,9 @@ mod tests {
         assert_eq!(report.usb.len(), 1);
         assert_eq!(report.usb[0].vid, "1d6b");
         assert_eq!(report.usb[0].manufacturer.as_deref(), Some("PiKVM"));
+        assert_eq!(report.usb[0].serial.as_deref(), Some("CAFEBABE"));
+        let iface = |class, subclass, protocol| UsbInterface { class, subclass, protocol };
+        assert_eq!(report.usb[0].interfaces, vec![iface(3, 1, 1), iface(3, 1, 2), iface(8, 6, 0x50)]);
         assert_eq!(report.processes, vec!["rustdesk".to_string(), "systemd".to_string()]);
         assert_eq!(report.timezone.as_deref(), Some("Europe/Berlin"));
         assert_eq!(report.displays, vec!["DELL U27".to_string()]);

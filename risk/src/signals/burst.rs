@@ -77,7 +77,8 @@ impl Engine {
             );
         }
         for key in keys {
-            self.add_answer(key, d, issued, answered, s, out);
+            self.add_answer(key.clone(), d, issued, answered, s, out);
+            self.observe_sweep(&key, d, issued, answered, super::egress::lan_id(lan), out);
         }
     }
 

@@ -21,7 +21,14 @@ pub struct EgressState {
     pub(crate) last_seen: Millis,
     pub(crate) probed_at: Option<Millis>,
     pub(crate) rounds: Rounds,
+    pub(crate) sweeps: super::sweep::Sweeps,
+    /// LANs reported behind this address lately (capped): many means a carrier NAT.
+    pub(crate) lans: Vec<(u64, Millis)>,
 }
+
+/// How long a LAN reported behind an address keeps counting, and how many are remembered.
+const LAN_MEMORY: Millis = 7 * 24 * HOUR;
+const MAX_LANS: usize = 8;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Member {
@@ -32,12 +39,26 @@ pub(crate) struct Member {
     /// When tetherd itself last saw this device here (see [`Sighting::observed`]); None when
     /// only a gateway or the device's own posture report placed it here.
     pub observed_at: Option<Millis>,
+    /// The LAN (gateway MAC, else BSSID hash) the device last reported here, hashed small.
+    pub lan: Option<u64>,
+    /// Whether it lived here ([`Engine::resides`]) when last seen here: residency changes only
+    /// with the device's own sightings, so it is judged then, once.
+    pub resident: bool,
 }
 
 impl Member {
     fn observed_within(&self, at: Millis, window: Millis) -> bool {
         self.observed_at.is_some_and(|seen| at - seen <= window)
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Judgement {
+    severity: Severity,
+    farm_cluster: bool,
+    /// High for the residents (and farm evidence): see [`Engine::resides`].
+    persistent: bool,
+    carrier_nat: bool,
 }
 
 /// The cluster as one tenant may be judged by it. Tenants are adversaries: another
@@ -50,16 +71,51 @@ struct View {
     tenants: usize,
     members: usize,
     remote: usize,
+    /// Workers and tenants whose counted devices live here: seen here on many days, (almost) only here.
+    resident_workers: usize,
+    resident_tenants: usize,
+    /// Different LANs the counted members reported (or reported behind the address in the
+    /// last week, whichever is more), and how many counted members reported one.
+    lans: usize,
+    lan_reporters: usize,
 }
 
 impl EgressState {
     pub(crate) fn new(ip: IpAddr, class: Option<NetworkClass>, at: Millis) -> Self {
-        Self { members: Vec::new(), ip, class, last_seen: at, probed_at: None, rounds: Rounds::default() }
+        Self {
+            members: Vec::new(),
+            ip,
+            class,
+            last_seen: at,
+            probed_at: None,
+            rounds: Rounds::default(),
+            sweeps: super::sweep::Sweeps::default(),
+            lans: Vec::new(),
+        }
+    }
+}
+
+/// A small stand-in for the LAN a device reported (gateway MAC hash, else BSSID hash).
+pub(crate) fn lan_id(lan: Option<&Lan>) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let hash = lan.and_then(|l| l.gateway_mac_hash.as_deref().or(l.wifi_bssid_hash.as_deref()))?;
+    (!hash.is_empty()).then(|| {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        hash.hash(&mut hasher);
+        hasher.finish()
+    })
+}
+
+impl EgressState {
+    /// Different LANs reported behind this address in the last week.
+    pub(crate) fn recent_lans(&self, at: Millis) -> usize {
+        self.lans.iter().filter(|(_, t)| at - *t <= LAN_MEMORY).count()
     }
 }
 
 impl Engine {
     pub(crate) fn check_network(&mut self, d: u32, s: &Sighting, out: &mut Vec<Finding>) {
+        self.check_reshipped(d, s, out);
         if let Some(class) = s.class.filter(|c| c.is_anonymizing()) {
             out.push(Finding {
                 device: d,
@@ -82,12 +138,25 @@ impl Engine {
     }
 
     pub(crate) fn observe_egress(&mut self, d: u32, s: &Sighting, lan: Option<&Lan>, out: &mut Vec<Finding>) {
+        let prefix = self.cfg.shared_egress.ipv6_prefix;
+        let ip_key = EgressKey::for_ip(s.ip, prefix);
+        // A mobile carrier or VPN says nothing about where the laptop is: neither home nor away.
+        // Days are the worker's local days (by the home's longitude), or a working day in the
+        // Americas would count as two UTC days.
+        let local = s.at + self.local_offset(self.devices[d as usize].worker);
+        let dev = &mut self.devices[d as usize];
+        if !s.class.is_some_and(NetworkClass::skips_shared_egress) {
+            match dev.anchor.as_mut() {
+                Some(anchor) => anchor.observe(&ip_key, local),
+                None => dev.anchor = Some(crate::state::Anchor::new(ip_key.clone(), local)),
+            }
+        }
         if !self.counts_at(d, s) {
             return;
         }
-        let prefix = self.cfg.shared_egress.ipv6_prefix;
+        let lan_id = lan_id(lan);
         if !s.class.is_some_and(NetworkClass::skips_shared_egress) {
-            self.observe_key(EgressKey::for_ip(s.ip, prefix), d, s, s.observed, out);
+            self.observe_key(ip_key, d, s, s.observed, lan_id, out);
         }
         if self.cfg.shared_egress.use_lan_fingerprint
             && let Some(lan) = lan
@@ -95,15 +164,16 @@ impl Engine {
             for hash in [&lan.gateway_mac_hash, &lan.wifi_bssid_hash].into_iter().flatten() {
                 // A LAN fingerprint is the device's own claim (a BSSID is even broadcast).
                 if !hash.is_empty() {
-                    self.observe_key(EgressKey::Lan(hash.as_str().into()), d, s, false, out);
+                    self.observe_key(EgressKey::Lan(hash.as_str().into()), d, s, false, None, out);
                 }
             }
         }
     }
 
-    fn view(&self, members: &[Member], viewer: Option<u32>, at: Millis, window: Millis) -> View {
-        let counted: Vec<&Member> =
-            members.iter().filter(|m| viewer == Some(m.tenant) || m.observed_within(at, window)).collect();
+    /// `resident[i]`: whether `members[i]` lives behind this egress ([`Engine::resides`]).
+    fn view(&self, members: &[Member], resident: &[bool], viewer: Option<u32>, at: Millis, window: Millis) -> View {
+        let counts = |m: &Member| viewer == Some(m.tenant) || m.observed_within(at, window);
+        let counted: Vec<&Member> = members.iter().filter(|m| counts(m)).collect();
         let mut workers: Vec<(u32, u32)> = counted.iter().map(|m| (m.tenant, m.worker)).collect();
         workers.sort_unstable();
         workers.dedup();
@@ -114,17 +184,53 @@ impl Engine {
             .iter()
             .filter(|m| self.devices[m.device as usize].flags.get(FlagKind::RemoteControl).is_some())
             .count();
-        View { workers: workers.len(), tenants: tenants.len(), members: counted.len(), remote }
+        let mut residents: Vec<(u32, u32)> =
+            members.iter().zip(resident).filter(|(m, r)| **r && counts(m)).map(|(m, _)| (m.tenant, m.worker)).collect();
+        residents.sort_unstable();
+        residents.dedup();
+        let mut resident_tenants: Vec<u32> = residents.iter().map(|(t, _)| *t).collect();
+        resident_tenants.dedup();
+        let mut lans: Vec<u64> = counted.iter().filter_map(|m| m.lan).collect();
+        lans.sort_unstable();
+        lans.dedup();
+        View {
+            workers: workers.len(),
+            tenants: tenants.len(),
+            members: counted.len(),
+            remote,
+            resident_workers: residents.len(),
+            resident_tenants: resident_tenants.len(),
+            lan_reporters: counted.iter().filter(|m| m.lan.is_some()).count(),
+            lans: lans.len(),
+        }
     }
 
     /// The severity a view supports, and whether it is a farm cluster (remote-control tools on
-    /// most members of several employers).
-    fn judge(&self, view: &View) -> Option<(Severity, bool)> {
+    /// most members of several employers), and whether its residents form a persistent one.
+    fn judge(&self, view: &View, class: Option<NetworkClass>) -> Option<Judgement> {
         let cfg = &self.cfg.shared_egress;
+        let p = &self.cfg.persistence;
         let (nw, nt) = (view.workers, view.tenants);
+        // Many households behind one carrier-grade NAT each report their own LAN: not one room.
+        let carrier_nat = view.lans >= cfg.carrier_nat_lans;
         let remote_cluster =
             nt >= 2 && view.remote >= cfg.high_remote_control_members && view.remote * 2 >= view.members;
-        let severity = if nt >= 2 && ((nw >= cfg.high_devices && nt >= cfg.high_min_tenants) || remote_cluster) {
+        // A venue, hotel or coworking space holds many employers for a day or two: review, not deny.
+        let venue = class == Some(NetworkClass::Business);
+        // Size alone denies only where one room is confirmed: the members that report a LAN report
+        // one LAN. A located residential address without LAN reports may be a carrier NAT; an
+        // address no IP database classified keeps the size rule (nothing else to go on).
+        let one_lan = view.lans == 1 && view.lan_reporters >= 2 && view.lan_reporters * 2 >= view.members;
+        let crowd = nw >= cfg.high_devices
+            && nt >= cfg.high_min_tenants
+            && !carrier_nat
+            && !venue
+            && (one_lan || class.is_none());
+        let persistent = p.enabled
+            && !carrier_nat
+            && view.resident_workers >= p.min_workers
+            && view.resident_tenants >= p.min_tenants;
+        let severity = if nt >= 2 && (crowd || remote_cluster) {
             Severity::High
         } else if nt >= 2 && (nw >= cfg.review_devices || nt >= cfg.review_tenants) {
             Severity::Review
@@ -134,13 +240,27 @@ impl Engine {
             return None;
         };
         // Many employers' laptops on one residential line alone is not enough: co-living houses exist.
-        Some((severity, severity == Severity::High && remote_cluster))
+        Some(Judgement {
+            severity,
+            farm_cluster: severity == Severity::High && remote_cluster,
+            persistent,
+            carrier_nat,
+        })
     }
 
-    fn observe_key(&mut self, key: EgressKey, d: u32, s: &Sighting, observed: bool, out: &mut Vec<Finding>) {
+    fn observe_key(
+        &mut self,
+        key: EgressKey,
+        d: u32,
+        s: &Sighting,
+        observed: bool,
+        lan: Option<u64>,
+        out: &mut Vec<Finding>,
+    ) {
         let cfg = &self.cfg.shared_egress;
         let window = Millis::from(cfg.window_hours) * HOUR;
         let max_members = cfg.max_devices_per_egress;
+        let lives_here = !key.is_lan() && self.cfg.persistence.enabled && self.resides(d, &key, s.at);
         let dev = &self.devices[d as usize];
         let entry = self.egress.entry(key.clone()).or_insert_with(|| EgressState::new(s.ip, s.class, s.at));
         entry.ip = s.ip;
@@ -149,7 +269,24 @@ impl Engine {
         entry.members.retain(|m| s.at - m.last_seen <= window);
         let earlier = entry.members.iter().position(|m| m.device == d);
         let observed_at = if observed { Some(s.at) } else { earlier.and_then(|i| entry.members[i].observed_at) };
-        let me = Member { device: d, worker: dev.worker, tenant: dev.tenant, last_seen: s.at, observed_at };
+        if let Some(id) = lan {
+            entry.lans.retain(|(l, t)| *l != id && s.at - *t <= LAN_MEMORY);
+            if entry.lans.len() >= MAX_LANS {
+                entry.lans.remove(0);
+            }
+            entry.lans.push((id, s.at));
+        }
+        let recent_lans = entry.recent_lans(s.at);
+        let lan = lan.or_else(|| earlier.and_then(|i| entry.members[i].lan));
+        let me = Member {
+            device: d,
+            worker: dev.worker,
+            tenant: dev.tenant,
+            last_seen: s.at,
+            observed_at,
+            lan,
+            resident: lives_here,
+        };
         match earlier {
             Some(i) => entry.members[i] = me,
             None => {
@@ -164,27 +301,35 @@ impl Engine {
         }
         let members = entry.members.clone();
         let (class, probed_at) = (entry.class, entry.probed_at);
+        let resident: Vec<bool> = members.iter().map(|m| m.resident).collect();
         let cooldown = Millis::from(self.cfg.flags.cooldown_hours) * HOUR;
         let mut tenants: Vec<u32> = members.iter().map(|m| m.tenant).collect();
         tenants.sort_unstable();
         tenants.dedup();
         // Each tenant's devices are judged by that tenant's view of the cluster.
-        let mut judged: Vec<(u32, View, Severity, bool)> = Vec::new();
-        let mut due: Vec<(u32, usize)> = Vec::new();
+        let mut judged: Vec<(View, Judgement)> = Vec::new();
+        let mut due: Vec<(u32, usize, Severity, bool)> = Vec::new();
         for tenant in tenants {
-            let view = self.view(&members, Some(tenant), s.at, window);
-            let Some((severity, farm_cluster)) = self.judge(&view) else { continue };
-            let wanted = members.iter().filter(|m| m.tenant == tenant).map(|m| m.device).filter(|m| {
-                let dev = &self.devices[*m as usize];
-                dev.wants(FlagKind::SharedEgress, severity, s.at, cooldown)
-                    || (farm_cluster && !dev.flags.farm_suspected())
-            });
-            due.extend(wanted.map(|device| (device, judged.len())));
-            judged.push((tenant, view, severity, farm_cluster));
+            let mut view = self.view(&members, &resident, Some(tenant), s.at, window);
+            view.lans = view.lans.max(recent_lans);
+            let Some(judgement) = self.judge(&view, class) else { continue };
+            for (m, lives_here) in members.iter().zip(&resident).filter(|(m, _)| m.tenant == tenant) {
+                let dev = &self.devices[m.device as usize];
+                // Only the residents of a persistent cluster are farm laptops; a visitor is not.
+                let resident = judgement.persistent && *lives_here;
+                let severity = if resident { Severity::High } else { judgement.severity };
+                let farm = judgement.farm_cluster || resident;
+                if dev.wants(FlagKind::SharedEgress, severity, s.at, cooldown) || (farm && !dev.flags.farm_suspected())
+                {
+                    due.push((m.device, judged.len(), severity, resident));
+                }
+            }
+            judged.push((view, judgement));
         }
         // Probes challenge every member, so only what tetherd observed may start them.
-        let observed_view = self.view(&members, None, s.at, window);
-        let probe = self.judge(&observed_view).is_some_and(|(severity, _)| severity >= Severity::Review)
+        let mut observed_view = self.view(&members, &resident, None, s.at, window);
+        observed_view.lans = observed_view.lans.max(recent_lans);
+        let probe = self.judge(&observed_view, class).is_some_and(|j| j.severity >= Severity::Review)
             && probed_at.is_none_or(|p| s.at - p >= window);
         if due.is_empty() && !probe {
             return;
@@ -195,20 +340,35 @@ impl Engine {
         let name = key.describe(cfg.ipv6_prefix);
         let listed: Vec<serde_json::Value> = members
             .iter()
+            .zip(&resident)
             .take(50)
-            .map(|m| {
+            .map(|(m, lives_here)| {
                 let mut v = self.describe_device(m.device);
                 if let Some(map) = v.as_object_mut() {
                     map.insert("last_seen".into(), crate::event::format_time(m.last_seen).into());
                     map.insert("observed_by_tether".into(), m.observed_within(s.at, window).into());
+                    if judged.iter().any(|(_, j)| j.persistent) {
+                        map.insert("resident".into(), (*lives_here).into());
+                    }
                 }
                 v
             })
             .collect();
-        for (device, judgement) in due {
-            let (_, view, severity, farm_cluster) = &judged[judgement];
-            let (severity, farm_cluster) = (*severity, *farm_cluster);
+        let p = &self.cfg.persistence;
+        for (device, judgement, severity, resident) in due {
+            let (view, j) = &judged[judgement];
+            let pattern = if resident {
+                "persistent cross-employer cluster: laptops of several employers living behind one address for days, \
+                 seen (almost) nowhere else"
+            } else if j.farm_cluster {
+                "cross-employer cluster with remote-control tools on most members"
+            } else if j.carrier_nat {
+                "many households behind one carrier-grade NAT (each its own LAN): not one room"
+            } else {
+                "devices of different workers behind one egress"
+            };
             let evidence = json!({
+                "pattern": pattern,
                 "egress": name,
                 "ip": s.ip.to_string(),
                 "lan_fingerprint": key.is_lan(),
@@ -216,8 +376,14 @@ impl Engine {
                 "workers": view.workers,
                 "tenants": view.tenants,
                 "remote_control_members": view.remote,
-                "farm_cluster": if farm_cluster {
+                "resident_workers": view.resident_workers,
+                "resident_tenants": view.resident_tenants,
+                "lans_reported": view.lans,
+                "carrier_nat": j.carrier_nat,
+                "farm_cluster": if j.farm_cluster {
                     Some("remote-control tools on most members")
+                } else if resident {
+                    Some("persistent residential cluster")
                 } else {
                     None
                 },
@@ -228,17 +394,25 @@ impl Engine {
                     "review_devices": cfg.review_devices, "review_tenants": cfg.review_tenants,
                     "high_devices": cfg.high_devices, "high_min_tenants": cfg.high_min_tenants,
                     "high_remote_control_members": cfg.high_remote_control_members,
+                    "carrier_nat_lans": cfg.carrier_nat_lans,
+                    "persistence": {"min_days": p.min_days, "min_share": p.min_share,
+                        "min_workers": p.min_workers, "min_tenants": p.min_tenants},
                 },
                 "note": if view.tenants == 1 {
                     Some("one tenant only: register its office egress to silence this")
+                } else if class == Some(NetworkClass::Business) && severity < Severity::High {
+                    Some("a business network (venue, hotel, coworking): many employers there is review, not high")
                 } else {
                     None
                 },
                 "members": listed,
                 "members_total": members.len(),
             });
-            if farm_cluster {
-                self.devices[device as usize].flags.mark_farm_cluster();
+            if j.farm_cluster {
+                self.devices[device as usize].flags.mark(crate::flag::FarmMark::RemoteCluster);
+            }
+            if resident {
+                self.devices[device as usize].flags.mark(crate::flag::FarmMark::Persistent);
             }
             out.push(Finding { device, kind: FlagKind::SharedEgress, severity, evidence });
         }
@@ -264,7 +438,9 @@ impl Engine {
         for key in keys {
             self.close_rounds(&key, at, false, out);
         }
-        self.egress.retain(|_, e| at - e.last_seen <= keep || !e.rounds.is_idle());
+        self.close_stale_chains(at, out);
+        // An address known to hide several LANs keeps that knowledge for a week (over weekends).
+        self.egress.retain(|_, e| at - e.last_seen <= keep || !e.rounds.is_idle() || e.recent_lans(at) >= 2);
     }
 
     pub(crate) fn close_all_rounds(&mut self, out: &mut Vec<Finding>) {

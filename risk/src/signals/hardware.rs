@@ -20,6 +20,17 @@ impl Engine {
             // Until a home is declared, where the first device enrolled stands in for it.
             worker.enrolled_home = Some(HomePoint { lat: p.lat, lon: p.lon, country: p.country.clone() });
         }
+        if let Some(hash) = &e.hardware {
+            let dev = &self.devices[d as usize];
+            let me = crate::signals::shared_hardware::HardwareUse {
+                device: d,
+                worker: w,
+                tenant: dev.tenant,
+                attested: e.attested,
+                at: s.at,
+            };
+            self.observe_hardware(hash, me, out);
+        }
         if !e.attested {
             out.push(Finding {
                 device: d,

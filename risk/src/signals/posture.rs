@@ -127,6 +127,17 @@ impl CompiledRules {
                 }
             }
         }
+        for dev in &posture.usb {
+            if let Some(traits) = gadget_traits(dev) {
+                found.push((
+                    Severity::High,
+                    json!({"type": "usb", "indicator": "KVM-over-IP by structure: one composite USB device that is \
+                        keyboard and mouse at once, with USB-gadget traits",
+                    "vid": dev.vid, "pid": dev.pid, "manufacturer": dev.manufacturer, "product": dev.product,
+                    "serial": dev.serial, "gadget_traits": traits}),
+                ));
+            }
+        }
         for p in &posture.processes {
             let name = p.trim().to_lowercase();
             let name = name.strip_suffix(".exe").unwrap_or(&name);
@@ -143,6 +154,41 @@ impl CompiledRules {
         }
         found
     }
+}
+
+const HID: u8 = 0x03;
+const BOOT_KEYBOARD: u8 = 1;
+const BOOT_MOUSE: u8 = 2;
+const MASS_STORAGE: u8 = 0x08;
+/// CDC communications and data, wireless controller (RNDIS) and miscellaneous (RNDIS over it):
+/// the USB-ethernet gadget a KVM box adds so that it can be reached from the laptop.
+const NETWORK_CLASSES: [u8; 4] = [0x02, 0x0a, 0xe0, 0xef];
+
+/// Why one USB device looks like a KVM-over-IP gadget whatever ids it claims:
+/// it is a keyboard and a mouse in one composite device (as a wireless receiver
+/// also is) and, unlike a receiver, shows what Linux USB gadgets look like — the
+/// Linux Foundation vendor id, the gadget framework's well-known `CAFEBABE`
+/// serial, or a mass-storage or USB-ethernet function next to the HID ones.
+/// None when the device is not both keyboard and mouse or shows no trait.
+pub fn gadget_traits(dev: &crate::event::UsbDevice) -> Option<Vec<&'static str>> {
+    let hid = |protocol| dev.interfaces.iter().any(|i| i.class == HID && i.protocol == protocol);
+    if !(hid(BOOT_KEYBOARD) && hid(BOOT_MOUSE)) {
+        return None;
+    }
+    let mut traits = Vec::new();
+    if dev.vid.as_deref() == Some("1d6b") {
+        traits.push("Linux Foundation gadget vendor id 1d6b");
+    }
+    if dev.serial.as_deref().is_some_and(|s| s.trim().eq_ignore_ascii_case("cafebabe")) {
+        traits.push("gadget serial number CAFEBABE");
+    }
+    if dev.interfaces.iter().any(|i| i.class == MASS_STORAGE) {
+        traits.push("mass-storage function next to keyboard and mouse");
+    }
+    if dev.interfaces.iter().any(|i| NETWORK_CLASSES.contains(&i.class)) {
+        traits.push("USB-ethernet function next to keyboard and mouse");
+    }
+    (!traits.is_empty()).then_some(traits)
 }
 
 impl Engine {

@@ -1,19 +1,25 @@
 //! Population simulator and precision/recall evaluation of `farm_suspected`.
 //!
-//! Deterministic for a seed, no network, no clock. Tenants with offices and
-//! corporate VPNs; workers at home in many cities, roommates of different
-//! employers, coworking members, conference travelers (some abroad), mobile
-//! tethering, personal VPNs, a few honest remote-desktop users; and planted
-//! laptop farms of 3-9 employers' laptops in one house — answered serially by
-//! a facilitator, or carefully spaced, or remotely through KVM-over-IP boxes and
-//! remote-desktop tools — some reshipped abroad (directly or behind a VPN).
+//! Deterministic for a seed, no network, no clock, no probe rounds (it stands
+//! for an event log). Honest workers and hard negatives: at home in many
+//! cities, roommates of 2–3 employers, co-living houses, coworking members
+//! (half their weekdays there), conference and hotel trips of a day or two,
+//! households behind an ISP's carrier-grade NAT (20–30 households of many
+//! employers on one IPv4, each its own LAN), mobile tethering, offices and
+//! corporate VPNs, privacy VPNs, honest TeamViewer/AnyDesk users, wireless
+//! keyboard-and-mouse receivers. Planted farms of 3–12 employers' laptops in one
+//! house for the whole run, one [`FarmStyle`] each: walked-room sweeps (fast or
+//! careful), quiet remote operators, remote-desktop tools, KVM-over-IP boxes with
+//! default or spoofed USB ids, reshipped abroad behind VPN/hosting exits with
+//! occasional leaks, or one TPM enrolled for several identities; half of them
+//! with several workers declaring the facilitator's address as home.
 
 mod population;
 mod rng;
 mod timeline;
 mod world;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashSet};
 
 use ipnet::IpNet;
 
@@ -21,6 +27,7 @@ use super::config::{NetworkRule, OfficeRule, RiskConfig};
 use super::engine::Engine;
 use super::event::Event;
 use super::geo::NetworkClass;
+pub use population::FarmStyle;
 use population::World;
 use timeline::Timeline;
 
@@ -73,26 +80,24 @@ impl Simulation {
         config
     }
 
-    /// Farm laptops that show no behaviour at all (no serial facilitator, no
-    /// KVM, no remote-control tool): only their shared egress gives them away.
-    pub fn is_silent_farm(&self, device: &str) -> bool {
-        let index = device.strip_prefix('d').and_then(|d| d.parse::<usize>().ok());
-        index.and_then(|i| self.world.workers.get(i)).is_some_and(|w| {
-            w.farm.is_some_and(|f| self.world.farms[f].facilitator != population::Facilitator::Serial)
-                && w.usb.is_none()
-                && w.remote_tool.is_none()
-        })
+    fn worker(&self, device: &str) -> Option<&population::Worker> {
+        let index: usize = device.strip_prefix('d')?.parse().ok()?;
+        self.world.workers.get(index)
+    }
+
+    /// The style of the farm device `d{index}` sits in, if any.
+    pub fn farm_style(&self, device: &str) -> Option<FarmStyle> {
+        self.worker(device).and_then(|w| w.farm).map(|f| self.world.farms[f].style)
     }
 
     /// Ground truth: whether device `d{index}` is a farm laptop.
     pub fn is_farm(&self, device: &str) -> Option<bool> {
-        let index: usize = device.strip_prefix('d')?.parse().ok()?;
-        Some(self.world.workers.get(index)?.farm.is_some())
+        Some(self.worker(device)?.farm.is_some())
     }
 
+    /// The honest worker's kind (or `farm`).
     pub fn category(&self, device: &str) -> &'static str {
-        let index = device.strip_prefix('d').and_then(|d| d.parse::<usize>().ok());
-        index.and_then(|i| self.world.workers.get(i)).map_or("unknown", |w| w.category)
+        self.worker(device).map_or("unknown", |w| w.category)
     }
 
     pub fn workers(&self) -> usize {
@@ -133,33 +138,65 @@ impl Simulation {
         pending.into_iter().for_each(sink);
     }
 
-    /// Runs the engine over the population and scores `farm_suspected`.
+    /// Runs the engine over the population and scores `farm_suspected`, and which
+    /// devices ever carried an access-denying (`high`) flag.
     pub fn evaluate(&self) -> Result<Evaluation, String> {
         let mut engine = Engine::new(self.risk_config())?;
         let mut events = 0u64;
         let mut flags = 0u64;
+        let mut denied: HashSet<String> = HashSet::new();
+        let mut count = |raised: Vec<super::flag::Flag>| {
+            flags += raised.len() as u64;
+            for f in raised.into_iter().filter(|f| f.severity == super::flag::Severity::High) {
+                denied.insert(f.device);
+            }
+        };
         self.events(|e| {
             events += 1;
-            flags += engine.process(&e).len() as u64;
+            count(engine.process(&e));
         });
-        flags += engine.finish().len() as u64;
+        count(engine.finish());
         let mut eval = Evaluation { events, flags, ..Evaluation::default() };
         for s in engine.summaries() {
-            match (self.is_farm(&s.device), s.farm_suspected) {
-                (Some(true), true) => eval.true_positives += 1,
-                (Some(true), false) => {
-                    eval.false_negatives += 1;
-                    eval.missed_silent += u64::from(self.is_silent_farm(&s.device));
-                }
-                (Some(false), true) => {
-                    eval.false_positives += 1;
-                    *eval.false_positives_by_category.entry(self.category(&s.device)).or_default() += 1;
-                }
-                (Some(false), false) => eval.true_negatives += 1,
-                (None, _) => {}
+            let Some(farm) = self.is_farm(&s.device) else { continue };
+            let high = denied.contains(&s.device);
+            if farm {
+                let style = self.farm_style(&s.device).map_or("unknown", FarmStyle::as_str);
+                eval.by_style.entry(style).or_default().add(s.farm_suspected, high);
+            } else {
+                eval.by_category.entry(self.category(&s.device)).or_default().add(s.farm_suspected, high);
+            }
+            match (farm, s.farm_suspected) {
+                (true, true) => eval.true_positives += 1,
+                (true, false) => eval.false_negatives += 1,
+                (false, true) => eval.false_positives += 1,
+                (false, false) => eval.true_negatives += 1,
             }
         }
         Ok(eval)
+    }
+}
+
+/// Devices of one farm style or honest kind: how many, how many `farm_suspected`,
+/// how many ever carried a `high` flag (denied under the default flag policy).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Counts {
+    pub devices: u64,
+    pub suspected: u64,
+    pub denied: u64,
+}
+
+impl Counts {
+    fn add(&mut self, suspected: bool, denied: bool) {
+        self.devices += 1;
+        self.suspected += u64::from(suspected);
+        self.denied += u64::from(denied);
+    }
+
+    pub fn merge(&mut self, other: &Counts) {
+        self.devices += other.devices;
+        self.suspected += other.suspected;
+        self.denied += other.denied;
     }
 }
 
@@ -171,9 +208,10 @@ pub struct Evaluation {
     pub false_positives: u64,
     pub false_negatives: u64,
     pub true_negatives: u64,
-    /// Missed farm laptops that showed nothing but a shared egress.
-    pub missed_silent: u64,
-    pub false_positives_by_category: HashMap<&'static str, u64>,
+    /// Farm laptops per farm style.
+    pub by_style: BTreeMap<&'static str, Counts>,
+    /// Honest laptops per kind (home, roommates, isp_cgnat, coworking, conference, …).
+    pub by_category: BTreeMap<&'static str, Counts>,
 }
 
 impl Evaluation {
@@ -186,6 +224,16 @@ impl Evaluation {
     /// False positives among honest devices.
     pub fn false_positive_rate(&self) -> f64 {
         ratio(self.false_positives, self.false_positives + self.true_negatives)
+    }
+    /// Share of honest devices that ever carried a `high` flag.
+    pub fn honest_denied(&self) -> f64 {
+        let (denied, all) = self.by_category.values().fold((0, 0), |(d, a), c| (d + c.denied, a + c.devices));
+        ratio(denied, all)
+    }
+    /// Share of farm devices that ever carried a `high` flag.
+    pub fn farm_denied(&self) -> f64 {
+        let (denied, all) = self.by_style.values().fold((0, 0), |(d, a), c| (d + c.denied, a + c.devices));
+        ratio(denied, all)
     }
 }
 
@@ -208,6 +256,9 @@ pub fn event_json(e: &Event) -> serde_json::Value {
             map.insert("type".into(), "enrollment".into());
             map.insert("attested".into(), en.attested.into());
             map.insert("format".into(), en.format.clone().into());
+            if let Some(h) = &en.hardware {
+                map.insert("hardware".into(), h.clone().into());
+            }
             if let Some(h) = &en.home {
                 map.insert("home".into(), serde_json::json!({"lat": h.lat, "lon": h.lon, "country": h.country}));
             }
@@ -229,7 +280,7 @@ pub fn event_json(e: &Event) -> serde_json::Value {
                 map.insert("tpm".into(), serde_json::json!({"clock": t.clock, "reset_count": t.reset_count, "restart_count": t.restart_count}));
             }
             if let Some(po) = &p.posture {
-                let usb: Vec<_> = po.usb.iter().map(|u| serde_json::json!({"vid": u.vid, "pid": u.pid, "manufacturer": u.manufacturer, "product": u.product})).collect();
+                let usb: Vec<_> = po.usb.iter().map(|u| serde_json::to_value(u).unwrap_or_default()).collect();
                 let lan = po.lan.as_ref().map(|l| serde_json::json!({"gateway_mac_hash": l.gateway_mac_hash, "wifi_bssid_hash": l.wifi_bssid_hash}));
                 map.insert(
                     "posture".into(),

@@ -3,16 +3,17 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::population::{Facilitator, World};
+use super::population::World;
 use super::rng::Rng;
 use super::world::{HOME_CITIES, Net, Place, local_offset_hours};
 use crate::Millis;
-use crate::event::{Enrollment, Event, EventBody, Home, Lan, Outcome, Posture, Presence, Session, TpmClock, UsbDevice};
+use crate::event::{
+    Enrollment, Event, EventBody, Home, Lan, Outcome, Posture, Presence, Session, TpmClock, UsbDevice, UsbInterface,
+};
 use crate::geo::{Geo, NetworkClass};
 
 const HOUR: Millis = 3_600_000;
 const DAY: Millis = 24 * HOUR;
-const DEADLINE: Millis = 300_000;
 
 pub struct Timeline<'a> {
     pub world: &'a World,
@@ -44,7 +45,10 @@ impl<'a> Timeline<'a> {
         if let Some(f) = worker.farm {
             let farm = &world.farms[f];
             return match &farm.reship {
-                Some((at, transit, abroad)) if day >= *at => (day >= at + transit).then_some(abroad),
+                Some(r) if day >= r.day => {
+                    let mut rng = self.day_rng(w, hour, 5);
+                    (day >= r.day + r.transit_days).then_some(if rng.chance(r.leak) { &r.real } else { &r.exit })
+                }
                 _ => Some(&farm.house),
             };
         }
@@ -76,10 +80,10 @@ impl<'a> Timeline<'a> {
         {
             return Some(vpn);
         }
-        if worker.personal_vpn && hour_rng.chance(0.3) {
+        if hour_rng.chance(worker.vpn_share) {
             return Some(&world.exits[hour_rng.index(world.exits.len())]);
         }
-        if hour_rng.chance(0.04) {
+        if hour_rng.chance(worker.mobile_share) {
             let pool = &world.mobile[city];
             return Some(&pool[hour_rng.index(pool.len())]);
         }
@@ -94,15 +98,17 @@ impl<'a> Timeline<'a> {
             attested: worker.attested,
             format: Some(if worker.attested { "packed" } else { "none" }.into()),
             home: Some(Home { lat, lon, country: Some(country.into()) }),
+            hardware: Some(format!("{:016x}", worker.hardware)),
         });
         self.event(w, self.start + (w as Millis % 3600) * 1000, place, body, 0)
     }
 
-    /// All events of UTC hour `hour`, unsorted.
+    /// All events of UTC hour `hour`, unsorted. Every device is challenged once an
+    /// hour at its own minute; no probe rounds (an event log has none).
     pub fn hour(&mut self, hour: i64, out: &mut Vec<Event>) {
         let world = self.world;
         let hour_start = self.start + hour * HOUR;
-        let mut present: Vec<(usize, &Place)> = Vec::new();
+        let mut sweeping: HashMap<usize, Vec<usize>> = HashMap::new();
         for w in 0..world.workers.len() {
             let (lh, day) = self.local(w, hour);
             if day.rem_euclid(7) >= 5 || !(9..17).contains(&lh) {
@@ -120,51 +126,69 @@ impl<'a> Timeline<'a> {
                     rng.next_u64(),
                 ));
             }
-            present.push((w, place));
+            let worker = &world.workers[w];
+            if let Some(f) = worker.farm.filter(|f| world.farms[*f].style.sweeps()) {
+                // The facilitator's day is generated at once, when the room opens.
+                if lh == 9 {
+                    sweeping.entry(f).or_default().push(w);
+                }
+                continue;
+            }
+            let mut rng = self.day_rng(w, hour, 4);
+            let issued = hour_start + worker.phase_secs * 1000;
+            let deadline = world.tenants[worker.tenant].deadline_ms;
+            let miss = rng.chance(if worker.flaky { 0.15 } else { 0.02 });
+            // Farm operators abroad answer each laptop on their own, somewhat slower.
+            let median = if worker.farm.is_some() { 90_000.0 } else { 40_000.0 };
+            let delay = (rng.lognormal(median, 1.0) as Millis).max(2_000);
+            let answered = (!miss && delay <= deadline).then_some(issued + delay);
+            out.push(self.presence(w, issued, answered, place, &mut rng));
         }
-        // The service challenges every device of a cross-tenant cluster at once (a probe).
-        let mut tenants_at: HashMap<(u32, bool), Vec<usize>> = HashMap::new();
-        for (w, p) in &present {
-            if !matches!(p.net, Net::CorporateVpn | Net::Mobile) {
-                let ts = tenants_at.entry((p.addr, p.v6)).or_default();
-                if !ts.contains(&world.workers[*w].tenant) {
-                    ts.push(world.workers[*w].tenant);
+        let mut farms: Vec<_> = sweeping.into_iter().collect();
+        farms.sort_unstable();
+        for (f, members) in farms {
+            self.sweep_day(f, &members, hour, out);
+        }
+    }
+
+    /// One working day of a walked room: every member challenged hourly at its own
+    /// minute; the facilitator walks in every so often and answers each pending
+    /// laptop in turn, a few seconds apart; challenges that expire before the next
+    /// walk are missed.
+    fn sweep_day(&self, f: usize, members: &[usize], hour: i64, out: &mut Vec<Event>) {
+        let world = self.world;
+        let farm = &world.farms[f];
+        let day_start = self.start + hour * HOUR;
+        let mut rng = Rng::new(self.seed ^ (f as u64) << 24 ^ hour as u64);
+        let mut walks = Vec::new();
+        let mut t = rng.range(0.0, farm.walk_minutes.1) * 60_000.0;
+        while t < 8.5 * HOUR as f64 {
+            walks.push(day_start + t as Millis);
+            t += rng.range(farm.walk_minutes.0, farm.walk_minutes.1) * 60_000.0;
+        }
+        let mut pending: Vec<Vec<(usize, Millis, i64)>> = vec![Vec::new(); walks.len()];
+        for &w in members {
+            let worker = &world.workers[w];
+            let deadline = world.tenants[worker.tenant].deadline_ms;
+            for h in 0..8 {
+                let issued = day_start + h * HOUR + worker.phase_secs * 1000;
+                match walks.iter().position(|walk| *walk >= issued) {
+                    Some(i) if walks[i] - issued <= deadline && !rng.chance(0.02) => pending[i].push((w, issued, h)),
+                    _ => {
+                        if let Some(place) = self.place(w, hour + h) {
+                            out.push(self.presence(w, issued, None, place, &mut rng));
+                        }
+                    }
                 }
             }
         }
-        let provoked = |p: &Place| tenants_at.get(&(p.addr, p.v6)).is_some_and(|t| t.len() >= 2);
-        let mut serial: HashMap<usize, Vec<usize>> = HashMap::new();
-        for (w, place) in present {
-            let worker = &world.workers[w];
-            let mut rng = self.day_rng(w, hour, 4);
-            let round = provoked(place);
-            let issued = if round { hour_start } else { hour_start + worker.phase_secs * 1000 };
-            let farm_serial = worker.farm.filter(|f| round && world.farms[*f].facilitator != Facilitator::Remote);
-            if let Some(f) = farm_serial {
-                serial.entry(f).or_default().push(w);
-                continue;
-            }
-            let miss = rng.chance(if worker.flaky { 0.15 } else { 0.02 });
-            let delay = (rng.lognormal(30_000.0, 1.0) as Millis).max(2_000);
-            let answered = (!miss && delay <= DEADLINE).then_some(issued + delay);
-            out.push(self.presence(w, issued, answered, place, &mut rng));
-        }
-        let mut farms: Vec<_> = serial.into_iter().collect();
-        farms.sort_unstable();
-        for (f, mut members) in farms {
-            let mut rng = Rng::new(self.seed ^ (f as u64) << 20 ^ hour as u64);
-            rng.shuffle(&mut members);
-            let careful = world.farms[f].facilitator == Facilitator::Careful;
-            let mut t = rng.range(10_000.0, 90_000.0) as Millis;
-            for w in members {
-                let Some(place) = self.place(w, hour) else { continue };
-                let answered = if rng.chance(0.03) {
-                    None
-                } else {
-                    t += if careful { rng.range(15_000.0, 90_000.0) } else { rng.range(4_000.0, 15_000.0) } as Millis;
-                    (t <= DEADLINE).then_some(hour_start + t)
-                };
-                out.push(self.presence(w, hour_start, answered, place, &mut rng));
+        for (walk, mut laptops) in walks.into_iter().zip(pending) {
+            rng.shuffle(&mut laptops);
+            let mut at = walk + rng.range(5_000.0, 30_000.0) as Millis;
+            for (w, issued, h) in laptops {
+                let Some(place) = self.place(w, hour + h) else { continue };
+                out.push(self.presence(w, issued, Some(at), place, &mut rng));
+                at += (rng.range(farm.gap_secs.0, farm.gap_secs.1) * 1000.0) as Millis;
             }
         }
     }
@@ -179,11 +203,21 @@ impl<'a> Timeline<'a> {
             usb: worker
                 .usb
                 .iter()
-                .map(|(v, p, m, n)| UsbDevice {
-                    vid: Some((*v).into()),
-                    pid: Some((*p).into()),
-                    manufacturer: Some((*m).into()),
-                    product: Some((*n).into()),
+                .map(|u| UsbDevice {
+                    vid: Some(u.vid.into()),
+                    pid: Some(u.pid.into()),
+                    manufacturer: Some(u.manufacturer.into()),
+                    product: Some(u.product.into()),
+                    serial: u.serial.map(Into::into),
+                    interfaces: u
+                        .interfaces
+                        .iter()
+                        .map(|(class, subclass, protocol)| UsbInterface {
+                            class: *class,
+                            subclass: *subclass,
+                            protocol: *protocol,
+                        })
+                        .collect(),
                 })
                 .collect(),
             processes: std::iter::once("explorer.exe").chain(worker.remote_tool).map(String::from).collect(),
@@ -208,7 +242,8 @@ impl<'a> Timeline<'a> {
             posture: ok.then_some(posture),
             probe: false,
         });
-        self.event(w, answered.unwrap_or(issued + DEADLINE), place, body, rng.next_u64())
+        let deadline = self.world.tenants[worker.tenant].deadline_ms;
+        self.event(w, answered.unwrap_or(issued + deadline), place, body, rng.next_u64())
     }
 
     fn event(&self, w: usize, at: Millis, place: &Place, body: EventBody, iid: u64) -> Event {
@@ -233,6 +268,7 @@ impl<'a> Timeline<'a> {
             Net::Business => Some(NetworkClass::Business),
             Net::Mobile => Some(NetworkClass::Mobile),
             Net::Anonymizer => Some(NetworkClass::Anonymizer),
+            Net::Hosting => Some(NetworkClass::Hosting),
             Net::CorporateVpn => None, // classified by the operator's CIDR list
         };
         Event {

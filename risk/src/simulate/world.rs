@@ -79,6 +79,7 @@ pub enum Net {
     Mobile,
     CorporateVpn,
     Anonymizer,
+    Hosting,
 }
 
 /// A network attachment point: one public address (or IPv6 /64) with a location.
@@ -99,7 +100,7 @@ pub struct Place {
 /// Hands out addresses from disjoint blocks per network kind.
 #[derive(Debug, Default)]
 pub struct Addresses {
-    next: [u32; 6],
+    next: [u32; 7],
 }
 
 impl Addresses {
@@ -111,6 +112,7 @@ impl Addresses {
             (Net::Mobile, _) => (107, 2),
             (Net::CorporateVpn, _) => (104, 3),
             (Net::Anonymizer, _) => (185, 4),
+            (Net::Hosting, _) => (45, 6),
         };
         self.next[slot] += 1;
         let n = self.next[slot];

@@ -259,7 +259,10 @@ pub async fn finish(
         last_presence_at_ms: None,
     };
     let extra = serde_json::json!({"aaguid": credential.aaguid});
-    let event = risk_event(app, &credential, source_ip, now).await?;
+    // The credential key: unique per registration, so two identities holding it share one
+    // authenticator (or a copied key); the attestation says whether the hardware proved it.
+    let hardware = format!("webauthn-key:{}", hex::encode(crate::util::sha256(&credential.public_key_cose)));
+    let event = risk_event(app, &credential, hardware, source_ip, now).await?;
     let position = app
         .store
         .retrying("enrollment.finish", || async {
@@ -363,6 +366,7 @@ pub(crate) async fn record(
 pub(crate) async fn risk_event(
     app: &App,
     credential: &Credential,
+    hardware: String,
     source_ip: &str,
     now: i64,
 ) -> ApiResult<Option<PendingEvent>> {
@@ -377,6 +381,7 @@ pub(crate) async fn risk_event(
         what: crate::domain::risk_live::Happening::Enrolled {
             attested: credential.attested,
             format: credential.format.clone(),
+            hardware,
         },
     };
     crate::domain::risk_live::prepare(app, observation).await

@@ -215,7 +215,10 @@ pub async fn finish(
         "ek_pin": session.ek_pin, "tpm_manufacturer": session.ek_manufacturer, "tpm_model": session.ek_model,
         "tpm_firmware": session.ek_firmware,
     });
-    let event = crate::domain::enrollment::risk_event(app, &credential, source_ip, now).await?;
+    // The EK the TPM proved it holds (credential activation): one TPM enrolled by several
+    // workers is one machine doing the work of several identities.
+    let hardware = format!("tpm-ek:{}", session.ek_pin);
+    let event = crate::domain::enrollment::risk_event(app, &credential, hardware, source_ip, now).await?;
     let position = app
         .store
         .retrying("tpm_enrollment.finish", || async {

@@ -12,11 +12,13 @@
 use crate::domain::error::ApiError;
 use serde_json::{Map, Value};
 use tether_attestation::posture::{expected_challenge, is_invisible_format, posture_digest};
-use tether_risk::event::{Lan, Posture, UsbDevice};
+use tether_risk::event::{Lan, Posture, UsbDevice, UsbInterface};
 
 /// Larger reports are refused before parsing.
 pub const MAX_BYTES: usize = 64 * 1024;
 const MAX_USB: usize = 128;
+/// Interfaces per USB device (a composite KVM gadget has three or four).
+const MAX_INTERFACES: usize = 16;
 const MAX_PROCESSES: usize = 2048;
 const MAX_DISPLAYS: usize = 16;
 /// Longest string accepted anywhere in a report (characters).
@@ -188,6 +190,28 @@ fn usb_id(map: &Map<String, Value>, key: &str, path: &str) -> Result<Option<Stri
     Ok(Some(id))
 }
 
+/// A USB class, subclass or protocol number: 0 to 255.
+fn byte(map: &Map<String, Value>, key: &str, path: &str) -> Result<Option<u8>, ApiError> {
+    match map.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| u8::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| invalid(&format!("{path}.{key}"), format!("must be a number from 0 to 255, not {v}"))),
+    }
+}
+
+/// `list` names the field from the report's top; inside a USB device, prefix the device's path.
+fn nested(e: ApiError, path: &str) -> ApiError {
+    match e {
+        ApiError::InvalidArgument(m) => {
+            ApiError::InvalidArgument(m.replacen("posture_json.", &format!("posture_json{path}."), 1))
+        }
+        other => other,
+    }
+}
+
 /// A LAN hash: 64 hex digits (SHA-256), so raw MAC addresses never leave the device.
 fn lan_hash(map: &Map<String, Value>, key: &str) -> Result<Option<String>, ApiError> {
     let path = ".lan";
@@ -205,12 +229,26 @@ fn parse_posture(value: &Value) -> Result<Posture, ApiError> {
     for (i, item) in list(map, "usb", MAX_USB)?.iter().enumerate() {
         let path = format!(".usb[{i}]");
         let dev = object(item, &path)?;
-        only_keys(dev, &path, &["vid", "pid", "manufacturer", "product"])?;
+        only_keys(dev, &path, &["vid", "pid", "manufacturer", "product", "serial", "interfaces"])?;
+        let mut interfaces = Vec::new();
+        for (j, item) in list(dev, "interfaces", MAX_INTERFACES).map_err(|e| nested(e, &path))?.iter().enumerate() {
+            let path = format!("{path}.interfaces[{j}]");
+            let iface = object(item, &path)?;
+            only_keys(iface, &path, &["class", "subclass", "protocol"])?;
+            interfaces.push(UsbInterface {
+                class: byte(iface, "class", &path)?
+                    .ok_or_else(|| invalid(&format!("{path}.class"), "is required".into()))?,
+                subclass: byte(iface, "subclass", &path)?.unwrap_or(0),
+                protocol: byte(iface, "protocol", &path)?.unwrap_or(0),
+            });
+        }
         usb.push(UsbDevice {
             vid: usb_id(dev, "vid", &path)?,
             pid: usb_id(dev, "pid", &path)?,
             manufacturer: optional_text(dev, "manufacturer", &path)?,
             product: optional_text(dev, "product", &path)?,
+            serial: optional_text(dev, "serial", &path)?,
+            interfaces,
         });
     }
     let strings = |key: &str, max: usize| -> Result<Vec<String>, ApiError> {
@@ -246,12 +284,16 @@ mod tests {
 
     #[test]
     fn a_full_report_parses() {
-        let json = r#"{"usb":[{"vid":"0x1D6B","pid":"0104","manufacturer":"PiKVM","product":"Composite KVM Device"}],
+        let json = r#"{"usb":[{"vid":"0x1D6B","pid":"0104","manufacturer":"PiKVM","product":"Composite KVM Device",
+            "serial":"CAFEBABE","interfaces":[{"class":3,"subclass":1,"protocol":1},{"class":8}]}],
             "processes":["bash","rustdesk"],"timezone":"Europe/Berlin","displays":["DELL U2720Q"],
             "lan":{"gateway_mac_hash":"ab"}}"#
             .replace(r#""ab""#, &format!("\"{}\"", "AB".repeat(32)));
         let report = Report::parse(json.as_bytes()).unwrap().unwrap();
         assert_eq!(report.posture.usb[0].vid.as_deref(), Some("1d6b"));
+        assert_eq!(report.posture.usb[0].serial.as_deref(), Some("CAFEBABE"));
+        let classes: Vec<u8> = report.posture.usb[0].interfaces.iter().map(|i| i.class).collect();
+        assert_eq!(classes, vec![3, 8]);
         assert_eq!(report.posture.lan.unwrap().gateway_mac_hash.unwrap(), "ab".repeat(32));
         assert_eq!(report.digest_hex.len(), 64);
         assert!(Report::parse(b"").unwrap().is_none());
@@ -266,7 +308,15 @@ mod tests {
         assert!(error(r#"{"processes":[1]}"#).contains("posture_json.processes[0] must be a string"));
         assert!(error(r#"{"lan":{"gateway_mac_hash":"00:11"}}"#).contains("posture_json.lan.gateway_mac_hash"));
         assert!(error(r#"{"usb":[],"extra":1}"#).contains("unknown field \"extra\""));
-        assert!(error(r#"{"usb":[{"serial":"1"}]}"#).contains("posture_json.usb[0] has an unknown field"));
+        assert!(error(r#"{"usb":[{"color":"1"}]}"#).contains("posture_json.usb[0] has an unknown field"));
+        assert!(
+            error(r#"{"usb":[{"interfaces":[{"class":300}]}]}"#)
+                .contains("posture_json.usb[0].interfaces[0].class must be a number from 0 to 255")
+        );
+        assert!(
+            error(r#"{"usb":[{"interfaces":[{"protocol":1}]}]}"#).contains("usb[0].interfaces[0].class is required")
+        );
+        assert!(error(r#"{"usb":[{"interfaces":{}}]}"#).contains("posture_json.usb[0].interfaces must be an array"));
         let many = format!(r#"{{"displays":[{}]}}"#, vec!["\"d\""; 17].join(","));
         assert!(error(&many).contains("posture_json.displays has 17 entries"));
         let long = format!(r#"{{"timezone":"{}"}}"#, "x".repeat(300));

@@ -29,10 +29,24 @@ use tether_risk::{Event, EventBody, Flag, Severity};
 /// its device's key signed with it, if any; a miss's `probe` says that the
 /// challenge was one of a probe round (crate::domain::risk_live::probes).
 pub enum Happening {
-    Enrolled { attested: bool, format: String },
-    Answered { issued_at_ms: i64, sign_count: u32, posture: Option<Posture> },
-    Missed { issued_at_ms: i64, probe: bool },
-    Session { gateway: String },
+    /// `hardware`: a hash naming the TPM (its EK) or the authenticator's credential key.
+    Enrolled {
+        attested: bool,
+        format: String,
+        hardware: String,
+    },
+    Answered {
+        issued_at_ms: i64,
+        sign_count: u32,
+        posture: Option<Posture>,
+    },
+    Missed {
+        issued_at_ms: i64,
+        probe: bool,
+    },
+    Session {
+        gateway: String,
+    },
 }
 
 pub struct Observation<'a> {
@@ -128,9 +142,12 @@ fn to_event(o: &Observation<'_>) -> Option<Event> {
         _ => canonical_ip(o.ip)?,
     };
     let body = match &o.what {
-        Happening::Enrolled { attested, format } => {
-            EventBody::Enrollment(Enrollment { attested: *attested, format: Some(format.clone()), home: None })
-        }
+        Happening::Enrolled { attested, format, hardware } => EventBody::Enrollment(Enrollment {
+            attested: *attested,
+            format: Some(format.clone()),
+            home: None,
+            hardware: Some(hardware.clone()).filter(|h| !h.is_empty()),
+        }),
         Happening::Answered { issued_at_ms, sign_count, posture } => EventBody::Presence(Presence {
             outcome: Outcome::Ok,
             issued_at: Some(*issued_at_ms),
