@@ -288,6 +288,26 @@ pub fn authed<T>(key: &str, message: T) -> Request<T> {
 }
 
 /// Runs a workspace binary to completion.
+/// A process a test started beside tetherd (nginx, Caddy, FreeRADIUS…): killed when dropped,
+/// with the port it serves on and the folder holding its configuration.
+pub struct Daemon {
+    pub child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback TCP port nothing listens on right now.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
 pub fn run_bin(name: &str, args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
     let mut command = Command::new(bin(name));
     command.args(args).env("RUST_LOG", "warn");

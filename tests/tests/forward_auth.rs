@@ -6,37 +6,20 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tether_e2e::fixtures::{EnrolledDevice, Org, next_challenge, sign};
-use tether_e2e::{Server, authed, run_bin};
+use tether_e2e::{Daemon, Server, authed, free_tcp_port, run_bin};
 use tether_proto::v1 as pb;
 
 fn nginx_binary() -> Option<PathBuf> {
     ["/usr/sbin/nginx", "/usr/bin/nginx"].iter().map(PathBuf::from).find(|p| p.exists())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Nginx {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// nginx in front of an upstream it serves itself (which echoes what reached it), asking
 /// `web_url`'s `/gateway/check` with `gateway_key`. The auth location is the shipped snippet's
 /// (deploy/nginx/tether-forward-auth.conf) with its placeholders filled in.
-fn start_nginx(binary: &Path, web_url: &str, gateway_key: &str) -> Nginx {
+fn start_nginx(binary: &Path, web_url: &str, gateway_key: &str) -> Daemon {
     start_nginx_with(binary, web_url, gateway_key, None)
 }
 
@@ -48,9 +31,9 @@ struct NginxTls {
     device_ca: String,
 }
 
-fn start_nginx_with(binary: &Path, web_url: &str, gateway_key: &str, tls: Option<&NginxTls>) -> Nginx {
+fn start_nginx_with(binary: &Path, web_url: &str, gateway_key: &str, tls: Option<&NginxTls>) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
-    let (port, upstream) = (free_port(), free_port());
+    let (port, upstream) = (free_tcp_port(), free_tcp_port());
     let mut snippet =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/nginx/tether-forward-auth.conf"))
             .unwrap()
@@ -124,7 +107,7 @@ http {{
         assert!(started.elapsed() < Duration::from_secs(10), "nginx did not start: {:?}", error_log(dir.path()));
         std::thread::sleep(Duration::from_millis(50));
     }
-    Nginx { child, port, _dir: dir }
+    Daemon { child, port, dir }
 }
 
 fn error_log(dir: &Path) -> String {
@@ -184,24 +167,11 @@ async fn token_for(server: &Server, device: &mut EnrolledDevice) -> String {
     answered.access_token
 }
 
-struct Caddy {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Caddy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Caddy running the shipped deploy/caddy/Caddyfile, its placeholders filled in, in front of
 /// an upstream that echoes what reached it (served by a second Caddy site).
-fn start_caddy(binary: &Path, web_url: &str, gateway_key: &str) -> Caddy {
+fn start_caddy(binary: &Path, web_url: &str, gateway_key: &str) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
-    let (port, upstream) = (free_port(), free_port());
+    let (port, upstream) = (free_tcp_port(), free_tcp_port());
     let shipped = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/caddy/Caddyfile")).unwrap();
     let site = shipped
         // Caddy routes by Host; the test's requests name intranet.example. Loopback only.
@@ -231,7 +201,7 @@ fn start_caddy(binary: &Path, web_url: &str, gateway_key: &str) -> Caddy {
         assert!(started.elapsed() < Duration::from_secs(10), "caddy did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Caddy { child, port, _dir: dir }
+    Daemon { child, port, dir }
 }
 
 fn caddy_binary() -> Option<PathBuf> {

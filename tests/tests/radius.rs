@@ -6,11 +6,11 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 use tether_e2e::fixtures::{Org, prove_presence};
-use tether_e2e::{Server, authed};
+use tether_e2e::{Daemon, Server, authed};
 use tether_proto::v1 as pb;
 
 const SECRET: &str = "concentrator-secret";
@@ -19,25 +19,12 @@ fn installed(name: &str) -> Option<PathBuf> {
     ["/usr/sbin", "/usr/bin"].iter().map(|d| Path::new(d).join(name)).find(|p| p.exists())
 }
 
-struct FreeRadius {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for FreeRadius {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn shipped(relative: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/radius").join(relative)).unwrap()
 }
 
 /// FreeRADIUS with the shipped module and site, pointed at `web_url` over plain HTTP on loopback.
-fn start_freeradius(binary: &Path, web_url: &str, gateway_key: &str) -> FreeRadius {
+fn start_freeradius(binary: &Path, web_url: &str, gateway_key: &str) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let d = dir.path().display();
@@ -97,7 +84,7 @@ fn start_freeradius(binary: &Path, web_url: &str, gateway_key: &str) -> FreeRadi
         Ok(Err(log)) => panic!("freeradius exited before it was ready:\n{log}"),
         Err(_) => panic!("freeradius was not ready within 20 s"),
     }
-    FreeRadius { child, port, _dir: dir }
+    Daemon { child, port, dir }
 }
 
 /// What `radclient` got back: Some(accepted, Reply-Message), None for no answer.

@@ -10,7 +10,7 @@
 //! every one of these gateways treats as "refuse".
 
 use super::Web;
-use super::site::cookie;
+use super::site::{cookie, forwarded_for};
 use crate::domain::access::envoy::{EnvoyRequest, TOKEN_HEADER, decide};
 use crate::domain::access::{AccessDecision, by_address, reason_name};
 use crate::domain::error::ApiError;
@@ -79,14 +79,7 @@ fn client_address(headers: &HeaderMap) -> String {
     if !named.is_empty() {
         return named.to_string();
     }
-    let hops: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
-    match hops.as_slice() {
+    match forwarded_for(headers).as_slice() {
         [one] => one.to_string(),
         _ => String::new(),
     }

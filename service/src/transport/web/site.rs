@@ -130,13 +130,7 @@ pub fn source_ip(peer: Option<SocketAddr>, headers: &HeaderMap, trusted: &[ipnet
     if !is_trusted(&sender) {
         return sender.to_string();
     }
-    let hops: Vec<&str> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .collect();
+    let hops = forwarded_for(headers);
     for hop in hops.iter().rev().take(MAX_FORWARDED_HOPS) {
         match hop.parse::<IpAddr>() {
             Ok(ip) => {
@@ -149,6 +143,17 @@ pub fn source_ip(peer: Option<SocketAddr>, headers: &HeaderMap, trusted: &[ipnet
         }
     }
     sender.to_string()
+}
+
+/// Every `X-Forwarded-For` hop, left (the client's claim) to right (the last proxy's).
+pub fn forwarded_for(headers: &HeaderMap) -> Vec<&str> {
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect()
 }
 
 /// The value of cookie `name` in the request's Cookie headers.
