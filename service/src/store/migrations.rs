@@ -20,6 +20,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (12, "api key pepper", include_str!("../../migrations/sqlite/0012_api_key_pepper.sql")),
     (13, "flag policy", include_str!("../../migrations/sqlite/0013_flag_policy.sql")),
     (14, "credentials by worker", include_str!("../../migrations/sqlite/0014_credentials_by_worker.sql")),
+    (20, "siem outbox", include_str!("../../migrations/sqlite/0020_siem_outbox.sql")),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -37,6 +38,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (12, "api key pepper", include_str!("../../migrations/postgres/0012_api_key_pepper.sql")),
     (13, "flag policy", include_str!("../../migrations/postgres/0013_flag_policy.sql")),
     (14, "credentials by worker", include_str!("../../migrations/postgres/0014_credentials_by_worker.sql")),
+    (20, "siem outbox", include_str!("../../migrations/postgres/0020_siem_outbox.sql")),
 ];
 
 pub(super) async fn run(store: &Store) -> StoreResult<()> {
