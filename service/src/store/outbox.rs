@@ -261,13 +261,21 @@ pub async fn claim(store: &Store, id: &str, owner: &str, now_ms: i64, until_ms: 
     Ok(done.rows_affected() == 1)
 }
 
-/// Moves the cursor past a delivered row while `owner` holds the lease; false
-/// when it no longer does (it expired and another replica took it).
-pub async fn delivered(store: &Store, id: &str, owner: &str, to: Position, now_ms: i64) -> StoreResult<bool> {
+/// Moves the cursor past a delivered row and extends the lease to
+/// `lease_until_ms` while `owner` holds it; false when it no longer does (it
+/// expired and another replica took it).
+pub async fn delivered(
+    store: &Store,
+    id: &str,
+    owner: &str,
+    to: Position,
+    now_ms: i64,
+    lease_until_ms: i64,
+) -> StoreResult<bool> {
     let mut tx = store.begin().await?;
     let done = sqlx::query(
         "UPDATE integrations SET cursor_txn = $3, cursor_seq = $4, failures = 0, next_attempt_ms = 0, \
-         last_error = '', last_delivered_at_ms = $5, delivered = delivered + 1 \
+         last_error = '', last_delivered_at_ms = $5, delivered = delivered + 1, lease_until_ms = $6 \
          WHERE id = $1 AND lease_owner = $2 AND (cursor_txn < $3 OR (cursor_txn = $3 AND cursor_seq < $4))",
     )
     .bind(id)
@@ -275,6 +283,7 @@ pub async fn delivered(store: &Store, id: &str, owner: &str, to: Position, now_m
     .bind(to.txn)
     .bind(to.seq)
     .bind(now_ms)
+    .bind(lease_until_ms)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -23,9 +23,11 @@ const TICK: Duration = Duration::from_secs(1);
 const INTEGRATIONS_PER_TICK: i64 = 16;
 /// Rows one run reads at a time.
 const BATCH: i64 = 100;
-/// A run stops starting sends after this long, well inside its lease.
+/// A run stops starting sends after this long, so other integrations get their turn.
 const RUN_BUDGET: Duration = Duration::from_secs(30);
-const LEASE_MS: i64 = 120_000;
+/// A lease outlives one send (SEND_TIMEOUT) and is extended after each
+/// delivered row; when a process dies, another takes over this long after.
+const LEASE_MS: i64 = 20_000;
 /// Connect, TLS and answer, each.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const FIRST_BACKOFF_MS: i64 = 500;
@@ -119,7 +121,8 @@ async fn deliver(store: &Store, owner: &str, integration: Integration) -> StoreR
                     "SIEM delivery failed; will retry");
                 return outbox::failed(store, &integration.id, owner, &error, next).await;
             }
-            if !outbox::delivered(store, &integration.id, owner, row.position(), now_ms()).await? {
+            let now = now_ms();
+            if !outbox::delivered(store, &integration.id, owner, row.position(), now, now + LEASE_MS).await? {
                 // The lease lapsed and another replica took over: stop, it resends from its cursor.
                 return Ok(());
             }
