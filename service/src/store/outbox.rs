@@ -231,10 +231,14 @@ pub async fn delete_integration(tx: &mut Tx, tenant_id: &str, id: &str) -> Store
     Ok(done.rows_affected() == 1)
 }
 
-/// Integrations due for an attempt and not leased, oldest attempt first.
+/// Integrations due for an attempt, not leased, and with rows after their
+/// cursor, oldest attempt first. Idle integrations are left out so that a
+/// quiet tenant costs a read per tick, not a lease write.
 pub async fn due(store: &Store, now_ms: i64, limit: i64) -> StoreResult<Vec<Integration>> {
     let rows = sqlx::query(
-        "SELECT * FROM integrations WHERE next_attempt_ms <= $1 AND lease_until_ms < $1 \
+        "SELECT * FROM integrations i WHERE next_attempt_ms <= $1 AND lease_until_ms < $1 \
+         AND EXISTS (SELECT 1 FROM outbox o WHERE o.tenant_id = i.tenant_id \
+         AND (o.txn, o.seq) > (i.cursor_txn, i.cursor_seq)) \
          ORDER BY next_attempt_ms, id LIMIT $2",
     )
     .bind(now_ms)
