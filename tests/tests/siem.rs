@@ -196,6 +196,18 @@ async fn review(server: &Server, org: &Org, flag_id: &str, status: pb::FlagStatu
         .unwrap();
 }
 
+/// The Prometheus exposition of `--metrics-listen`.
+async fn metrics(server: &Server) -> String {
+    let addr = server.metrics_url.trim_start_matches("http://").to_string();
+    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    tokio::spawn(conn);
+    let request = Request::get("/metrics").header("host", addr).body(Full::new(Bytes::new())).unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
 fn kinds(got: &[(String, String, serde_json::Value)]) -> Vec<&str> {
     got.iter().map(|(_, kind, _)| kind.as_str()).collect()
 }
@@ -287,7 +299,7 @@ async fn flags_and_presence_failures_arrive_signed_in_order_to_their_tenant_only
 
 #[tokio::test]
 async fn a_receiver_that_is_down_for_a_while_loses_nothing() {
-    let server = Server::start();
+    let server = Server::start_with_args(&["--metrics-listen", "127.0.0.1:0"]);
     let acme = Org::create(&server, "acme").await;
     let receiver = Receiver::start().await;
     add_webhook(&server, &acme, &receiver).await;
@@ -321,6 +333,14 @@ async fn a_receiver_that_is_down_for_a_while_loses_nothing() {
     assert_eq!(notes, ["one", "two", "three"]);
     assert_eq!(count(&got, "presence.failure"), 1);
     assert_eq!(count(&got, "flag.raised"), 1);
+    let exposition = metrics(&server).await;
+    for expected in [
+        r#"tether_siem_deliveries_total{kind="webhook",outcome="failed""#,
+        r#"tether_siem_deliveries_total{kind="webhook",outcome="ok""#,
+        "tether_siem_backlog",
+    ] {
+        assert!(exposition.contains(expected), "missing {expected} in:\n{exposition}");
+    }
 }
 
 #[tokio::test]
