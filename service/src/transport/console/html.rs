@@ -64,8 +64,13 @@ pub struct Nav<'a> {
     pub csrf: &'a str,
 }
 
-const LINKS: &[(&str, &str)] =
-    &[("/flags", "Flags"), ("/clusters", "Shared egress"), ("/presence", "Presence failures"), ("/audit", "Audit log")];
+const LINKS: &[(&str, &str)] = &[
+    ("/flags", "Flags"),
+    ("/clusters", "Shared egress"),
+    ("/presence", "Presence failures"),
+    ("/audit", "Audit log"),
+    ("/integrations", "SIEM"),
+];
 
 /// A whole page. `body` must already be escaped HTML.
 pub fn page(status: StatusCode, title: &str, nav: Option<&Nav<'_>>, body: &str) -> Response {
