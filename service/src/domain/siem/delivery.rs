@@ -129,6 +129,9 @@ async fn deliver(store: &Store, owner: &str, integration: Integration) -> StoreR
             cursor = row.position();
         }
     }
+    if let Ok(Sink::Syslog { io: Some(io), .. }) = sink {
+        syslog::close(io, SEND_TIMEOUT).await;
+    }
     outbox::release(store, &integration.id, owner).await
 }
 

@@ -8,7 +8,7 @@
 use super::net;
 use crate::store::outbox::OutboxRow;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The private enterprise number in structured data: 32473 is reserved for
 /// documentation and examples (RFC 5612); Tether has none registered.
@@ -87,6 +87,28 @@ pub async fn send(io: &mut Box<dyn net::Io>, framed: &[u8], timeout: Duration) -
         Ok(Err(e)) => Err(format!("syslog write: {e}")),
         Err(_) => Err("syslog write timed out".to_string()),
     }
+}
+
+/// Ends a run's connection so the receiver keeps what it was sent. Closing a
+/// socket with unread input (a TLS 1.3 server's session tickets) makes the
+/// kernel send a reset, and a reset discards what the receiver had not read
+/// yet: messages this side already counted as delivered. So: close_notify
+/// and FIN, then read until the receiver closes too (bounded in time and size).
+pub async fn close(mut io: Box<dyn net::Io>, timeout: Duration) {
+    let drain = async {
+        io.shutdown().await?;
+        let mut buf = [0u8; 4096];
+        let mut left: usize = 64 * 1024;
+        while left > 0 {
+            let n = io.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            left = left.saturating_sub(n);
+        }
+        Ok::<(), std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(timeout, drain).await;
 }
 
 #[cfg(test)]
