@@ -518,5 +518,8 @@ async fn the_siem_page_shows_only_the_tenants_integrations_and_no_target_or_secr
     assert!(page.body.contains("acme-splunk"), "{}", page.body);
     assert!(!page.body.contains("other-sentinel"), "another tenant's integration is listed");
     assert!(!page.body.contains("hec-secret") && !page.body.contains(&secret), "target or secret shown");
+    let audit = http(base, "GET", "/audit", Some(&cookie), None).await;
+    assert!(audit.body.contains("integration.added"), "{}", audit.body);
+    assert!(!audit.body.contains("hec-secret") && !audit.body.contains(&secret), "the audit log keeps no token");
     assert_eq!(http(base, "GET", "/integrations", None, None).await.status, 303, "a session is required");
 }

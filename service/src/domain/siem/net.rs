@@ -59,9 +59,9 @@ fn tls_config() -> Result<Arc<ClientConfig>, String> {
         .clone()
 }
 
-/// Resolves `host`, refuses forbidden addresses (and, unless `any_address`,
-/// everything but loopback), connects within `timeout`, and wraps the stream
-/// in TLS when asked.
+/// Resolves `host`, refuses forbidden addresses (and, with `loopback_only`,
+/// everything but loopback), connects to an address it checked (so DNS cannot
+/// swap it afterwards) within `timeout`, and wraps the stream in TLS when asked.
 pub async fn connect(
     host: &str,
     port: u16,
