@@ -12,15 +12,16 @@ mod net;
 mod syslog;
 pub mod webhook;
 
+use crate::domain::reports::{parse_evidence, redact_evidence};
 use crate::store::flags::FlagRecord;
 use crate::store::presence::PresenceEvent;
 use crate::store::{StoreResult, Tx, outbox};
 use serde_json::{Value, json};
 
 fn flag_json(f: &FlagRecord) -> Value {
-    // Evidence is JSON the service wrote; a row that somehow is not stays a string.
-    let evidence =
-        serde_json::from_str::<Value>(&f.evidence_json).unwrap_or_else(|_| Value::String(f.evidence_json.clone()));
+    // A cluster flag's evidence names every member, other employers' included:
+    // a tenant's SIEM gets exactly what its reports show (T23 in SECURITY.md).
+    let evidence = redact_evidence(&parse_evidence(&f.evidence_json), &f.tenant_id);
     json!({
         "id": f.id, "kind": f.kind, "severity": f.severity, "status": f.status,
         "device": f.device_id, "worker": f.worker_external_id, "credential": f.credential_id,
@@ -60,4 +61,32 @@ pub async fn presence_recorded(tx: &mut Tx, e: &PresenceEvent) -> StoreResult<()
         }
     });
     outbox::append(tx, &e.tenant_id, "presence.failure", e.at_ms, &payload.to_string()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_flag_sent_to_one_tenant_names_no_other_tenants_member() {
+        let evidence = json!({
+            "members": [{"tenant": "t1", "worker": "w1", "device": "d1"}, {"tenant": "t2", "worker": "w9", "device": "d9"}],
+        });
+        let flag = FlagRecord {
+            id: "flg_1".into(),
+            tenant_id: "t1".into(),
+            kind: "shared_egress".into(),
+            severity: "high".into(),
+            status: "open".into(),
+            device_id: "d1".into(),
+            worker_external_id: "w1".into(),
+            credential_id: String::new(),
+            session_id: String::new(),
+            raised_at_ms: 1,
+            evidence_json: evidence.to_string(),
+        };
+        let sent = flag_json(&flag).to_string();
+        assert!(sent.contains("\"w1\"") && !sent.contains("w9") && !sent.contains("\"d9\""), "{sent}");
+        assert!(sent.contains("members_other_tenants"), "{sent}");
+    }
 }
