@@ -52,6 +52,8 @@ pub struct Server {
     pub pepper_file: String,
     /// More `tetherd serve` flags (TLS, ...).
     pub extra_args: Vec<String>,
+    /// More environment variables for every `tetherd` of this server.
+    pub extra_env: Vec<(String, String)>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -75,6 +77,14 @@ impl Server {
     /// A fresh server started with more `tetherd serve` flags.
     pub fn start_with_args(args: &[&str]) -> Server {
         let mut server = Server::prepare("200ms", args);
+        server.spawn();
+        server
+    }
+
+    /// A fresh server started with more flags and environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut server = Server::prepare("200ms", args);
+        server.extra_env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         server.spawn();
         server
     }
@@ -109,6 +119,7 @@ impl Server {
             scheduler_tick: tick.into(),
             pepper_file,
             extra_args: args.iter().map(|a| a.to_string()).collect(),
+            extra_env: Vec::new(),
             _dir: Some(dir),
         }
     }
@@ -125,6 +136,7 @@ impl Server {
             scheduler_tick: self.scheduler_tick.clone(),
             pepper_file: self.pepper_file.clone(),
             extra_args: self.extra_args.clone(),
+            extra_env: self.extra_env.clone(),
             _dir: None,
         };
         replica.spawn();
@@ -136,6 +148,7 @@ impl Server {
             .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &self.database_url])
             .args(["--scheduler-tick", &self.scheduler_tick, "--api-key-pepper-file", &self.pepper_file])
             .args(&self.extra_args)
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             // Tests drive one device or tenant far harder than the production
             // defaults allow; tests of the limits pass explicit flags, which win.
             .env("TETHER_LIMIT_ACCESS_PER_TENANT", "1000000")

@@ -117,3 +117,58 @@ fn admin_agent_and_gateway_binaries_drive_a_whole_enrollment() {
     let refused = run_bin("tether", &["devices", "list"], &gateway);
     assert_eq!(refused.status.code(), Some(2));
 }
+
+#[test]
+fn tether_integrations_shows_the_secret_once_and_refuses_plain_http_off_loopback() {
+    let server = Server::start();
+    let keys = server.init_tenant("acme", "acme.example", "https://acme.example");
+    let admin = [("TETHER_SERVER", server.url.as_str()), ("TETHER_API_KEY", keys.admin_key.as_str())];
+    let tether = |args: &[&str]| run_bin("tether", &[&["--output", "json"], args].concat(), &admin);
+
+    let added = json(&tether(&[
+        "integrations",
+        "add",
+        "--kind",
+        "webhook",
+        "--name",
+        "splunk",
+        "--target",
+        "http://127.0.0.1:9/hook",
+    ]));
+    let secret = added["secret"].as_str().unwrap().to_string();
+    assert_eq!(secret.len(), 64);
+    let id = added["integration"]["id"].as_str().unwrap().to_string();
+    let syslog = json(&tether(&[
+        "integrations",
+        "add",
+        "--kind",
+        "syslog",
+        "--name",
+        "qradar",
+        "--target",
+        "127.0.0.1:6514",
+        "--format",
+        "cef",
+        "--tls",
+    ]));
+    assert_eq!(syslog["secret"], "");
+    assert_eq!(syslog["integration"]["tls"], true);
+
+    let listed = tether(&["integrations", "list"]);
+    let text = String::from_utf8_lossy(&listed.stdout).to_string();
+    assert_eq!(json(&listed)["integrations"].as_array().unwrap().len(), 2);
+    assert!(!text.contains(&secret), "the secret is shown only once");
+
+    let refused =
+        tether(&["integrations", "add", "--kind", "webhook", "--name", "x", "--target", "http://203.0.113.9/"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("https://"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    assert_eq!(json(&tether(&["integrations", "remove", &id]))["id"], id.as_str());
+    assert_eq!(json(&tether(&["integrations", "list"]))["integrations"].as_array().unwrap().len(), 1);
+    assert_eq!(tether(&["integrations", "remove", &id]).status.code(), Some(2), "already removed");
+}

@@ -492,3 +492,34 @@ async fn an_analyst_resolves_a_flag_in_a_real_browser() {
     assert!(entries[0].details_json.contains(note));
     assert_eq!(entries[0].actor, format!("key:{}", org.analyst_key.split('.').nth(1).unwrap()));
 }
+
+#[tokio::test]
+async fn the_siem_page_shows_only_the_tenants_integrations_and_no_target_or_secret() {
+    let server = console_server();
+    let org = Org::create(&server, "acme").await;
+    let other = Org::create(&server, "other").await;
+    let mut admin = server.admin().await;
+    let add = |name: &str, target: &str| pb::AddIntegrationRequest {
+        name: name.into(),
+        kind: "webhook".into(),
+        target: target.into(),
+        format: "json".into(),
+        tls: false,
+    };
+    let mine = add("acme-splunk", "http://127.0.0.1:9/hook?token=hec-secret");
+    let secret = admin.add_integration(authed(&org.keys.admin_key, mine)).await.unwrap().into_inner().secret;
+    let theirs = add("other-sentinel", "http://127.0.0.1:9/other");
+    admin.add_integration(authed(&other.keys.admin_key, theirs)).await.unwrap();
+
+    let base = &server.console_url;
+    let (cookie, _) = session(base, &org.analyst_key).await;
+    let page = http(base, "GET", "/integrations", Some(&cookie), None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("acme-splunk"), "{}", page.body);
+    assert!(!page.body.contains("other-sentinel"), "another tenant's integration is listed");
+    assert!(!page.body.contains("hec-secret") && !page.body.contains(&secret), "target or secret shown");
+    let audit = http(base, "GET", "/audit", Some(&cookie), None).await;
+    assert!(audit.body.contains("integration.added"), "{}", audit.body);
+    assert!(!audit.body.contains("hec-secret") && !audit.body.contains(&secret), "the audit log keeps no token");
+    assert_eq!(http(base, "GET", "/integrations", None, None).await.status, 303, "a session is required");
+}

@@ -10,6 +10,7 @@ use crate::commands::credentials::CredentialsCommand;
 use crate::commands::dev_ca::DevCaArgs;
 use crate::commands::devices::DevicesCommand;
 use crate::commands::gateway::GatewayCommand;
+use crate::commands::integrations::IntegrationsCommand;
 use crate::commands::keys::KeysCommand;
 use crate::commands::policy::PolicyCommand;
 use crate::commands::report::ReportCommand;
@@ -90,6 +91,9 @@ pub enum Command {
     /// Manage the attestation trust store.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Deliver flags and presence failures to a SIEM (webhook or syslog).
+    #[command(subcommand)]
+    Integrations(IntegrationsCommand),
     /// Show or change the tenant policy.
     #[command(subcommand)]
     Policy(PolicyCommand),

@@ -76,6 +76,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Credentials(c) => commands::credentials::run(&ctx, c).await,
         Command::Tokens(c) => commands::tokens::run(&ctx, c).await,
         Command::Trust(c) => commands::trust::run(&ctx, c).await,
+        Command::Integrations(c) => commands::integrations::run(&ctx, c).await,
         Command::Policy(c) => commands::policy::run(&ctx, c).await,
         Command::Challenge(args) => commands::challenge::run(&ctx, args).await,
         Command::Gateway(c) => commands::gateway::run(&ctx, c).await,

@@ -11,4 +11,5 @@ pub mod limits;
 pub mod presence;
 pub mod reports;
 pub mod risk_live;
+pub mod siem;
 pub mod tenancy;

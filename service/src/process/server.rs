@@ -47,6 +47,7 @@ pub async fn serve(
     let reflection_v1alpha = reflection_builder().build_v1alpha()?;
 
     let scheduler = tokio::spawn(scheduler::run(Arc::clone(&app), app.stopping.subscribe()));
+    let siem = tokio::spawn(crate::domain::siem::delivery::run(Arc::clone(&app), app.stopping.subscribe()));
     let stopping = app.stopping.clone();
     let shutdown = async move {
         shutdown.await;
@@ -103,6 +104,9 @@ pub async fn serve(
     let result = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown).await;
     let _ = app.stopping.send(true);
     let _ = scheduler.await;
+    // Cut a delivery run short: at least once means the next start resends what it left unconfirmed.
+    siem.abort();
+    let _ = siem.await;
     let _ = health_watch.await;
     health::set_all(&health_reporter, tonic_health::ServingStatus::NotServing).await;
     app.store.close().await;

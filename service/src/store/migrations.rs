@@ -21,6 +21,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (13, "flag policy", include_str!("../../migrations/sqlite/0013_flag_policy.sql")),
     (14, "credentials by worker", include_str!("../../migrations/sqlite/0014_credentials_by_worker.sql")),
     (15, "tenants by origin", include_str!("../../migrations/sqlite/0015_tenants_by_origin.sql")),
+    (16, "siem outbox", include_str!("../../migrations/sqlite/0016_siem_outbox.sql")),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -39,6 +40,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (13, "flag policy", include_str!("../../migrations/postgres/0013_flag_policy.sql")),
     (14, "credentials by worker", include_str!("../../migrations/postgres/0014_credentials_by_worker.sql")),
     (15, "tenants by origin", include_str!("../../migrations/postgres/0015_tenants_by_origin.sql")),
+    (16, "siem outbox", include_str!("../../migrations/postgres/0016_siem_outbox.sql")),
 ];
 
 pub(super) async fn run(store: &Store) -> StoreResult<()> {

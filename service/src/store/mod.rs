@@ -11,6 +11,7 @@ pub mod enrollment;
 pub mod flags;
 pub mod inventory;
 pub mod keys;
+pub mod outbox;
 pub mod pcr_policy;
 pub mod posture;
 pub mod presence;

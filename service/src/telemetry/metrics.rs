@@ -30,6 +30,8 @@ struct Instruments {
     flags: Counter<u64>,
     pool_timeouts: Counter<u64>,
     db_retries: Counter<u64>,
+    siem_deliveries: Counter<u64>,
+    siem_dropped: Counter<u64>,
     // Kept so the callbacks stay registered for the provider's lifetime.
     _pool: Vec<ObservableGauge<i64>>,
     _mds: Vec<ObservableGauge<i64>>,
@@ -45,6 +47,8 @@ static WAITING: AtomicI64 = AtomicI64::new(0);
 /// Unix epoch, so staleness is judged when the gauge is read, not when the BLOB was loaded.
 static MDS_NO: AtomicI64 = AtomicI64::new(-1);
 static MDS_NEXT_UPDATE_DAY: AtomicI64 = AtomicI64::new(i64::MIN);
+/// Outbox rows not yet pruned, as the last delivery sweep counted them.
+static SIEM_BACKLOG: AtomicI64 = AtomicI64::new(0);
 
 /// Creates the instruments on `provider`. Only the first call in a process
 /// takes effect (instruments are process-wide); returns whether it did.
@@ -96,10 +100,24 @@ fn instruments(meter: &Meter, provider: SdkMeterProvider) -> Instruments {
             "tether.db.retries",
             "Transactions the database aborted for a concurrent one: re-runs, and how the unit of work ended",
         ),
+        siem_deliveries: counter(
+            "tether.siem.deliveries",
+            "Outbox events sent to SIEM integrations, by integration kind and outcome (ok, failed)",
+        ),
+        siem_dropped: counter(
+            "tether.siem.dropped",
+            "Undelivered outbox events deleted because a tenant's outbox reached its cap",
+        ),
         _pool: vec![
             gauge("tether.db.pool.connections", "Open database connections, by state (idle, used)", pool_connections),
             gauge("tether.db.pool.max", "Most connections the pool may open", pool_max),
             gauge("tether.db.pool.waiting", "Transactions waiting for a free connection", pool_waiting),
+            meter
+                .i64_observable_gauge("tether.siem.backlog")
+                .with_unit("{event}")
+                .with_description("Outbox events kept for SIEM integrations (delivered rows are pruned)")
+                .with_callback(|observer| observer.observe(SIEM_BACKLOG.load(Ordering::Relaxed), &[]))
+                .build(),
         ],
         _mds: vec![
             meter
@@ -276,6 +294,24 @@ pub fn record_db_retry(what: &'static str, outcome: &'static str) {
 
 /// Values taken from stored records are short identifiers; anything else is
 /// folded into `other` so no label can carry arbitrary text.
+/// One outbox event sent to an integration (`kind` webhook or syslog), or one failed attempt.
+pub fn record_siem_delivery(kind: &str, ok: bool) {
+    with(|i| {
+        let labels = [KeyValue::new("kind", bounded(kind)), KeyValue::new("outcome", if ok { "ok" } else { "failed" })];
+        i.siem_deliveries.add(1, &labels);
+    });
+}
+
+/// Undelivered outbox events deleted over a tenant's cap.
+pub fn record_siem_dropped(n: u64) {
+    with(|i| i.siem_dropped.add(n, &[]));
+}
+
+/// The outbox's size as last counted.
+pub fn set_siem_backlog(n: i64) {
+    SIEM_BACKLOG.store(n, Ordering::Relaxed);
+}
+
 fn bounded(value: &str) -> String {
     let fits = !value.is_empty()
         && value.len() <= 32

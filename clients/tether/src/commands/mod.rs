@@ -7,6 +7,7 @@ pub mod dev_ca;
 pub mod devices;
 pub mod flags;
 pub mod gateway;
+pub mod integrations;
 pub mod keys;
 pub mod openvpn;
 pub mod policy;

@@ -11,6 +11,7 @@
 //! List responses keep the proto's wrapper object (`{"devices": [...],
 //! "next_page_token": null}`), so paging state is never lost.
 mod decisions;
+mod integrations;
 mod inventory;
 mod policy;
 mod reports;
@@ -18,6 +19,7 @@ mod reports;
 mod tests;
 
 pub use decisions::*;
+pub use integrations::*;
 pub use inventory::*;
 pub use policy::*;
 pub use reports::*;

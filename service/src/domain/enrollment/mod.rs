@@ -350,6 +350,7 @@ pub(crate) async fn record(
             evidence_json: evidence.to_string(),
         };
         flags::insert(tx, &flag).await?;
+        crate::domain::siem::flag_raised(tx, &flag).await?;
     }
     let details = with_extra(serde_json::json!({
         "device": credential.device_id, "worker": credential.worker_external_id, "credential": credential.id,

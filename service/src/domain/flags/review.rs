@@ -5,9 +5,10 @@
 use crate::domain::app::App;
 use crate::domain::audit::{self as audit_log, Actor};
 use crate::domain::error::{ApiError, ApiResult};
+use crate::domain::siem;
 use crate::domain::tenancy::auth::Caller;
 use crate::store::StoreError;
-use crate::store::flags::{self, StoredFlag};
+use crate::store::flags::{self, FlagRecord, StoredFlag};
 use crate::util::now_ms;
 
 /// Where a review moves a flag.
@@ -63,9 +64,12 @@ pub async fn review(app: &App, caller: &Caller, flag_id: &str, review: Review, n
     app.store
         .retrying("flag.review", || async {
             let mut tx = app.store.begin().await?;
-            if !flags::review(&mut tx, flag_id, &from, to, note, &caller.principal, now_ms()).await? {
+            let now = now_ms();
+            if !flags::review(&mut tx, flag_id, &from, to, note, &caller.principal, now).await? {
                 return Err(ApiError::precondition("the flag changed meanwhile; reload it and try again"));
             }
+            let changed = FlagRecord { status: to.to_string(), ..current.flag.clone() };
+            siem::flag_reviewed(&mut tx, &changed, &from, &caller.principal, note, now).await?;
             let details = serde_json::json!({"kind": current.flag.kind, "from": from, "to": to, "note": note});
             let actor = Actor(caller.principal.clone());
             audit_log::append(&mut tx, &caller.tenant_id, &actor, review.action(), flag_id, details).await?;

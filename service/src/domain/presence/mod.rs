@@ -12,6 +12,7 @@ use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::limits::Kind;
 use crate::domain::presence::posture::Report;
 use crate::domain::risk_live::{self, Happening, Observation};
+use crate::domain::siem;
 use crate::store::credentials::Credential;
 use crate::store::flags::FlagRecord;
 use crate::store::presence::{Challenge, PresenceEvent};
@@ -75,25 +76,23 @@ pub async fn sweep_missed(app: &App) -> ApiResult<usize> {
                 if !presence::mark_missed(&mut tx, &challenge.id, now).await? {
                     return Ok(None); // another replica's sweep got there first
                 }
-                presence::insert_event(
-                    &mut tx,
-                    &PresenceEvent {
-                        id: new_id("pev"),
-                        tenant_id: challenge.tenant_id.clone(),
-                        outcome: "missed".into(),
-                        device_id: challenge.device_id.clone(),
-                        worker_external_id: worker.clone(),
-                        credential_id: challenge.credential_id.clone(),
-                        challenge_id: challenge.id.clone(),
-                        at_ms: now,
-                        source_ip: String::new(),
-                        detail: format!(
-                            "no answer by the deadline ({} ms after issue)",
-                            challenge.deadline_ms - challenge.issued_at_ms
-                        ),
-                    },
-                )
-                .await?;
+                let event = PresenceEvent {
+                    id: new_id("pev"),
+                    tenant_id: challenge.tenant_id.clone(),
+                    outcome: "missed".into(),
+                    device_id: challenge.device_id.clone(),
+                    worker_external_id: worker.clone(),
+                    credential_id: challenge.credential_id.clone(),
+                    challenge_id: challenge.id.clone(),
+                    at_ms: now,
+                    source_ip: String::new(),
+                    detail: format!(
+                        "no answer by the deadline ({} ms after issue)",
+                        challenge.deadline_ms - challenge.issued_at_ms
+                    ),
+                };
+                presence::insert_event(&mut tx, &event).await?;
+                siem::presence_recorded(&mut tx, &event).await?;
                 let position = match &risk_event {
                     Some(event) => Some(event.append(&mut tx).await?),
                     None => None,
@@ -180,6 +179,7 @@ impl Attempt<'_> {
         let recorded = async {
             let mut tx = app.store.begin().await?;
             presence::insert_event(&mut tx, &event).await?;
+            siem::presence_recorded(&mut tx, &event).await?;
             tx.commit().await.map_err(StoreError::from)?;
             Ok::<(), StoreError>(())
         }
@@ -240,6 +240,7 @@ impl Attempt<'_> {
         }
         let event = self.event("ok", detail, now);
         presence::insert_event(tx, &event).await?;
+        siem::presence_recorded(tx, &event).await?;
         if let Some(report) = posture {
             let json = String::from_utf8_lossy(&report.bytes);
             posture_store::insert(tx, &event.id, &event.tenant_id, &event.device_id, now, &report.digest_hex, &json)
@@ -278,30 +279,30 @@ impl Attempt<'_> {
                 // not a clone.
                 return Ok::<bool, StoreError>(false);
             }
-            presence::insert_event(&mut tx, &self.event("clone_suspected", detail.clone(), now)).await?;
+            let event = self.event("clone_suspected", detail.clone(), now);
+            presence::insert_event(&mut tx, &event).await?;
+            siem::presence_recorded(&mut tx, &event).await?;
             let evidence = serde_json::json!({
                 "stored_sign_count": stored,
                 "presented_sign_count": presented,
                 "challenge_id": self.challenge.id,
                 "source_ip": self.source_ip,
             });
-            flags::insert(
-                &mut tx,
-                &FlagRecord {
-                    id: new_id("flg"),
-                    tenant_id: self.challenge.tenant_id.clone(),
-                    kind: "clone_suspected".into(),
-                    severity: "high".into(),
-                    status: "open".into(),
-                    device_id: self.challenge.device_id.clone(),
-                    worker_external_id: self.credential.worker_external_id.clone(),
-                    credential_id: self.credential.id.clone(),
-                    session_id: String::new(),
-                    raised_at_ms: now,
-                    evidence_json: evidence.to_string(),
-                },
-            )
-            .await?;
+            let flag = FlagRecord {
+                id: new_id("flg"),
+                tenant_id: self.challenge.tenant_id.clone(),
+                kind: "clone_suspected".into(),
+                severity: "high".into(),
+                status: "open".into(),
+                device_id: self.challenge.device_id.clone(),
+                worker_external_id: self.credential.worker_external_id.clone(),
+                credential_id: self.credential.id.clone(),
+                session_id: String::new(),
+                raised_at_ms: now,
+                evidence_json: evidence.to_string(),
+            };
+            flags::insert(&mut tx, &flag).await?;
+            siem::flag_raised(&mut tx, &flag).await?;
             let details =
                 serde_json::json!({"kind": "clone_suspected", "severity": "high", "credential": self.credential.id});
             audit::append(

@@ -177,7 +177,9 @@ pub async fn answer(
                 // its state rolled back to erase history. Consume the challenge, record a failure, flag.
                 let found: Vec<String> = high.iter().map(|a| a.to_string()).collect();
                 let detail = format!("tpm_anomaly: {}", found.join("; "));
-                presence::insert_event(&mut tx, &attempt.event("failed", detail.clone(), now)).await?;
+                let event = attempt.event("failed", detail.clone(), now);
+                presence::insert_event(&mut tx, &event).await?;
+                crate::domain::siem::presence_recorded(&mut tx, &event).await?;
                 raise(&mut tx, &attempt, "tpm_anomaly", "high", evidence(&high), now).await?;
                 tx.commit().await.map_err(StoreError::from)?;
                 return Ok(Quoted::Anomaly(detail));
@@ -350,23 +352,21 @@ async fn raise(
     evidence: serde_json::Value,
     now: i64,
 ) -> Result<(), StoreError> {
-    flags::insert(
-        tx,
-        &FlagRecord {
-            id: new_id("flg"),
-            tenant_id: attempt.challenge.tenant_id.clone(),
-            kind: kind.into(),
-            severity: severity.into(),
-            status: "open".into(),
-            device_id: attempt.challenge.device_id.clone(),
-            worker_external_id: attempt.credential.worker_external_id.clone(),
-            credential_id: attempt.credential.id.clone(),
-            session_id: String::new(),
-            raised_at_ms: now,
-            evidence_json: evidence.to_string(),
-        },
-    )
-    .await?;
+    let flag = FlagRecord {
+        id: new_id("flg"),
+        tenant_id: attempt.challenge.tenant_id.clone(),
+        kind: kind.into(),
+        severity: severity.into(),
+        status: "open".into(),
+        device_id: attempt.challenge.device_id.clone(),
+        worker_external_id: attempt.credential.worker_external_id.clone(),
+        credential_id: attempt.credential.id.clone(),
+        session_id: String::new(),
+        raised_at_ms: now,
+        evidence_json: evidence.to_string(),
+    };
+    flags::insert(tx, &flag).await?;
+    crate::domain::siem::flag_raised(tx, &flag).await?;
     let details = serde_json::json!({"kind": kind, "severity": severity, "credential": attempt.credential.id});
     audit::append(
         tx,

@@ -14,7 +14,7 @@ mod summary;
 mod timeline;
 mod timeline_sources;
 
-pub use evidence::{GeoPoint, redact as redact_evidence};
+pub use evidence::{GeoPoint, parse as parse_evidence, redact as redact_evidence};
 pub use filters::{
     Cursor, DEFAULT_PAGE_SIZE, FailureFilter, FailureOutcome, FlagFilter, FlagStatus, MAX_PAGE_SIZE, PageRequest,
     Paged, SessionDecision, SessionFilter, Severity, TimeWindow, known_kinds, parse_kind,

@@ -232,6 +232,7 @@ async fn insert_flag(tx: &mut Tx, row: &StoredEvent, flag: &Flag, cooldown: Mill
     if !flags::insert_deduped(tx, &record, &key).await? {
         return Ok(false);
     }
+    crate::domain::siem::flag_raised(tx, &record).await?;
     let details = serde_json::json!({
         "flag": record.id, "kind": record.kind, "severity": record.severity, "score": flag.score,
     });

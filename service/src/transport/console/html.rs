@@ -50,8 +50,13 @@ pub struct Nav<'a> {
     pub csrf: &'a str,
 }
 
-const LINKS: &[(&str, &str)] =
-    &[("/flags", "Flags"), ("/clusters", "Shared egress"), ("/presence", "Presence failures"), ("/audit", "Audit log")];
+const LINKS: &[(&str, &str)] = &[
+    ("/flags", "Flags"),
+    ("/clusters", "Shared egress"),
+    ("/presence", "Presence failures"),
+    ("/audit", "Audit log"),
+    ("/integrations", "SIEM"),
+];
 
 /// A whole page.
 pub fn page(status: StatusCode, title: &str, nav: Option<&Nav<'_>>, body: Markup) -> Response {

@@ -95,6 +95,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/clusters", get(device::clusters))
         .route("/presence", get(views::presence))
         .route("/audit", get(views::audit))
+        .route("/integrations", get(views::integrations))
         .route("/console.css", get(stylesheet))
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .fallback(|| async { failure(StatusCode::NOT_FOUND, "There is no such page.") })

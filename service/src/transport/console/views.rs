@@ -1,10 +1,10 @@
-//! Read-only pages: the audit log and presence failures over time.
+//! Read-only pages: the audit log, presence failures over time, and SIEM delivery state.
 
 use super::chart::{self, Bar};
 use super::html;
 use super::{Analyst, Console, api_failure, failure, form};
-use crate::store::audit;
 use crate::store::presence::{self, Cursor, EventFilter};
+use crate::store::{audit, outbox};
 use crate::util::now_ms;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -55,6 +55,42 @@ pub async fn audit(State(console): State<Arc<Console>>, analyst: Analyst) -> Res
         (html::table(&["#", "Time", "Actor", "Action", "Target", "Details"], &rows, "The audit log is empty."))
     };
     html::page(StatusCode::OK, "Audit log", Some(&analyst.nav()), body)
+}
+
+/// The tenant's SIEM integrations and how their deliveries go. Targets are
+/// left out: a webhook URL may carry a collector's token, and analysts need
+/// only whether events flow.
+pub async fn integrations(State(console): State<Arc<Console>>, analyst: Analyst) -> Response {
+    let all = match outbox::list_integrations(&console.app.store, &analyst.caller().tenant_id).await {
+        Ok(all) => all,
+        Err(e) => return api_failure(e.into()),
+    };
+    let rows: Vec<Vec<Markup>> = all
+        .iter()
+        .map(|i| {
+            let next = if i.failures > 0 { html::time(i.next_attempt_ms) } else { String::new() };
+            let last = if i.last_delivered_at_ms > 0 { html::time(i.last_delivered_at_ms) } else { "never".into() };
+            vec![
+                html! { (i.name) },
+                html! { (i.kind) },
+                html! { (i.delivered) },
+                html! { (last) },
+                html! { (i.failures) },
+                html! { (i.last_error) },
+                html! { (next) },
+            ]
+        })
+        .collect();
+    let body = html! {
+        p { "Flags and presence failures sent to the tenant's SIEM; admins manage them with "
+            code { "tether integrations" } "." }
+        (html::table(
+            &["Name", "Kind", "Delivered", "Last delivery", "Failures in a row", "Last error", "Next attempt"],
+            &rows,
+            "No SIEM integration is configured.",
+        ))
+    };
+    html::page(StatusCode::OK, "SIEM delivery", Some(&analyst.nav()), body)
 }
 
 /// Chart ranges: name, label, bucket length, number of buckets.

@@ -1,6 +1,7 @@
 //! AdminService: inventory, tokens, trust store, policy, keys.
 
 mod flag_policy;
+mod integrations;
 mod pcr_policy;
 mod workers;
 
@@ -724,5 +725,20 @@ impl AdminService for AdminApi {
 
     async fn clear_pcr_policy(&self, request: Request<pb::ClearPcrPolicyRequest>) -> Reply<pb::PcrPolicy> {
         ok(self.do_clear_pcr_policy(request).await)
+    }
+
+    async fn add_integration(&self, request: Request<pb::AddIntegrationRequest>) -> Reply<pb::AddIntegrationResponse> {
+        ok(self.do_add_integration(request).await)
+    }
+
+    async fn list_integrations(
+        &self,
+        request: Request<pb::ListIntegrationsRequest>,
+    ) -> Reply<pb::ListIntegrationsResponse> {
+        ok(self.do_list_integrations(request).await)
+    }
+
+    async fn remove_integration(&self, request: Request<pb::RemoveIntegrationRequest>) -> Reply<pb::Integration> {
+        ok(self.do_remove_integration(request).await)
     }
 }
