@@ -54,6 +54,19 @@ pub struct Home {
     pub country: Option<String>,
 }
 
+impl Home {
+    /// The home when it is a place on Earth: finite, |lat| ≤ 90, |lon| ≤ 180.
+    pub fn checked(self) -> Result<Self, String> {
+        let on_earth =
+            self.lat.is_finite() && self.lon.is_finite() && self.lat.abs() <= 90.0 && self.lon.abs() <= 180.0;
+        if on_earth {
+            Ok(self)
+        } else {
+            Err(format!("`home` is not a place on Earth: lat {}, lon {}", self.lat, self.lon))
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -283,7 +296,7 @@ impl RawEvent {
             EventType::Enrollment => EventBody::Enrollment(Enrollment {
                 attested: self.attested.ok_or("an enrollment needs `attested` (true or false)")?,
                 format: self.format,
-                home: self.home,
+                home: self.home.map(Home::checked).transpose()?,
                 hardware: self.hardware.map(|h| h.trim().to_ascii_lowercase()).filter(|h| !h.is_empty()),
             }),
             EventType::Presence => {

@@ -343,3 +343,22 @@ fn remembered_hardware_is_bounded() {
     // ek:1 was forgotten when ek:3 came: its second holder is not matched (bounded, not unbounded).
     assert!(flags.iter().all(|f| f.kind.as_str() != "shared_hardware"), "{flags:?}");
 }
+
+#[test]
+fn a_home_off_the_earth_is_refused_in_a_log_and_harmless_when_declared() {
+    // Found by fuzzing analyze_events: a longitude of 1e300 overflowed the local-day offset.
+    let line = json!({"type": "enrollment", "at": at(0.0), "tenant": "t0", "worker": "w-d0", "device": "d0",
+        "ip": "198.51.100.20", "attested": true, "home": {"lat": 0.0, "lon": 1e300}});
+    let refused = Event::from_json(&line.to_string()).expect_err("an off-Earth home is refused");
+    assert!(refused.contains("`home` is not a place on Earth"), "{refused}");
+
+    let mut engine = Engine::new(RiskConfig::default()).expect("valid configuration");
+    engine.set_home("t0", "w-d0", &tether_risk::event::Home { lat: 0.0, lon: 1e300, country: None });
+    let mut events = cluster("198.51.100.20", "residential", 5, 6, |_| None);
+    events.sort_by(|a, b| a.0.total_cmp(&b.0));
+    for (_, e) in &events {
+        engine.process(&Event::from_json(&e.to_string()).expect("a valid test event"));
+    }
+    engine.finish();
+    assert!(farm(&engine, "t0", "d0"), "the cluster is still judged");
+}

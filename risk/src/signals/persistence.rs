@@ -7,8 +7,9 @@ use crate::network::EgressKey;
 
 impl Engine {
     /// Milliseconds from UTC to the worker's local time, by the home's longitude (0 without a home).
+    /// Clamped: a home that slipped past validation must not overflow the arithmetic.
     pub(crate) fn local_offset(&self, w: u32) -> Millis {
-        self.workers[w as usize].home().map_or(0, |(h, _)| (h.lon / 15.0).round() as Millis * HOUR)
+        self.workers[w as usize].home().map_or(0, |(h, _)| (h.lon.clamp(-180.0, 180.0) / 15.0).round() as Millis * HOUR)
     }
 
     /// Whether the device lives behind this egress: seen there on `min_days` days and
