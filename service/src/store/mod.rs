@@ -9,6 +9,7 @@ pub mod audit;
 pub mod credentials;
 pub mod enrollment;
 pub mod flags;
+mod group_commit;
 pub mod inventory;
 pub mod keys;
 pub mod outbox;
@@ -23,11 +24,11 @@ pub mod tpm;
 pub mod trust;
 mod tx;
 
+pub use group_commit::GroupCommits;
 pub use tx::Tx;
 
 use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
-use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,10 +94,8 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     retry_attempts: u32,
-    /// SQLite: this process's writers take turns (crate::store::tx).
-    write_turn: Arc<tokio::sync::Mutex<()>>,
-    /// SQLite: the longest a writer waits for its turn (the busy timeout).
-    write_wait: Duration,
+    /// SQLite: this process's writers take turns and share commits (crate::store::group_commit).
+    writers: group_commit::GroupCommit,
 }
 
 impl Store {
@@ -137,11 +136,10 @@ impl Store {
             sqlx::query("PRAGMA journal_mode = WAL").fetch_optional(&pool).await?;
         }
         let store = Store {
-            pool,
             backend,
             retry_attempts: options.retry_attempts,
-            write_turn: Arc::default(),
-            write_wait: options.statement_timeout,
+            writers: group_commit::GroupCommit::new(pool.clone(), options.statement_timeout),
+            pool,
         };
         migrations::run(&store).await?;
         Ok(store)
@@ -155,20 +153,22 @@ impl Store {
         self.backend
     }
 
+    /// SQLite: how many batches this process committed and how many write
+    /// transactions they held (crate::store::group_commit); zeros on PostgreSQL.
+    pub fn group_commits(&self) -> GroupCommits {
+        self.writers.counts()
+    }
+
     /// Starts a write transaction. On SQLite it waits for this process's turn
-    /// to write (crate::store::tx), then takes the write lock up front
-    /// (`BEGIN IMMEDIATE`) so that writers of other processes wait on the busy
-    /// timeout instead of failing when a read lock cannot be upgraded.
+    /// to write and joins the batch that commits next (crate::store::group_commit),
+    /// whose transaction took the write lock up front (`BEGIN IMMEDIATE`) so
+    /// that writers of other processes wait on the busy timeout instead of
+    /// failing when a read lock cannot be upgraded.
     pub async fn begin(&self) -> StoreResult<Tx> {
         let _waiting = crate::telemetry::waiting_for_connection();
         match self.backend {
-            Backend::Sqlite => {
-                let turn = tokio::time::timeout(self.write_wait, Arc::clone(&self.write_turn).lock_owned())
-                    .await
-                    .map_err(|_| StoreError::Database(sqlx::Error::PoolTimedOut))?;
-                Ok(Tx::new(self.pool.begin_with("BEGIN IMMEDIATE").await?, Some(turn)))
-            }
-            Backend::Postgres => Ok(Tx::new(self.pool.begin().await?, None)),
+            Backend::Sqlite => Ok(Tx::sqlite(self.writers.begin().await?)),
+            Backend::Postgres => Ok(Tx::postgres(self.pool.begin().await?)),
         }
     }
 

@@ -1,0 +1,129 @@
+//! SQLite group commit (crate::store::group_commit): concurrent writers share
+//! commits, each keeps its own rollback, and a batch that cannot commit fails
+//! every member in it — nothing is acknowledged that was not committed.
+
+use sqlx::Row;
+use std::time::Duration;
+use tetherd::store::{Store, StoreOptions};
+
+async fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let options = StoreOptions { max_connections: Some(4), ..StoreOptions::default() };
+    let store = Store::open_with(&url, &options).await.unwrap();
+    let mut tx = store.begin().await.unwrap();
+    sqlx::query("CREATE TABLE writes (n INTEGER PRIMARY KEY)").execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+    (dir, store)
+}
+
+async fn written(store: &Store) -> Vec<i64> {
+    let rows = sqlx::query("SELECT n FROM writes ORDER BY n").fetch_all(store.pool()).await.unwrap();
+    rows.iter().map(|r| r.get::<i64, _>("n")).collect()
+}
+
+async fn insert(store: &Store, n: i64) -> Result<(), sqlx::Error> {
+    let mut tx = store.begin().await.unwrap();
+    sqlx::query("INSERT INTO writes (n) VALUES ($1)").bind(n).execute(&mut *tx).await?;
+    tx.commit().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_share_commits_and_each_is_durable_when_acknowledged() {
+    let (_dir, store) = open().await;
+    let before = store.group_commits();
+    let writers: Vec<_> = (0..64)
+        .map(|n| {
+            tokio::spawn({
+                let store = store.clone();
+                async move { insert(&store, n).await }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap().unwrap();
+        // Acknowledged means committed: visible to every other connection.
+    }
+    assert_eq!(written(&store).await, (0..64).collect::<Vec<_>>());
+    let after = store.group_commits();
+    let (batches, transactions) = (after.batches - before.batches, after.transactions - before.transactions);
+    assert_eq!(transactions, 64, "every write transaction was committed in a batch");
+    assert!(batches < 64, "64 concurrent writers took {batches} commits: nothing was shared");
+}
+
+#[tokio::test]
+async fn a_writer_that_rolls_back_leaves_the_others_in_its_batch_alone() {
+    let (_dir, store) = open().await;
+    let mut kept = store.begin().await.unwrap();
+    sqlx::query("INSERT INTO writes (n) VALUES (1)").execute(&mut *kept).await.unwrap();
+    // Queued behind `kept`: joins the same batch, then gives up.
+    let dropped = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            sqlx::query("INSERT INTO writes (n) VALUES (2)").execute(&mut *tx).await.unwrap();
+            drop(tx);
+        }
+    });
+    let rolled_back = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            sqlx::query("INSERT INTO writes (n) VALUES (3)").execute(&mut *tx).await.unwrap();
+            tx.rollback().await.unwrap();
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    kept.commit().await.unwrap();
+    dropped.await.unwrap();
+    rolled_back.await.unwrap();
+    insert(&store, 4).await.unwrap();
+    assert_eq!(written(&store).await, vec![1, 4]);
+}
+
+#[tokio::test]
+async fn a_batch_that_cannot_commit_fails_every_member_in_it() {
+    let (_dir, store) = open().await;
+    let mut first = store.begin().await.unwrap();
+    sqlx::query("INSERT INTO writes (n) VALUES (1)").execute(&mut *first).await.unwrap();
+    // Queued for the next turn, it will destroy the batch transaction under everybody.
+    let saboteur = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            sqlx::query("ROLLBACK").execute(&mut *tx).await.unwrap();
+            tx.commit().await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let first = first.commit().await;
+    assert!(first.is_err(), "a write whose batch was rolled back was acknowledged");
+    assert!(saboteur.await.unwrap().is_err());
+    assert_eq!(written(&store).await, Vec::<i64>::new(), "nothing of the failed batch was kept");
+    // The next writer starts a fresh batch.
+    insert(&store, 5).await.unwrap();
+    assert_eq!(written(&store).await, vec![5]);
+}
+
+#[tokio::test]
+async fn a_cancelled_writer_is_rolled_back_and_frees_the_database_for_other_processes() {
+    let (dir, store) = open().await;
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let other_process =
+        Store::open_with(&url, &StoreOptions { statement_timeout: Duration::from_secs(2), ..StoreOptions::default() })
+            .await
+            .unwrap();
+    let cancelled = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let mut tx = store.begin().await.unwrap();
+            sqlx::query("INSERT INTO writes (n) VALUES (1)").execute(&mut *tx).await.unwrap();
+            std::future::pending::<()>().await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    cancelled.abort();
+    let _ = cancelled.await;
+    insert(&other_process, 2).await.unwrap();
+    assert_eq!(written(&store).await, vec![2]);
+}
