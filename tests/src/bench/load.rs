@@ -1,13 +1,14 @@
 //! Timed presence and access load over real gRPC, spread over replicas:
-//! client task `t` talks to replica `t % replicas`. Access checks go over one
-//! HTTP/2 connection per task (the gateway's) and name each device's own
-//! source address; presence answers go over one connection per device
+//! client task `t` talks to replica `t % replicas`. Access checks (CheckAccess,
+//! or Envoy's ext_authz Check) go over one HTTP/2 connection per task (the
+//! gateway's) and name each device's own source address; presence answers go over one connection per device
 //! address, made from that address (see crate::bench::Addresses), all opened
 //! before the timed section. Calls that fail are counted, not retried.
 
 use crate::authed;
-use crate::bench::channel_from;
+use crate::bench::{channel_from, ext_authz};
 use crate::fixtures::sign;
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -204,37 +205,80 @@ pub struct Target {
 /// The access check to make for a call number.
 pub type Pick = Arc<dyn Fn(u64) -> Target + Send + Sync>;
 
-/// Access checks for `seconds`; a DENY counts as an error (every device picked
-/// should be allowed), with its reasons in `first_error`.
-pub async fn access(urls: &[String], gateway_key: &str, pick: Pick, concurrency: usize, seconds: u64) -> Stats {
-    let mut clients = Vec::new();
+/// How the gateway asks for each decision.
+pub enum Ask {
+    /// `tether.v1.AccessService/CheckAccess` naming the worker, device and source address.
+    CheckAccess,
+    /// `envoy.service.auth.v3.Authorization/Check` as Envoy sends it for one HTTP request
+    /// from the device's address with its certificate (crate::bench::ext_authz): the
+    /// certificate of each device the picks name.
+    ExtAuthz(Arc<ext_authz::Certificates>),
+}
+
+/// Access decisions for `seconds`, asked as `ask` says; a DENY counts as an
+/// error (every device picked should be allowed), with its reasons in
+/// `first_error`.
+pub async fn access(
+    urls: &[String],
+    gateway_key: &str,
+    pick: Pick,
+    concurrency: usize,
+    seconds: u64,
+    ask: Ask,
+) -> Stats {
+    let ask = Arc::new(ask);
+    let mut channels = Vec::new();
     for t in 0..concurrency {
-        clients.push(AccessServiceClient::new(channel(&urls[t % urls.len()]).await));
+        channels.push(channel(&urls[t % urls.len()]).await);
     }
+    let headers = ext_authz::browser_headers();
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
-    for (t, mut client) in clients.into_iter().enumerate() {
-        let (pick, key) = (Arc::clone(&pick), gateway_key.to_string());
+    for (t, channel) in channels.into_iter().enumerate() {
+        let (pick, key, ask, headers) = (Arc::clone(&pick), gateway_key.to_string(), Arc::clone(&ask), headers.clone());
         tasks.push(tokio::spawn(async move {
+            let mut access = AccessServiceClient::new(channel.clone());
+            let mut envoy = AuthorizationClient::new(channel);
             let (mut latencies, mut failures) = (Vec::new(), Vec::new());
             let mut call = t as u64;
             while Instant::now() < deadline {
                 let target = pick(call);
                 call += concurrency as u64;
-                let request = pb::CheckAccessRequest {
-                    worker_external_id: target.worker,
-                    device_id: target.device,
-                    credential_id: String::new(),
-                    source_ip: target.source_ip.to_string(),
-                    gateway_id: "bench".into(),
-                    ..Default::default()
+                let outcome = match ask.as_ref() {
+                    Ask::CheckAccess => {
+                        let request = pb::CheckAccessRequest {
+                            worker_external_id: target.worker,
+                            device_id: target.device,
+                            credential_id: String::new(),
+                            source_ip: target.source_ip.to_string(),
+                            gateway_id: "bench".into(),
+                            ..Default::default()
+                        };
+                        let t0 = Instant::now();
+                        match access.check_access(authed(&key, request)).await {
+                            Ok(r) if r.get_ref().decision == pb::Decision::Allow as i32 => Ok(t0.elapsed()),
+                            Ok(r) => Err(format!("DENY {:?}", r.into_inner().reasons)),
+                            Err(status) => Err(format!("{status:?}")),
+                        }
+                    }
+                    Ask::ExtAuthz(certificates) => {
+                        let Some(certificate) = certificates.get(&target.device) else {
+                            failures.push(format!("no certificate was made for {}", target.device));
+                            continue;
+                        };
+                        let request = ext_authz::check_request(certificate, target.source_ip, headers.clone());
+                        let t0 = Instant::now();
+                        match envoy.check(authed(&key, request)).await {
+                            Ok(r) if r.get_ref().status.as_ref().is_some_and(|s| s.code == 0) => Ok(t0.elapsed()),
+                            Ok(r) => Err(format!("DENY {:?}", r.into_inner().status)),
+                            Err(status) => Err(format!("{status:?}")),
+                        }
+                    }
                 };
-                let t0 = Instant::now();
-                match client.check_access(authed(&key, request)).await {
-                    Ok(r) if r.get_ref().decision == pb::Decision::Allow as i32 => latencies.push(t0.elapsed()),
-                    Ok(r) => failures.push(format!("DENY {:?}", r.into_inner().reasons)),
-                    Err(status) => failures.push(format!("{status:?}")),
+                match outcome {
+                    Ok(latency) => latencies.push(latency),
+                    Err(failure) => failures.push(failure),
                 }
             }
             (latencies, failures)

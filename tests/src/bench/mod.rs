@@ -1,6 +1,7 @@
 //! The benchmark kit behind `tether-bench`: seeding large populations
 //! (`seed`) and driving timed presence and access load against one or more
-//! `tetherd` replicas (`load`).
+//! `tetherd` replicas (`load`), access decisions asked as CheckAccess or as
+//! Envoy's ext_authz Check (`ext_authz`).
 //!
 //! Source addresses: a real population is many devices behind many home
 //! routers, and tetherd's laptop-farm detector (`shared_egress`,
@@ -15,6 +16,7 @@
 //! (`shared_egress` reviews from 3 workers, `presence_burst` counts rounds from
 //! 3 devices).
 
+pub mod ext_authz;
 pub mod load;
 pub mod seed;
 

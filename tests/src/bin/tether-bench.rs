@@ -11,18 +11,25 @@
 //!     cargo build --release --workspace --bins
 //!     target/release/tether-bench --devices 200 --concurrency 16 --seconds 10
 //!     target/release/tether-bench --seed 100000 --replicas 2 --concurrency 32 --seconds 30
+//!
+//! `--ext-authz` also drives Envoy's `envoy.service.auth.v3.Authorization/Check`
+//! for `--seconds` after the CheckAccess load, at the same concurrency and with
+//! the same device, worker and source-address picks (tether_e2e::bench::ext_authz);
+//! `--no-presence` skips the presence phase (issuing, signing and answering).
+//! tests/bench/gateway.sh runs the set of issue #17's figures.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Instant;
 use tether_e2e::Server;
-use tether_e2e::bench::load::{self, Answerer, Pick, Stats, Target};
-use tether_e2e::bench::{self, Addresses, seed};
+use tether_e2e::bench::load::{self, Answerer, Ask, Pick, Stats, Target};
+use tether_e2e::bench::{self, Addresses, ext_authz, seed};
 use tether_e2e::fixtures::{EnrolledDevice, Org};
 
 const USAGE: &str = "usage: tether-bench [--devices N | --seed N [--templates K] [--answer-devices M] [--seed-only]] \
-                     [--replicas R] [--concurrency N] [--seconds N] [--answers-per-device N]";
+                     [--replicas R] [--concurrency N] [--seconds N] [--answers-per-device N] [--no-presence] \
+                     [--ext-authz]";
 
 struct Options {
     devices: u64,
@@ -34,6 +41,8 @@ struct Options {
     concurrency: usize,
     seconds: u64,
     answers_per_device: usize,
+    no_presence: bool,
+    ext_authz: bool,
 }
 
 fn parse_options() -> Options {
@@ -47,12 +56,20 @@ fn parse_options() -> Options {
         concurrency: 16,
         seconds: 10,
         answers_per_device: 10,
+        no_presence: false,
+        ext_authz: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
-        if args[i] == "--seed-only" {
-            o.seed_only = true;
+        let switch = match args[i].as_str() {
+            "--seed-only" => Some(&mut o.seed_only),
+            "--ext-authz" => Some(&mut o.ext_authz),
+            "--no-presence" => Some(&mut o.no_presence),
+            _ => None,
+        };
+        if let Some(switch) = switch {
+            *switch = true;
             i += 1;
             continue;
         }
@@ -189,14 +206,40 @@ async fn main() {
     let urls: Vec<String> = std::iter::once(&server).chain(&replicas).map(|s| s.url.clone()).collect();
 
     let flags_before = bench::flag_counts(&server.database_url).await.unwrap_or_else(|e| panic!("{e}"));
-    // Pre-issue and pre-sign, so the measured call is only the server's
-    // verification, consumption and recording of each answer.
-    let t = Instant::now();
-    let signed = load::presign(&server.url, &org.keys.admin_key, answerers, o.answers_per_device, o.concurrency).await;
-    let total: usize = signed.iter().map(|s| s.answers.len()).sum();
-    eprintln!("issued and signed {total} challenges in {:.1} s", t.elapsed().as_secs_f64());
-    let presence = load::presence(&urls, signed, o.concurrency).await;
-    let access = load::access(&urls, &org.gateway_key, pick, o.concurrency, o.seconds).await;
+    let presence = if !o.no_presence {
+        // Pre-issue and pre-sign, so the measured call is only the server's
+        // verification, consumption and recording of each answer.
+        let t = Instant::now();
+        let signed =
+            load::presign(&server.url, &org.keys.admin_key, answerers, o.answers_per_device, o.concurrency).await;
+        let total: usize = signed.iter().map(|s| s.answers.len()).sum();
+        eprintln!("issued and signed {total} challenges in {:.1} s", t.elapsed().as_secs_f64());
+        Some(load::presence(&urls, signed, o.concurrency).await)
+    } else {
+        None
+    };
+    let access =
+        load::access(&urls, &org.gateway_key, Arc::clone(&pick), o.concurrency, o.seconds, Ask::CheckAccess).await;
+    let envoy = if o.ext_authz {
+        // A certificate for every device the first `budget` calls name, made before the
+        // clock starts; later calls (only if ext_authz outruns CheckAccess by half) repeat
+        // those picks.
+        let budget = (access.count as u64 * 3 / 2).max(10_000);
+        let t = Instant::now();
+        let devices: BTreeSet<String> = (0..budget).map(|call| pick(call).device).collect();
+        let certificates = ext_authz::certificates(&org.keys.tenant_id, devices.into_iter().collect())
+            .unwrap_or_else(|e| panic!("device certificates: {e}"));
+        eprintln!(
+            "made {} device certificates (for the first {budget} ext_authz calls) in {:.1} s",
+            certificates.len(),
+            t.elapsed().as_secs_f64()
+        );
+        let repeat: Pick = Arc::new(move |call| pick(call % budget));
+        let ask = Ask::ExtAuthz(Arc::new(certificates));
+        Some(load::access(&urls, &org.gateway_key, repeat, o.concurrency, o.seconds, ask).await)
+    } else {
+        None
+    };
     let flags_after = bench::flag_counts(&server.database_url).await.unwrap_or_else(|e| panic!("{e}"));
 
     println!("\n{population} enrolled devices, {backend}, {} replica(s), concurrency {}\n", o.replicas, o.concurrency);
@@ -211,10 +254,20 @@ async fn main() {
             op.to_string(),
         ]
     };
-    println!("{}", load::row(&setup("presence answer (verify + consume + record)"), &presence));
+    if let Some(presence) = &presence {
+        println!("{}", load::row(&setup("presence answer (verify + consume + record)"), presence));
+    }
     println!("{}", load::row(&setup("access check (decide + record session)"), &access));
-    report_errors("presence answers", &presence);
+    if let Some(envoy) = &envoy {
+        println!("{}", load::row(&setup("ext_authz check (decide + record session)"), envoy));
+    }
+    if let Some(presence) = &presence {
+        report_errors("presence answers", presence);
+    }
     report_errors("access checks", &access);
+    if let Some(envoy) = &envoy {
+        report_errors("ext_authz checks", envoy);
+    }
     report_flags(&flags_before, &flags_after);
 }
 
