@@ -9,7 +9,7 @@ use tetherd::domain::limits::{LimitSettings, Rate};
 use tetherd::domain::tenancy;
 use tetherd::domain::tenancy::auth::Pepper;
 use tetherd::process::{config_file, server};
-use tetherd::store::{Store, StoreOptions};
+use tetherd::store::{SqliteSynchronous, Store, StoreOptions};
 
 #[derive(Parser)]
 #[command(name = "tetherd", version, about = "Tether: hardware-attested device presence for remote workers")]
@@ -127,6 +127,16 @@ struct DatabaseArgs {
     #[arg(long, env = "TETHER_DB_RETRY_ATTEMPTS", default_value_t = tetherd::store::retry::DEFAULT_ATTEMPTS,
           value_parser = clap::value_parser!(u32).range(1..=i64::from(tetherd::store::retry::MAX_ATTEMPTS)))]
     db_retry_attempts: u32,
+    /// SQLite: `full` makes every acknowledged write survive a power loss; `normal` (no fsync per
+    /// commit) survives `kill -9` of tetherd but not an OS crash or power loss.
+    #[arg(long, env = "TETHER_SQLITE_SYNCHRONOUS", value_enum, default_value_t = Synchronous::Full)]
+    sqlite_synchronous: Synchronous,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Synchronous {
+    Full,
+    Normal,
 }
 
 impl DatabaseArgs {
@@ -139,6 +149,10 @@ impl DatabaseArgs {
             acquire_timeout: self.db_acquire_timeout,
             statement_timeout: self.db_statement_timeout,
             retry_attempts: self.db_retry_attempts,
+            sqlite_synchronous: match self.sqlite_synchronous {
+                Synchronous::Full => SqliteSynchronous::Full,
+                Synchronous::Normal => SqliteSynchronous::Normal,
+            },
         })
     }
 }

@@ -78,3 +78,31 @@ async fn sqlite_writers_of_one_process_take_turns() {
     holder.commit().await.unwrap();
     next.await.unwrap();
 }
+
+/// `--sqlite-synchronous`: every pooled connection runs with the chosen setting
+/// (SQLite's `synchronous` is per connection, not stored in the file).
+#[tokio::test]
+async fn sqlite_synchronous_applies_to_every_connection() {
+    use tetherd::store::SqliteSynchronous;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    for (setting, expected) in [(SqliteSynchronous::Full, 2), (SqliteSynchronous::Normal, 1)] {
+        let store = Store::open_with(
+            &url,
+            &StoreOptions { max_connections: Some(3), sqlite_synchronous: setting, ..StoreOptions::default() },
+        )
+        .await
+        .unwrap();
+        // Hold every connection at once, so each one is asked.
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let mut connection = store.pool().acquire().await.unwrap();
+            let value: i64 =
+                sqlx::Row::get(&sqlx::query("PRAGMA synchronous").fetch_one(&mut *connection).await.unwrap(), 0);
+            assert_eq!(value, expected, "{setting:?}");
+            held.push(connection);
+        }
+        drop(held);
+        store.close().await;
+    }
+}

@@ -77,6 +77,28 @@ pub struct StoreOptions {
     /// How many times a unit of work runs when the database aborts it for a
     /// concurrent transaction (deadlock, serialization failure); 1 = once.
     pub retry_attempts: u32,
+    /// SQLite: how a commit reaches the disk (docs/operating.md#durability).
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+/// SQLite's `synchronous` setting, in WAL mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteSynchronous {
+    /// Every commit waits for `fsync`: a commit that returned survives a power loss.
+    #[default]
+    Full,
+    /// Commits are written to the log without `fsync`: they survive `kill -9`
+    /// of tetherd, but an OS crash or power loss can undo the last ones.
+    Normal,
+}
+
+impl SqliteSynchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            SqliteSynchronous::Full => "PRAGMA synchronous = FULL",
+            SqliteSynchronous::Normal => "PRAGMA synchronous = NORMAL",
+        }
+    }
 }
 
 impl Default for StoreOptions {
@@ -86,6 +108,7 @@ impl Default for StoreOptions {
             acquire_timeout: Duration::from_secs(10),
             statement_timeout: Duration::from_secs(10),
             retry_attempts: retry::DEFAULT_ATTEMPTS,
+            sqlite_synchronous: SqliteSynchronous::Full,
         }
     }
 }
@@ -118,6 +141,7 @@ impl Store {
             Backend::Sqlite => format!("PRAGMA busy_timeout = {timeout_ms}"),
             Backend::Postgres => format!("SET statement_timeout = {timeout_ms}"),
         };
+        let synchronous = (backend == Backend::Sqlite).then(|| options.sqlite_synchronous.pragma());
         let pool = AnyPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(options.acquire_timeout)
@@ -125,6 +149,9 @@ impl Store {
                 let setting = setting.clone();
                 Box::pin(async move {
                     sqlx::query(sqlx::AssertSqlSafe(setting)).execute(&mut *connection).await?;
+                    if let Some(pragma) = synchronous {
+                        sqlx::query(pragma).execute(&mut *connection).await?;
+                    }
                     Ok(())
                 })
             })
