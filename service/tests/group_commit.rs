@@ -54,6 +54,10 @@ async fn concurrent_writers_share_commits_and_each_is_durable_when_acknowledged(
 #[tokio::test]
 async fn a_writer_that_rolls_back_leaves_the_others_in_its_batch_alone() {
     let (_dir, store) = open().await;
+    // Alone in its batch (no savepoint): its rollback ends the batch.
+    let mut alone = store.begin().await.unwrap();
+    sqlx::query("INSERT INTO writes (n) VALUES (0)").execute(&mut *alone).await.unwrap();
+    alone.rollback().await.unwrap();
     let mut kept = store.begin().await.unwrap();
     sqlx::query("INSERT INTO writes (n) VALUES (1)").execute(&mut *kept).await.unwrap();
     // Queued behind `kept`: joins the same batch, then gives up.

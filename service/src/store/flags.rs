@@ -113,22 +113,32 @@ pub async fn insert_deduped(tx: &mut Tx, f: &FlagRecord, dedupe_key: &str) -> St
 /// Kinds of unresolved high-severity flags on the device or the worker.
 /// The kinds of flag open (not resolved) on a device or its worker, each with
 /// every severity it is open at.
+/// [`open_kinds`]: two index searches (by device, by worker), never a scan
+/// of the tenant's flags (`service/tests/risk_log_order.rs` checks the plan).
+/// Unsorted: an ORDER BY would have SQLite walk the tenant's flags in kind order instead.
+pub const OPEN_KINDS: &str = "SELECT kind, severity FROM flags WHERE tenant_id = $1 AND device_id = $2 \
+     AND status <> 'resolved' UNION ALL SELECT kind, severity FROM flags WHERE tenant_id = $1 \
+     AND worker_external_id = $3 AND status <> 'resolved'";
+
 pub async fn open_kinds(
     store: &Store,
     tenant_id: &str,
     device_id: &str,
     worker_external_id: &str,
 ) -> StoreResult<Vec<(String, String)>> {
-    let rows = sqlx::query(
-        "SELECT DISTINCT kind, severity FROM flags WHERE tenant_id = $1 \
-         AND status <> 'resolved' AND (device_id = $2 OR worker_external_id = $3) ORDER BY kind, severity",
-    )
-    .bind(tenant_id)
-    .bind(device_id)
-    .bind(worker_external_id)
-    .fetch_all(store.pool())
-    .await?;
-    rows.iter().map(|r| Ok((r.try_get("kind")?, r.try_get("severity")?))).collect()
+    let rows = sqlx::query(OPEN_KINDS)
+        .bind(tenant_id)
+        .bind(device_id)
+        .bind(worker_external_id)
+        .fetch_all(store.pool())
+        .await?;
+    let mut kinds = rows
+        .iter()
+        .map(|r| Ok((r.try_get("kind")?, r.try_get("severity")?)))
+        .collect::<StoreResult<Vec<(String, String)>>>()?;
+    kinds.sort();
+    kinds.dedup();
+    Ok(kinds)
 }
 
 pub async fn list(

@@ -5,7 +5,8 @@
 //! waits for the disk (about 1 ms here): committing each request on its own
 //! caps a process at ~1,000 writes/s however little each writes. So writers
 //! still take turns (a FIFO async mutex, as before), but each turn is a
-//! `SAVEPOINT` of an open batch transaction (`BEGIN IMMEDIATE`). A writer's
+//! `SAVEPOINT` of an open batch transaction (`BEGIN IMMEDIATE`; the first
+//! turn of a batch needs none). A writer's
 //! commit releases its savepoint, and then queues for the turn once more: when
 //! its turn comes, the batch — its own work and that of every writer that was
 //! queued ahead of it — commits together. Writers whose batch was committed
@@ -39,6 +40,9 @@ struct Batch {
     released: usize,
     /// A member ended without commit: roll back to its savepoint first.
     abandoned: bool,
+    /// The current member opened a savepoint: only one that joins released
+    /// work needs it (the first member's rollback is the batch's).
+    savepoint: bool,
     /// Why the batch can no longer commit (its outcome, once ended).
     failed: Option<String>,
     outcome: Outcome,
@@ -115,10 +119,20 @@ impl GroupCommit {
         if slot.is_none() {
             let mut conn = self.pool.acquire().await?;
             run(&mut conn, "BEGIN IMMEDIATE").await?;
-            *slot = Some(Batch { conn, released: 0, abandoned: false, failed: None, outcome: Outcome::default() });
+            *slot = Some(Batch {
+                conn,
+                released: 0,
+                abandoned: false,
+                savepoint: false,
+                failed: None,
+                outcome: Outcome::default(),
+            });
         }
         let Some(batch) = slot.as_mut() else { return Err(io_error("the batch transaction vanished".into())) };
-        if let Err(e) = run(&mut batch.conn, "SAVEPOINT member").await {
+        batch.savepoint = batch.released > 0;
+        if batch.savepoint
+            && let Err(e) = run(&mut batch.conn, "SAVEPOINT member").await
+        {
             batch.failed = Some(format!("a savepoint could not be opened: {e}"));
             end_batch(&mut slot, &self.counts).await;
             return Err(e);
@@ -159,6 +173,11 @@ async fn settle_abandoned(slot: &mut Option<Batch>) {
         return;
     }
     batch.abandoned = false;
+    if !batch.savepoint {
+        // The first member: the batch holds only its work, and ends with it.
+        batch.failed.get_or_insert_with(|| "abandoned".into());
+        return;
+    }
     let undone = match run(&mut batch.conn, "ROLLBACK TO member").await {
         Ok(()) => run(&mut batch.conn, "RELEASE member").await,
         Err(e) => Err(e),
@@ -198,7 +217,9 @@ impl Member {
     pub(super) async fn commit(mut self) -> Result<(), sqlx::Error> {
         // Cancelled during the release, the member counts as abandoned: its
         // savepoint is then gone or not, and the batch fails either way.
-        if let Err(e) = run(&mut self.batch.conn, "RELEASE member").await {
+        if self.batch.savepoint
+            && let Err(e) = run(&mut self.batch.conn, "RELEASE member").await
+        {
             self.done = true;
             self.batch.failed.get_or_insert(format!("a write could not be released: {e}"));
             let group = self.group.clone();

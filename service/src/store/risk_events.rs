@@ -98,6 +98,23 @@ pub async fn append(tx: &mut Tx, e: &StoredEvent) -> StoreResult<Position> {
     Ok(Position { txn: row.try_get("txn")?, seq: row.try_get("seq")? })
 }
 
+/// On SQLite every row's `txn` is 0, so a `(txn, seq)` range is a `seq`
+/// range: `(lo, hi]`. SQLite's planner reads a row-value range as a range on
+/// `txn` alone and would scan the whole log on every catch-up.
+fn sqlite_seq_range(cursor: Position, until: Position) -> (i64, i64) {
+    let bound = |p: Position| match p.txn.cmp(&0) {
+        std::cmp::Ordering::Less => i64::MIN,
+        std::cmp::Ordering::Equal => p.seq,
+        std::cmp::Ordering::Greater => i64::MAX,
+    };
+    (bound(cursor), bound(until))
+}
+
+/// [`after`] on SQLite: a search by `seq`, whatever the log's length
+/// (`service/tests/risk_log_order.rs` checks the plan).
+pub const SQLITE_AFTER: &str =
+    "SELECT * FROM risk_events WHERE txn = 0 AND seq > $1 AND seq <= $2 AND at_ms >= $3 ORDER BY seq LIMIT $4";
+
 /// Stable events after `cursor` up to `until` (inclusive) that happened at or
 /// after `since_ms`, in log order, at most `limit`.
 pub async fn after(
@@ -107,20 +124,27 @@ pub async fn after(
     since_ms: i64,
     limit: i64,
 ) -> StoreResult<Vec<StoredEvent>> {
-    let sql = format!(
-        "SELECT * FROM risk_events WHERE (txn, seq) > ($1, $2) AND (txn, seq) <= ($3, $4) AND at_ms >= $5 \
-         AND {} ORDER BY txn, seq LIMIT $6",
-        stable(store.backend())
-    );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(cursor.txn)
-        .bind(cursor.seq)
-        .bind(until.txn)
-        .bind(until.seq)
-        .bind(since_ms)
-        .bind(limit)
-        .fetch_all(store.pool())
-        .await?;
+    let rows = match store.backend() {
+        Backend::Sqlite => {
+            let (lo, hi) = sqlite_seq_range(cursor, until);
+            sqlx::query(SQLITE_AFTER).bind(lo).bind(hi).bind(since_ms).bind(limit).fetch_all(store.pool()).await?
+        }
+        Backend::Postgres => {
+            sqlx::query(
+                "SELECT * FROM risk_events WHERE (txn, seq) > ($1, $2) AND (txn, seq) <= ($3, $4) \
+                 AND at_ms >= $5 AND txn < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+                 ORDER BY txn, seq LIMIT $6",
+            )
+            .bind(cursor.txn)
+            .bind(cursor.seq)
+            .bind(until.txn)
+            .bind(until.seq)
+            .bind(since_ms)
+            .bind(limit)
+            .fetch_all(store.pool())
+            .await?
+        }
+    };
     rows.iter().map(from_row).collect()
 }
 
@@ -158,16 +182,33 @@ pub async fn wait_for_stable(store: &Store) -> StoreResult<Position> {
 /// Where a warm-up starts so that it replays the newest `cap` events up to
 /// `until` that happened since `since_ms`: the position just before the oldest of them.
 pub async fn warm_start(store: &Store, until: Position, since_ms: i64, cap: i64) -> StoreResult<Position> {
-    let row = sqlx::query(
-        "SELECT txn, seq FROM risk_events WHERE (txn, seq) <= ($1, $2) AND at_ms >= $3 \
-         ORDER BY txn DESC, seq DESC LIMIT 1 OFFSET $4",
-    )
-    .bind(until.txn)
-    .bind(until.seq)
-    .bind(since_ms)
-    .bind(cap.saturating_sub(1).max(0))
-    .fetch_optional(store.pool())
-    .await?;
+    let offset = cap.saturating_sub(1).max(0);
+    let row = match store.backend() {
+        Backend::Sqlite => {
+            let (_, hi) = sqlite_seq_range(Position::START, until);
+            sqlx::query(
+                "SELECT txn, seq FROM risk_events WHERE txn = 0 AND seq <= $1 AND at_ms >= $2 \
+                 ORDER BY seq DESC LIMIT 1 OFFSET $3",
+            )
+            .bind(hi)
+            .bind(since_ms)
+            .bind(offset)
+            .fetch_optional(store.pool())
+            .await?
+        }
+        Backend::Postgres => {
+            sqlx::query(
+                "SELECT txn, seq FROM risk_events WHERE (txn, seq) <= ($1, $2) AND at_ms >= $3 \
+                 ORDER BY txn DESC, seq DESC LIMIT 1 OFFSET $4",
+            )
+            .bind(until.txn)
+            .bind(until.seq)
+            .bind(since_ms)
+            .bind(offset)
+            .fetch_optional(store.pool())
+            .await?
+        }
+    };
     match row {
         // Just before it: same transaction, the sequence number below.
         Some(row) => Ok(Position { txn: row.try_get("txn")?, seq: row.try_get::<i64, _>("seq")? - 1 }),

@@ -105,6 +105,9 @@ pub fn reason_from_name(name: &str) -> DenyReason {
 }
 
 struct Target {
+    /// Rows read while evaluating, handed to the risk event (risk_live::Known).
+    worker: Option<inventory::Worker>,
+    tenant: Option<tenants::Tenant>,
     device_id: String,
     credentials: Vec<Credential>,
     /// Open kinds on the device or worker and their highest severity.
@@ -170,6 +173,8 @@ pub async fn check_with(
     let preset = !refused.is_empty();
     let mut reasons: Vec<(DenyReason, String)> = refused;
     let mut target = Target {
+        worker: None,
+        tenant: None,
         device_id: q.device_id.trim().to_string(),
         credentials: Vec::new(),
         open_flags: BTreeMap::new(),
@@ -192,7 +197,8 @@ pub async fn check_with(
             // This very session may complete a pattern (a shared egress, a
             // jump across the map): its flags count in this decision.
             let credential_id = target.credentials.first().map(|c| c.id.clone()).unwrap_or_default();
-            let raised = risk_live::observe(
+            let known = risk_live::Known { worker: target.worker.as_ref(), tenant: target.tenant.as_ref() };
+            let raised = risk_live::observe_known(
                 app,
                 risk_live::Observation {
                     tenant_id: q.tenant_id,
@@ -204,6 +210,7 @@ pub async fn check_with(
                     at_ms: now,
                     what: risk_live::Happening::Session { gateway: truncate(q.gateway_id) },
                 },
+                known,
             )
             .await?;
             for flag in raised.iter().filter(|f| f.tenant == q.tenant_id) {
@@ -281,7 +288,8 @@ async fn evaluate(
     last_presence: &mut i64,
 ) -> ApiResult<()> {
     let worker_id = q.worker_external_id.trim();
-    if inventory::get_worker(&app.store, q.tenant_id, worker_id).await?.is_none() {
+    target.worker = inventory::get_worker(&app.store, q.tenant_id, worker_id).await?;
+    if target.worker.is_none() {
         reasons.push((DenyReason::WorkerUnknown, format!("no worker {worker_id:?} in this tenant")));
         return Ok(());
     }
@@ -313,8 +321,9 @@ async fn evaluate(
     if device.revoked_at_ms.is_some() {
         reasons.push((DenyReason::DeviceRevoked, "the device has been revoked".into()));
     }
-    let tenant = tenants::get(&app.store, q.tenant_id).await?;
-    if let Some(tenant) = &tenant {
+    target.tenant = tenants::get(&app.store, q.tenant_id).await?;
+    let tenant = target.tenant.as_ref();
+    if let Some(tenant) = tenant {
         target.flag_policy = tenant.policy.flag_policy.clone();
     }
     let candidates: Vec<Credential> = match named_credential {
@@ -333,7 +342,7 @@ async fn evaluate(
             reasons.push((DenyReason::DeviceNotEnrolled, "the device has no active enrolled credential".into()));
         }
     } else {
-        let allow_unattested = tenant.as_ref().is_some_and(|t| t.policy.allow_unattested);
+        let allow_unattested = tenant.is_some_and(|t| t.policy.allow_unattested);
         let window_ms = tenant.map(|t| t.policy.presence_window_s.saturating_mul(1000)).unwrap_or(0);
         if !allow_unattested && !active.iter().any(|c| c.attested) {
             reasons.push((DenyReason::Unattested, "no credential on the device is hardware-attested".into()));

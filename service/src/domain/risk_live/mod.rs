@@ -209,23 +209,51 @@ impl PendingEvent {
     }
 }
 
+/// Rows the caller already read for this request, so that preparing its
+/// event does not read them again (None: read them).
+#[derive(Default, Clone, Copy)]
+pub struct Known<'a> {
+    pub worker: Option<&'a inventory::Worker>,
+    pub tenant: Option<&'a tenants::Tenant>,
+}
+
 /// Turns one happening into its log row (None when it has no address the
 /// engine can use). Reads the worker's declaration as stored now (another
 /// replica may have changed it): carried with the event, every replica
 /// applies the same one.
 pub async fn prepare(app: &App, o: Observation<'_>) -> ApiResult<Option<PendingEvent>> {
+    prepare_known(app, o, Known::default()).await
+}
+
+async fn prepare_known(app: &App, o: Observation<'_>, known: Known<'_>) -> ApiResult<Option<PendingEvent>> {
     let Some(event) = to_event(&o) else { return Ok(None) };
     let declared = match o.worker {
         "" => None,
-        worker => match inventory::get_worker(&app.store, o.tenant_id, worker).await? {
-            Some(w) => {
-                let enrolled_from = inventory::first_enrollment_ip(&app.store, o.tenant_id, worker).await?;
-                let offices = tenants::get(&app.store, o.tenant_id).await?.map(|t| t.policy.office_egress);
-                let declared = Declaration::of(&w).with_enrollment_ip(enrolled_from);
-                Some(declared.with_tenant_offices(&offices.unwrap_or_default()))
+        worker => {
+            let read;
+            let found = match known.worker {
+                Some(w) => Some(w),
+                None => {
+                    read = inventory::get_worker(&app.store, o.tenant_id, worker).await?;
+                    read.as_ref()
+                }
+            };
+            match found {
+                Some(w) => {
+                    let enrolled_from = inventory::first_enrollment_ip(&app.store, o.tenant_id, worker).await?;
+                    let offices = match known.tenant {
+                        Some(t) => t.policy.office_egress.clone(),
+                        None => tenants::get(&app.store, o.tenant_id)
+                            .await?
+                            .map(|t| t.policy.office_egress)
+                            .unwrap_or_default(),
+                    };
+                    let declared = Declaration::of(w).with_enrollment_ip(enrolled_from);
+                    Some(declared.with_tenant_offices(&offices))
+                }
+                None => None,
             }
-            None => None,
-        },
+        }
     };
     let row = StoredEvent {
         seq: 0,
@@ -249,7 +277,12 @@ pub async fn prepare(app: &App, o: Observation<'_>) -> ApiResult<Option<PendingE
 /// Records one happening in the shared event log in a transaction of its own
 /// and evaluates the log through it (see [`PendingEvent::evaluate`]).
 pub async fn observe(app: &App, o: Observation<'_>) -> ApiResult<Vec<Flag>> {
-    let Some(pending) = prepare(app, o).await? else { return Ok(Vec::new()) };
+    observe_known(app, o, Known::default()).await
+}
+
+/// As [`observe`], with rows the caller already read for this request.
+pub async fn observe_known(app: &App, o: Observation<'_>, known: Known<'_>) -> ApiResult<Vec<Flag>> {
+    let Some(pending) = prepare_known(app, o, known).await? else { return Ok(Vec::new()) };
     let position = app
         .store
         .retrying("risk.append", || async {

@@ -1,0 +1,43 @@
+//! The queries every access check runs are index searches on SQLite, so their
+//! cost does not grow with the risk log or a tenant's flags (issue #17: a
+//! row-value range on `(txn, seq)` had made each catch-up scan the whole log).
+
+use sqlx::Row;
+use tetherd::store::Store;
+
+async fn plan(store: &Store, sql: &str) -> Vec<String> {
+    let explain = format!("EXPLAIN QUERY PLAN {sql}");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(explain))
+        .bind(0_i64)
+        .bind(0_i64)
+        .bind(0_i64)
+        .bind(0_i64)
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get::<String, _>("detail")).collect()
+}
+
+async fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = Store::open(&url).await.unwrap();
+    (dir, store)
+}
+
+#[tokio::test]
+async fn the_risk_log_catch_up_searches_by_sequence() {
+    let (_dir, store) = store().await;
+    let steps = plan(&store, tetherd::store::risk_events::SQLITE_AFTER).await;
+    assert!(steps.iter().all(|s| !s.starts_with("SCAN")), "{steps:?}");
+    assert!(steps.iter().any(|s| s.contains("seq>?")), "not a search by seq: {steps:?}");
+}
+
+#[tokio::test]
+async fn open_flags_are_found_by_device_and_by_worker_not_by_scanning_the_tenant() {
+    let (_dir, store) = store().await;
+    let steps = plan(&store, tetherd::store::flags::OPEN_KINDS).await;
+    assert!(steps.iter().all(|s| !s.starts_with("SCAN")), "{steps:?}");
+    assert!(steps.iter().any(|s| s.contains("device_id=?")), "{steps:?}");
+    assert!(steps.iter().any(|s| s.contains("worker_external_id=?")), "{steps:?}");
+}
