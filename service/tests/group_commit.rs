@@ -131,3 +131,98 @@ async fn a_cancelled_writer_is_rolled_back_and_frees_the_database_for_other_proc
     insert(&other_process, 2).await.unwrap();
     assert_eq!(written(&store).await, vec![2]);
 }
+
+fn session(id: &str) -> tetherd::store::sessions::SessionRecord {
+    tetherd::store::sessions::SessionRecord {
+        id: id.into(),
+        tenant_id: "t".into(),
+        worker_external_id: "w".into(),
+        device_id: "d".into(),
+        credential_id: "c".into(),
+        source_ip: "127.0.0.1".into(),
+        gateway_id: "g".into(),
+        decision: "allow".into(),
+        reasons_json: "[]".into(),
+        at_ms: 1,
+    }
+}
+
+async fn session_ids(store: &Store) -> Vec<String> {
+    let rows = sqlx::query("SELECT id FROM sessions ORDER BY id").fetch_all(store.pool()).await.unwrap();
+    rows.iter().map(|r| r.get::<String, _>("id")).collect()
+}
+
+/// Access decisions queue their session rows and share transactions; a row
+/// that cannot be written fails only its own caller, even when it was queued
+/// into a transaction with others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn session_rows_share_transactions_and_a_bad_row_fails_only_its_caller() {
+    use tetherd::store::session_queue::record;
+    let (_dir, store) = open().await;
+    let mut tx = store.begin().await.unwrap();
+    sqlx::query("INSERT INTO tenants (id, name, created_at_ms, rp_id, origin) VALUES ('t', 't', 0, 'x', 'https://x')")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    record(&store, session("ses-taken")).await.unwrap();
+
+    // Hold the database so that the rows queue up behind the first one.
+    let held = store.begin().await.unwrap();
+    let first = tokio::spawn({
+        let store = store.clone();
+        async move { record(&store, session("ses-first")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let before = store.group_commits();
+    let queued: Vec<_> = (0..31)
+        .map(|i| {
+            let id = if i == 15 { "ses-taken".to_string() } else { format!("ses-{i:02}") };
+            let store = store.clone();
+            tokio::spawn(async move { (id.clone(), record(&store, session(&id)).await) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(held);
+    first.await.unwrap().unwrap();
+    for task in queued {
+        let (id, result) = task.await.unwrap();
+        assert_eq!(result.is_err(), id == "ses-taken", "{id}: {result:?}");
+    }
+    let mut expected: Vec<String> = (0..31).filter(|i| *i != 15).map(|i| format!("ses-{i:02}")).collect();
+    expected.extend(["ses-first".to_string(), "ses-taken".to_string()]);
+    expected.sort();
+    assert_eq!(session_ids(&store).await, expected);
+    let after = store.group_commits();
+    // The 30 good rows of the shared transaction were written again one by one:
+    // at most 1 (first) + 30 transactions, fewer than one per caller plus the shared try.
+    assert!(after.transactions - before.transactions <= 31, "{before:?} → {after:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_session_rows_take_fewer_transactions_than_rows() {
+    use tetherd::store::session_queue::record;
+    let (_dir, store) = open().await;
+    let mut tx = store.begin().await.unwrap();
+    sqlx::query("INSERT INTO tenants (id, name, created_at_ms, rp_id, origin) VALUES ('t', 't', 0, 'x', 'https://x')")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let held = store.begin().await.unwrap();
+    let before = store.group_commits();
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { record(&store, session(&format!("ses-{i:02}"))).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    held.rollback().await.unwrap();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(session_ids(&store).await.len(), 64);
+    let after = store.group_commits();
+    assert!(after.transactions - before.transactions < 10, "64 rows took {before:?} → {after:?}");
+}

@@ -18,6 +18,7 @@ pub mod posture;
 pub mod presence;
 pub mod retry;
 pub mod risk_events;
+pub mod session_queue;
 pub mod sessions;
 pub mod tenants;
 pub mod tpm;
@@ -29,6 +30,7 @@ pub use tx::Tx;
 
 use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,6 +121,8 @@ pub struct Store {
     retry_attempts: u32,
     /// SQLite: this process's writers take turns and share commits (crate::store::group_commit).
     writers: group_commit::GroupCommit,
+    /// Access decisions waiting to be recorded together (crate::store::session_queue).
+    session_queue: Arc<session_queue::SessionQueue>,
 }
 
 impl Store {
@@ -166,6 +170,7 @@ impl Store {
             backend,
             retry_attempts: options.retry_attempts,
             writers: group_commit::GroupCommit::new(pool.clone(), options.statement_timeout),
+            session_queue: Arc::default(),
             pool,
         };
         migrations::run(&store).await?;

@@ -1,7 +1,7 @@
 //! Access-decision sessions recorded for every gateway check.
 
 use super::presence::{Cursor, EventFilter};
-use super::{Store, StoreResult};
+use super::{Store, StoreResult, Tx};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -38,8 +38,16 @@ fn from_row(row: &AnyRow) -> StoreResult<SessionRecord> {
 
 /// Inserts in a transaction of its own, so that on SQLite it takes its turn
 /// with this process's other writers (crate::store::tx).
+/// Records one session in a transaction of its own; checks use
+/// crate::store::session_queue::record, which shares transactions.
 pub async fn insert(store: &Store, s: &SessionRecord) -> StoreResult<()> {
     let mut tx = store.begin().await?;
+    insert_in(&mut tx, s).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn insert_in(tx: &mut Tx, s: &SessionRecord) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO sessions (id, tenant_id, worker_external_id, device_id, credential_id, source_ip, \
          gateway_id, decision, reasons_json, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -54,9 +62,8 @@ pub async fn insert(store: &Store, s: &SessionRecord) -> StoreResult<()> {
     .bind(&s.decision)
     .bind(&s.reasons_json)
     .bind(s.at_ms)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
-    tx.commit().await?;
     Ok(())
 }
 

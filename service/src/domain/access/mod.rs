@@ -13,7 +13,7 @@ use crate::domain::flags::policy::severity_to_proto;
 use crate::domain::risk_live::{self, severity_name};
 use crate::store::credentials::Credential;
 use crate::store::sessions::SessionRecord;
-use crate::store::{credentials, flags, inventory, sessions, tenants};
+use crate::store::{credentials, flags, inventory, session_queue, tenants};
 use crate::util::{canonical_ip, new_id, now_ms};
 use std::collections::BTreeMap;
 use tether_proto::v1::{self as pb, DenyReason};
@@ -245,17 +245,18 @@ pub async fn check_with(
         reasons_json: reasons_json.to_string(),
         at_ms: now,
     };
-    sessions::insert(&app.store, &session).await?;
-    Ok(AccessDecision {
+    let decision = AccessDecision {
         allow,
         reasons,
-        session_id: session.id,
-        worker_external_id: session.worker_external_id,
-        device_id: session.device_id,
-        credential_id: session.credential_id,
+        session_id: session.id.clone(),
+        worker_external_id: session.worker_external_id.clone(),
+        device_id: session.device_id.clone(),
+        credential_id: session.credential_id.clone(),
         last_presence_at_ms: last_presence,
         open_flags,
-    })
+    };
+    session_queue::record(&app.store, session).await?;
+    Ok(decision)
 }
 
 fn truncate(value: &str) -> String {
