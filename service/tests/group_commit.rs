@@ -157,7 +157,7 @@ async fn session_ids(store: &Store) -> Vec<String> {
 /// into a transaction with others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn session_rows_share_transactions_and_a_bad_row_fails_only_its_caller() {
-    use tetherd::store::session_queue::record;
+    use tetherd::store::append_queue::record_session as record;
     let (_dir, store) = open().await;
     let mut tx = store.begin().await.unwrap();
     sqlx::query("INSERT INTO tenants (id, name, created_at_ms, rp_id, origin) VALUES ('t', 't', 0, 'x', 'https://x')")
@@ -201,7 +201,7 @@ async fn session_rows_share_transactions_and_a_bad_row_fails_only_its_caller() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_session_rows_take_fewer_transactions_than_rows() {
-    use tetherd::store::session_queue::record;
+    use tetherd::store::append_queue::record_session as record;
     let (_dir, store) = open().await;
     let mut tx = store.begin().await.unwrap();
     sqlx::query("INSERT INTO tenants (id, name, created_at_ms, rp_id, origin) VALUES ('t', 't', 0, 'x', 'https://x')")

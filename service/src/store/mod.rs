@@ -5,6 +5,7 @@
 
 mod migrations;
 
+pub mod append_queue;
 pub mod audit;
 pub mod credentials;
 pub mod enrollment;
@@ -18,7 +19,6 @@ pub mod posture;
 pub mod presence;
 pub mod retry;
 pub mod risk_events;
-pub mod session_queue;
 pub mod sessions;
 pub mod tenants;
 pub mod tpm;
@@ -121,8 +121,8 @@ pub struct Store {
     retry_attempts: u32,
     /// SQLite: this process's writers take turns and share commits (crate::store::group_commit).
     writers: group_commit::GroupCommit,
-    /// Access decisions waiting to be recorded together (crate::store::session_queue).
-    session_queue: Arc<session_queue::SessionQueue>,
+    /// Rows of access checks waiting to be appended together (crate::store::append_queue).
+    queues: Arc<append_queue::Queues>,
 }
 
 impl Store {
@@ -170,7 +170,7 @@ impl Store {
             backend,
             retry_attempts: options.retry_attempts,
             writers: group_commit::GroupCommit::new(pool.clone(), options.statement_timeout),
-            session_queue: Arc::default(),
+            queues: Arc::default(),
             pool,
         };
         migrations::run(&store).await?;

@@ -39,7 +39,7 @@ fn from_row(row: &AnyRow) -> StoreResult<SessionRecord> {
 /// Inserts in a transaction of its own, so that on SQLite it takes its turn
 /// with this process's other writers (crate::store::tx).
 /// Records one session in a transaction of its own; checks use
-/// crate::store::session_queue::record, which shares transactions.
+/// crate::store::append_queue::record_session, which shares transactions.
 pub async fn insert(store: &Store, s: &SessionRecord) -> StoreResult<()> {
     let mut tx = store.begin().await?;
     insert_in(&mut tx, s).await?;

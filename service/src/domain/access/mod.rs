@@ -13,7 +13,7 @@ use crate::domain::flags::policy::severity_to_proto;
 use crate::domain::risk_live::{self, severity_name};
 use crate::store::credentials::Credential;
 use crate::store::sessions::SessionRecord;
-use crate::store::{credentials, flags, inventory, session_queue, tenants};
+use crate::store::{append_queue, credentials, flags, inventory, tenants};
 use crate::util::{canonical_ip, new_id, now_ms};
 use std::collections::BTreeMap;
 use tether_proto::v1::{self as pb, DenyReason};
@@ -255,7 +255,7 @@ pub async fn check_with(
         last_presence_at_ms: last_presence,
         open_flags,
     };
-    session_queue::record(&app.store, session).await?;
+    append_queue::record_session(&app.store, session).await?;
     Ok(decision)
 }
 

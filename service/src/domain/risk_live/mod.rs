@@ -283,14 +283,7 @@ pub async fn observe(app: &App, o: Observation<'_>) -> ApiResult<Vec<Flag>> {
 /// As [`observe`], with rows the caller already read for this request.
 pub async fn observe_known(app: &App, o: Observation<'_>, known: Known<'_>) -> ApiResult<Vec<Flag>> {
     let Some(pending) = prepare_known(app, o, known).await? else { return Ok(Vec::new()) };
-    let position = app
-        .store
-        .retrying("risk.append", || async {
-            let mut tx = app.store.begin().await?;
-            let position = pending.append(&mut tx).await?;
-            tx.commit().await.map_err(StoreError::from)?;
-            Ok::<_, StoreError>(position)
-        })
-        .await?;
+    // Appended with the other requests' events of the moment, in one transaction.
+    let position = crate::store::append_queue::append_risk_event(&app.store, pending.row.clone()).await?;
     pending.evaluate(app, position).await
 }
