@@ -147,6 +147,18 @@ fn session(id: &str) -> tetherd::store::sessions::SessionRecord {
     }
 }
 
+/// A store with tenant `t`, whose sessions the tests record.
+async fn open_with_tenant() -> (tempfile::TempDir, Store) {
+    let (dir, store) = open().await;
+    let mut tx = store.begin().await.unwrap();
+    sqlx::query("INSERT INTO tenants (id, name, created_at_ms, rp_id, origin) VALUES ('t', 't', 0, 'x', 'https://x')")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    (dir, store)
+}
+
 async fn session_ids(store: &Store) -> Vec<String> {
     let rows = sqlx::query("SELECT id FROM sessions ORDER BY id").fetch_all(store.pool()).await.unwrap();
     rows.iter().map(|r| r.get::<String, _>("id")).collect()
@@ -158,13 +170,7 @@ async fn session_ids(store: &Store) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn session_rows_share_transactions_and_a_bad_row_fails_only_its_caller() {
     use tetherd::store::append_queue::record_session as record;
-    let (_dir, store) = open().await;
-    let mut tx = store.begin().await.unwrap();
-    sqlx::query("INSERT INTO tenants (id, name, created_at_ms, rp_id, origin) VALUES ('t', 't', 0, 'x', 'https://x')")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    let (_dir, store) = open_with_tenant().await;
     record(&store, session("ses-taken")).await.unwrap();
 
     // Hold the database so that the rows queue up behind the first one.
@@ -202,13 +208,7 @@ async fn session_rows_share_transactions_and_a_bad_row_fails_only_its_caller() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_session_rows_take_fewer_transactions_than_rows() {
     use tetherd::store::append_queue::record_session as record;
-    let (_dir, store) = open().await;
-    let mut tx = store.begin().await.unwrap();
-    sqlx::query("INSERT INTO tenants (id, name, created_at_ms, rp_id, origin) VALUES ('t', 't', 0, 'x', 'https://x')")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    let (_dir, store) = open_with_tenant().await;
     let held = store.begin().await.unwrap();
     let before = store.group_commits();
     let tasks: Vec<_> = (0..64)
@@ -225,4 +225,43 @@ async fn concurrent_session_rows_take_fewer_transactions_than_rows() {
     assert_eq!(session_ids(&store).await.len(), 64);
     let after = store.group_commits();
     assert!(after.transactions - before.transactions < 10, "64 rows took {before:?} → {after:?}");
+}
+
+/// Risk events of concurrent checks share transactions too; each caller gets
+/// its own event's position, and the log reads back every event in that order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queued_risk_events_each_get_their_own_position_in_the_log() {
+    use tetherd::store::append_queue::append_risk_event;
+    use tetherd::store::risk_events::{Position, StoredEvent, after};
+    let (_dir, store) = open().await;
+    let event = |device: String| StoredEvent {
+        seq: 0,
+        txn: 0,
+        tenant_id: "t".into(),
+        device_id: device,
+        credential_id: String::new(),
+        session_id: String::new(),
+        at_ms: 1,
+        event_json: "{}".into(),
+        declared_json: String::new(),
+    };
+    let held = store.begin().await.unwrap();
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let (store, row) = (store.clone(), event(format!("d{i:02}")));
+            tokio::spawn(async move { (format!("d{i:02}"), append_risk_event(&store, row).await.unwrap()) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    held.rollback().await.unwrap();
+    let mut positions = Vec::new();
+    for task in tasks {
+        positions.push(task.await.unwrap());
+    }
+    let log = after(&store, Position::START, Position::END, i64::MIN, 100).await.unwrap();
+    assert_eq!(log.len(), 32);
+    for (device, position) in &positions {
+        let row = log.iter().find(|r| r.position() == *position).expect("the position names a row");
+        assert_eq!(&row.device_id, device, "a caller got another caller's position");
+    }
 }
