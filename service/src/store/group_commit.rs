@@ -200,8 +200,10 @@ async fn end_batch(slot: &mut Option<Batch>, counts: &Counters) {
     };
     let clean = match &outcome {
         Ok(()) if batch.released > 0 => {
+            let members = u64::try_from(batch.released).unwrap_or(u64::MAX);
             counts.batches.fetch_add(1, Ordering::Relaxed);
-            counts.members.fetch_add(u64::try_from(batch.released).unwrap_or(u64::MAX), Ordering::Relaxed);
+            counts.members.fetch_add(members, Ordering::Relaxed);
+            crate::telemetry::record_group_commit(members);
             true
         }
         _ => run(&mut batch.conn, "ROLLBACK").await.is_ok(),

@@ -30,6 +30,8 @@ struct Instruments {
     flags: Counter<u64>,
     pool_timeouts: Counter<u64>,
     db_retries: Counter<u64>,
+    db_group_commits: Counter<u64>,
+    db_group_committed: Counter<u64>,
     siem_deliveries: Counter<u64>,
     siem_dropped: Counter<u64>,
     // Kept so the callbacks stay registered for the provider's lifetime.
@@ -99,6 +101,14 @@ fn instruments(meter: &Meter, provider: SdkMeterProvider) -> Instruments {
         db_retries: counter(
             "tether.db.retries",
             "Transactions the database aborted for a concurrent one: re-runs, and how the unit of work ended",
+        ),
+        db_group_commits: counter(
+            "tether.db.group_commits",
+            "SQLite batch transactions committed (one fsync each) by this process's group commit",
+        ),
+        db_group_committed: counter(
+            "tether.db.group_committed_transactions",
+            "Write transactions those batches held: divided by tether.db.group_commits, the mean batch size",
         ),
         siem_deliveries: counter(
             "tether.siem.deliveries",
@@ -290,6 +300,14 @@ pub fn record_pool_timeout() {
 /// re-run succeeded) or `exhausted` (the last attempt failed too).
 pub fn record_db_retry(what: &'static str, outcome: &'static str) {
     with(|i| i.db_retries.add(1, &[KeyValue::new("what", what), KeyValue::new("outcome", outcome)]));
+}
+
+/// One SQLite batch committed with `transactions` write transactions in it (crate::store::group_commit).
+pub fn record_group_commit(transactions: u64) {
+    with(|i| {
+        i.db_group_commits.add(1, &[]);
+        i.db_group_committed.add(transactions, &[]);
+    });
 }
 
 /// Values taken from stored records are short identifiers; anything else is

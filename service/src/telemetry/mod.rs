@@ -14,8 +14,9 @@ mod rpc;
 mod steps;
 
 pub use metrics::{
-    EnrollmentOutcome, record_access_result, record_db_retry, record_enrollment, record_flag, record_pool_timeout,
-    record_presence, record_siem_delivery, record_siem_dropped, set_siem_backlog, waiting_for_connection, watch_pool,
+    EnrollmentOutcome, record_access_result, record_db_retry, record_enrollment, record_flag, record_group_commit,
+    record_pool_timeout, record_presence, record_siem_delivery, record_siem_dropped, set_siem_backlog,
+    waiting_for_connection, watch_pool,
 };
 pub use rpc::{RpcLayer, RpcService, code_name, set_tenant};
 pub use steps::{
