@@ -41,3 +41,14 @@ async fn open_flags_are_found_by_device_and_by_worker_not_by_scanning_the_tenant
     assert!(steps.iter().any(|s| s.contains("device_id=?")), "{steps:?}");
     assert!(steps.iter().any(|s| s.contains("worker_external_id=?")), "{steps:?}");
 }
+
+#[tokio::test]
+async fn credentials_due_a_challenge_are_found_per_tenant_by_index_not_by_walking_every_credential() {
+    let (_dir, store) = store().await;
+    let steps = plan(&store, tetherd::store::presence::CREDENTIALS_DUE).await;
+    assert!(
+        steps.iter().any(|s| s.contains("credentials_tenant_challenged (tenant_id=? AND last_challenged_at_ms<")),
+        "{steps:?}"
+    );
+    assert!(steps.iter().all(|s| !s.starts_with("SCAN c") && !s.contains("TEMP B-TREE")), "{steps:?}");
+}

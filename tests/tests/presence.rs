@@ -251,3 +251,33 @@ async fn unknown_and_revoked_credentials_cannot_watch() {
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
 }
+
+/// The scheduler challenges a credential once per interval: the first tick after
+/// enrollment issues one, and the ticks after it (every 200 ms here) issue no other
+/// while the interval runs (store::presence::credentials_due searches by the time
+/// each credential was last challenged).
+#[tokio::test]
+async fn the_scheduler_challenges_once_per_interval() {
+    let server = Server::start();
+    let org = Org::create(&server, "acme").await;
+    org.update_policy(&server, pb::UpdatePolicyRequest { presence_interval_seconds: Some(3600), ..Default::default() })
+        .await;
+    let device = org.enrolled_device(&server, "w-ivy").await;
+    let mut presence = server.presence().await;
+    let mut pending = Vec::new();
+    for _ in 0..50 {
+        let poll = pb::PollChallengesRequest { credential_id: device.credential_id.clone() };
+        pending = presence.poll_challenges(poll).await.unwrap().into_inner().challenges;
+        if !pending.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(pending.len(), 1, "the first tick issues one challenge");
+    // Ten more ticks.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let poll = pb::PollChallengesRequest { credential_id: device.credential_id.clone() };
+    let again = presence.poll_challenges(poll).await.unwrap().into_inner().challenges;
+    let issued: Vec<i64> = again.iter().map(|c| c.issued_at_ms).collect();
+    assert_eq!(again.len(), 1, "a credential challenged within its interval was challenged again at {issued:?}");
+}

@@ -22,6 +22,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (14, "credentials by worker", include_str!("../../migrations/sqlite/0014_credentials_by_worker.sql")),
     (15, "tenants by origin", include_str!("../../migrations/sqlite/0015_tenants_by_origin.sql")),
     (16, "siem outbox", include_str!("../../migrations/sqlite/0016_siem_outbox.sql")),
+    (17, "credentials last challenged", include_str!("../../migrations/sqlite/0017_credentials_last_challenged.sql")),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -41,6 +42,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (14, "credentials by worker", include_str!("../../migrations/postgres/0014_credentials_by_worker.sql")),
     (15, "tenants by origin", include_str!("../../migrations/postgres/0015_tenants_by_origin.sql")),
     (16, "siem outbox", include_str!("../../migrations/postgres/0016_siem_outbox.sql")),
+    (17, "credentials last challenged", include_str!("../../migrations/postgres/0017_credentials_last_challenged.sql")),
 ];
 
 pub(super) async fn run(store: &Store) -> StoreResult<()> {

@@ -90,14 +90,20 @@ fn event_from_row(row: &AnyRow) -> StoreResult<PresenceEvent> {
 /// with this process's other writers (crate::store::tx).
 pub async fn insert_challenge(store: &Store, c: &Challenge) -> StoreResult<()> {
     let mut tx = store.begin().await?;
-    insert_challenge_query(c).execute(&mut *tx).await?;
+    insert_challenge_in(&mut tx, c).await?;
     tx.commit().await?;
     Ok(())
 }
 
-/// As [`insert_challenge`], in the caller's transaction.
+/// As [`insert_challenge`], in the caller's transaction. Also moves the
+/// credential's `last_challenged_at_ms`, which [`credentials_due`] searches by.
 pub async fn insert_challenge_in(tx: &mut Tx, c: &Challenge) -> StoreResult<()> {
     insert_challenge_query(c).execute(&mut **tx).await?;
+    sqlx::query("UPDATE credentials SET last_challenged_at_ms = $2 WHERE id = $1 AND last_challenged_at_ms < $2")
+        .bind(&c.credential_id)
+        .bind(c.issued_at_ms)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -152,6 +158,18 @@ pub async fn consume(tx: &mut Tx, id: &str, now_ms: i64) -> StoreResult<bool> {
     Ok(done.rows_affected() == 1)
 }
 
+/// [`credentials_due`]: for each tenant (the outer loop, fixed by `CROSS
+/// JOIN`: SQLite would otherwise walk every credential), an index search
+/// over its active credentials last challenged before its interval, longest
+/// ago first, stopping at the limit — no sort, no walk of the credentials that
+/// are not due (`service/tests/query_plans.rs` checks the plan). Credentials
+/// of revoked devices are skipped after the search, so each tick still passes
+/// over those.
+pub const CREDENTIALS_DUE: &str = "SELECT c.tenant_id, c.id AS credential_id, c.device_id, t.challenge_deadline_s \
+     FROM tenants t CROSS JOIN credentials c JOIN devices d ON d.id = c.device_id \
+     WHERE c.tenant_id = t.id AND c.revoked_at_ms IS NULL \
+     AND c.last_challenged_at_ms <= $1 - t.presence_interval_s * 1000 AND d.revoked_at_ms IS NULL LIMIT $2";
+
 /// Active credentials on active devices that have had no challenge within
 /// their tenant's presence interval: (tenant, credential, device, deadline seconds).
 pub async fn credentials_due(
@@ -159,18 +177,7 @@ pub async fn credentials_due(
     now_ms: i64,
     limit: i64,
 ) -> StoreResult<Vec<(String, String, String, i64)>> {
-    let rows = sqlx::query(
-        "SELECT c.tenant_id, c.id AS credential_id, c.device_id, t.challenge_deadline_s \
-         FROM credentials c JOIN devices d ON d.id = c.device_id JOIN tenants t ON t.id = c.tenant_id \
-         WHERE c.revoked_at_ms IS NULL AND d.revoked_at_ms IS NULL AND NOT EXISTS ( \
-           SELECT 1 FROM challenges ch WHERE ch.credential_id = c.id \
-           AND ch.issued_at_ms > $1 - t.presence_interval_s * 1000) \
-         ORDER BY c.id LIMIT $2",
-    )
-    .bind(now_ms)
-    .bind(limit)
-    .fetch_all(store.pool())
-    .await?;
+    let rows = sqlx::query(CREDENTIALS_DUE).bind(now_ms).bind(limit).fetch_all(store.pool()).await?;
     rows.iter()
         .map(|row| {
             Ok((
