@@ -36,17 +36,8 @@ fn from_row(row: &AnyRow) -> StoreResult<SessionRecord> {
     })
 }
 
-/// Inserts in a transaction of its own, so that on SQLite it takes its turn
-/// with this process's other writers (crate::store::tx).
-/// Records one session in a transaction of its own; checks use
-/// crate::store::append_queue::record_session, which shares transactions.
-pub async fn insert(store: &Store, s: &SessionRecord) -> StoreResult<()> {
-    let mut tx = store.begin().await?;
-    insert_in(&mut tx, s).await?;
-    tx.commit().await?;
-    Ok(())
-}
-
+/// Records one session in the caller's transaction: access checks queue theirs
+/// (crate::store::append_queue::record_session), which shares transactions.
 pub(super) async fn insert_in(tx: &mut Tx, s: &SessionRecord) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO sessions (id, tenant_id, worker_external_id, device_id, credential_id, source_ip, \
