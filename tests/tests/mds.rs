@@ -221,3 +221,47 @@ async fn a_root_from_the_blob_admits_only_its_own_model() {
     let done = enroll(&server, &token, &mut by_vendor(CERTIFIED)).await.expect("the listed model");
     assert!(done.attested, "{done:?}");
 }
+
+/// The operator's BLOB is recorded in the database: each new `no` is audited in every tenant,
+/// and an older file is refused at startup even though this process never saw the newer one.
+#[tokio::test]
+async fn the_operators_blob_is_audited_and_never_goes_back_across_restarts() {
+    let mds = tether_e2e::mds::TestMds::generate();
+    let work = tempfile::tempdir().expect("tempdir");
+    let root = work.path().join("mds-root.pem");
+    std::fs::write(&root, &mds.root_pem).expect("root");
+    let blob = work.path().join("mds.jwt");
+    let signed = |no: u64| mds.sign(&serde_json::json!({ "no": no, "nextUpdate": "2099-01-01", "entries": [] }));
+    std::fs::write(&blob, signed(3)).expect("blob");
+    let mut server = Server::start();
+    let acme = Org::create(&server, "acme").await;
+    let globex = Org::create(&server, "globex").await;
+    let (blob_arg, root_arg) = (blob.display().to_string(), root.display().to_string());
+    server.extra_args = vec!["--mds-file".into(), blob_arg.clone(), "--mds-root".into(), root_arg.clone()];
+    server.restart();
+    // The same file again at the next start: nothing new is recorded.
+    server.restart();
+    for org in [&acme, &globex] {
+        let mut reports = server.reports().await;
+        let log = reports
+            .list_audit_log(tether_e2e::authed(&org.analyst_key, pb::ListAuditLogRequest::default()))
+            .await
+            .expect("audit")
+            .into_inner();
+        let loaded: Vec<_> = log.entries.iter().filter(|e| e.action == "mds.loaded").collect();
+        assert_eq!(loaded.len(), 1, "{loaded:?}");
+        assert_eq!((loaded[0].actor.as_str(), loaded[0].target.as_str()), ("system", "mds"));
+        assert!(loaded[0].details_json.contains("\"no\":3"), "{}", loaded[0].details_json);
+    }
+    server.stop();
+
+    std::fs::write(&blob, signed(2)).expect("an older blob");
+    let output = Command::new(bin("tetherd"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &server.database_url])
+        .args(["--api-key-pepper-file", &server.pepper_file, "--mds-file", &blob_arg, "--mds-root", &root_arg])
+        .output()
+        .expect("run tetherd");
+    assert!(!output.status.success(), "an older BLOB than the one last in force must not start");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("must not go backwards"), "{stderr}");
+}

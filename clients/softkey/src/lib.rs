@@ -10,5 +10,6 @@ mod authenticator;
 mod error;
 pub mod pki;
 
+pub use attestation::attestation_key_id;
 pub use authenticator::{AttestationMode, SoftAuthenticator};
 pub use error::SoftKeyError;

@@ -11,8 +11,10 @@ use tether_attestation::trust::TrustStore;
 use time::OffsetDateTime;
 
 use crate::domain::app::App;
-use crate::domain::enrollment::mds::{Installed, MdsIndex};
+use crate::domain::enrollment::mds::MdsIndex;
+use crate::domain::enrollment::mds_catalog::Installed;
 use crate::domain::enrollment::mds_flags::flag_enrolled;
+use crate::domain::enrollment::mds_import::record_operator;
 
 /// Where the BLOB comes from and what it must chain to.
 #[derive(Debug, Clone)]
@@ -49,6 +51,9 @@ async fn put_in_force(app: &App, index: MdsIndex) -> Result<(), String> {
     let stale = index.is_stale(OffsetDateTime::now_utc());
     let next_update = index.next_update.clone();
     let kept = Arc::new(index.clone());
+    // The database holds the highest `no` ever in force, so an older file is refused after a
+    // restart or on another replica too; a new one is audited in every tenant.
+    record_operator(app, &kept).await?;
     match app.mds.install(index)? {
         Installed::Unchanged => return Ok(()),
         Installed::First | Installed::Newer { .. } => {
@@ -57,7 +62,8 @@ async fn put_in_force(app: &App, index: MdsIndex) -> Result<(), String> {
         }
     }
     // Enrollment already refuses these models; credentials enrolled before get a flag.
-    let flagged = flag_enrolled(app, &kept).await.map_err(|e| format!("flagging enrolled credentials failed: {e}"))?;
+    let flagged =
+        flag_enrolled(app, &kept, None).await.map_err(|e| format!("flagging enrolled credentials failed: {e}"))?;
     if flagged > 0 {
         tracing::warn!(flagged, no, "credentials of compromised authenticator models flagged");
     }
