@@ -308,6 +308,14 @@ struct MdsArgs {
     /// takes a comma-separated list). Default: the shipped, pinned GlobalSign R3 and R46 roots.
     #[arg(long, env = "TETHER_MDS_ROOTS", value_name = "PEM", value_delimiter = ',')]
     mds_root: Vec<std::path::PathBuf>,
+    /// Fetch the BLOB from this URL (https, or http to loopback), e.g.
+    /// https://mds3.fidoalliance.org/, keeping --mds-file as its cache: a download replaces the
+    /// file only once it verifies and is newer. Without a cache file, startup fetches first.
+    #[arg(long, env = "TETHER_MDS_URL", value_name = "URL", requires = "mds_file")]
+    mds_url: Option<String>,
+    /// How often --mds-url is fetched.
+    #[arg(long, env = "TETHER_MDS_FETCH_INTERVAL", default_value = "24h", value_parser = parse_positive_duration)]
+    mds_fetch_interval: Duration,
     /// How often the --mds-file is checked for changes.
     #[arg(long, env = "TETHER_MDS_RELOAD_INTERVAL", default_value = "60s", value_parser = parse_positive_duration)]
     mds_reload_interval: Duration,
@@ -472,6 +480,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => {
             let limits = limits.settings()?;
             let mds_roots = mds.roots()?;
+            let (mds_url, mds_fetch_interval) = (mds.mds_url.clone(), mds.mds_fetch_interval);
             let mds = mds.source(&mds_roots);
             let store_options = database.options()?;
             let token_keys = access_tokens.load()?;
@@ -514,7 +523,17 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             let _ = app.mds_roots.set(mds_roots);
             if let Some(source) = mds {
+                if let Some(url) = &mds_url
+                    && !source.path.exists()
+                {
+                    tetherd::process::mds_fetch::fetch_into_cache(url, &source)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("--mds-url: no cached --mds-file yet and {e}"))?;
+                }
                 tetherd::process::mds::install(&app, &source).await.map_err(|e| anyhow::anyhow!("--mds-file: {e}"))?;
+                if let Some(url) = mds_url {
+                    tetherd::process::mds_fetch::spawn_fetch(app.clone(), source.clone(), url, mds_fetch_interval);
+                }
                 tetherd::process::mds::spawn_reload(app.clone(), source);
             }
             if !app.risk.geo_enabled() {
