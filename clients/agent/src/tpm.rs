@@ -38,7 +38,11 @@ use tss_esapi::structures::{
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::{Marshall, UnMarshall};
 
+use crate::ek_chain::{self, Candidate};
 use crate::{AgentError, Authenticator, Enrollment, RPC_TIMEOUT};
+
+#[path = "tpm_nv.rs"]
+mod nv;
 
 /// The backend name stored in the state file for [`TpmKey`].
 pub const TPM_BACKEND: &str = "tpm";
@@ -87,6 +91,8 @@ pub struct TpmEvidence {
     pub ek_public: Vec<u8>,
     /// The EK certificate as stored in NV (DER, possibly padded).
     pub ek_certificate: Vec<u8>,
+    /// The certificates of the NV EK chain indices (0x01C00100–0x01C001FF).
+    pub nv_chain: Vec<Candidate>,
     /// TPM2B_PUBLIC of the AK.
     pub ak_public: Vec<u8>,
 }
@@ -168,14 +174,20 @@ impl TpmKey {
         })
     }
 
-    /// EK public area, EK certificate (from NV) and AK public area.
+    /// EK public area, EK certificate and chain (from NV) and AK public area.
     pub fn evidence(&self) -> Result<TpmEvidence, AgentError> {
         let mut s = Session::open(&self.tcti)?;
         let (ek_public, _, _) = s.ctx.read_public(s.ek).map_err(tpm_error("cannot read the EK public area"))?;
         let ek_certificate =
             ek::retrieve_ek_pubcert(&mut s.ctx, AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048))
                 .map_err(tpm_error("cannot read the EK certificate from NV index 0x01c00002"))?;
-        Ok(TpmEvidence { ek_public: public_to_tpm2b(ek_public)?, ek_certificate, ak_public: self.ak_public.clone() })
+        let nv_chain = nv::read_chain(&mut s.ctx);
+        Ok(TpmEvidence {
+            ek_public: public_to_tpm2b(ek_public)?,
+            ek_certificate,
+            nv_chain,
+            ak_public: self.ak_public.clone(),
+        })
     }
 
     /// TPM2_ActivateCredential: the secret the server encrypted to this TPM's EK for this AK.
@@ -384,49 +396,54 @@ impl Authenticator for TpmKey {
     }
 }
 
-/// PEM blocks for one DER certificate (NV padding after it removed).
-fn der_certificate_to_pem(nv: &[u8]) -> Result<String, AgentError> {
-    let bad = || AgentError::Authenticator("TPM: the EK certificate in NV is not a DER certificate".into());
-    let (&tag, rest) = nv.split_first().ok_or_else(bad)?;
-    let (&first, rest) = rest.split_first().ok_or_else(bad)?;
-    if tag != 0x30 {
-        return Err(bad());
-    }
-    let len = if first < 0x80 {
-        2 + usize::from(first)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 {
-            return Err(bad());
-        }
-        let len = rest.get(..n).ok_or_else(bad)?.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        2 + n + len
-    };
-    let der = nv.get(..len).ok_or_else(bad)?;
-    let b64 = STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    Ok(out)
+/// Where the agent looks for the EK certificate's issuers.
+#[derive(Debug, Clone, Default)]
+pub struct EkChainOptions {
+    /// The operator's intermediates (`--ek-intermediates`, PEM).
+    pub intermediates_pem: Option<String>,
+    /// Fetch a missing issuer from the caIssuers URL of the certificate it issued.
+    pub aia_fetch: bool,
 }
 
-/// Enroll the TPM: BeginTpmEnrollment with the EK, its certificate (followed by
-/// `ek_intermediates_pem`, the TPM maker's intermediate CA certificates, when given) and the
-/// AK; TPM2_ActivateCredential; FinishTpmEnrollment with the recovered secret.
+/// The `ek_certificate` field: the EK certificate alone as NV holds it when no issuer is at
+/// hand, else PEM with the EK certificate first and the intermediates in issuer order.
+async fn ek_certificate_field(evidence: &TpmEvidence, options: &EkChainOptions) -> Result<Vec<u8>, AgentError> {
+    let ek = ek_chain::first_certificate(&evidence.ek_certificate).ok_or_else(|| {
+        AgentError::Authenticator("TPM: the EK certificate in NV 0x01c00002 is not a DER certificate".into())
+    })?;
+    let mut candidates = evidence.nv_chain.clone();
+    if let Some(pem) = &options.intermediates_pem {
+        let certs = ek_chain::pem_certificates(pem)
+            .map_err(|e| AgentError::Authenticator(format!("--ek-intermediates: {e}")))?;
+        candidates.extend(certs.into_iter().map(|der| Candidate { der, source: "--ek-intermediates".into() }));
+    }
+    crate::aia::complete(ek, &mut candidates, options.aia_fetch).await;
+    let (intermediates, left_out) = ek_chain::select(ek, &candidates);
+    for note in left_out {
+        tracing::warn!("EK chain: {note}");
+    }
+    if intermediates.is_empty() {
+        return Ok(evidence.ek_certificate.clone());
+    }
+    tracing::info!("EK chain: sending {} intermediate(s) after the EK certificate", intermediates.len());
+    let mut pem = ek_chain::to_pem(ek);
+    for der in &intermediates {
+        pem.push_str(&ek_chain::to_pem(der));
+    }
+    Ok(pem.into_bytes())
+}
+
+/// Enroll the TPM: BeginTpmEnrollment with the EK, its certificate (followed by the
+/// intermediates found in NV, given by the operator or fetched by AIA, see [`EkChainOptions`])
+/// and the AK; TPM2_ActivateCredential; FinishTpmEnrollment with the recovered secret.
 pub async fn enroll_tpm(
     channel: Channel,
     token: &str,
     key: &mut TpmKey,
-    ek_intermediates_pem: Option<&str>,
+    chain: &EkChainOptions,
 ) -> Result<Enrollment, AgentError> {
     let evidence = key.evidence()?;
-    let ek_certificate = match ek_intermediates_pem {
-        Some(chain) => format!("{}{chain}", der_certificate_to_pem(&evidence.ek_certificate)?).into_bytes(),
-        None => evidence.ek_certificate,
-    };
+    let ek_certificate = ek_certificate_field(&evidence, chain).await?;
     let mut client = EnrollmentServiceClient::new(channel);
     let mut begin = tonic::Request::new(BeginTpmEnrollmentRequest {
         token: token.to_string(),
