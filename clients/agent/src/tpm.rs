@@ -4,7 +4,9 @@
 //! (EK) — the TCG RSA-2048 EK template, whose certificate the TPM maker stored in NV index
 //! 0x01c00002. Enrollment is credential activation: the EK public area, the EK certificate and
 //! the AK public area go to BeginTpmEnrollment, TPM2_ActivateCredential recovers the server's
-//! secret (possible only on the TPM that holds both keys), FinishTpmEnrollment returns it.
+//! secret (possible only on the TPM that holds both keys), FinishTpmEnrollment returns it
+//! (`tpm_enroll.rs`). The EK certificate's chain comes from the NV chain indices
+//! (`tpm_nv.rs`), the operator and AIA (`ek_chain.rs`, `aia.rs`).
 //! Presence challenges are answered with TPM2_Quote over the challenge nonce, with the values of
 //! the quoted PCRs (TPM2_PCR_Read) in the `tpm2_quote -o` file format.
 //!
@@ -20,9 +22,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use tether_attestation::tpm::HashAlg;
 use tether_attestation::tpm::pcr::{PcrValue, PcrValues};
-use tether_proto::v1::enrollment_service_client::EnrollmentServiceClient;
-use tether_proto::v1::{BeginTpmEnrollmentRequest, FinishTpmEnrollmentRequest, TpmQuote};
-use tonic::transport::Channel;
+use tether_proto::v1::TpmQuote;
 use tss_esapi::Context;
 use tss_esapi::abstraction::{AsymmetricAlgorithmSelection, ak, ek};
 use tss_esapi::attributes::SessionAttributesBuilder;
@@ -38,11 +38,15 @@ use tss_esapi::structures::{
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::{Marshall, UnMarshall};
 
-use crate::ek_chain::{self, Candidate};
-use crate::{AgentError, Authenticator, Enrollment, RPC_TIMEOUT};
+use crate::ek_chain::Candidate;
+use crate::{AgentError, Authenticator};
 
+#[path = "tpm_enroll.rs"]
+mod enroll;
 #[path = "tpm_nv.rs"]
 mod nv;
+
+pub use enroll::{EkChainOptions, enroll_tpm};
 
 /// The backend name stored in the state file for [`TpmKey`].
 pub const TPM_BACKEND: &str = "tpm";
@@ -394,84 +398,4 @@ impl Authenticator for TpmKey {
     fn tpm_quote(&mut self, nonce: &[u8]) -> Option<Result<TpmQuote, AgentError>> {
         Some(self.quote(nonce))
     }
-}
-
-/// Where the agent looks for the EK certificate's issuers.
-#[derive(Debug, Clone, Default)]
-pub struct EkChainOptions {
-    /// The operator's intermediates (`--ek-intermediates`, PEM).
-    pub intermediates_pem: Option<String>,
-    /// Fetch a missing issuer from the caIssuers URL of the certificate it issued.
-    pub aia_fetch: bool,
-}
-
-/// The `ek_certificate` field: the EK certificate alone as NV holds it when no issuer is at
-/// hand, else PEM with the EK certificate first and the intermediates in issuer order.
-async fn ek_certificate_field(evidence: &TpmEvidence, options: &EkChainOptions) -> Result<Vec<u8>, AgentError> {
-    let ek = ek_chain::first_certificate(&evidence.ek_certificate).ok_or_else(|| {
-        AgentError::Authenticator("TPM: the EK certificate in NV 0x01c00002 is not a DER certificate".into())
-    })?;
-    let mut candidates = evidence.nv_chain.clone();
-    if let Some(pem) = &options.intermediates_pem {
-        let certs = ek_chain::pem_certificates(pem)
-            .map_err(|e| AgentError::Authenticator(format!("--ek-intermediates: {e}")))?;
-        candidates.extend(certs.into_iter().map(|der| Candidate { der, source: "--ek-intermediates".into() }));
-    }
-    crate::aia::complete(ek, &mut candidates, options.aia_fetch).await;
-    let (intermediates, left_out) = ek_chain::select(ek, &candidates);
-    for note in left_out {
-        tracing::warn!("EK chain: {note}");
-    }
-    if intermediates.is_empty() {
-        return Ok(evidence.ek_certificate.clone());
-    }
-    tracing::info!("EK chain: sending {} intermediate(s) after the EK certificate", intermediates.len());
-    let mut pem = ek_chain::to_pem(ek);
-    for der in &intermediates {
-        pem.push_str(&ek_chain::to_pem(der));
-    }
-    Ok(pem.into_bytes())
-}
-
-/// Enroll the TPM: BeginTpmEnrollment with the EK, its certificate (followed by the
-/// intermediates found in NV, given by the operator or fetched by AIA, see [`EkChainOptions`])
-/// and the AK; TPM2_ActivateCredential; FinishTpmEnrollment with the recovered secret.
-pub async fn enroll_tpm(
-    channel: Channel,
-    token: &str,
-    key: &mut TpmKey,
-    chain: &EkChainOptions,
-) -> Result<Enrollment, AgentError> {
-    let evidence = key.evidence()?;
-    let ek_certificate = ek_certificate_field(&evidence, chain).await?;
-    let mut client = EnrollmentServiceClient::new(channel);
-    let mut begin = tonic::Request::new(BeginTpmEnrollmentRequest {
-        token: token.to_string(),
-        ek_public: evidence.ek_public,
-        ek_certificate,
-        ak_public: evidence.ak_public,
-    });
-    begin.set_timeout(RPC_TIMEOUT);
-    let begun = client.begin_tpm_enrollment(begin).await?.into_inner();
-    tracing::debug!(enrollment_id = %begun.enrollment_id, device_id = %begun.device_id, "TPM enrollment started");
-
-    let secret = key.activate(&begun.credential_blob, &begun.encrypted_secret)?;
-    let mut finish = tonic::Request::new(FinishTpmEnrollmentRequest {
-        enrollment_id: begun.enrollment_id,
-        token: token.to_string(),
-        activated_secret: secret,
-    });
-    finish.set_timeout(RPC_TIMEOUT);
-    let finish = client.finish_tpm_enrollment(finish).await?.into_inner();
-    key.credential_id = Some(finish.credential_id.clone());
-    Ok(Enrollment {
-        device_id: finish.device_id,
-        credential_id: finish.credential_id,
-        format: finish.format,
-        attestation_type: finish.attestation_type,
-        attested: finish.attested,
-        trust_anchor: finish.trust_anchor,
-        attestation_reason: finish.attestation_reason,
-        worker_external_id: begun.worker_external_id,
-    })
 }

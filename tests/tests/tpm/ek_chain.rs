@@ -57,7 +57,7 @@ fn nv_put(tpm: &Swtpm, index: &str, bytes: &[u8]) {
     let file = format!("nv-{index}.bin");
     std::fs::write(tpm.path(&file), bytes).unwrap();
     let size = bytes.len().to_string();
-    tpm.ok("tpm2_nvdefine", &[index, "-C", "o", "-s", &size, "-a", "ownerread|ownerwrite|authread|authwrite|no_da"]);
+    tpm.ok("tpm2_nvdefine", &[index, "-C", "o", "-s", &size, "-a", "ownerread|ownerwrite|authread|authwrite"]);
     tpm.ok("tpm2_nvwrite", &[index, "-C", "o", "-i", &file]);
 }
 
