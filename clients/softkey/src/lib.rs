@@ -7,6 +7,7 @@
 
 mod attestation;
 mod authenticator;
+pub mod ek_cert;
 mod error;
 pub mod pki;
 
