@@ -302,3 +302,56 @@ pub async fn device_answering_from(
     .await?;
     row.map(|r| r.try_get("device_id")).transpose().map_err(Into::into)
 }
+
+/// One successful presence answer: when tetherd accepted it and when its
+/// challenge was issued (None when the challenge row is gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    pub answered_at_ms: i64,
+    pub issued_at_ms: Option<i64>,
+}
+
+/// A device's successful answers in `[since_ms, until_ms)`, oldest first, at
+/// most `limit`; and how many there are in all (counted only when the limit
+/// cut the list). An index range of `presence_events_tenant_device_at`.
+pub async fn answers_of_device(
+    store: &Store,
+    tenant_id: &str,
+    device_id: &str,
+    since_ms: i64,
+    until_ms: i64,
+    limit: i64,
+) -> StoreResult<(Vec<Answer>, i64)> {
+    let rows = sqlx::query(
+        "SELECT e.at_ms, c.issued_at_ms FROM presence_events e LEFT JOIN challenges c ON c.id = e.challenge_id \
+         WHERE e.tenant_id = $1 AND e.device_id = $2 AND e.at_ms >= $3 AND e.at_ms < $4 AND e.outcome = 'ok' \
+         ORDER BY e.at_ms, e.id LIMIT $5",
+    )
+    .bind(tenant_id)
+    .bind(device_id)
+    .bind(since_ms)
+    .bind(until_ms)
+    .bind(limit)
+    .fetch_all(store.pool())
+    .await?;
+    let answers = rows
+        .iter()
+        .map(|r| Ok(Answer { answered_at_ms: r.try_get("at_ms")?, issued_at_ms: r.try_get("issued_at_ms")? }))
+        .collect::<StoreResult<Vec<Answer>>>()?;
+    if (answers.len() as i64) < limit {
+        let total = answers.len() as i64;
+        return Ok((answers, total));
+    }
+    let total: i64 = sqlx::query(
+        "SELECT COUNT(*) AS n FROM presence_events WHERE tenant_id = $1 AND device_id = $2 \
+         AND at_ms >= $3 AND at_ms < $4 AND outcome = 'ok'",
+    )
+    .bind(tenant_id)
+    .bind(device_id)
+    .bind(since_ms)
+    .bind(until_ms)
+    .fetch_one(store.pool())
+    .await?
+    .try_get("n")?;
+    Ok((answers, total))
+}
