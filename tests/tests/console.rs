@@ -1,11 +1,13 @@
 //! The analysts' web console (`tetherd serve --console-listen`): login with
 //! API keys, sessions, CSRF, tenant scoping and escaping over raw HTTP/1.1,
 //! and the whole flow (log in, resolve a planted flag, see the audit entry)
-//! in a real headless Chromium driven by tests/console/console.mjs.
+//! in a real headless Chromium driven by tests/console/console.mjs, and the
+//! farm view's answer timeline in Chromium (tests/console/farms.mjs).
 
-use std::collections::HashMap;
+#[path = "console/browser.rs"]
+mod browser;
+
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
 use tether_e2e::fixtures::{Org, enroll, test_aaguid};
 use tether_e2e::{Server, authed};
 use tether_proto::v1 as pb;
@@ -192,7 +194,7 @@ async fn login_refuses_bad_and_gateway_keys_and_forged_forms_and_is_rate_limited
 
     let (reply, cookie) = login(base, &org.analyst_key).await;
     assert_eq!(reply.status, 303);
-    assert_eq!(reply.header("location"), Some("/flags"));
+    assert_eq!(reply.header("location"), Some("/farms"), "the farm view is the first page");
     let set_cookie = reply.headers.iter().find(|(k, v)| k == "set-cookie" && v.starts_with("tether_console="));
     let set_cookie = &set_cookie.expect("a session cookie").1;
     assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"), "{set_cookie}");
@@ -289,10 +291,10 @@ async fn pages_need_a_session_and_reviews_need_the_csrf_token_and_are_audited_li
     let (flag_id, device_id) = plant_flag(&server, &org, "w-bob", "SN-1").await;
     let base = &server.console_url;
 
-    for path in ["/", "/flags", "/audit", "/presence", "/clusters", &format!("/devices/{device_id}")] {
+    for path in ["/", "/farms", "/flags", "/audit", "/presence", "/clusters", &format!("/devices/{device_id}")] {
         let reply = http(base, "GET", path, None, None).await;
         assert_eq!(reply.status, 303, "{path} without a session");
-        let expected = if path == "/" { "/flags" } else { "/login" };
+        let expected = if path == "/" { "/farms" } else { "/login" };
         assert_eq!(reply.header("location"), Some(expected), "{path}");
         let forged = http(base, "GET", path, Some("tether_console=00ff"), None).await;
         assert_eq!(forged.header("location"), Some(expected), "{path} with an unknown session id");
@@ -429,70 +431,6 @@ async fn attacker_controlled_evidence_and_notes_render_escaped() {
     assert!(flags.body.contains("flg_markup") && flags.body.contains("&quot;&gt;&lt;img src=x&gt;"));
 }
 
-/// The artifacts directory for screenshots: TETHER_TEST_ARTIFACTS, else target/tmp/test-artifacts.
-fn artifacts_dir() -> PathBuf {
-    match std::env::var("TETHER_TEST_ARTIFACTS") {
-        Ok(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-artifacts"),
-    }
-}
-
-#[tokio::test]
-async fn an_analyst_resolves_a_flag_in_a_real_browser() {
-    let script_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("console");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let node_ok = std::process::Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
-    let missing: Vec<&str> = [
-        (!Path::new(&chromium).exists()).then_some("chromium (apt-get install chromium)"),
-        (!node_ok).then_some("node"),
-        (!script_dir.join("node_modules/playwright-core").exists())
-            .then_some("playwright-core (npm ci in tests/console)"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if !missing.is_empty() {
-        println!("SKIPPED: the browser test needs {}", missing.join(", "));
-        return;
-    }
-
-    let server = console_server();
-    let org = Org::create(&server, "acme").await;
-    let (flag_id, device_id) = plant_flag(&server, &org, "w-bob", "SN-1").await;
-    let note = "laptop replaced; new one attested";
-    let shots = artifacts_dir();
-    let output = tokio::process::Command::new("node")
-        .arg(script_dir.join("console.mjs"))
-        .current_dir(&script_dir)
-        .envs(HashMap::from([
-            ("CONSOLE_URL", server.console_url.as_str()),
-            ("ANALYST_KEY", org.analyst_key.as_str()),
-            ("FLAG_ID", flag_id.as_str()),
-            ("FLAG_KIND", "unattested_hardware"),
-            ("DEVICE_ID", device_id.as_str()),
-            ("NOTE", note),
-            ("CHROMIUM", chromium.as_str()),
-        ]))
-        .env("SCREENSHOT_DIR", &shots)
-        .output()
-        .await
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "the browser flow failed (output above)");
-    assert!(stdout.contains(&format!("screenshot: {}", shots.join("console-flags.png").display())));
-
-    // What the browser did is what the service recorded.
-    let flag = flag_of(&server, &org, &device_id).await;
-    assert_eq!(flag.status, pb::FlagStatus::Resolved as i32);
-    assert_eq!(flag.note, note);
-    let entries = audit_entries(&server, &org, "flag.resolved").await;
-    assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].target, flag_id);
-    assert!(entries[0].details_json.contains(note));
-    assert_eq!(entries[0].actor, format!("key:{}", org.analyst_key.split('.').nth(1).unwrap()));
-}
-
 #[tokio::test]
 async fn the_siem_page_shows_only_the_tenants_integrations_and_no_target_or_secret() {
     let server = console_server();
@@ -522,4 +460,79 @@ async fn the_siem_page_shows_only_the_tenants_integrations_and_no_target_or_secr
     assert!(audit.body.contains("integration.added"), "{}", audit.body);
     assert!(!audit.body.contains("hec-secret") && !audit.body.contains(&secret), "the audit log keeps no token");
     assert_eq!(http(base, "GET", "/integrations", None, None).await.status, 303, "a session is required");
+}
+
+/// Writes a cluster flag as the risk engine stores it (evidence unredacted, every member listed).
+async fn insert_flag(server: &Server, id: &str, org: &Org, kind: &str, device: &str, evidence: serde_json::Value) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&server.database_url).await.unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+    sqlx::query(
+        "INSERT INTO flags (id, tenant_id, kind, severity, status, device_id, worker_external_id, \
+         credential_id, session_id, raised_at_ms, evidence_json) \
+         VALUES ($1, $2, $3, 'high', 'open', $4, 'w-bob', '', '', $5, $6)",
+    )
+    .bind(id)
+    .bind(&org.keys.tenant_id)
+    .bind(kind)
+    .bind(device)
+    .bind(i64::try_from(now).unwrap())
+    .bind(evidence.to_string())
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn the_farm_view_names_only_the_tenants_devices_escapes_evidence_and_refuses_a_bad_day() {
+    let server = console_server();
+    let org = Org::create(&server, "acme").await;
+    let other = Org::create(&server, "other").await;
+    let (_, device_id) = plant_flag(&server, &org, "w-bob", "SN-1").await;
+    let member = |tenant: &str, worker: &str, device: &str| serde_json::json!({"tenant": tenant, "worker": worker, "device": device});
+    let evidence = serde_json::json!({
+        "egress": "lan:<img src=x>", "tenants": 2, "members_total": 3,
+        "device": member(&org.keys.tenant_id, "w-bob", &device_id),
+        "recent_sweeps": [{"answers": [
+            member(&org.keys.tenant_id, "w-bob", &device_id),
+            member(&other.keys.tenant_id, "w-secret-other", "dev_secret_other"),
+        ]}],
+    });
+    insert_flag(&server, "flg_sweep", &org, "presence_burst", &device_id, evidence).await;
+    let base = &server.console_url;
+
+    let (cookie, _) = session(base, &org.analyst_key).await;
+    let page = http(base, "GET", "/farms", Some(&cookie), None).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("lan:&lt;img src=x&gt;") && !page.body.contains("<img"), "{}", page.body);
+    assert!(page.body.contains("farm suspected") && page.body.contains("presence_burst: one hand answering"));
+    assert!(page.body.contains(&format!("href=\"/devices/{device_id}\"")), "our device is linked");
+    assert!(page.body.contains("2 devices of 1 other employer"), "members_total 3 minus ours: {}", page.body);
+    for secret in ["dev_secret_other", "w-secret-other", other.keys.tenant_id.as_str()] {
+        assert!(!page.body.contains(secret), "the farm view shows another tenant's {secret}");
+    }
+    assert!(page.body.contains("<svg class=\"timeline day\""), "a timeline is drawn even on a day without answers");
+    assert!(!page.body.contains("<script") && !page.body.contains("style="), "no script, no inline style");
+    assert_eq!(
+        page.header("content-security-policy"),
+        Some("default-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+    );
+
+    for bad in ["2026-02-30", "yesterday", "2026-12-07%3Cb%3E", "9999-01-01"] {
+        let reply = http(base, "GET", &format!("/farms?day={bad}"), Some(&cookie), None).await;
+        assert_eq!(reply.status, 400, "day={bad}: {}", reply.body);
+        assert!(reply.body.contains("YYYY-MM-DD") || reply.body.contains("has not begun"), "{}", reply.body);
+        assert!(!reply.body.contains("<b>"), "the refused value is escaped");
+    }
+    let past = http(base, "GET", "/farms?day=2020-01-01", Some(&cookie), None).await;
+    assert_eq!(past.status, 200, "{}", past.body);
+    assert!(past.body.contains("2020-01-01 (UTC)"));
+
+    // The other employer sees neither the farm nor our device.
+    let (theirs, _) = session(base, &other.analyst_key).await;
+    let page = http(base, "GET", "/farms", Some(&theirs), None).await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains(&device_id) && !page.body.contains("lan:"), "{}", page.body);
+    assert!(page.body.contains("No suspected farm"), "{}", page.body);
 }

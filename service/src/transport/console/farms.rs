@@ -15,8 +15,9 @@ use maud::{Markup, html};
 use std::sync::Arc;
 use time::macros::format_description;
 
-/// Answers closer than this belong to one run in the close-up.
-const RUN_GAP_MS: i64 = 30_000;
+/// Answers closer than this belong to one run in the close-up: the risk
+/// engine's default `presence_sweep.max_gap_secs`.
+const RUN_GAP_MS: i64 = 20_000;
 
 /// `?day=YYYY-MM-DD` (UTC) as its 24 hours; no value is the 24 hours before `now_ms`.
 pub fn parse_day(value: Option<&str>, now_ms: i64) -> Result<TimeWindow, String> {
@@ -145,7 +146,10 @@ fn farm_section(index: usize, view: &FarmView, span: Span, day_name: &str) -> Ma
                     }
                 }
                 dt { "Other employers" }
-                dd.others { (farm.other_devices) " devices of " (farm.other_tenants) " other employers (counted, not named)" }
+                dd.others {
+                    (count(farm.other_devices, "device")) " of " (count(farm.other_tenants, "other employer"))
+                    " (counted, never named)"
+                }
                 dt { "First seen" } dd { (html::time(farm.first_seen_ms)) }
                 dt { "Last seen" } dd { (html::time(farm.last_seen_ms)) }
             }
@@ -156,12 +160,17 @@ fn farm_section(index: usize, view: &FarmView, span: Span, day_name: &str) -> Ma
                 p.hint { "+" (view.more_devices) " more of our devices not drawn." }
             }
             @if let Some((run, close)) = &close_up {
-                h3 { "Close-up: the latest run of answers less than 30 s apart, from " (html::time(run.start_ms)) }
+                h3 { "Close-up: the latest run of answers less than 20 s apart, from " (html::time(run.start_ms)) }
                 (timeline::chart(close, *run, "run", &format!("the latest run of answers of {title}'s devices")))
             }
             (answers_table(&rows, span))
         }
     }
+}
+
+/// "1 device", "3 devices".
+fn count(n: i64, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 
 /// The chart's numbers as a table, for readers who cannot see it.

@@ -123,7 +123,7 @@ pub fn chart(rows: &[Row], span: Span, class: &str, label: &str) -> Markup {
     let base = TOP + (shown.len().max(1) as i64) * ROW_H;
     let height = base + AXIS_H + if rows.len() > shown.len() { ROW_H } else { 0 };
     html! {
-        svg.timeline class=(class) role="img" aria-label=(label) viewBox={ "0 0 " (WIDTH) " " (height) }
+        svg class={ "timeline " (class) } role="img" aria-label=(label) viewBox={ "0 0 " (WIDTH) " " (height) }
             width=(WIDTH) height=(height) xmlns="http://www.w3.org/2000/svg" {
             title { (label) }
             line x1=(LEFT) y1=(base) x2=(WIDTH - RIGHT) y2=(base) stroke="#9ca3af" {}

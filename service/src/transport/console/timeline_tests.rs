@@ -79,6 +79,8 @@ fn labels_are_escaped_and_no_style_or_script_is_emitted() {
     let svg = chart(&[evil], Span { start_ms: MIDNIGHT, len_ms: DAY }, "day", "a \"label\"").into_string();
     assert!(!svg.contains("<script") && svg.contains("&lt;script&gt;"), "{svg}");
     assert!(svg.contains("data-device=\"&lt;d&gt;\""), "{svg}");
+    assert!(svg.starts_with("<svg class=\"timeline day\" "), "one class attribute: {svg}");
     assert!(!svg.contains("style"), "the CSP forbids inline styles: {svg}");
     assert_eq!(svg.matches("class=\"issued\"").count(), 1, "a hollow mark at the issue time");
 }
+
