@@ -83,4 +83,3 @@ fn labels_are_escaped_and_no_style_or_script_is_emitted() {
     assert!(!svg.contains("style"), "the CSP forbids inline styles: {svg}");
     assert_eq!(svg.matches("class=\"issued\"").count(), 1, "a hollow mark at the issue time");
 }
-
