@@ -83,9 +83,10 @@ pub fn latest_run(rows: &[Row], max_gap_ms: i64) -> Option<Span> {
         start = end;
     }
     let (first, last) = best?;
-    let pad = ((last - first) / 10).max(1_000);
-    let len = (last - first + 2 * pad).max(10_000);
-    Some(Span { start_ms: first - pad, len_ms: len })
+    let width = last.saturating_sub(first);
+    let pad = (width / 10).max(1_000);
+    let len = width.saturating_add(pad.saturating_mul(2)).max(10_000);
+    Some(Span { start_ms: first.saturating_sub(pad), len_ms: len })
 }
 
 /// Axis ticks: (x, label). Hours of the day for long spans, seconds from the start for short ones.
