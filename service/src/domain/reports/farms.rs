@@ -168,8 +168,8 @@ impl Group {
             signals,
             kinds: self.kinds.into_iter().collect(),
             highest_severity: highest,
-            other_devices: (self.foreign.len() as i64).max(self.members_total - own).max(0),
-            other_tenants: foreign_tenants.max(self.tenants - 1).max(0),
+            other_devices: (self.foreign.len() as i64).max(self.members_total.saturating_sub(own)).max(0),
+            other_tenants: foreign_tenants.max(self.tenants.saturating_sub(1)).max(0),
             own: self
                 .own
                 .into_iter()
