@@ -144,6 +144,21 @@ pub enum FarmMark {
     Persistent = 2,
 }
 
+impl FarmMark {
+    /// The name evidence carries in `farm_marks`, for readers of stored flags (the console's
+    /// farm view) that rebuild a device's farm judgement.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FarmMark::RemoteCluster => "remote_cluster",
+            FarmMark::Persistent => "persistent",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<FarmMark> {
+        [FarmMark::RemoteCluster, FarmMark::Persistent].into_iter().find(|m| m.as_str() == name)
+    }
+}
+
 impl FlagSet {
     pub fn get(&self, kind: FlagKind) -> Option<Severity> {
         self.severities[kind.index()]

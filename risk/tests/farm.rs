@@ -178,6 +178,8 @@ fn a_cross_employer_cluster_living_at_one_address_for_days_is_a_farm() {
         assert_eq!(f.severity, Severity::High);
         assert!(f.evidence["pattern"].as_str().is_some_and(|p| p.starts_with("persistent")), "{}", f.evidence);
         assert_eq!(f.evidence["resident_workers"], 5);
+        // Readers of stored flags (the console's farm view) rebuild the judgement from this.
+        assert_eq!(f.evidence["farm_marks"], serde_json::json!(["persistent"]), "{}", f.evidence);
         assert_eq!(f.evidence["thresholds"]["persistence"]["min_days"], 5);
     }
     assert!(flags.iter().all(|f| f.kind.as_str() != "presence_burst"), "independent answers are no sweep");

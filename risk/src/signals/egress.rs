@@ -367,6 +367,13 @@ impl Engine {
             } else {
                 "devices of different workers behind one egress"
             };
+            let farm_marks: Vec<&str> = [
+                j.farm_cluster.then_some(crate::flag::FarmMark::RemoteCluster.as_str()),
+                resident.then_some(crate::flag::FarmMark::Persistent.as_str()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
             let evidence = json!({
                 "pattern": pattern,
                 "egress": name,
@@ -407,6 +414,7 @@ impl Engine {
                 },
                 "members": listed,
                 "members_total": members.len(),
+                "farm_marks": farm_marks,
             });
             if j.farm_cluster {
                 self.devices[device as usize].flags.mark(crate::flag::FarmMark::RemoteCluster);

@@ -77,7 +77,7 @@ fn clusters_without_farm_signals_are_listed_after_farms_and_lone_suspects_are_fa
 
 #[test]
 fn a_persistent_cluster_mark_comes_from_the_evidence() {
-    let evidence = json!({"egress": "203.0.113.9", "tenants": 3, "farm_cluster": "persistent residential cluster"});
+    let evidence = json!({"egress": "203.0.113.9", "tenants": 3, "farm_cluster": "persistent residential cluster", "farm_marks": ["persistent"]});
     let farms = group(&[flag("shared_egress", "high", "d1", "w-a", 1, evidence)], "t1");
     assert_eq!(farms[0].signals, vec!["shared_egress: cross-employer residential cluster persisting for days"]);
     assert_eq!(farms[0].other_tenants, 2);
