@@ -201,9 +201,16 @@ pub fn group(flags: &[FlagRecord], tenant_id: &str) -> Vec<Farm> {
         let evidence = evidence::parse(&f.evidence_json);
         // The engine marks a cluster's members with these findings; its evidence names them.
         if f.kind == "shared_egress" {
-            let marks = evidence["farm_marks"].as_array().into_iter().flatten();
-            for mark in marks.filter_map(|m| m.as_str().and_then(FarmMark::parse)) {
-                set.mark(mark);
+            match evidence["farm_marks"].as_array() {
+                Some(marks) => {
+                    marks.iter().filter_map(|m| m.as_str().and_then(FarmMark::parse)).for_each(|m| set.mark(m))
+                }
+                // Flags raised before evidence carried `farm_marks` say it only in words.
+                None => match evidence["farm_cluster"].as_str() {
+                    Some(s) if s.starts_with("remote-control") => set.mark(FarmMark::RemoteCluster),
+                    Some(s) if s.starts_with("persistent") => set.mark(FarmMark::Persistent),
+                    _ => {}
+                },
             }
         }
         let Some(key) = evidence["egress"].as_str().filter(|k| !k.is_empty()) else { continue };
