@@ -47,6 +47,7 @@ pub async fn serve(
     let reflection_v1alpha = reflection_builder().build_v1alpha()?;
 
     let scheduler = tokio::spawn(scheduler::run(Arc::clone(&app), app.stopping.subscribe()));
+    let checkpoints = app.store.spawn_checkpoints(app.stopping.subscribe());
     let siem = tokio::spawn(crate::domain::siem::delivery::run(Arc::clone(&app), app.stopping.subscribe()));
     let stopping = app.stopping.clone();
     let shutdown = async move {
@@ -104,6 +105,9 @@ pub async fn serve(
     let result = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown).await;
     let _ = app.stopping.send(true);
     let _ = scheduler.await;
+    if let Some(checkpoints) = checkpoints {
+        let _ = checkpoints.await;
+    }
     // Cut a delivery run short: at least once means the next start resends what it left unconfirmed.
     siem.abort();
     let _ = siem.await;

@@ -7,6 +7,7 @@ mod migrations;
 
 pub mod append_queue;
 pub mod audit;
+pub mod checkpoint;
 pub mod credentials;
 pub mod enrollment;
 pub mod flags;
@@ -156,6 +157,8 @@ impl Store {
                     sqlx::query(sqlx::AssertSqlSafe(setting)).execute(&mut *connection).await?;
                     if let Some(pragma) = synchronous {
                         sqlx::query(pragma).execute(&mut *connection).await?;
+                        // Checkpoints run in the background (store::checkpoint); this is the backstop.
+                        sqlx::query(checkpoint::AUTOCHECKPOINT_PRAGMA).execute(&mut *connection).await?;
                     }
                     Ok(())
                 })
