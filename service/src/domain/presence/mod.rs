@@ -25,8 +25,11 @@ use tether_attestation::cose::CredentialPublicKey;
 use tether_attestation::json::{AuthenticationResponseJson, CredentialDescriptor, RequestOptionsJson};
 use tether_proto::v1 as pb;
 
-/// How many challenges one scheduler pass issues or sweeps at most.
+/// How many due credentials (or overdue challenges) one scheduler query returns.
 const BATCH: i64 = 500;
+/// Challenges committed per transaction: enough to share an `fsync`, few enough that the
+/// scheduler never holds SQLite's single write turn long against access checks.
+const CHALLENGES_PER_TRANSACTION: usize = 50;
 
 pub async fn issue(app: &App, credential: &Credential, deadline_s: i64, reason: &str) -> ApiResult<Challenge> {
     let challenge = challenge::new_challenge(credential, deadline_s, reason, now_ms());
@@ -36,24 +39,64 @@ pub async fn issue(app: &App, credential: &Credential, deadline_s: i64, reason: 
     Ok(challenge)
 }
 
-/// Issues a challenge to every active credential that is due under its
-/// tenant's schedule. Returns how many were issued.
+/// How long one scheduler pass may keep going through full batches: half a tick, so a backlog
+/// (a million credentials falling due within the hour) drains without passes overlapping.
+fn pass_budget(app: &App) -> std::time::Duration {
+    app.settings.scheduler_tick / 2
+}
+
+/// Issues a challenge to every active credential that is due under its tenant's schedule,
+/// batch after batch while batches come back full and the pass has time left. Returns how
+/// many were issued.
 pub async fn issue_due(app: &App) -> ApiResult<usize> {
-    let due = presence::credentials_due(&app.store, now_ms(), BATCH).await?;
+    let started = std::time::Instant::now();
     let mut issued = 0;
-    for (_tenant, credential_id, _device, deadline_s) in due {
-        let Some(credential) = credentials::get(&app.store, &credential_id).await? else { continue };
-        issue(app, &credential, deadline_s, "scheduled").await?;
-        issued += 1;
+    loop {
+        let due = presence::credentials_due(&app.store, now_ms(), BATCH).await?;
+        let full = i64::try_from(due.len()).unwrap_or(i64::MAX) >= BATCH;
+        let mut challenges = Vec::with_capacity(due.len());
+        for (_tenant, credential_id, _device, deadline_s) in due {
+            let Some(credential) = credentials::get(&app.store, &credential_id).await? else { continue };
+            challenges.push(challenge::new_challenge(&credential, deadline_s, "scheduled", now_ms()));
+        }
+        for chunk in challenges.chunks(CHALLENGES_PER_TRANSACTION) {
+            let mut tx = app.store.begin().await?;
+            for challenge in chunk {
+                presence::insert_challenge_in(&mut tx, challenge).await?;
+            }
+            tx.commit().await.map_err(StoreError::from)?;
+            for challenge in chunk {
+                // Nobody listening is fine: agents also poll.
+                let _ = app.issued.send(challenge.credential_id.clone());
+            }
+            issued += chunk.len();
+        }
+        if !full || started.elapsed() >= pass_budget(app) {
+            return Ok(issued);
+        }
     }
-    Ok(issued)
 }
 
 /// Turns overdue challenges into missed-presence records, each exactly once.
 pub async fn sweep_missed(app: &App) -> ApiResult<usize> {
+    let started = std::time::Instant::now();
+    let mut missed = 0;
+    loop {
+        let (swept, full) = sweep_batch(app).await?;
+        missed += swept;
+        if !full || started.elapsed() >= pass_budget(app) {
+            return Ok(missed);
+        }
+    }
+}
+
+/// One batch of [`sweep_missed`]: how many were recorded, and whether the batch was full.
+async fn sweep_batch(app: &App) -> ApiResult<(usize, bool)> {
     let now = now_ms();
     let mut missed = 0;
-    for challenge in presence::overdue(&app.store, now, BATCH).await? {
+    let overdue = presence::overdue(&app.store, now, BATCH).await?;
+    let full = i64::try_from(overdue.len()).unwrap_or(i64::MAX) >= BATCH;
+    for challenge in overdue {
         let worker = credentials::get(&app.store, &challenge.credential_id)
             .await?
             .map(|c| c.worker_external_id)
@@ -108,7 +151,7 @@ pub async fn sweep_missed(app: &App) -> ApiResult<usize> {
             }
         }
     }
-    Ok(missed)
+    Ok((missed, full))
 }
 
 /// A live credential, its tenant and its open challenges, for every surface
