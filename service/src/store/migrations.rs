@@ -23,6 +23,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (15, "tenants by origin", include_str!("../../migrations/sqlite/0015_tenants_by_origin.sql")),
     (16, "siem outbox", include_str!("../../migrations/sqlite/0016_siem_outbox.sql")),
     (17, "credentials last challenged", include_str!("../../migrations/sqlite/0017_credentials_last_challenged.sql")),
+    (18, "attestation tiers", include_str!("../../migrations/sqlite/0018_attestation_tiers.sql")),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -43,6 +44,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (15, "tenants by origin", include_str!("../../migrations/postgres/0015_tenants_by_origin.sql")),
     (16, "siem outbox", include_str!("../../migrations/postgres/0016_siem_outbox.sql")),
     (17, "credentials last challenged", include_str!("../../migrations/postgres/0017_credentials_last_challenged.sql")),
+    (18, "attestation tiers", include_str!("../../migrations/postgres/0018_attestation_tiers.sql")),
 ];
 
 pub(super) async fn run(store: &Store) -> StoreResult<()> {

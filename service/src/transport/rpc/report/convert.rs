@@ -122,6 +122,10 @@ pub fn presence(e: reports::FailureItem) -> pb::PresenceEvent {
     }
 }
 
+fn reasons(list: Vec<reports::SessionReason>) -> Vec<pb::Reason> {
+    list.into_iter().map(|r| pb::Reason { code: reason_from_name(&r.code) as i32, detail: r.detail }).collect()
+}
+
 pub fn session(s: reports::SessionItem) -> pb::Session {
     pb::Session {
         id: s.id,
@@ -131,11 +135,8 @@ pub fn session(s: reports::SessionItem) -> pb::Session {
         source_ip: s.source_ip,
         gateway_id: s.gateway_id,
         decision: if s.decision == "allow" { pb::Decision::Allow } else { pb::Decision::Deny } as i32,
-        reasons: s
-            .reasons
-            .into_iter()
-            .map(|r| pb::Reason { code: reason_from_name(&r.code) as i32, detail: r.detail })
-            .collect(),
+        reasons: reasons(s.reasons),
+        would_deny_reasons: reasons(s.would_deny),
         at_ms: s.at_ms,
         flags: s
             .flags
