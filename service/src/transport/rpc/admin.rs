@@ -4,6 +4,7 @@ mod flag_policy;
 mod integrations;
 mod pcr_policy;
 mod policy;
+pub use policy::tier_to_proto;
 mod workers;
 
 use super::{id_cursor, id_token, page_size};

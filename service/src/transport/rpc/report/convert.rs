@@ -5,6 +5,7 @@ use crate::domain::access::reason_from_name;
 use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::reports::{self, FailureOutcome, FlagStatus, Severity, TimelineDetail};
 use tether_proto::v1 as pb;
+use crate::store::credentials::Tier;
 
 pub fn outcome_name(outcome: pb::PresenceOutcome) -> &'static str {
     match outcome {
@@ -182,6 +183,10 @@ pub fn timeline(t: reports::Timeline) -> pb::GetDeviceTimelineResponse {
                     format: i.format,
                     attestation_type: i.attestation_type,
                     attested: i.attested,
+                    tier: match Tier::parse(&i.tier) {
+                        Some(tier) => crate::transport::rpc::admin::tier_to_proto(tier),
+                        None => pb::AttestationTier::Unspecified,
+                    } as i32,
                     attestation_reason: i.attestation_reason,
                     trust_anchor: i.trust_anchor,
                     aaguid: i.aaguid,
