@@ -1,6 +1,7 @@
 //! Embedded, per-backend migrations run through sqlx's migrator.
 
-use super::{Backend, Store, StoreResult};
+use super::{Backend, StoreResult};
+use sqlx::AnyPool;
 use sqlx::AssertSqlSafe;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use std::borrow::Cow;
@@ -47,8 +48,8 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (18, "attestation tiers", include_str!("../../migrations/postgres/0018_attestation_tiers.sql")),
 ];
 
-pub(super) async fn run(store: &Store) -> StoreResult<()> {
-    let list = match store.backend {
+pub(super) async fn run(pool: &AnyPool, backend: Backend) -> StoreResult<()> {
+    let list = match backend {
         Backend::Sqlite => SQLITE,
         Backend::Postgres => POSTGRES,
     };
@@ -64,6 +65,6 @@ pub(super) async fn run(store: &Store) -> StoreResult<()> {
             )
         })
         .collect();
-    Migrator::with_migrations(migrations).run(&store.pool).await?;
+    Migrator::with_migrations(migrations).run(pool).await?;
     Ok(())
 }

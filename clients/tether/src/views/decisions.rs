@@ -205,8 +205,17 @@ pub struct SessionsView {
 
 impl Render for SessionsView {
     fn to_text(&self) -> String {
-        let mut table =
-            Table::new(&["AT", "DECISION", "WORKER", "DEVICE", "SOURCE IP", "GATEWAY", "REASONS", "WOULD DENY", "SESSION"]);
+        let mut table = Table::new(&[
+            "AT",
+            "DECISION",
+            "WORKER",
+            "DEVICE",
+            "SOURCE IP",
+            "GATEWAY",
+            "REASONS",
+            "WOULD DENY",
+            "SESSION",
+        ]);
         for s in &self.sessions {
             table.row([
                 time_cell(&s.at),

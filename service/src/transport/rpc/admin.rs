@@ -649,7 +649,8 @@ impl AdminService for AdminApi {
             self.retrying("policy.update", || async {
                 let mut tx = self.app.store.begin().await?;
                 tenants::update_policy(&mut tx, &caller.tenant_id, &p).await?;
-                let details = serde_json::json!({"before": policy::policy_json(&before), "after": policy::policy_json(&p)});
+                let details =
+                    serde_json::json!({"before": policy::policy_json(&before), "after": policy::policy_json(&p)});
                 self.commit(tx, &caller, "policy.updated", "", details).await
             })
             .await?;

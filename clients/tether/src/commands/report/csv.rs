@@ -101,8 +101,18 @@ pub fn failures(events: &[PresenceEventView]) -> String {
 }
 
 pub fn sessions(sessions: &[SessionView]) -> String {
-    let header =
-        ["at", "decision", "worker_external_id", "device_id", "source_ip", "gateway_id", "reasons", "flags", "id", "would_deny"];
+    let header = [
+        "at",
+        "decision",
+        "worker_external_id",
+        "device_id",
+        "source_ip",
+        "gateway_id",
+        "reasons",
+        "flags",
+        "id",
+        "would_deny",
+    ];
     document(
         &header,
         sessions.iter().map(|s| {

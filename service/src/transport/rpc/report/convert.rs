@@ -4,8 +4,8 @@
 use crate::domain::access::reason_from_name;
 use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::reports::{self, FailureOutcome, FlagStatus, Severity, TimelineDetail};
-use tether_proto::v1 as pb;
 use crate::store::credentials::Tier;
+use tether_proto::v1 as pb;
 
 pub fn outcome_name(outcome: pb::PresenceOutcome) -> &'static str {
     match outcome {
