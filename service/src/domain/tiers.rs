@@ -68,7 +68,11 @@ mod tests {
     #[test]
     fn allow_unattested_is_shorthand_for_both_tiers_and_keeps_the_old_behaviour() {
         let closed = policy(false);
-        assert_eq!(Policy::new("example.com", "https://example.com"), closed, "a new tenant refuses unattested credentials");
+        assert_eq!(
+            Policy::new("example.com", "https://example.com"),
+            closed,
+            "a new tenant refuses unattested credentials"
+        );
         assert!(!closed.allow_unattested());
         assert_eq!(verdict(&closed, Tier::HardwareUnverified), Verdict::Deny);
         assert_eq!(verdict(&closed, Tier::SelfOrNone), Verdict::Deny);
