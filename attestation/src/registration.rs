@@ -122,6 +122,9 @@ pub struct VerifiedRegistration {
     pub format: AttestationFormat,
     pub attestation_type: AttestationType,
     pub trust: AttestationTrust,
+    /// Lowercase hex SHA-1 of the attestation certificate's public key (the key identifier FIDO
+    /// metadata lists U2F batch keys by); None without an attestation certificate.
+    pub attestation_key_id: Option<String>,
     pub user_present: bool,
     pub user_verified: bool,
     pub backup_eligible: bool,
@@ -236,6 +239,7 @@ pub fn verify_registration(
         format,
         attestation_type: outcome.attestation_type,
         trust: outcome.trust,
+        attestation_key_id: statement::attestation_key_id(att_stmt),
         user_present: auth_data.user_present(),
         user_verified: auth_data.user_verified(),
         backup_eligible: auth_data.backup_eligible(),

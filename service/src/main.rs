@@ -306,32 +306,43 @@ struct MdsArgs {
     mds_file: Option<std::path::PathBuf>,
     /// A PEM file of roots the BLOB's signer must chain to (repeatable; the environment variable
     /// takes a comma-separated list). Default: the shipped, pinned GlobalSign R3 and R46 roots.
-    #[arg(long, env = "TETHER_MDS_ROOTS", value_name = "PEM", value_delimiter = ',', requires = "mds_file")]
+    #[arg(long, env = "TETHER_MDS_ROOTS", value_name = "PEM", value_delimiter = ',')]
     mds_root: Vec<std::path::PathBuf>,
+    /// Fetch the BLOB from this URL (https, or http to loopback), e.g.
+    /// https://mds3.fidoalliance.org/, keeping --mds-file as its cache: a download replaces the
+    /// file only once it verifies and is newer. Without a cache file, startup fetches first.
+    #[arg(long, env = "TETHER_MDS_URL", value_name = "URL", requires = "mds_file")]
+    mds_url: Option<String>,
+    /// How often --mds-url is fetched.
+    #[arg(long, env = "TETHER_MDS_FETCH_INTERVAL", default_value = "24h", value_parser = parse_positive_duration)]
+    mds_fetch_interval: Duration,
     /// How often the --mds-file is checked for changes.
     #[arg(long, env = "TETHER_MDS_RELOAD_INTERVAL", default_value = "60s", value_parser = parse_positive_duration)]
     mds_reload_interval: Duration,
 }
 
 impl MdsArgs {
-    fn source(&self) -> anyhow::Result<Option<tetherd::process::mds::MdsSource>> {
-        let Some(path) = &self.mds_file else { return Ok(None) };
-        let roots = if self.mds_root.is_empty() {
-            tether_attestation::mds::production_roots().map_err(|e| anyhow::anyhow!(e))?
-        } else {
-            let mut roots = tether_attestation::trust::TrustStore::new();
-            for file in &self.mds_root {
-                let pem = std::fs::read_to_string(file)
-                    .map_err(|e| anyhow::anyhow!("cannot read --mds-root {}: {e}", file.display()))?;
-                roots.add_pem(&pem).map_err(|e| anyhow::anyhow!("--mds-root {}: {e}", file.display()))?;
-            }
-            roots
-        };
-        Ok(Some(tetherd::process::mds::MdsSource {
+    /// The roots every FIDO metadata BLOB (the --mds-file and tenants' imports) must chain to.
+    fn roots(&self) -> anyhow::Result<tether_attestation::trust::TrustStore> {
+        if self.mds_root.is_empty() {
+            return tether_attestation::mds::production_roots().map_err(|e| anyhow::anyhow!(e));
+        }
+        let mut roots = tether_attestation::trust::TrustStore::new();
+        for file in &self.mds_root {
+            let pem = std::fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("cannot read --mds-root {}: {e}", file.display()))?;
+            roots.add_pem(&pem).map_err(|e| anyhow::anyhow!("--mds-root {}: {e}", file.display()))?;
+        }
+        Ok(roots)
+    }
+
+    fn source(&self, roots: &tether_attestation::trust::TrustStore) -> Option<tetherd::process::mds::MdsSource> {
+        let path = self.mds_file.as_ref()?;
+        Some(tetherd::process::mds::MdsSource {
             path: path.clone(),
-            roots,
+            roots: roots.clone(),
             reload_interval: self.mds_reload_interval,
-        }))
+        })
     }
 }
 
@@ -468,7 +479,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             web,
         } => {
             let limits = limits.settings()?;
-            let mds = mds.source()?;
+            let mds_roots = mds.roots()?;
+            let (mds_url, mds_fetch_interval) = (mds.mds_url.clone(), mds.mds_fetch_interval);
+            let mds = mds.source(&mds_roots);
             let store_options = database.options()?;
             let token_keys = access_tokens.load()?;
             let web_tls = match (&web.web_listen, &tls.tls_cert, &tls.tls_key) {
@@ -508,8 +521,19 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 );
                 let _ = app.access_tokens.set(keys);
             }
+            let _ = app.mds_roots.set(mds_roots);
             if let Some(source) = mds {
+                if let Some(url) = &mds_url
+                    && !source.path.exists()
+                {
+                    tetherd::process::mds_fetch::fetch_into_cache(url, &source)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("--mds-url: no cached --mds-file yet and {e}"))?;
+                }
                 tetherd::process::mds::install(&app, &source).await.map_err(|e| anyhow::anyhow!("--mds-file: {e}"))?;
+                if let Some(url) = mds_url {
+                    tetherd::process::mds_fetch::spawn_fetch(app.clone(), source.clone(), url, mds_fetch_interval);
+                }
                 tetherd::process::mds::spawn_reload(app.clone(), source);
             }
             if !app.risk.geo_enabled() {

@@ -6,15 +6,21 @@ use sqlx::Row;
 use tetherd::store::Store;
 
 async fn plan(store: &Store, sql: &str) -> Vec<String> {
+    plan_with(store, sql, 0, 4).await
+}
+
+/// The plan of `sql` with `texts` text parameters, then `numbers` integer ones, bound (a
+/// number bound to a text column's equality would keep SQLite off that column's indexes).
+async fn plan_with(store: &Store, sql: &str, texts: usize, numbers: usize) -> Vec<String> {
     let explain = format!("EXPLAIN QUERY PLAN {sql}");
-    let rows = sqlx::query(sqlx::AssertSqlSafe(explain))
-        .bind(0_i64)
-        .bind(0_i64)
-        .bind(0_i64)
-        .bind(0_i64)
-        .fetch_all(store.pool())
-        .await
-        .unwrap();
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(explain));
+    for _ in 0..texts {
+        query = query.bind("x");
+    }
+    for _ in 0..numbers {
+        query = query.bind(0_i64);
+    }
+    let rows = query.fetch_all(store.pool()).await.unwrap();
     rows.iter().map(|r| r.get::<String, _>("detail")).collect()
 }
 
@@ -51,4 +57,34 @@ async fn credentials_due_a_challenge_are_found_per_tenant_by_index_not_by_walkin
         "{steps:?}"
     );
     assert!(steps.iter().all(|s| !s.starts_with("SCAN c") && !s.contains("TEMP B-TREE")), "{steps:?}");
+}
+
+#[tokio::test]
+async fn the_farm_view_reads_a_range_of_the_tenants_flags_and_each_devices_answers_by_index() {
+    let (_dir, store) = store().await;
+    let steps = plan_with(&store, tetherd::store::flags::UNRESOLVED_SINCE, 1, 2).await;
+    assert!(steps.iter().any(|s| s.contains("flags_tenant_at (tenant_id=? AND raised_at_ms>?)")), "{steps:?}");
+    assert!(steps.iter().all(|s| !s.starts_with("SCAN") && !s.contains("TEMP B-TREE")), "{steps:?}");
+    let steps = plan_with(&store, tetherd::store::presence::DEVICE_ANSWERS, 2, 3).await;
+    assert!(
+        steps
+            .iter()
+            .any(|s| s
+                .contains("presence_events_tenant_device_at (tenant_id=? AND device_id=? AND at_ms>? AND at_ms<?)")),
+        "{steps:?}"
+    );
+    assert!(
+        steps.iter().any(|s| s.contains("SEARCH c USING INDEX sqlite_autoindex_challenges_1 (id=?)")
+            || s.contains("SEARCH c USING INTEGER PRIMARY KEY")),
+        "{steps:?}"
+    );
+    assert!(steps.iter().all(|s| !s.starts_with("SCAN") && !s.contains("TEMP B-TREE")), "{steps:?}");
+    let steps = plan_with(&store, tetherd::store::presence::DEVICE_ANSWER_COUNT, 2, 2).await;
+    assert!(
+        steps
+            .iter()
+            .any(|s| s
+                .contains("presence_events_tenant_device_at (tenant_id=? AND device_id=? AND at_ms>? AND at_ms<?)")),
+        "{steps:?}"
+    );
 }

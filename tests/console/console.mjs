@@ -52,8 +52,11 @@ try {
   await shot('login');
 
   await page.fill('#api_key', key);
-  await Promise.all([page.waitForURL(`${base}/flags`), page.click('form.login button[type=submit]')]);
-  check(await page.locator('h1', { hasText: 'Flags' }).isVisible(), 'logged in: the flags page shows');
+  await Promise.all([page.waitForURL(`${base}/farms`), page.click('form.login button[type=submit]')]);
+  check(await page.locator('h1', { hasText: 'Farms' }).isVisible(), 'logged in: the farm view is the first page');
+  await page.locator('nav a', { hasText: 'Flags' }).click();
+  await page.waitForURL(`${base}/flags`);
+  check(await page.locator('h1', { hasText: 'Flags' }).isVisible(), 'the flags page is in the navigation');
 
   const form = `form[action="/flags/${flagId}/review"]`;
   const row = page.locator('tr', { has: page.locator(form) });

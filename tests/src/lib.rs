@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod fixtures;
+pub mod mds;
 pub mod mmdb;
 pub mod swtpm;
 

@@ -20,6 +20,9 @@ const TOOLS: &[&str] = &[
     "tpm2_activatecredential",
     "tpm2_readpublic",
     "tpm2_nvread",
+    "tpm2_nvdefine",
+    "tpm2_nvwrite",
+    "tpm2_nvundefine",
     "tpm2_load",
     "timeout",
 ];

@@ -1,11 +1,16 @@
 //! The analysts' web console (`tetherd serve --console-listen`): login with
 //! API keys, sessions, CSRF, tenant scoping and escaping over raw HTTP/1.1,
 //! and the whole flow (log in, resolve a planted flag, see the audit entry)
-//! in a real headless Chromium driven by tests/console/console.mjs.
+//! in a real headless Chromium driven by tests/console/console.mjs, and the
+//! farm view (console/farms.rs; its answer timeline in Chromium with
+//! tests/console/farms.mjs).
 
-use std::collections::HashMap;
+#[path = "console/browser.rs"]
+mod browser;
+#[path = "console/farms.rs"]
+mod farms;
+
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
 use tether_e2e::fixtures::{Org, enroll, test_aaguid};
 use tether_e2e::{Server, authed};
 use tether_proto::v1 as pb;
@@ -192,7 +197,7 @@ async fn login_refuses_bad_and_gateway_keys_and_forged_forms_and_is_rate_limited
 
     let (reply, cookie) = login(base, &org.analyst_key).await;
     assert_eq!(reply.status, 303);
-    assert_eq!(reply.header("location"), Some("/flags"));
+    assert_eq!(reply.header("location"), Some("/farms"), "the farm view is the first page");
     let set_cookie = reply.headers.iter().find(|(k, v)| k == "set-cookie" && v.starts_with("tether_console="));
     let set_cookie = &set_cookie.expect("a session cookie").1;
     assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"), "{set_cookie}");
@@ -289,10 +294,10 @@ async fn pages_need_a_session_and_reviews_need_the_csrf_token_and_are_audited_li
     let (flag_id, device_id) = plant_flag(&server, &org, "w-bob", "SN-1").await;
     let base = &server.console_url;
 
-    for path in ["/", "/flags", "/audit", "/presence", "/clusters", &format!("/devices/{device_id}")] {
+    for path in ["/", "/farms", "/flags", "/audit", "/presence", "/clusters", &format!("/devices/{device_id}")] {
         let reply = http(base, "GET", path, None, None).await;
         assert_eq!(reply.status, 303, "{path} without a session");
-        let expected = if path == "/" { "/flags" } else { "/login" };
+        let expected = if path == "/" { "/farms" } else { "/login" };
         assert_eq!(reply.header("location"), Some(expected), "{path}");
         let forged = http(base, "GET", path, Some("tether_console=00ff"), None).await;
         assert_eq!(forged.header("location"), Some(expected), "{path} with an unknown session id");
@@ -427,70 +432,6 @@ async fn attacker_controlled_evidence_and_notes_render_escaped() {
     }
     let flags = http(base, "GET", "/flags", Some(&cookie), None).await;
     assert!(flags.body.contains("flg_markup") && flags.body.contains("&quot;&gt;&lt;img src=x&gt;"));
-}
-
-/// The artifacts directory for screenshots: TETHER_TEST_ARTIFACTS, else target/tmp/test-artifacts.
-fn artifacts_dir() -> PathBuf {
-    match std::env::var("TETHER_TEST_ARTIFACTS") {
-        Ok(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => Path::new(env!("CARGO_TARGET_TMPDIR")).join("test-artifacts"),
-    }
-}
-
-#[tokio::test]
-async fn an_analyst_resolves_a_flag_in_a_real_browser() {
-    let script_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("console");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let node_ok = std::process::Command::new("node").arg("--version").output().is_ok_and(|o| o.status.success());
-    let missing: Vec<&str> = [
-        (!Path::new(&chromium).exists()).then_some("chromium (apt-get install chromium)"),
-        (!node_ok).then_some("node"),
-        (!script_dir.join("node_modules/playwright-core").exists())
-            .then_some("playwright-core (npm ci in tests/console)"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if !missing.is_empty() {
-        println!("SKIPPED: the browser test needs {}", missing.join(", "));
-        return;
-    }
-
-    let server = console_server();
-    let org = Org::create(&server, "acme").await;
-    let (flag_id, device_id) = plant_flag(&server, &org, "w-bob", "SN-1").await;
-    let note = "laptop replaced; new one attested";
-    let shots = artifacts_dir();
-    let output = tokio::process::Command::new("node")
-        .arg(script_dir.join("console.mjs"))
-        .current_dir(&script_dir)
-        .envs(HashMap::from([
-            ("CONSOLE_URL", server.console_url.as_str()),
-            ("ANALYST_KEY", org.analyst_key.as_str()),
-            ("FLAG_ID", flag_id.as_str()),
-            ("FLAG_KIND", "unattested_hardware"),
-            ("DEVICE_ID", device_id.as_str()),
-            ("NOTE", note),
-            ("CHROMIUM", chromium.as_str()),
-        ]))
-        .env("SCREENSHOT_DIR", &shots)
-        .output()
-        .await
-        .expect("run node");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "the browser flow failed (output above)");
-    assert!(stdout.contains(&format!("screenshot: {}", shots.join("console-flags.png").display())));
-
-    // What the browser did is what the service recorded.
-    let flag = flag_of(&server, &org, &device_id).await;
-    assert_eq!(flag.status, pb::FlagStatus::Resolved as i32);
-    assert_eq!(flag.note, note);
-    let entries = audit_entries(&server, &org, "flag.resolved").await;
-    assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].target, flag_id);
-    assert!(entries[0].details_json.contains(note));
-    assert_eq!(entries[0].actor, format!("key:{}", org.analyst_key.split('.').nth(1).unwrap()));
 }
 
 #[tokio::test]

@@ -142,8 +142,10 @@ async fn a_malformed_posture_is_invalid_argument_naming_the_field() {
     assert!(err.message().contains("at most 65536"), "{}", err.message());
 }
 
-#[tokio::test]
-async fn the_agent_binary_collects_and_signs_its_posture() {
+/// A tenant with one laptop enrolled by the real `tether-agent`, which then answers a presence
+/// challenge with the posture it reads under `root` (sys/, proc/, etc/). Returns the server,
+/// the admin key and the device id.
+async fn agent_answers_with_posture_root(root: &std::path::Path) -> (Server, String, String) {
     let server = Server::start();
     let keys = server.init_tenant("acme", "acme.example", "https://acme.example");
     let dir = tempfile::tempdir().unwrap();
@@ -166,14 +168,6 @@ async fn the_agent_binary_collects_and_signs_its_posture() {
     let ca_key = format!("{ca}/vendor-ca.key");
     let enroll = ["enroll", "--token", &token, "--attestation-ca-cert", &ca_cert, "--attestation-ca-key", &ca_key];
     assert!(run_bin("tether-agent", &enroll, &agent_env).status.success());
-
-    // A prepared root with a PiKVM gadget on the USB bus (the agent reads sys/, proc/, etc/ under it).
-    let root = dir.path().join("root");
-    let usb = root.join("sys/bus/usb/devices/1-1");
-    std::fs::create_dir_all(&usb).unwrap();
-    for (file, value) in [("idVendor", "1d6b"), ("idProduct", "0104"), ("manufacturer", "PiKVM"), ("product", "KVM")] {
-        std::fs::write(usb.join(file), format!("{value}\n")).unwrap();
-    }
     let root_arg = root.to_str().unwrap();
     let mut answered = false;
     for _ in 0..50 {
@@ -188,13 +182,83 @@ async fn the_agent_binary_collects_and_signs_its_posture() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     assert!(answered, "the agent answered no challenge");
+    (server, keys.admin_key, device_id)
+}
+
+/// Writes one USB device (sysfs attributes, and each interface's class, subclass and protocol)
+/// under `root`, as the kernel lays it out.
+fn usb_device(root: &std::path::Path, port: &str, attributes: &[(&str, &str)], interfaces: &[(&str, &str, &str)]) {
+    let device = root.join("sys/bus/usb/devices").join(port);
+    std::fs::create_dir_all(&device).unwrap();
+    for (file, value) in attributes {
+        std::fs::write(device.join(file), format!("{value}\n")).unwrap();
+    }
+    for (i, (class, subclass, protocol)) in interfaces.iter().enumerate() {
+        let interface = root.join("sys/bus/usb/devices").join(format!("{port}:1.{i}"));
+        std::fs::create_dir_all(&interface).unwrap();
+        for (file, value) in
+            [("bInterfaceClass", class), ("bInterfaceSubClass", subclass), ("bInterfaceProtocol", protocol)]
+        {
+            std::fs::write(interface.join(file), format!("{value}\n")).unwrap();
+        }
+    }
+}
+
+async fn remote_control_flags(server: &Server, admin_key: &str, device_id: &str) -> Vec<pb::Flag> {
+    let mut reports = server.reports().await;
+    let request = pb::ListFlagsRequest { device_id: device_id.into(), ..Default::default() };
+    let flags = reports.list_flags(authed(admin_key, request)).await.unwrap().into_inner().flags;
+    flags.into_iter().filter(|f| f.kind == "remote_control").collect()
+}
+
+/// A JetKVM with its Logitech preset: the ids say "Logitech receiver", the structure — one
+/// composite keyboard + mouse with a gadget's serial and a mass-storage function — says KVM.
+/// The same ids and HID structure without gadget traits (a real receiver) stay quiet.
+#[tokio::test]
+async fn a_kvm_spoofing_a_logitech_receiver_is_flagged_by_its_structure_through_the_real_agent() {
+    let keyboard_and_mouse = [("03", "01", "01"), ("03", "01", "02")];
+    let dir = tempfile::tempdir().unwrap();
+    let spoofed = dir.path().join("jetkvm");
+    let attributes =
+        [("idVendor", "046d"), ("idProduct", "c52b"), ("manufacturer", "Logitech"), ("product", "USB Receiver")];
+    usb_device(
+        &spoofed,
+        "1-2",
+        &[&attributes[..], &[("serial", "CAFEBABE")]].concat(),
+        &[keyboard_and_mouse[0], keyboard_and_mouse[1], ("08", "06", "50")],
+    );
+    let (server, admin_key, device_id) = agent_answers_with_posture_root(&spoofed).await;
+    let flags = remote_control_flags(&server, &admin_key, &device_id).await;
+    assert!(flags.iter().any(|f| f.severity == pb::FlagSeverity::High as i32), "{flags:?}");
+    let evidence: serde_json::Value = serde_json::from_str(&flags[0].evidence_json).unwrap();
+    assert!(evidence.to_string().contains("by structure"), "{evidence}");
+    assert!(evidence.to_string().contains("CAFEBABE"), "the traits are named: {evidence}");
+
+    let receiver = dir.path().join("receiver");
+    usb_device(&receiver, "1-2", &attributes, &keyboard_and_mouse);
+    let (server, admin_key, device_id) = agent_answers_with_posture_root(&receiver).await;
+    let flags = remote_control_flags(&server, &admin_key, &device_id).await;
+    assert!(flags.is_empty(), "a real receiver is not a KVM: {flags:?}");
+}
+
+#[tokio::test]
+async fn the_agent_binary_collects_and_signs_its_posture() {
+    // A prepared root with a PiKVM gadget on the USB bus (the agent reads sys/, proc/, etc/ under it).
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let usb = root.join("sys/bus/usb/devices/1-1");
+    std::fs::create_dir_all(&usb).unwrap();
+    for (file, value) in [("idVendor", "1d6b"), ("idProduct", "0104"), ("manufacturer", "PiKVM"), ("product", "KVM")] {
+        std::fs::write(usb.join(file), format!("{value}\n")).unwrap();
+    }
+    let (server, admin_key, device_id) = agent_answers_with_posture_root(&root).await;
     let stored = stored_postures(&server, &device_id).await;
     assert_eq!(stored.len(), 1, "{stored:?}");
     let posture: serde_json::Value = serde_json::from_str(&stored[0].1).unwrap();
     assert_eq!(posture["usb"][0]["manufacturer"], "PiKVM", "{posture}");
     let mut reports = server.reports().await;
     let request = pb::ListFlagsRequest { device_id: device_id.clone(), ..Default::default() };
-    let flags = reports.list_flags(authed(&keys.admin_key, request)).await.unwrap().into_inner().flags;
+    let flags = reports.list_flags(authed(&admin_key, request)).await.unwrap().into_inner().flags;
     assert!(
         flags.iter().any(|f| f.kind == "remote_control" && f.severity == pb::FlagSeverity::High as i32),
         "{flags:?}"

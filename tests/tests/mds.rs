@@ -221,3 +221,149 @@ async fn a_root_from_the_blob_admits_only_its_own_model() {
     let done = enroll(&server, &token, &mut by_vendor(CERTIFIED)).await.expect("the listed model");
     assert!(done.attested, "{done:?}");
 }
+
+/// The operator's BLOB is recorded in the database: each new `no` is audited in every tenant,
+/// and an older file is refused at startup even though this process never saw the newer one.
+#[tokio::test]
+async fn the_operators_blob_is_audited_and_never_goes_back_across_restarts() {
+    let mds = tether_e2e::mds::TestMds::generate();
+    let work = tempfile::tempdir().expect("tempdir");
+    let root = work.path().join("mds-root.pem");
+    std::fs::write(&root, &mds.root_pem).expect("root");
+    let blob = work.path().join("mds.jwt");
+    let signed = |no: u64| mds.sign(&serde_json::json!({ "no": no, "nextUpdate": "2099-01-01", "entries": [] }));
+    std::fs::write(&blob, signed(3)).expect("blob");
+    let mut server = Server::start();
+    let acme = Org::create(&server, "acme").await;
+    let globex = Org::create(&server, "globex").await;
+    let (blob_arg, root_arg) = (blob.display().to_string(), root.display().to_string());
+    server.extra_args = vec!["--mds-file".into(), blob_arg.clone(), "--mds-root".into(), root_arg.clone()];
+    server.restart();
+    // The same file again at the next start: nothing new is recorded.
+    server.restart();
+    for org in [&acme, &globex] {
+        let mut reports = server.reports().await;
+        let log = reports
+            .list_audit_log(tether_e2e::authed(&org.analyst_key, pb::ListAuditLogRequest::default()))
+            .await
+            .expect("audit")
+            .into_inner();
+        let loaded: Vec<_> = log.entries.iter().filter(|e| e.action == "mds.loaded").collect();
+        assert_eq!(loaded.len(), 1, "{loaded:?}");
+        assert_eq!((loaded[0].actor.as_str(), loaded[0].target.as_str()), ("system", "mds"));
+        assert!(loaded[0].details_json.contains("\"no\":3"), "{}", loaded[0].details_json);
+    }
+    server.stop();
+
+    std::fs::write(&blob, signed(2)).expect("an older blob");
+    let output = Command::new(bin("tetherd"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &server.database_url])
+        .args(["--api-key-pepper-file", &server.pepper_file, "--mds-file", &blob_arg, "--mds-root", &root_arg])
+        .output()
+        .expect("run tetherd");
+    assert!(!output.status.success(), "an older BLOB than the one last in force must not start");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("must not go backwards"), "{stderr}");
+}
+
+/// A loopback HTTP/1.1 server answering every GET with what `reply` holds at that moment.
+fn serve(reply: std::sync::Arc<std::sync::Mutex<(u16, String)>>) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/blob.jwt", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut line = String::new();
+            while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) && line != "\r\n" {
+                line.clear();
+            }
+            let (status, body) = reply.lock().expect("reply").clone();
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+/// `--mds-url`: fetched at startup when there is no cache, then on every interval; a BLOB that
+/// verifies and is newer replaces the cache file and is in force at once; a bad download or an
+/// error answer changes nothing.
+#[tokio::test]
+async fn the_blob_is_fetched_from_the_url_with_the_file_as_cache() {
+    let mds = tether_e2e::mds::TestMds::generate();
+    let work = tempfile::tempdir().expect("tempdir");
+    let root = work.path().join("mds-root.pem");
+    std::fs::write(&root, &mds.root_pem).expect("root");
+    let blob = |no: u64, revoked: &str| {
+        let entries = serde_json::json!([{ "aaguid": revoked, "statusReports": [{ "status": "REVOKED" }] }]);
+        mds.sign(&serde_json::json!({ "no": no, "nextUpdate": "2099-01-01", "entries": entries }))
+    };
+    let reply = std::sync::Arc::new(std::sync::Mutex::new((200, blob(1, COMPROMISED))));
+    let url = serve(reply.clone());
+    let cache = work.path().join("cache").join("mds.jwt");
+    std::fs::create_dir_all(cache.parent().expect("dir")).expect("dir");
+    let (cache_arg, root_arg) = (cache.display().to_string(), root.display().to_string());
+    let server = Server::start_with_args(&[
+        "--mds-url",
+        &url,
+        "--mds-file",
+        &cache_arg,
+        "--mds-root",
+        &root_arg,
+        "--mds-fetch-interval",
+        "300ms",
+    ]);
+    assert!(std::fs::read_to_string(&cache).expect("the cache").contains('.'), "startup filled the cache");
+    let org = Org::create(&server, "acme").await;
+    let device = org.register_device(&server, "w-ann", "SN-1").await;
+    let token = org.token(&server, &device).await;
+    let err = enroll(&server, &token, &mut authenticator(&org, COMPROMISED)).await.unwrap_err();
+    assert!(err.message().contains("REVOKED"), "{}", err.message());
+
+    // A download that does not verify, and an error answer, leave cache and verdicts alone.
+    let cached = std::fs::read_to_string(&cache).expect("cache");
+    for bad in [(200, "not a blob".to_owned()), (503, String::new())] {
+        *reply.lock().expect("reply") = bad;
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert_eq!(std::fs::read_to_string(&cache).expect("cache"), cached);
+        let err = enroll(&server, &token, &mut authenticator(&org, COMPROMISED)).await.unwrap_err();
+        assert!(err.message().contains("REVOKED"), "{}", err.message());
+    }
+
+    // A newer BLOB revokes another model instead: fetched, cached and in force.
+    let newer = blob(2, CERTIFIED);
+    *reply.lock().expect("reply") = (200, newer.clone());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&cache).expect("cache") != newer {
+        assert!(Instant::now() < deadline, "the newer BLOB never reached the cache");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let err = enroll(&server, &token, &mut authenticator(&org, CERTIFIED)).await.unwrap_err();
+    assert!(err.message().contains("REVOKED") && err.message().contains(CERTIFIED), "{}", err.message());
+    enroll(&server, &token, &mut authenticator(&org, COMPROMISED)).await.expect("no longer listed");
+}
+
+#[test]
+fn without_a_cache_an_unreachable_url_stops_startup() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let database = format!("sqlite://{}", work.path().join("t.db").display());
+    let pepper = work.path().join("pepper");
+    std::fs::write(&pepper, "0123456789abcdef0123456789abcdef0123456789").expect("pepper");
+    // Bound and closed at once: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let output = Command::new(bin("tetherd"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &database])
+        .args(["--api-key-pepper-file", &pepper.display().to_string()])
+        .args(["--mds-url", &format!("http://127.0.0.1:{port}/blob.jwt")])
+        .args(["--mds-file", &work.path().join("absent.jwt").display().to_string()])
+        .output()
+        .expect("run tetherd");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--mds-url: no cached --mds-file yet"), "{stderr}");
+}

@@ -13,6 +13,8 @@ use tonic::{Code, Status};
 
 #[path = "tpm/agent_binary.rs"]
 mod agent_binary;
+#[path = "tpm/ek_chain.rs"]
+mod ek_chain;
 #[path = "tpm/garbage.rs"]
 mod garbage;
 #[path = "tpm/pcr_policy.rs"]
@@ -184,6 +186,12 @@ async fn audit_actions(server: &Server, org: &Org) -> Vec<pb::AuditEntry> {
         .unwrap()
         .into_inner()
         .entries
+}
+
+/// The agent's chain options with the swtpm local CA's intermediate given by the operator.
+#[cfg(feature = "tpm")]
+fn issuer_chain(tpm: &Swtpm) -> tether_agent::tpm::EkChainOptions {
+    tether_agent::tpm::EkChainOptions { intermediates_pem: Some(tpm.issuer_pem()), aia_fetch: false }
 }
 
 fn pin_of(ek_public: &[u8]) -> String {
@@ -546,7 +554,7 @@ async fn the_agent_tpm_backend_enrolls_and_answers_presence_with_quotes() {
 
     let mut key = TpmKey::create(&tpm.tcti()).unwrap();
     let channel = tether_agent::connect(&server.url).await.unwrap();
-    let enrollment = enroll_tpm(channel.clone(), &token, &mut key, Some(&tpm.issuer_pem())).await.unwrap();
+    let enrollment = enroll_tpm(channel.clone(), &token, &mut key, &issuer_chain(&tpm)).await.unwrap();
     assert!(enrollment.attested, "{}", enrollment.attestation_reason);
     assert_eq!(enrollment.device_id, device_id);
     assert_eq!((enrollment.format.as_str(), enrollment.attestation_type.as_str()), ("tpm", "attca"));
@@ -592,7 +600,7 @@ async fn bench_tpm_activation_and_quote_round_trips() {
         let mut key = TpmKey::create(&tpm.tcti()).unwrap();
         create += t.elapsed();
         let t = Instant::now();
-        let e = enroll_tpm(channel.clone(), &token, &mut key, Some(&tpm.issuer_pem())).await.unwrap();
+        let e = enroll_tpm(channel.clone(), &token, &mut key, &issuer_chain(&tpm)).await.unwrap();
         activate += t.elapsed();
         enrolled.push((device_id, e.credential_id, key));
     }

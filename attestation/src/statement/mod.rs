@@ -108,6 +108,19 @@ pub(crate) fn verify(
     }
 }
 
+/// The attestation key identifier of a verified statement's certificate, as FIDO metadata names
+/// U2F batch keys (`attestationCertificateKeyIdentifiers`): lowercase hex SHA-1 of the leaf's
+/// subjectPublicKey bits. None when the statement carries no certificate. SHA-1 here names a key
+/// the way the metadata does; it is not relied on for integrity.
+pub(crate) fn attestation_key_id(att_stmt: &Value) -> Option<String> {
+    let map = Map::new(att_stmt).ok()?;
+    let x5c = x5c(&map).ok()??;
+    let leaf = parse_leaf(x5c.first()?).ok()?;
+    let key_bits = &leaf.public_key().subject_public_key.data;
+    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, key_bits);
+    Some(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// The required integer "alg".
 pub(crate) fn alg(map: &Map<'_>) -> Result<i64, StatementError> {
     let value = map.text("alg").ok_or_else(|| missing("alg"))?;

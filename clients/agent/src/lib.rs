@@ -15,7 +15,11 @@
 // callers can match on it directly; errors are the cold path of an RPC client.
 #![allow(clippy::result_large_err)]
 
+/// Completing the EK certificate chain by authorityInfoAccess (used by the TPM backend).
+pub mod aia;
 mod authenticator;
+/// The EK certificate chain sent at TPM enrollment: NV chain splitting, issuer order, bounds.
+pub mod ek_chain;
 mod enrollment;
 mod error;
 pub mod posture;

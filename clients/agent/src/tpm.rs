@@ -4,7 +4,9 @@
 //! (EK) — the TCG RSA-2048 EK template, whose certificate the TPM maker stored in NV index
 //! 0x01c00002. Enrollment is credential activation: the EK public area, the EK certificate and
 //! the AK public area go to BeginTpmEnrollment, TPM2_ActivateCredential recovers the server's
-//! secret (possible only on the TPM that holds both keys), FinishTpmEnrollment returns it.
+//! secret (possible only on the TPM that holds both keys), FinishTpmEnrollment returns it
+//! (`tpm_enroll.rs`). The EK certificate's chain comes from the NV chain indices
+//! (`tpm_nv.rs`), the operator and AIA (`ek_chain.rs`, `aia.rs`).
 //! Presence challenges are answered with TPM2_Quote over the challenge nonce, with the values of
 //! the quoted PCRs (TPM2_PCR_Read) in the `tpm2_quote -o` file format.
 //!
@@ -20,9 +22,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use tether_attestation::tpm::HashAlg;
 use tether_attestation::tpm::pcr::{PcrValue, PcrValues};
-use tether_proto::v1::enrollment_service_client::EnrollmentServiceClient;
-use tether_proto::v1::{BeginTpmEnrollmentRequest, FinishTpmEnrollmentRequest, TpmQuote};
-use tonic::transport::Channel;
+use tether_proto::v1::TpmQuote;
 use tss_esapi::Context;
 use tss_esapi::abstraction::{AsymmetricAlgorithmSelection, ak, ek};
 use tss_esapi::attributes::SessionAttributesBuilder;
@@ -38,7 +38,15 @@ use tss_esapi::structures::{
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::{Marshall, UnMarshall};
 
-use crate::{AgentError, Authenticator, Enrollment, RPC_TIMEOUT};
+use crate::ek_chain::Candidate;
+use crate::{AgentError, Authenticator};
+
+#[path = "tpm_enroll.rs"]
+mod enroll;
+#[path = "tpm_nv.rs"]
+mod nv;
+
+pub use enroll::{EkChainOptions, enroll_tpm};
 
 /// The backend name stored in the state file for [`TpmKey`].
 pub const TPM_BACKEND: &str = "tpm";
@@ -87,6 +95,8 @@ pub struct TpmEvidence {
     pub ek_public: Vec<u8>,
     /// The EK certificate as stored in NV (DER, possibly padded).
     pub ek_certificate: Vec<u8>,
+    /// The certificates of the NV EK chain indices (0x01C00100–0x01C001FF).
+    pub nv_chain: Vec<Candidate>,
     /// TPM2B_PUBLIC of the AK.
     pub ak_public: Vec<u8>,
 }
@@ -168,14 +178,20 @@ impl TpmKey {
         })
     }
 
-    /// EK public area, EK certificate (from NV) and AK public area.
+    /// EK public area, EK certificate and chain (from NV) and AK public area.
     pub fn evidence(&self) -> Result<TpmEvidence, AgentError> {
         let mut s = Session::open(&self.tcti)?;
         let (ek_public, _, _) = s.ctx.read_public(s.ek).map_err(tpm_error("cannot read the EK public area"))?;
         let ek_certificate =
             ek::retrieve_ek_pubcert(&mut s.ctx, AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048))
                 .map_err(tpm_error("cannot read the EK certificate from NV index 0x01c00002"))?;
-        Ok(TpmEvidence { ek_public: public_to_tpm2b(ek_public)?, ek_certificate, ak_public: self.ak_public.clone() })
+        let nv_chain = nv::read_chain(&mut s.ctx);
+        Ok(TpmEvidence {
+            ek_public: public_to_tpm2b(ek_public)?,
+            ek_certificate,
+            nv_chain,
+            ak_public: self.ak_public.clone(),
+        })
     }
 
     /// TPM2_ActivateCredential: the secret the server encrypted to this TPM's EK for this AK.
@@ -382,79 +398,4 @@ impl Authenticator for TpmKey {
     fn tpm_quote(&mut self, nonce: &[u8]) -> Option<Result<TpmQuote, AgentError>> {
         Some(self.quote(nonce))
     }
-}
-
-/// PEM blocks for one DER certificate (NV padding after it removed).
-fn der_certificate_to_pem(nv: &[u8]) -> Result<String, AgentError> {
-    let bad = || AgentError::Authenticator("TPM: the EK certificate in NV is not a DER certificate".into());
-    let (&tag, rest) = nv.split_first().ok_or_else(bad)?;
-    let (&first, rest) = rest.split_first().ok_or_else(bad)?;
-    if tag != 0x30 {
-        return Err(bad());
-    }
-    let len = if first < 0x80 {
-        2 + usize::from(first)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 {
-            return Err(bad());
-        }
-        let len = rest.get(..n).ok_or_else(bad)?.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        2 + n + len
-    };
-    let der = nv.get(..len).ok_or_else(bad)?;
-    let b64 = STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    Ok(out)
-}
-
-/// Enroll the TPM: BeginTpmEnrollment with the EK, its certificate (followed by
-/// `ek_intermediates_pem`, the TPM maker's intermediate CA certificates, when given) and the
-/// AK; TPM2_ActivateCredential; FinishTpmEnrollment with the recovered secret.
-pub async fn enroll_tpm(
-    channel: Channel,
-    token: &str,
-    key: &mut TpmKey,
-    ek_intermediates_pem: Option<&str>,
-) -> Result<Enrollment, AgentError> {
-    let evidence = key.evidence()?;
-    let ek_certificate = match ek_intermediates_pem {
-        Some(chain) => format!("{}{chain}", der_certificate_to_pem(&evidence.ek_certificate)?).into_bytes(),
-        None => evidence.ek_certificate,
-    };
-    let mut client = EnrollmentServiceClient::new(channel);
-    let mut begin = tonic::Request::new(BeginTpmEnrollmentRequest {
-        token: token.to_string(),
-        ek_public: evidence.ek_public,
-        ek_certificate,
-        ak_public: evidence.ak_public,
-    });
-    begin.set_timeout(RPC_TIMEOUT);
-    let begun = client.begin_tpm_enrollment(begin).await?.into_inner();
-    tracing::debug!(enrollment_id = %begun.enrollment_id, device_id = %begun.device_id, "TPM enrollment started");
-
-    let secret = key.activate(&begun.credential_blob, &begun.encrypted_secret)?;
-    let mut finish = tonic::Request::new(FinishTpmEnrollmentRequest {
-        enrollment_id: begun.enrollment_id,
-        token: token.to_string(),
-        activated_secret: secret,
-    });
-    finish.set_timeout(RPC_TIMEOUT);
-    let finish = client.finish_tpm_enrollment(finish).await?.into_inner();
-    key.credential_id = Some(finish.credential_id.clone());
-    Ok(Enrollment {
-        device_id: finish.device_id,
-        credential_id: finish.credential_id,
-        format: finish.format,
-        attestation_type: finish.attestation_type,
-        attested: finish.attested,
-        trust_anchor: finish.trust_anchor,
-        attestation_reason: finish.attestation_reason,
-        worker_external_id: begun.worker_external_id,
-    })
 }

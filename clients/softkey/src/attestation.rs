@@ -1,10 +1,7 @@
 //! Building the attestation object: COSE key, packed statements, CBOR encoding.
 
 use ciborium::Value;
-use rcgen::{
-    CertificateParams, CustomExtension, DistinguishedName, DnType, IsCa, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256,
-    SigningKey,
-};
+use rcgen::{CertificateParams, CustomExtension, DistinguishedName, DnType, IsCa, Issuer, KeyPair, SigningKey};
 
 use crate::SoftKeyError;
 
@@ -43,11 +40,20 @@ pub fn attestation_object(fmt: &str, att_stmt: Value, auth_data: &[u8]) -> Resul
     ]))
 }
 
-/// A packed statement with a fresh attestation key whose certificate the CA signs. The
-/// leaf lives exactly as long as the CA, so an expired CA also means an expired leaf.
+/// The key identifier FIDO metadata names an attestation key by: lowercase hex SHA-1 of its
+/// public key (the uncompressed point), as `attestationCertificateKeyIdentifiers` lists it.
+pub fn attestation_key_id(key_pem: &str) -> Result<String, SoftKeyError> {
+    let key = KeyPair::from_pem(key_pem)?;
+    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, key.public_key_raw());
+    Ok(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A packed statement by `attestation_key`, whose certificate the CA signs. The leaf lives
+/// exactly as long as the CA, so an expired CA also means an expired leaf.
 pub fn packed_with_ca(
     ca_cert_pem: &str,
     ca_key_pem: &str,
+    attestation_key: &KeyPair,
     aaguid: &uuid::Uuid,
     signed_data: &[u8],
 ) -> Result<Value, SoftKeyError> {
@@ -73,8 +79,7 @@ pub fn packed_with_ca(
     aaguid_der.extend_from_slice(aaguid.as_bytes());
     params.custom_extensions = vec![CustomExtension::from_oid_content(OID_FIDO_AAGUID, aaguid_der)];
 
-    let attestation_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-    let leaf = params.signed_by(&attestation_key, &issuer)?;
+    let leaf = params.signed_by(attestation_key, &issuer)?;
     let sig = attestation_key.sign(signed_data)?;
     Ok(Value::Map(vec![
         (Value::from("alg"), Value::from(ES256)),

@@ -31,6 +31,9 @@ pub enum AttestationMode {
     /// OU="Authenticator Attestation", CA:FALSE, AAGUID extension) signed by this CA;
     /// x5c = [leaf, CA].
     Packed { ca_cert_pem: String, ca_key_pem: String },
+    /// "packed" whose attestation key is a fixed batch key (PEM PKCS#8 P-256), as real
+    /// authenticators share one per production batch; its leaf is signed by this CA.
+    PackedBatch { ca_cert_pem: String, ca_key_pem: String, batch_key_pem: String },
 }
 
 impl std::fmt::Debug for AttestationMode {
@@ -40,6 +43,7 @@ impl std::fmt::Debug for AttestationMode {
             Self::SelfAttestation => "SelfAttestation",
             Self::None => "None",
             Self::Packed { .. } => "Packed { .. }",
+            Self::PackedBatch { .. } => "PackedBatch { .. }",
         })
     }
 }
@@ -94,7 +98,12 @@ struct SavedCredential {
 
 impl SoftAuthenticator {
     pub fn new(mode: AttestationMode, aaguid: uuid::Uuid) -> Result<Self, SoftKeyError> {
-        if let AttestationMode::Packed { ca_cert_pem, ca_key_pem } = &mode {
+        if let AttestationMode::PackedBatch { batch_key_pem, .. } = &mode {
+            rcgen::KeyPair::from_pem(batch_key_pem)?;
+        }
+        if let AttestationMode::Packed { ca_cert_pem, ca_key_pem }
+        | AttestationMode::PackedBatch { ca_cert_pem, ca_key_pem, .. } = &mode
+        {
             // Fail now rather than at the first registration.
             rcgen::KeyPair::from_pem(ca_key_pem)?;
             x509_parser::pem::parse_x509_pem(ca_cert_pem.as_bytes())
@@ -157,7 +166,15 @@ impl SoftAuthenticator {
                 ("packed", stmt)
             }
             AttestationMode::Packed { ca_cert_pem, ca_key_pem } => {
-                ("packed", attestation::packed_with_ca(ca_cert_pem, ca_key_pem, &self.aaguid, &signed)?)
+                let attestation_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+                (
+                    "packed",
+                    attestation::packed_with_ca(ca_cert_pem, ca_key_pem, &attestation_key, &self.aaguid, &signed)?,
+                )
+            }
+            AttestationMode::PackedBatch { ca_cert_pem, ca_key_pem, batch_key_pem } => {
+                let batch_key = rcgen::KeyPair::from_pem(batch_key_pem)?;
+                ("packed", attestation::packed_with_ca(ca_cert_pem, ca_key_pem, &batch_key, &self.aaguid, &signed)?)
             }
         };
         let attestation_object = attestation::attestation_object(fmt, att_stmt, &auth_data)?;
@@ -220,7 +237,7 @@ impl SoftAuthenticator {
             attestation: match self.mode {
                 AttestationMode::SelfAttestation => "self",
                 AttestationMode::None => "none",
-                AttestationMode::Packed { .. } => "packed",
+                AttestationMode::Packed { .. } | AttestationMode::PackedBatch { .. } => "packed",
             }
             .to_owned(),
             sign_count: self.sign_count,

@@ -7,8 +7,10 @@
 
 mod attestation;
 mod authenticator;
+pub mod ek_cert;
 mod error;
 pub mod pki;
 
+pub use attestation::attestation_key_id;
 pub use authenticator::{AttestationMode, SoftAuthenticator};
 pub use error::SoftKeyError;

@@ -98,7 +98,12 @@ pub struct App {
     /// when tokens are not enabled.
     pub access_tokens: std::sync::OnceLock<crate::domain::access::token_keys::TokenKeys>,
     /// The operator's FIDO metadata (`--mds-file`); empty when none is configured.
-    pub mds: crate::domain::enrollment::mds::MdsCatalog,
+    pub mds: crate::domain::enrollment::mds_catalog::MdsCatalog,
+    /// Tenants' own imported FIDO metadata, cached while current.
+    pub tenant_mds: crate::domain::enrollment::mds_catalog::TenantMdsCache,
+    /// The roots every FIDO metadata BLOB must chain to (`--mds-root`, default the shipped
+    /// GlobalSign R3 and R46); unset, tenant imports are refused.
+    pub mds_roots: std::sync::OnceLock<tether_attestation::trust::TrustStore>,
 }
 
 impl App {
@@ -117,6 +122,8 @@ impl App {
             stopping,
             access_tokens: Default::default(),
             mds: Default::default(),
+            tenant_mds: Default::default(),
+            mds_roots: Default::default(),
         })
     }
 }

@@ -11,8 +11,10 @@ use tether_attestation::trust::TrustStore;
 use time::OffsetDateTime;
 
 use crate::domain::app::App;
-use crate::domain::enrollment::mds::{Installed, MdsIndex};
+use crate::domain::enrollment::mds::MdsIndex;
+use crate::domain::enrollment::mds_catalog::Installed;
 use crate::domain::enrollment::mds_flags::flag_enrolled;
+use crate::domain::enrollment::mds_import::record_operator;
 
 /// Where the BLOB comes from and what it must chain to.
 #[derive(Debug, Clone)]
@@ -29,8 +31,12 @@ pub fn read(path: &Path, roots: &TrustStore) -> Result<MdsIndex, String> {
         return Err(format!("{} is {size} bytes, more than the {MAX_BLOB_BYTES}-byte limit", path.display()));
     }
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let now = OffsetDateTime::now_utc();
-    let blob = mds::verify_blob(&text, roots, now).map_err(|e| format!("{} is refused: {e}", path.display()))?;
+    verify_text(&text, roots).map_err(|e| format!("{} is refused: {e}", path.display()))
+}
+
+/// Verifies a BLOB's text now.
+pub fn verify_text(text: &str, roots: &TrustStore) -> Result<MdsIndex, String> {
+    let blob = mds::verify_blob(text.trim(), roots, OffsetDateTime::now_utc()).map_err(|e| e.to_string())?;
     for skipped in blob.skipped.iter().filter(|s| s.part == "entry") {
         tracing::debug!(index = skipped.index, reason = %skipped.reason, "MDS entry skipped");
     }
@@ -40,15 +46,20 @@ pub fn read(path: &Path, roots: &TrustStore) -> Result<MdsIndex, String> {
 /// Verifies and installs the BLOB; used at startup, where any error is fatal.
 pub async fn install(app: &App, source: &MdsSource) -> Result<(), String> {
     let index = read(&source.path, &source.roots)?;
-    put_in_force(app, index).await
+    put_verified(app, index).await
 }
 
-async fn put_in_force(app: &App, index: MdsIndex) -> Result<(), String> {
+/// Puts a verified BLOB in force: recorded in the database, then in this process, then its
+/// models' enrolled credentials flagged.
+pub async fn put_verified(app: &App, index: MdsIndex) -> Result<(), String> {
     let (no, entries, compromised, uv_bypass) =
         (index.no, index.entries, index.compromised_count(), index.uv_bypass_count());
     let stale = index.is_stale(OffsetDateTime::now_utc());
     let next_update = index.next_update.clone();
     let kept = Arc::new(index.clone());
+    // The database holds the highest `no` ever in force, so an older file is refused after a
+    // restart or on another replica too; a new one is audited in every tenant.
+    record_operator(app, &kept).await?;
     match app.mds.install(index)? {
         Installed::Unchanged => return Ok(()),
         Installed::First | Installed::Newer { .. } => {
@@ -57,7 +68,8 @@ async fn put_in_force(app: &App, index: MdsIndex) -> Result<(), String> {
         }
     }
     // Enrollment already refuses these models; credentials enrolled before get a flag.
-    let flagged = flag_enrolled(app, &kept).await.map_err(|e| format!("flagging enrolled credentials failed: {e}"))?;
+    let flagged =
+        flag_enrolled(app, &kept, None).await.map_err(|e| format!("flagging enrolled credentials failed: {e}"))?;
     if flagged > 0 {
         tracing::warn!(flagged, no, "credentials of compromised authenticator models flagged");
     }
@@ -92,7 +104,7 @@ pub fn spawn_reload(app: Arc<App>, source: MdsSource) {
             let (path, roots) = (source.path.clone(), source.roots.clone());
             let loaded = tokio::task::spawn_blocking(move || read(&path, &roots)).await;
             let result = match loaded {
-                Ok(Ok(index)) => put_in_force(&app, index).await,
+                Ok(Ok(index)) => put_verified(&app, index).await,
                 Ok(Err(e)) => Err(e),
                 Err(e) => Err(format!("the MDS reader stopped: {e}")),
             };

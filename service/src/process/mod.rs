@@ -4,6 +4,7 @@
 pub mod config_file;
 pub mod health;
 pub mod mds;
+pub mod mds_fetch;
 pub mod scheduler;
 pub mod server;
 pub mod tls;

@@ -21,6 +21,8 @@ pub struct Credential {
     pub attestation_reason: String,
     pub trust_anchor: String,
     pub aaguid: String,
+    /// Hex SHA-1 of the attestation certificate's public key; empty without one.
+    pub attestation_key_id: String,
     pub sign_count: i64,
     pub enrolled_at_ms: i64,
     pub enrolled_from_ip: String,
@@ -68,6 +70,7 @@ fn from_row(row: &AnyRow) -> StoreResult<Credential> {
         attestation_reason: row.try_get("attestation_reason")?,
         trust_anchor: row.try_get("trust_anchor")?,
         aaguid: row.try_get("aaguid")?,
+        attestation_key_id: row.try_get("attestation_key_id")?,
         sign_count: row.try_get("sign_count")?,
         enrolled_at_ms: row.try_get("enrolled_at_ms")?,
         enrolled_from_ip: row.try_get("enrolled_from_ip")?,
@@ -81,8 +84,8 @@ pub async fn insert(tx: &mut Tx, c: &Credential) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO credentials (id, tenant_id, device_id, worker_external_id, kind, public_key_cose, \
          format, attestation_type, attested, attestation_reason, trust_anchor, aaguid, sign_count, \
-         enrolled_at_ms, enrolled_from_ip, tier) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+         enrolled_at_ms, enrolled_from_ip, attestation_key_id, tier) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
     .bind(&c.id)
     .bind(&c.tenant_id)
@@ -99,6 +102,7 @@ pub async fn insert(tx: &mut Tx, c: &Credential) -> StoreResult<()> {
     .bind(c.sign_count)
     .bind(c.enrolled_at_ms)
     .bind(&c.enrolled_from_ip)
+    .bind(&c.attestation_key_id)
     .bind(c.tier.as_str())
     .execute(&mut **tx)
     .await?;
@@ -163,19 +167,35 @@ pub async fn record_presence(tx: &mut Tx, id: &str, sign_count: i64, now_ms: i64
     Ok(done.rows_affected() == 1)
 }
 
-/// Active (not revoked) credentials, in every tenant, whose AAGUID is one of `aaguids`. Runs
-/// when a FIDO metadata BLOB is loaded (startup, file change), never per request.
-pub async fn active_with_aaguids(store: &Store, aaguids: &[String]) -> StoreResult<Vec<Credential>> {
+/// Which column [`active_of_models`] matches.
+#[derive(Debug, Clone, Copy)]
+pub enum ModelColumn {
+    Aaguid,
+    AttestationKeyId,
+}
+
+/// Active credentials whose AAGUID (or attestation key id) is one of `values`, in every tenant
+/// or only in `tenant_id`.
+pub async fn active_of_models(
+    store: &Store,
+    tenant_id: Option<&str>,
+    column: ModelColumn,
+    values: &[String],
+) -> StoreResult<Vec<Credential>> {
+    let column = match column {
+        ModelColumn::Aaguid => "aaguid",
+        ModelColumn::AttestationKeyId => "attestation_key_id",
+    };
     let mut found = Vec::new();
-    for chunk in aaguids.chunks(100) {
-        let placeholders = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+    for chunk in values.chunks(100) {
+        let placeholders = (2..chunk.len() + 2).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
         let sql = format!(
-            "SELECT * FROM credentials WHERE revoked_at_ms IS NULL AND aaguid IN ({placeholders}) \
-             ORDER BY tenant_id, id"
+            "SELECT * FROM credentials WHERE revoked_at_ms IS NULL AND ($1 = '' OR tenant_id = $1) \
+             AND {column} IN ({placeholders}) ORDER BY tenant_id, id"
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for aaguid in chunk {
-            query = query.bind(aaguid);
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant_id.unwrap_or(""));
+        for value in chunk {
+            query = query.bind(value);
         }
         for row in query.fetch_all(store.pool()).await? {
             found.push(from_row(&row)?);

@@ -204,3 +204,21 @@ pub async fn review(
     .await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// [`unresolved_since`]: a backwards range of `flags_tenant_at`, no sort
+/// (`service/tests/query_plans.rs`).
+pub const UNRESOLVED_SINCE: &str = "SELECT * FROM flags WHERE tenant_id = $1 AND raised_at_ms >= $2 \
+     AND status <> 'resolved' ORDER BY raised_at_ms DESC, id DESC LIMIT $3";
+
+/// The tenant's unresolved flags (open or acknowledged) raised since
+/// `since_ms`, newest first, at most `limit`: the farm view's input. A range
+/// search of `flags_tenant_at`.
+pub async fn unresolved_since(
+    store: &Store,
+    tenant_id: &str,
+    since_ms: i64,
+    limit: i64,
+) -> StoreResult<Vec<FlagRecord>> {
+    let rows = sqlx::query(UNRESOLVED_SINCE).bind(tenant_id).bind(since_ms).bind(limit).fetch_all(store.pool()).await?;
+    rows.iter().map(from_row).collect()
+}

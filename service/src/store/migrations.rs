@@ -25,6 +25,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (16, "siem outbox", include_str!("../../migrations/sqlite/0016_siem_outbox.sql")),
     (17, "credentials last challenged", include_str!("../../migrations/sqlite/0017_credentials_last_challenged.sql")),
     (18, "attestation tiers", include_str!("../../migrations/sqlite/0018_attestation_tiers.sql")),
+    (19, "mds blobs", include_str!("../../migrations/sqlite/0019_mds_blobs.sql")),
 ];
 
 const POSTGRES: &[(i64, &str, &str)] = &[
@@ -46,6 +47,7 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (16, "siem outbox", include_str!("../../migrations/postgres/0016_siem_outbox.sql")),
     (17, "credentials last challenged", include_str!("../../migrations/postgres/0017_credentials_last_challenged.sql")),
     (18, "attestation tiers", include_str!("../../migrations/postgres/0018_attestation_tiers.sql")),
+    (19, "mds blobs", include_str!("../../migrations/postgres/0019_mds_blobs.sql")),
 ];
 
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> StoreResult<()> {

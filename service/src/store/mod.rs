@@ -13,6 +13,7 @@ pub mod flags;
 mod group_commit;
 pub mod inventory;
 pub mod keys;
+pub mod mds;
 pub mod outbox;
 pub mod pcr_policy;
 pub mod posture;

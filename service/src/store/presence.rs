@@ -302,3 +302,61 @@ pub async fn device_answering_from(
     .await?;
     row.map(|r| r.try_get("device_id")).transpose().map_err(Into::into)
 }
+
+/// One successful presence answer: when tetherd accepted it and when its
+/// challenge was issued (None when the challenge row is gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    pub answered_at_ms: i64,
+    pub issued_at_ms: Option<i64>,
+}
+
+/// [`answers_of_device`]'s list: a range of `presence_events_tenant_device_at`
+/// already in time order, and the challenge by its key; its count, the same
+/// range (`service/tests/query_plans.rs`). BETWEEN (`$4` inclusive) because
+/// with `>= $3 AND < $4` SQLite 3.51 walks the whole tenant's day on
+/// `presence_events_tenant_at` instead.
+pub const DEVICE_ANSWERS: &str = "SELECT e.at_ms, c.issued_at_ms FROM presence_events e \
+     LEFT JOIN challenges c ON c.id = e.challenge_id WHERE e.tenant_id = $1 AND e.device_id = $2 \
+     AND e.at_ms BETWEEN $3 AND $4 AND e.outcome = 'ok' ORDER BY e.at_ms, e.id LIMIT $5";
+pub const DEVICE_ANSWER_COUNT: &str = "SELECT COUNT(*) AS n FROM presence_events WHERE tenant_id = $1 \
+     AND device_id = $2 AND at_ms BETWEEN $3 AND $4 AND outcome = 'ok'";
+
+/// A device's successful answers in `[since_ms, until_ms)`, oldest first, at
+/// most `limit`; and how many there are in all (counted only when the limit
+/// cut the list).
+pub async fn answers_of_device(
+    store: &Store,
+    tenant_id: &str,
+    device_id: &str,
+    since_ms: i64,
+    until_ms: i64,
+    limit: i64,
+) -> StoreResult<(Vec<Answer>, i64)> {
+    let last_ms = until_ms.saturating_sub(1);
+    let rows = sqlx::query(DEVICE_ANSWERS)
+        .bind(tenant_id)
+        .bind(device_id)
+        .bind(since_ms)
+        .bind(last_ms)
+        .bind(limit)
+        .fetch_all(store.pool())
+        .await?;
+    let answers = rows
+        .iter()
+        .map(|r| Ok(Answer { answered_at_ms: r.try_get("at_ms")?, issued_at_ms: r.try_get("issued_at_ms")? }))
+        .collect::<StoreResult<Vec<Answer>>>()?;
+    if (answers.len() as i64) < limit {
+        let total = answers.len() as i64;
+        return Ok((answers, total));
+    }
+    let total: i64 = sqlx::query(DEVICE_ANSWER_COUNT)
+        .bind(tenant_id)
+        .bind(device_id)
+        .bind(since_ms)
+        .bind(last_ms)
+        .fetch_one(store.pool())
+        .await?
+        .try_get("n")?;
+    Ok((answers, total))
+}

@@ -198,7 +198,7 @@ async fn the_agent_tpm_backend_sends_the_pcr_values_a_policy_checks() {
     let token = org.token(&server, &device_id).await;
     let mut key = TpmKey::create(&tpm.tcti()).unwrap();
     let channel = tether_agent::connect(&server.url).await.unwrap();
-    let enrolled = enroll_tpm(channel.clone(), &token, &mut key, Some(&tpm.issuer_pem())).await.unwrap();
+    let enrolled = enroll_tpm(channel.clone(), &token, &mut key, &super::issuer_chain(&tpm)).await.unwrap();
     let credential_id = enrolled.credential_id;
 
     // The expected values as tpm2_pcrread reads them, independently of the agent.

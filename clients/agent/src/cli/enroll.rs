@@ -53,6 +53,11 @@ pub struct EnrollArgs {
     /// certificate when the trust store holds only the maker's root.
     #[arg(long, value_name = "PEM", requires = "tpm")]
     pub ek_intermediates: Option<PathBuf>,
+
+    /// Do not fetch a missing issuer of the EK certificate chain from its authorityInfoAccess
+    /// caIssuers URL (by default the agent fetches at most 3, 5 s and 64 KiB each).
+    #[arg(long, requires = "tpm")]
+    pub no_aia_fetch: bool,
 }
 
 #[derive(Serialize)]
@@ -99,14 +104,17 @@ pub async fn enroll(cli: &Cli, args: &EnrollArgs) -> anyhow::Result<u8> {
 
 #[cfg(feature = "tpm")]
 async fn enroll_tpm(cli: &Cli, args: &EnrollArgs) -> anyhow::Result<u8> {
-    use tether_agent::tpm::{TpmKey, enroll_tpm, tcti_from_env};
+    use tether_agent::tpm::{EkChainOptions, TpmKey, enroll_tpm, tcti_from_env};
     let tcti = tcti_from_env(args.tcti.as_deref());
-    let intermediates = args.ek_intermediates.as_ref().map(read_pem).transpose()?;
+    let chain = EkChainOptions {
+        intermediates_pem: args.ek_intermediates.as_ref().map(read_pem).transpose()?,
+        aia_fetch: !args.no_aia_fetch,
+    };
     let mut key =
         TpmKey::create(&tcti).with_context(|| format!("cannot create an attestation key in the TPM at {tcti}"))?;
     let server = cli.server.as_deref().unwrap_or(DEFAULT_SERVER);
     let channel = tether_agent::connect(server).await.with_context(|| format!("cannot connect to {server}"))?;
-    let enrollment = enroll_tpm(channel, &args.token, &mut key, intermediates.as_deref()).await?;
+    let enrollment = enroll_tpm(channel, &args.token, &mut key, &chain).await?;
     let state = AgentState::from_enrollment(server, &enrollment, &key)?;
     state.save(&cli.state).with_context(|| {
         format!("enrolled credential {} but could not save it; enroll again with a new token", enrollment.credential_id)

@@ -1,14 +1,16 @@
-//! `tether trust add|list|remove`.
+//! `tether trust add|list|remove|import-mds|mds-status`.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Subcommand;
-use tether_proto::v1::{AddTrustAnchorsRequest, ListTrustAnchorsRequest, RemoveTrustAnchorRequest};
+use tether_proto::v1::{
+    AddTrustAnchorsRequest, GetMdsStatusRequest, ImportMdsChunk, ListTrustAnchorsRequest, RemoveTrustAnchorRequest,
+};
 
 use super::Ctx;
 use crate::output::emit;
-use crate::views::{TrustAnchorView, TrustAnchorsView};
+use crate::views::{MdsImportView, MdsStatusesView, TrustAnchorView, TrustAnchorsView};
 
 /// Certificate bundles shipped with tether.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -38,7 +40,19 @@ pub enum TrustCommand {
     List,
     /// Stop trusting an anchor.
     Remove { id: String },
+    /// Import a FIDO metadata BLOB (MDS3, as downloaded) for this tenant's enrollments: the
+    /// server verifies it against its MDS roots, refuses models it marks compromised or revoked
+    /// and trusts each model's roots for that model only. Its `no` must not go backwards.
+    ImportMds {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Show the FIDO metadata in force: the operator's (every tenant) and this tenant's.
+    MdsStatus,
 }
+
+/// Bytes per upload message; the server takes at most 1 MiB per message.
+const MDS_CHUNK_BYTES: usize = 512 * 1024;
 
 pub async fn run(ctx: &Ctx, command: TrustCommand) -> anyhow::Result<i32> {
     match command {
@@ -59,6 +73,17 @@ pub async fn run(ctx: &Ctx, command: TrustCommand) -> anyhow::Result<i32> {
         TrustCommand::Remove { id } => {
             let anchor = ctx.admin().await?.remove_trust_anchor(RemoveTrustAnchorRequest { id }).await?.into_inner();
             emit(ctx.output, &TrustAnchorView::from(anchor))?;
+        }
+        TrustCommand::ImportMds { file } => {
+            let blob = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+            let chunks: Vec<ImportMdsChunk> =
+                blob.chunks(MDS_CHUNK_BYTES).map(|c| ImportMdsChunk { data: c.to_vec() }).collect();
+            let response = ctx.admin().await?.import_mds(tokio_stream::iter(chunks)).await?.into_inner();
+            emit(ctx.output, &MdsImportView::from(response))?;
+        }
+        TrustCommand::MdsStatus => {
+            let response = ctx.admin().await?.get_mds_status(GetMdsStatusRequest {}).await?.into_inner();
+            emit(ctx.output, &MdsStatusesView::from(response))?;
         }
     }
     Ok(0)

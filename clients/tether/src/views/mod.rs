@@ -13,6 +13,7 @@
 mod decisions;
 mod integrations;
 mod inventory;
+mod mds;
 mod policy;
 mod reports;
 #[cfg(test)]
@@ -21,6 +22,7 @@ mod tests;
 pub use decisions::*;
 pub use integrations::*;
 pub use inventory::*;
+pub use mds::*;
 pub use policy::*;
 pub use reports::*;
 

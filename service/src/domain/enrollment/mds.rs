@@ -1,23 +1,46 @@
-//! The operator's FIDO metadata (`tetherd serve --mds-file`): which authenticator models the
-//! verified MDS3 BLOB marks as compromised or revoked. It is global, not per tenant: the BLOB
-//! is the FIDO Alliance's, the same for every employer, and only the operator names the file
-//! and the roots it must chain to, so no tenant can feed another tenant's decisions.
+//! FIDO metadata as enrollment needs it: which authenticator models a verified MDS3 BLOB marks
+//! compromised, revoked or bypassable, and which attestation roots it lists for which model.
+//! Models are named by AAGUID (FIDO2) or by attestation key identifier (U2F batch keys). The
+//! index is kept in the database (`mds_blobs.index_json`) so every replica enforces the same one.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
 
-use tether_attestation::mds::MdsBlob;
-use tether_attestation::trust::TrustStore;
-
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+use tether_attestation::mds::{MdsBlob, MdsEntry, StatusReport};
 use tether_attestation::uuid::Uuid;
 use time::{Date, OffsetDateTime};
 
 /// A model's status as the BLOB reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Listing {
     pub status: String,
     pub effective_date: Option<String>,
     pub description: Option<String>,
+}
+
+/// An authenticator model as the metadata names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Model {
+    Aaguid(Uuid),
+    /// Lowercase hex SHA-1 of an attestation certificate's public key.
+    KeyId(String),
+}
+
+impl std::fmt::Display for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Model::Aaguid(aaguid) => write!(f, "AAGUID {aaguid}"),
+            Model::KeyId(key_id) => write!(f, "attestation key {key_id}"),
+        }
+    }
+}
+
+fn models(entry: &MdsEntry) -> Vec<Model> {
+    let mut models: Vec<Model> = entry.aaguid.map(Model::Aaguid).into_iter().collect();
+    models.extend(entry.key_ids.iter().map(|k| Model::KeyId(k.to_ascii_lowercase())));
+    models
 }
 
 /// What enrollment needs from one verified BLOB.
@@ -28,39 +51,44 @@ pub struct MdsIndex {
     next_update_date: Option<Date>,
     pub sha256: String,
     pub entries: usize,
-    compromised: HashMap<Uuid, Listing>,
-    uv_bypass: HashMap<Uuid, Listing>,
-    /// Each model's attestation roots (DER): anchors for that AAGUID only.
-    roots: HashMap<Uuid, Vec<Vec<u8>>>,
+    compromised: HashMap<Model, Listing>,
+    uv_bypass: HashMap<Model, Listing>,
+    /// Each model's attestation roots (DER): anchors for that model only.
+    roots: HashMap<Model, Vec<Vec<u8>>>,
 }
 
 impl MdsIndex {
     pub fn from_blob(blob: &MdsBlob) -> MdsIndex {
-        let listing = |entry: &tether_attestation::mds::MdsEntry, report: &tether_attestation::mds::StatusReport| {
-            entry.aaguid.map(|aaguid| {
+        let listings = |found: &mut dyn Iterator<Item = (&MdsEntry, &StatusReport)>| {
+            let mut map = HashMap::new();
+            for (entry, report) in found {
                 let listing = Listing {
                     status: report.status.clone(),
                     effective_date: report.effective_date.clone(),
                     description: entry.description.clone(),
                 };
-                (aaguid, listing)
-            })
+                for model in models(entry) {
+                    map.insert(model, listing.clone());
+                }
+            }
+            map
         };
+        let mut roots = HashMap::new();
+        // A compromised model's roots must not vouch for anything, even by another name.
+        for entry in blob.entries.iter().filter(|e| e.compromise().is_none() && !e.attestation_roots.is_empty()) {
+            for model in models(entry) {
+                roots.insert(model, entry.attestation_roots.clone());
+            }
+        }
         MdsIndex {
             no: blob.no,
             next_update: blob.next_update.clone(),
             next_update_date: blob.next_update_date,
             sha256: blob.sha256.clone(),
             entries: blob.entries.len(),
-            compromised: blob.compromised().filter_map(|(e, r)| listing(e, r)).collect(),
-            uv_bypass: blob.uv_bypass().filter_map(|(e, r)| listing(e, r)).collect(),
-            // A compromised model's roots must not vouch for anything, even by another AAGUID.
-            roots: blob
-                .entries
-                .iter()
-                .filter(|e| e.compromise().is_none() && !e.attestation_roots.is_empty())
-                .filter_map(|e| e.aaguid.map(|a| (a, e.attestation_roots.clone())))
-                .collect(),
+            compromised: listings(&mut blob.compromised()),
+            uv_bypass: listings(&mut blob.uv_bypass()),
+            roots,
         }
     }
 
@@ -77,89 +105,140 @@ impl MdsIndex {
         self.next_update_date
     }
 
-    /// Models marked compromised or revoked, by AAGUID.
-    pub fn compromised_models(&self) -> &HashMap<Uuid, Listing> {
+    /// Models marked compromised or revoked.
+    pub fn compromised_models(&self) -> &HashMap<Model, Listing> {
         &self.compromised
     }
 
-    /// Models whose user verification can be bypassed, by AAGUID.
-    pub fn uv_bypass_models(&self) -> &HashMap<Uuid, Listing> {
+    /// Models whose user verification can be bypassed.
+    pub fn uv_bypass_models(&self) -> &HashMap<Model, Listing> {
         &self.uv_bypass
+    }
+
+    pub fn compromised(&self, model: &Model) -> Option<&Listing> {
+        self.compromised.get(model)
+    }
+
+    /// The attestation roots (DER) listed for `model`; empty when none.
+    pub fn roots(&self, model: &Model) -> &[Vec<u8>] {
+        self.roots.get(model).map(Vec::as_slice).unwrap_or_default()
     }
 
     /// Whether `nextUpdate` has passed at `now`: the BLOB is stale and should be refreshed.
     pub fn is_stale(&self, now: OffsetDateTime) -> bool {
         self.next_update_date.is_none_or(|d| d < now.date())
     }
-}
 
-/// What installing a BLOB did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Installed {
-    First,
-    Newer { previous: u64 },
-    Unchanged,
-}
-
-/// The BLOB in force, replaced as the file changes. Reads take a short lock and clone an Arc.
-#[derive(Debug, Default)]
-pub struct MdsCatalog {
-    current: RwLock<Option<Arc<MdsIndex>>>,
-}
-
-impl MdsCatalog {
-    /// Puts `index` in force unless its `no` goes backwards (a replayed older BLOB would
-    /// bring back models since marked compromised), or reuses a `no` with other contents.
-    pub fn install(&self, index: MdsIndex) -> Result<Installed, String> {
-        let mut current = self.current.write().map_err(|_| "the MDS catalog lock is poisoned".to_owned())?;
-        let outcome = match current.as_ref() {
-            None => Installed::First,
-            Some(old) if index.no < old.no => {
-                return Err(format!(
-                    "the BLOB's no {} is older than the one in force ({}); an MDS BLOB must not go backwards",
-                    index.no, old.no
-                ));
-            }
-            Some(old) if index.no == old.no && index.sha256 == old.sha256 => return Ok(Installed::Unchanged),
-            Some(old) if index.no == old.no => {
-                return Err(format!("the BLOB reuses no {} with different contents; refused", index.no));
-            }
-            Some(old) => Installed::Newer { previous: old.no },
+    /// The form kept in `mds_blobs.index_json`.
+    pub fn to_json(&self) -> String {
+        let listings = |map: &HashMap<Model, Listing>| -> Vec<StoredListing> {
+            map.iter().map(|(model, listing)| StoredListing { model: model.into(), listing: listing.clone() }).collect()
         };
-        *current = Some(Arc::new(index));
-        Ok(outcome)
+        let stored = StoredIndex {
+            no: self.no,
+            next_update: self.next_update.clone(),
+            sha256: self.sha256.clone(),
+            entries: self.entries,
+            compromised: listings(&self.compromised),
+            uv_bypass: listings(&self.uv_bypass),
+            roots: self
+                .roots
+                .iter()
+                .map(|(model, ders)| StoredRoots {
+                    model: model.into(),
+                    der_base64: ders.iter().map(|der| STANDARD.encode(der)).collect(),
+                })
+                .collect(),
+        };
+        serde_json::to_string(&stored).unwrap_or_default()
     }
 
-    pub fn current(&self) -> Option<Arc<MdsIndex>> {
-        self.current.read().ok().and_then(|c| c.clone())
-    }
-
-    /// The attestation roots the BLOB in force lists for `aaguid` (empty when none): a trust
-    /// store that admits only that model's attestations.
-    pub fn roots_for(&self, aaguid: &Uuid) -> TrustStore {
-        let mut store = TrustStore::new();
-        if let Some(index) = self.current()
-            && let Some(roots) = index.roots.get(aaguid)
-        {
-            for der in roots {
-                // Every root parsed when the BLOB was read; one that no longer does is left out.
-                let _ = store.add_der(der);
-            }
+    /// Reads what [`MdsIndex::to_json`] wrote; the error names what is wrong.
+    pub fn from_json(json: &str) -> Result<MdsIndex, String> {
+        let stored: StoredIndex = serde_json::from_str(json).map_err(|e| format!("stored MDS index: {e}"))?;
+        let listings = |list: Vec<StoredListing>| -> Result<HashMap<Model, Listing>, String> {
+            list.into_iter().map(|s| Ok((Model::try_from(&s.model)?, s.listing))).collect()
+        };
+        let mut roots = HashMap::new();
+        for entry in stored.roots {
+            let ders = entry
+                .der_base64
+                .iter()
+                .map(|b| STANDARD.decode(b).map_err(|e| format!("stored MDS root: {e}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            roots.insert(Model::try_from(&entry.model)?, ders);
         }
-        store
+        let next_update_date =
+            Date::parse(&stored.next_update, time::macros::format_description!("[year]-[month]-[day]")).ok();
+        Ok(MdsIndex {
+            no: stored.no,
+            next_update: stored.next_update,
+            next_update_date,
+            sha256: stored.sha256,
+            entries: stored.entries,
+            compromised: listings(stored.compromised)?,
+            uv_bypass: listings(stored.uv_bypass)?,
+            roots,
+        })
     }
+}
 
-    /// The compromise or revocation the BLOB in force reports for `aaguid`, if any.
-    pub fn compromised(&self, aaguid: &Uuid) -> Option<Listing> {
-        self.current().and_then(|index| index.compromised.get(aaguid).cloned())
+#[derive(Serialize, Deserialize)]
+struct StoredIndex {
+    no: u64,
+    next_update: String,
+    sha256: String,
+    entries: usize,
+    compromised: Vec<StoredListing>,
+    uv_bypass: Vec<StoredListing>,
+    roots: Vec<StoredRoots>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredListing {
+    model: StoredModel,
+    listing: Listing,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredRoots {
+    model: StoredModel,
+    der_base64: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredModel {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    aaguid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key_id: Option<String>,
+}
+
+impl From<&Model> for StoredModel {
+    fn from(model: &Model) -> StoredModel {
+        match model {
+            Model::Aaguid(a) => StoredModel { aaguid: Some(a.to_string()), key_id: None },
+            Model::KeyId(k) => StoredModel { aaguid: None, key_id: Some(k.clone()) },
+        }
+    }
+}
+
+impl TryFrom<&StoredModel> for Model {
+    type Error = String;
+    fn try_from(stored: &StoredModel) -> Result<Model, String> {
+        match (&stored.aaguid, &stored.key_id) {
+            (Some(a), None) => a.parse().map(Model::Aaguid).map_err(|e| format!("stored MDS AAGUID {a:?}: {e}")),
+            (None, Some(k)) => Ok(Model::KeyId(k.clone())),
+            _ => Err("a stored MDS model names neither or both of an AAGUID and a key id".to_owned()),
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn index(no: u64, sha256: &str, compromised: &[(Uuid, &str)]) -> MdsIndex {
+    pub(crate) fn index(no: u64, sha256: &str, compromised: &[(Model, &str)]) -> MdsIndex {
         MdsIndex {
             no,
             next_update: "2027-01-01".into(),
@@ -168,8 +247,8 @@ mod tests {
             entries: compromised.len(),
             compromised: compromised
                 .iter()
-                .map(|(id, status)| {
-                    (*id, Listing { status: (*status).into(), effective_date: None, description: None })
+                .map(|(model, status)| {
+                    (model.clone(), Listing { status: (*status).into(), effective_date: None, description: None })
                 })
                 .collect(),
             uv_bypass: HashMap::new(),
@@ -178,24 +257,28 @@ mod tests {
     }
 
     #[test]
-    fn a_blob_never_goes_backwards_and_a_newer_one_replaces_the_old() {
-        let leaky = Uuid::from_u128(7);
-        let catalog = MdsCatalog::default();
-        assert_eq!(catalog.compromised(&leaky), None, "no BLOB, no verdict");
-        assert_eq!(catalog.install(index(10, "a", &[(leaky, "REVOKED")])), Ok(Installed::First));
-        assert_eq!(catalog.compromised(&leaky).map(|l| l.status), Some("REVOKED".to_owned()));
-        assert_eq!(catalog.install(index(10, "a", &[])), Ok(Installed::Unchanged));
-        assert!(catalog.install(index(10, "b", &[])).unwrap_err().contains("reuses no 10"));
-        assert!(catalog.install(index(9, "c", &[])).unwrap_err().contains("must not go backwards"));
-        assert!(catalog.compromised(&leaky).is_some(), "a refused BLOB changes nothing");
-        assert_eq!(catalog.install(index(11, "d", &[])), Ok(Installed::Newer { previous: 10 }));
-        assert_eq!(catalog.compromised(&leaky), None);
-    }
-
-    #[test]
     fn staleness_follows_next_update() {
         let index = index(1, "a", &[]);
         assert!(!index.is_stale(time::macros::datetime!(2027-01-01 12:00 UTC)));
         assert!(index.is_stale(time::macros::datetime!(2027-01-02 00:00 UTC)));
+    }
+
+    #[test]
+    fn the_stored_form_reads_back_the_same_index() {
+        let mut original = index(
+            7,
+            "abc",
+            &[
+                (Model::Aaguid(Uuid::from_u128(9)), "REVOKED"),
+                (Model::KeyId("f4b6".into()), "ATTESTATION_KEY_COMPROMISE"),
+            ],
+        );
+        original.roots.insert(Model::KeyId("0a0b".into()), vec![vec![1, 2, 3]]);
+        let read = MdsIndex::from_json(&original.to_json()).expect("reads back");
+        assert_eq!(read.no, 7);
+        assert_eq!(read.compromised, original.compromised);
+        assert_eq!(read.roots(&Model::KeyId("0a0b".into())), &[vec![1u8, 2, 3]]);
+        assert_eq!(read.next_update_date(), original.next_update_date());
+        assert!(MdsIndex::from_json("{\"no\": 1}").unwrap_err().contains("stored MDS index"));
     }
 }

@@ -3,7 +3,9 @@
 //! the credential is bound to the worker and device in one transaction.
 
 pub mod mds;
+pub mod mds_catalog;
 pub mod mds_flags;
+pub mod mds_import;
 pub mod tpm;
 
 use crate::domain::app::App;
@@ -159,6 +161,14 @@ pub async fn tenant_trust_store(app: &App, tenant_id: &str) -> ApiResult<TrustSt
     Ok(store)
 }
 
+/// The names FIDO metadata may list this credential's model under: its AAGUID (FIDO2; U2F
+/// authenticators have none) and its attestation certificate's key identifier (U2F batch keys).
+fn metadata_models(verified: &tether_attestation::registration::VerifiedRegistration) -> Vec<mds::Model> {
+    let aaguid = (!verified.aaguid.is_nil()).then_some(mds::Model::Aaguid(verified.aaguid));
+    let key_id = verified.attestation_key_id.clone().map(mds::Model::KeyId);
+    aaguid.into_iter().chain(key_id).collect()
+}
+
 pub async fn finish(
     app: &App,
     enrollment_id: &str,
@@ -191,15 +201,21 @@ pub async fn finish(
         verify_registration(&response, &expectation, &trust_store, now_utc)
     })
     .map_err(|e| ApiError::invalid(format!("the registration was rejected: {e}")))?;
-    // A chain the tenant's anchors do not reach may still end at a root the operator's FIDO
-    // metadata lists for this very AAGUID; such a root admits no other model. Self and none
-    // attestation are not `Untrusted` and never get here.
-    if matches!(verified.trust, AttestationTrust::Untrusted { .. }) {
-        let model_roots = app.mds.roots_for(&verified.aaguid);
+    // A chain the tenant's anchors do not reach may still end at a root the FIDO metadata
+    // (the operator's or this tenant's) lists for this very model; such a root admits no other
+    // model. Self and none attestation are not `Untrusted` and never get here.
+    let metadata =
+        mds_catalog::MdsView { operator: app.mds.current(), tenant: app.tenant_mds.get(&app.store, &tenant.id).await? };
+    let models = metadata_models(&verified);
+    if matches!(verified.trust, AttestationTrust::Untrusted { .. })
+        && let Some(model) = models.first()
+    {
+        let model_roots = metadata.roots_for(model);
         if !model_roots.is_empty()
             && let Ok(by_model) = verify_registration(&response, &expectation, &model_roots, now_utc)
             && by_model.trust.is_trusted()
             && by_model.aaguid == verified.aaguid
+            && by_model.attestation_key_id == verified.attestation_key_id
         {
             verified = by_model;
         }
@@ -211,11 +227,11 @@ pub async fn finish(
              which was not offered (offered: {ALGORITHMS:?})"
         )));
     }
-    if let Some(listing) = app.mds.compromised(&verified.aaguid) {
+    if let Some((model, listing, source)) = metadata.compromised(&models) {
         return Err(ApiError::precondition(format!(
-            "enrollment rejected: the FIDO metadata marks this authenticator model ({}{}) as {}{}; \
+            "enrollment rejected: the FIDO metadata{} marks this authenticator model ({model}{}) as {}{}; \
              enroll a different model",
-            verified.aaguid,
+            if source == mds_catalog::Source::Tenant { " this tenant imported" } else { "" },
             listing.description.map(|d| format!(", {d}")).unwrap_or_default(),
             listing.status,
             listing.effective_date.map(|d| format!(" since {d}")).unwrap_or_default(),
@@ -257,6 +273,7 @@ pub async fn finish(
             _ => String::new(),
         },
         aaguid: verified.aaguid.to_string(),
+        attestation_key_id: verified.attestation_key_id.clone().unwrap_or_default(),
         sign_count: i64::from(verified.sign_count),
         enrolled_at_ms: now,
         enrolled_from_ip: source_ip.to_string(),

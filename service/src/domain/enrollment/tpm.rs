@@ -211,6 +211,7 @@ pub async fn finish(
         attestation_reason: session.attestation_reason.clone(),
         trust_anchor: session.trust_anchor.clone(),
         aaguid: String::new(),
+        attestation_key_id: String::new(),
         sign_count: 0,
         enrolled_at_ms: now,
         enrolled_from_ip: source_ip.to_string(),

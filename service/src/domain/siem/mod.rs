@@ -8,7 +8,7 @@
 pub mod config;
 pub mod delivery;
 mod format;
-mod net;
+pub mod net;
 mod syslog;
 pub mod webhook;
 

@@ -51,6 +51,7 @@ pub struct Nav<'a> {
 }
 
 const LINKS: &[(&str, &str)] = &[
+    ("/farms", "Farms"),
     ("/flags", "Flags"),
     ("/clusters", "Shared egress"),
     ("/presence", "Presence failures"),

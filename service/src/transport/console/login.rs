@@ -110,7 +110,7 @@ pub async fn submit(
         }
     };
     tracing::info!(%tenant, %principal, %address, "console login");
-    let mut response = Redirect::to("/flags").into_response();
+    let mut response = Redirect::to("/farms").into_response();
     let cookies = response.headers_mut();
     cookies.append(header::SET_COOKIE, session::set_cookie(SESSION_COOKIE, &id, SESSION_TTL));
     cookies.append(header::SET_COOKIE, session::set_cookie(LOGIN_COOKIE, "", Duration::ZERO));

@@ -10,11 +10,13 @@
 
 mod chart;
 mod device;
+mod farms;
 mod flags;
 mod html;
 mod login;
 mod login_token;
 mod session;
+mod timeline;
 mod views;
 
 use crate::domain::app::App;
@@ -86,9 +88,10 @@ pub async fn serve(app: Arc<App>, listener: TcpListener) -> anyhow::Result<()> {
 
 pub fn router(console: Arc<Console>) -> Router {
     Router::new()
-        .route("/", get(|| async { Redirect::to("/flags") }))
+        .route("/", get(|| async { Redirect::to("/farms") }))
         .route("/login", get(login::page).post(login::submit))
         .route("/logout", post(login::logout))
+        .route("/farms", get(farms::farms))
         .route("/flags", get(flags::list))
         .route("/flags/{id}/review", post(flags::review))
         .route("/devices/{id}", get(device::device))
@@ -192,7 +195,7 @@ pub fn form(bytes: &[u8]) -> HashMap<String, String> {
 pub fn failure(status: StatusCode, message: &str) -> Response {
     let body = maud::html! {
         p.error { (message) }
-        p { a href="/flags" { "Back to the console" } }
+        p { a href="/farms" { "Back to the console" } }
     };
     html::page(status, "Something went wrong", None, body)
 }

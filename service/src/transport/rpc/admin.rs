@@ -589,6 +589,14 @@ impl AdminService for AdminApi {
         .await)
     }
 
+    async fn import_mds(&self, request: Request<tonic::Streaming<pb::ImportMdsChunk>>) -> Reply<pb::ImportMdsResponse> {
+        ok(super::admin_mds::import(&self.app, request).await)
+    }
+
+    async fn get_mds_status(&self, request: Request<pb::GetMdsStatusRequest>) -> Reply<pb::GetMdsStatusResponse> {
+        ok(super::admin_mds::status(&self.app, &request).await)
+    }
+
     async fn get_policy(&self, request: Request<pb::GetPolicyRequest>) -> Reply<pb::Policy> {
         ok(async {
             let caller = authorize(&self.app, &request, &[Role::Admin, Role::Analyst]).await?;

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod admin;
+mod admin_mds;
 pub mod device;
 pub mod ext_authz;
 pub mod report;
