@@ -143,6 +143,7 @@ fn session(id: &str) -> tetherd::store::sessions::SessionRecord {
         gateway_id: "g".into(),
         decision: "allow".into(),
         reasons_json: "[]".into(),
+        would_deny_json: "[]".into(),
         at_ms: 1,
     }
 }

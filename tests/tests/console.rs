@@ -464,3 +464,29 @@ async fn the_siem_page_shows_only_the_tenants_integrations_and_no_target_or_secr
     assert!(!audit.body.contains("hec-secret") && !audit.body.contains(&secret), "the audit log keeps no token");
     assert_eq!(http(base, "GET", "/integrations", None, None).await.status, 303, "a session is required");
 }
+
+#[tokio::test]
+async fn the_device_page_shows_the_tier_and_marks_would_deny_sessions() {
+    let server = console_server();
+    let org = Org::create(&server, "acme").await;
+    let (_, device_id) = plant_flag(&server, &org, "w-bob", "SN-1").await;
+    let (cookie, _) = session(&server.console_url, &org.analyst_key).await;
+    let page =
+        || async { http(&server.console_url, "GET", &format!("/devices/{device_id}"), Some(&cookie), None).await };
+
+    org.check(&server, "w-bob", &device_id).await;
+    let before = page().await;
+    assert_eq!(before.status, 200);
+    assert!(before.body.contains("self_or_none"), "the enrollment shows its tier");
+    assert!(!before.body.contains("would deny"), "an enforced session is not marked");
+
+    let monitor = pb::UpdatePolicyRequest {
+        allow_unattested: Some(false),
+        enforcement: Some(pb::EnforcementMode::Monitor as i32),
+        ..Default::default()
+    };
+    org.update_policy(&server, monitor).await;
+    let decision = org.check(&server, "w-bob", &device_id).await;
+    assert_eq!(decision.would_deny_reasons.len(), 1, "{decision:?}");
+    assert!(page().await.body.contains("would deny"), "the monitored session is marked");
+}

@@ -182,7 +182,20 @@ async fn unattested_flagged_and_unknown_devices_are_denied() {
     let allowed = ask(&server, &org.gateway_key, check_request(Some(&ca.for_device(&tenant, &device_id)), &[])).await;
     assert!(is_ok(&allowed), "{allowed:?}");
     assert_eq!(headers_of(&allowed)["x-tether-flags"], "unattested_hardware:review");
-    org.update_policy(&server, pb::UpdatePolicyRequest { allow_unattested: Some(false), ..Default::default() }).await;
+    assert_eq!(headers_of(&allowed)["x-tether-would-deny"], "none");
+    // Monitor mode: the tier denial lets the request through and names itself to the upstream.
+    let monitor = pb::UpdatePolicyRequest {
+        allow_unattested: Some(false),
+        enforcement: Some(pb::EnforcementMode::Monitor as i32),
+        ..Default::default()
+    };
+    org.update_policy(&server, monitor).await;
+    let monitored = ask(&server, &org.gateway_key, check_request(Some(&ca.for_device(&tenant, &device_id)), &[])).await;
+    assert!(is_ok(&monitored), "{monitored:?}");
+    assert_eq!(headers_of(&monitored)["x-tether-would-deny"], "unattested");
+    let enforce =
+        pb::UpdatePolicyRequest { enforcement: Some(pb::EnforcementMode::Enforce as i32), ..Default::default() };
+    org.update_policy(&server, enforce).await;
     let body =
         denied(&ask(&server, &org.gateway_key, check_request(Some(&ca.for_device(&tenant, &device_id)), &[])).await);
     assert!(body.contains("unattested"), "{body}");

@@ -402,15 +402,74 @@ async fn tpm_enrollment_refuses_what_it_cannot_trust_and_consumes_nothing_then()
     let err = enroll(&server, &tpm, &token4, EK_ECC, &e3, "ak3").await.unwrap_err();
     assert_eq!(err.code(), Code::AlreadyExists, "{}", err.message());
 
-    // With allow_unattested, a TPM without an EK certificate enrolls unattested and is flagged.
-    org.update_policy(&server, pb::UpdatePolicyRequest { allow_unattested: Some(true), ..Default::default() }).await;
+    // A TPM without an EK certificate (a cloud vTPM) is hardware_unverified, not self_or_none:
+    // admitting self/none attestation does not admit it.
+    let tiers = pb::UpdatePolicyRequest {
+        self_or_none: Some(pb::TierAction::Allow as i32),
+        hardware_unverified: Some(pb::TierAction::Deny as i32),
+        ..Default::default()
+    };
+    org.update_policy(&server, tiers).await;
     tpm.create_ak(EK_ECC, "ak5");
     let bare = Evidence { ek_certificate: Vec::new(), ..evidence(&tpm, EK_ECC, EK_ECC_CERT, "ak5") };
+    let err = enroll(&server, &tpm, &token4, EK_ECC, &bare, "ak5").await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
+    assert!(err.message().contains("denies the hardware_unverified tier"), "{}", err.message());
+    // With allow_unattested (both tiers allow-and-flag) it enrolls unattested and is flagged.
+    org.update_policy(&server, pb::UpdatePolicyRequest { allow_unattested: Some(true), ..Default::default() }).await;
     let done = enroll(&server, &tpm, &token4, EK_ECC, &bare, "ak5").await.unwrap();
     assert!(!done.attested);
+    assert_eq!(done.tier(), pb::AttestationTier::HardwareUnverified);
     assert!(done.attestation_reason.contains("no EK certificate"), "{}", done.attestation_reason);
     let raised = flags(&server, &org, &device4).await;
-    assert!(raised.iter().any(|f| f.kind == "unattested_hardware"), "{raised:?}");
+    let flag = raised.iter().find(|f| f.kind == "unattested_hardware").expect("an unattested_hardware flag");
+    assert!(flag.evidence_json.contains("hardware_unverified"), "the flag names the tier: {}", flag.evidence_json);
+    let shown = admin
+        .get_device(authed(&org.keys.admin_key, pb::GetDeviceRequest { device_id: device4.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(shown.credentials[0].tier(), pb::AttestationTier::HardwareUnverified);
+    let attested = admin
+        .get_device(authed(&org.keys.admin_key, pb::GetDeviceRequest { device_id: device3.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(attested.credentials[0].tier(), pb::AttestationTier::HardwareAttested);
+
+    // At access the device counts at its tier: not denied for it, denied, then only recorded as
+    // a would-deny in monitor mode. (One EK enrolled by several workers also raised a high
+    // shared_hardware flag, and the device never answered presence: those deny throughout.)
+    let unattested = |reasons: &[pb::Reason]| reasons.iter().find(|r| r.code() == pb::DenyReason::Unattested).cloned();
+    let decision = org.check(&server, "w-four", &device4).await;
+    assert_eq!(unattested(&decision.reasons), None, "{:?}", decision.reasons);
+    let deny = pb::UpdatePolicyRequest { hardware_unverified: Some(pb::TierAction::Deny as i32), ..Default::default() };
+    org.update_policy(&server, deny).await;
+    let decision = org.check(&server, "w-four", &device4).await;
+    let reason = unattested(&decision.reasons).expect("the tier denies");
+    assert!(reason.detail.contains("hardware_unverified"), "{reason:?}");
+    let monitor =
+        pb::UpdatePolicyRequest { enforcement: Some(pb::EnforcementMode::Monitor as i32), ..Default::default() };
+    org.update_policy(&server, monitor).await;
+    let decision = org.check(&server, "w-four", &device4).await;
+    assert_eq!(unattested(&decision.reasons), None, "{:?}", decision.reasons);
+    assert!(unattested(&decision.would_deny_reasons).is_some(), "{:?}", decision.would_deny_reasons);
+    assert!(decision.reasons.iter().any(|r| r.code() == pb::DenyReason::PresenceNever), "never softened");
+
+    // allow: a vTPM enrolls without a flag.
+    let allow = pb::UpdatePolicyRequest {
+        hardware_unverified: Some(pb::TierAction::Allow as i32),
+        enforcement: Some(pb::EnforcementMode::Enforce as i32),
+        ..Default::default()
+    };
+    org.update_policy(&server, allow).await;
+    let device6 = register(&server, &org, "w-six", "").await;
+    let token6 = org.token(&server, &device6).await;
+    tpm.create_ak(EK_ECC, "ak6");
+    let bare6 = Evidence { ek_certificate: Vec::new(), ..evidence(&tpm, EK_ECC, EK_ECC_CERT, "ak6") };
+    let done = enroll(&server, &tpm, &token6, EK_ECC, &bare6, "ak6").await.unwrap();
+    assert_eq!(done.tier(), pb::AttestationTier::HardwareUnverified);
+    assert!(flags(&server, &org, &device6).await.iter().all(|f| f.kind != "unattested_hardware"));
 }
 
 #[tokio::test]

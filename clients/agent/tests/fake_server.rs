@@ -173,6 +173,7 @@ impl EnrollmentService for Shared {
             attested: true,
             trust_anchor: "CN=Test Root".into(),
             attestation_reason: String::new(),
+            tier: tether_proto::v1::AttestationTier::HardwareAttested as i32,
         }))
     }
 

@@ -214,6 +214,23 @@ mod tests {
         };
         assert!(!args.to_request(None).set_allowed_aaguids);
         assert!(parse(&["policy", "set", "--allow-unattested", "maybe"]).is_err());
+        assert_eq!(request.hardware_unverified, None, "tiers not named are left alone");
+
+        let cli = parse(&["policy", "set", "--self-or-none", "allow-and-flag", "--hardware-unverified", "allow"]);
+        let Command::Policy(PolicyCommand::Set(args)) = cli.unwrap().command else {
+            panic!("expected policy set");
+        };
+        let request = args.to_request(None);
+        assert_eq!(request.self_or_none, Some(tether_proto::v1::TierAction::AllowAndFlag as i32));
+        assert_eq!(request.hardware_unverified, Some(tether_proto::v1::TierAction::Allow as i32));
+        assert_eq!(request.enforcement, None);
+        let cli = parse(&["policy", "set", "--enforcement", "monitor"]).unwrap();
+        let Command::Policy(PolicyCommand::Set(args)) = cli.command else {
+            panic!("expected policy set");
+        };
+        assert_eq!(args.to_request(None).enforcement, Some(tether_proto::v1::EnforcementMode::Monitor as i32));
+        assert!(parse(&["policy", "set", "--self-or-none", "maybe"]).is_err());
+        assert!(parse(&["policy", "set", "--enforcement", "audit"]).is_err());
         assert!(parse(&["policy", "set", "--presence-window", "0s"]).is_err());
     }
 

@@ -56,6 +56,7 @@ impl AccessService for Shared {
                 credential_id: "Y3JlZA".into(),
                 last_presence_at_ms: 1_700_000_000_000,
                 open_flags: vec![],
+                would_deny_reasons: vec![],
             },
             "bob" => CheckAccessResponse {
                 decision: Decision::Deny as i32,
@@ -68,6 +69,7 @@ impl AccessService for Shared {
                 credential_id: String::new(),
                 last_presence_at_ms: 0,
                 open_flags: vec![],
+                would_deny_reasons: vec![],
             },
             "mallory" => CheckAccessResponse { decision: Decision::Unspecified as i32, ..Default::default() },
             _ => return Err(Status::permission_denied("this call needs a gateway key")),

@@ -13,3 +13,4 @@ pub mod reports;
 pub mod risk_live;
 pub mod siem;
 pub mod tenancy;
+pub mod tiers;

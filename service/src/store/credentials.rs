@@ -1,6 +1,6 @@
 //! Enrolled credentials: the binding worker ↔ device ↔ hardware key.
 
-use super::{Store, StoreResult, Tx, flag};
+use super::{Store, StoreError, StoreResult, Tx, flag};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -15,7 +15,9 @@ pub struct Credential {
     pub public_key_cose: Vec<u8>,
     pub format: String,
     pub attestation_type: String,
+    /// True exactly when `tier` is hardware-attested.
     pub attested: bool,
+    pub tier: Tier,
     pub attestation_reason: String,
     pub trust_anchor: String,
     pub aaguid: String,
@@ -29,8 +31,33 @@ pub struct Credential {
     pub last_presence_at_ms: Option<i64>,
 }
 
+/// What a credential's attestation proved, recorded at enrollment (docs/trust.md#attestation-tiers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tier {
+    SelfOrNone,
+    HardwareUnverified,
+    HardwareAttested,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::HardwareAttested => "hardware_attested",
+            Tier::HardwareUnverified => "hardware_unverified",
+            Tier::SelfOrNone => "self_or_none",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Tier> {
+        [Tier::HardwareAttested, Tier::HardwareUnverified, Tier::SelfOrNone].into_iter().find(|t| t.as_str() == s)
+    }
+}
+
 fn from_row(row: &AnyRow) -> StoreResult<Credential> {
+    let tier: String = row.try_get("tier")?;
+    let tier = Tier::parse(&tier).ok_or_else(|| StoreError::Corrupt(format!("credentials.tier holds {tier:?}")))?;
     Ok(Credential {
+        tier,
         id: row.try_get("id")?,
         tenant_id: row.try_get("tenant_id")?,
         device_id: row.try_get("device_id")?,
@@ -57,8 +84,8 @@ pub async fn insert(tx: &mut Tx, c: &Credential) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO credentials (id, tenant_id, device_id, worker_external_id, kind, public_key_cose, \
          format, attestation_type, attested, attestation_reason, trust_anchor, aaguid, sign_count, \
-         enrolled_at_ms, enrolled_from_ip, attestation_key_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+         enrolled_at_ms, enrolled_from_ip, attestation_key_id, tier) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
     .bind(&c.id)
     .bind(&c.tenant_id)
@@ -76,6 +103,7 @@ pub async fn insert(tx: &mut Tx, c: &Credential) -> StoreResult<()> {
     .bind(c.enrolled_at_ms)
     .bind(&c.enrolled_from_ip)
     .bind(&c.attestation_key_id)
+    .bind(c.tier.as_str())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -1,6 +1,7 @@
 //! Embedded, per-backend migrations run through sqlx's migrator.
 
-use super::{Backend, Store, StoreResult};
+use super::{Backend, StoreResult};
+use sqlx::AnyPool;
 use sqlx::AssertSqlSafe;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use std::borrow::Cow;
@@ -23,6 +24,7 @@ const SQLITE: &[(i64, &str, &str)] = &[
     (15, "tenants by origin", include_str!("../../migrations/sqlite/0015_tenants_by_origin.sql")),
     (16, "siem outbox", include_str!("../../migrations/sqlite/0016_siem_outbox.sql")),
     (17, "credentials last challenged", include_str!("../../migrations/sqlite/0017_credentials_last_challenged.sql")),
+    (18, "attestation tiers", include_str!("../../migrations/sqlite/0018_attestation_tiers.sql")),
     (19, "mds blobs", include_str!("../../migrations/sqlite/0019_mds_blobs.sql")),
 ];
 
@@ -44,11 +46,12 @@ const POSTGRES: &[(i64, &str, &str)] = &[
     (15, "tenants by origin", include_str!("../../migrations/postgres/0015_tenants_by_origin.sql")),
     (16, "siem outbox", include_str!("../../migrations/postgres/0016_siem_outbox.sql")),
     (17, "credentials last challenged", include_str!("../../migrations/postgres/0017_credentials_last_challenged.sql")),
+    (18, "attestation tiers", include_str!("../../migrations/postgres/0018_attestation_tiers.sql")),
     (19, "mds blobs", include_str!("../../migrations/postgres/0019_mds_blobs.sql")),
 ];
 
-pub(super) async fn run(store: &Store) -> StoreResult<()> {
-    let list = match store.backend {
+pub(super) async fn run(pool: &AnyPool, backend: Backend) -> StoreResult<()> {
+    let list = match backend {
         Backend::Sqlite => SQLITE,
         Backend::Postgres => POSTGRES,
     };
@@ -64,6 +67,6 @@ pub(super) async fn run(store: &Store) -> StoreResult<()> {
             )
         })
         .collect();
-    Migrator::with_migrations(migrations).run(&store.pool).await?;
+    Migrator::with_migrations(migrations).run(pool).await?;
     Ok(())
 }

@@ -141,35 +141,20 @@ impl Store {
             Backend::Sqlite => 8,
             Backend::Postgres => 16,
         });
-        let timeout_ms = u64::try_from(options.statement_timeout.as_millis()).unwrap_or(u64::MAX);
-        // Integers only: the statement text cannot carry anything else.
-        let setting = match backend {
-            Backend::Sqlite => format!("PRAGMA busy_timeout = {timeout_ms}"),
-            Backend::Postgres => format!("SET statement_timeout = {timeout_ms}"),
-        };
-        let synchronous = (backend == Backend::Sqlite).then(|| options.sqlite_synchronous.pragma());
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(options.acquire_timeout)
-            .after_connect(move |connection, _| {
-                let setting = setting.clone();
-                Box::pin(async move {
-                    sqlx::query(sqlx::AssertSqlSafe(setting)).execute(&mut *connection).await?;
-                    if let Some(pragma) = synchronous {
-                        sqlx::query(pragma).execute(&mut *connection).await?;
-                        // Checkpoints run in the background (store::checkpoint); this is the backstop.
-                        sqlx::query(checkpoint::AUTOCHECKPOINT_PRAGMA).execute(&mut *connection).await?;
-                    }
-                    Ok(())
-                })
-            })
-            .connect(&url)
-            .await?;
+        // Migrations run on a pool of their own, closed before the serving pool opens: a SQLite
+        // connection that was open while a migration altered a table can prepare `SELECT *`
+        // with the old column list and then read rows of the new one (sqlx-sqlite panics in its
+        // worker and the query returns nothing; service/tests/migration_tiers.rs).
+        let migrating = connect(&url, backend, options, 1).await?;
         if backend == Backend::Sqlite {
             // WAL lets readers proceed while one writer commits; the mode is
             // stored in the file, so setting it once at open is enough.
-            sqlx::query("PRAGMA journal_mode = WAL").fetch_optional(&pool).await?;
+            sqlx::query("PRAGMA journal_mode = WAL").fetch_optional(&migrating).await?;
         }
+        let migrated = migrations::run(&migrating, backend).await;
+        migrating.close().await;
+        migrated?;
+        let pool = connect(&url, backend, options, max_connections).await?;
         let store = Store {
             backend,
             retry_attempts: options.retry_attempts,
@@ -177,7 +162,6 @@ impl Store {
             queues: Arc::default(),
             pool,
         };
-        migrations::run(&store).await?;
         Ok(store)
     }
 
@@ -216,6 +200,35 @@ impl Store {
 /// Which backend a database URL names, or why it names none.
 pub fn backend_of(database_url: &str) -> StoreResult<Backend> {
     normalize_url(database_url).map(|(backend, _)| backend)
+}
+
+/// A pool whose every connection carries the statement timeout (and SQLite's synchronous mode).
+async fn connect(url: &str, backend: Backend, options: &StoreOptions, max_connections: u32) -> StoreResult<AnyPool> {
+    let timeout_ms = u64::try_from(options.statement_timeout.as_millis()).unwrap_or(u64::MAX);
+    // Integers only: the statement text cannot carry anything else.
+    let setting = match backend {
+        Backend::Sqlite => format!("PRAGMA busy_timeout = {timeout_ms}"),
+        Backend::Postgres => format!("SET statement_timeout = {timeout_ms}"),
+    };
+    let synchronous = (backend == Backend::Sqlite).then(|| options.sqlite_synchronous.pragma());
+    let pool = AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(options.acquire_timeout)
+        .after_connect(move |connection, _| {
+            let setting = setting.clone();
+            Box::pin(async move {
+                sqlx::query(sqlx::AssertSqlSafe(setting)).execute(&mut *connection).await?;
+                if let Some(pragma) = synchronous {
+                    sqlx::query(pragma).execute(&mut *connection).await?;
+                    // Checkpoints run in the background (store::checkpoint); this is the backstop.
+                    sqlx::query(checkpoint::AUTOCHECKPOINT_PRAGMA).execute(&mut *connection).await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await?;
+    Ok(pool)
 }
 
 fn normalize_url(database_url: &str) -> StoreResult<(Backend, String)> {

@@ -18,6 +18,8 @@ pub struct SessionRecord {
     pub decision: String,
     /// JSON array of `{"code": "...", "detail": "..."}`.
     pub reasons_json: String,
+    /// The same, for tier denials monitor mode did not enforce (`[]` when none).
+    pub would_deny_json: String,
     pub at_ms: i64,
 }
 
@@ -32,6 +34,7 @@ fn from_row(row: &AnyRow) -> StoreResult<SessionRecord> {
         gateway_id: row.try_get("gateway_id")?,
         decision: row.try_get("decision")?,
         reasons_json: row.try_get("reasons_json")?,
+        would_deny_json: row.try_get("would_deny_json")?,
         at_ms: row.try_get("at_ms")?,
     })
 }
@@ -41,7 +44,8 @@ fn from_row(row: &AnyRow) -> StoreResult<SessionRecord> {
 pub(super) async fn insert_in(tx: &mut Tx, s: &SessionRecord) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO sessions (id, tenant_id, worker_external_id, device_id, credential_id, source_ip, \
-         gateway_id, decision, reasons_json, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         gateway_id, decision, reasons_json, at_ms, would_deny_json) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(&s.id)
     .bind(&s.tenant_id)
@@ -53,6 +57,7 @@ pub(super) async fn insert_in(tx: &mut Tx, s: &SessionRecord) -> StoreResult<()>
     .bind(&s.decision)
     .bind(&s.reasons_json)
     .bind(s.at_ms)
+    .bind(&s.would_deny_json)
     .execute(&mut **tx)
     .await?;
     Ok(())

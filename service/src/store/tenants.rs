@@ -1,6 +1,6 @@
 //! Tenants (employers) and their policy.
 
-use super::{Store, StoreError, StoreResult, Tx, flag};
+use super::{Store, StoreError, StoreResult, Tx};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use tether_risk::FlagPolicy;
@@ -17,7 +17,10 @@ pub struct Tenant {
 pub struct Policy {
     pub rp_id: String,
     pub origin: String,
-    pub allow_unattested: bool,
+    /// What credentials of the tiers below hardware-attested may do.
+    pub hardware_unverified: TierAction,
+    pub self_or_none: TierAction,
+    pub enforcement: Enforcement,
     /// Lower-case hyphenated AAGUIDs; empty = any model.
     pub allowed_aaguids: Vec<String>,
     pub presence_interval_s: i64,
@@ -33,7 +36,9 @@ impl Policy {
         Policy {
             rp_id: rp_id.to_string(),
             origin: origin.to_string(),
-            allow_unattested: false,
+            hardware_unverified: TierAction::Deny,
+            self_or_none: TierAction::Deny,
+            enforcement: Enforcement::Enforce,
             allowed_aaguids: Vec::new(),
             presence_interval_s: 3600,
             challenge_deadline_s: 300,
@@ -42,10 +47,70 @@ impl Policy {
             office_egress: Vec::new(),
         }
     }
+
+    /// The older single switch, now shorthand for both tiers: true when neither denies.
+    pub fn allow_unattested(&self) -> bool {
+        self.hardware_unverified != TierAction::Deny && self.self_or_none != TierAction::Deny
+    }
+
+    /// Sets both tiers as `allow_unattested` did: enrolled and flagged, or refused.
+    pub fn set_allow_unattested(&mut self, allow: bool) {
+        let action = if allow { TierAction::AllowAndFlag } else { TierAction::Deny };
+        self.hardware_unverified = action;
+        self.self_or_none = action;
+    }
 }
 
-const COLUMNS: &str = "id, name, created_at_ms, rp_id, origin, allow_unattested, allowed_aaguids, \
-     presence_interval_s, challenge_deadline_s, presence_window_s, flag_policy, office_egress";
+/// What a tenant lets a credential of one attestation tier do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierAction {
+    Allow,
+    AllowAndFlag,
+    Deny,
+}
+
+impl TierAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TierAction::Allow => "allow",
+            TierAction::AllowAndFlag => "allow_and_flag",
+            TierAction::Deny => "deny",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TierAction> {
+        [TierAction::Allow, TierAction::AllowAndFlag, TierAction::Deny].into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+/// Whether tier denials are enforced or only recorded as "would deny".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enforcement {
+    Enforce,
+    Monitor,
+}
+
+impl Enforcement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Enforcement::Enforce => "enforce",
+            Enforcement::Monitor => "monitor",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Enforcement> {
+        [Enforcement::Enforce, Enforcement::Monitor].into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+const COLUMNS: &str = "id, name, created_at_ms, rp_id, origin, allowed_aaguids, \
+     presence_interval_s, challenge_deadline_s, presence_window_s, flag_policy, office_egress, \
+     tier_hardware_unverified, tier_self_or_none, enforcement";
+
+fn stored<T>(row: &AnyRow, column: &str, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
+    let value: String = row.try_get(column)?;
+    parse(&value).ok_or_else(|| StoreError::Corrupt(format!("tenants.{column} holds {value:?}")))
+}
 
 fn from_row(row: &AnyRow) -> StoreResult<Tenant> {
     let aaguids: String = row.try_get("allowed_aaguids")?;
@@ -64,7 +129,9 @@ fn from_row(row: &AnyRow) -> StoreResult<Tenant> {
         policy: Policy {
             rp_id: row.try_get("rp_id")?,
             origin: row.try_get("origin")?,
-            allow_unattested: flag(row.try_get("allow_unattested")?),
+            hardware_unverified: stored(row, "tier_hardware_unverified", TierAction::parse)?,
+            self_or_none: stored(row, "tier_self_or_none", TierAction::parse)?,
+            enforcement: stored(row, "enforcement", Enforcement::parse)?,
             allowed_aaguids: aaguids.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
             presence_interval_s: row.try_get("presence_interval_s")?,
             challenge_deadline_s: row.try_get("challenge_deadline_s")?,
@@ -80,20 +147,25 @@ pub async fn insert(tx: &mut Tx, tenant: &Tenant) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO tenants (id, name, created_at_ms, rp_id, origin, allow_unattested, \
          allowed_aaguids, presence_interval_s, challenge_deadline_s, presence_window_s, flag_policy, \
-         office_egress) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         office_egress, tier_hardware_unverified, tier_self_or_none, enforcement) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(&tenant.id)
     .bind(&tenant.name)
     .bind(tenant.created_at_ms)
     .bind(&p.rp_id)
     .bind(&p.origin)
-    .bind(i64::from(p.allow_unattested))
+    // Still written so that a binary from before migration 18 reads the nearest policy it knows.
+    .bind(i64::from(p.allow_unattested()))
     .bind(p.allowed_aaguids.join(","))
     .bind(p.presence_interval_s)
     .bind(p.challenge_deadline_s)
     .bind(p.presence_window_s)
     .bind(p.flag_policy.to_stored())
     .bind(offices_stored(&p.office_egress))
+    .bind(p.hardware_unverified.as_str())
+    .bind(p.self_or_none.as_str())
+    .bind(p.enforcement.as_str())
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -135,18 +207,22 @@ pub async fn update_policy(tx: &mut Tx, tenant_id: &str, p: &Policy) -> StoreRes
     sqlx::query(
         "UPDATE tenants SET rp_id = $2, origin = $3, allow_unattested = $4, allowed_aaguids = $5, \
          presence_interval_s = $6, challenge_deadline_s = $7, presence_window_s = $8, flag_policy = $9, \
-         office_egress = $10 WHERE id = $1",
+         office_egress = $10, tier_hardware_unverified = $11, tier_self_or_none = $12, enforcement = $13 \
+         WHERE id = $1",
     )
     .bind(tenant_id)
     .bind(&p.rp_id)
     .bind(&p.origin)
-    .bind(i64::from(p.allow_unattested))
+    .bind(i64::from(p.allow_unattested()))
     .bind(p.allowed_aaguids.join(","))
     .bind(p.presence_interval_s)
     .bind(p.challenge_deadline_s)
     .bind(p.presence_window_s)
     .bind(p.flag_policy.to_stored())
     .bind(offices_stored(&p.office_egress))
+    .bind(p.hardware_unverified.as_str())
+    .bind(p.self_or_none.as_str())
+    .bind(p.enforcement.as_str())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -3,7 +3,9 @@
 pub mod pcr;
 
 use clap::{ArgGroup, Args, Subcommand};
-use tether_proto::v1::{FlagKindRule, FlagPolicy, FlagSeverity, GetPolicyRequest, UpdatePolicyRequest};
+use tether_proto::v1::{
+    EnforcementMode, FlagKindRule, FlagPolicy, FlagSeverity, GetPolicyRequest, TierAction, UpdatePolicyRequest,
+};
 
 use super::Ctx;
 use crate::output::emit;
@@ -30,9 +32,20 @@ pub struct PolicySetArgs {
     /// The origin agents present in clientDataJSON.
     #[arg(long, value_name = "URL", group = "change")]
     pub origin: Option<String>,
-    /// Whether self/none-attested or untrusted-root credentials may enroll.
+    /// Shorthand for both tiers below hardware-attested: true = allow-and-flag, false = deny.
+    /// --hardware-unverified and --self-or-none, when also given, override it.
     #[arg(long, value_name = "true|false", group = "change")]
     pub allow_unattested: Option<bool>,
+    /// What a TPM whose EK has no certificate that verifies (a cloud vTPM) may do.
+    #[arg(long, value_name = "allow|allow-and-flag|deny", value_parser = parse_tier_action, group = "change")]
+    pub hardware_unverified: Option<TierAction>,
+    /// What a credential with self or none attestation, an untrusted root or a model outside
+    /// the AAGUID list may do.
+    #[arg(long, value_name = "allow|allow-and-flag|deny", value_parser = parse_tier_action, group = "change")]
+    pub self_or_none: Option<TierAction>,
+    /// monitor: tier denials are recorded as "would deny" but not enforced; enforce: they deny.
+    #[arg(long, value_name = "enforce|monitor", value_parser = parse_enforcement, group = "change")]
+    pub enforcement: Option<EnforcementMode>,
     /// Only these authenticator models count as attested; `none` clears the list.
     #[arg(long, value_name = "UUID,UUID|none", value_parser = parse::aaguid_list, group = "change")]
     pub allowed_aaguids: Option<parse::AaguidList>,
@@ -82,6 +95,23 @@ pub struct FlagRuleArg {
     pub kind: String,
     /// None: back to the tenant-wide threshold.
     pub rule: Option<FlagKindRule>,
+}
+
+fn parse_tier_action(text: &str) -> Result<TierAction, String> {
+    match text.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+        "allow" => Ok(TierAction::Allow),
+        "allow-and-flag" => Ok(TierAction::AllowAndFlag),
+        "deny" => Ok(TierAction::Deny),
+        other => Err(format!("{other:?} is not a tier action: use allow, allow-and-flag or deny")),
+    }
+}
+
+fn parse_enforcement(text: &str) -> Result<EnforcementMode, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "enforce" => Ok(EnforcementMode::Enforce),
+        "monitor" => Ok(EnforcementMode::Monitor),
+        other => Err(format!("{other:?} is not an enforcement mode: use enforce or monitor")),
+    }
 }
 
 fn parse_severity(text: &str) -> Result<FlagSeverity, String> {
@@ -152,6 +182,9 @@ impl PolicySetArgs {
             flag_policy: self.flag_policy(current_flag_policy),
             set_office_egress_cidrs: self.office_egress.is_some(),
             office_egress_cidrs: self.office_egress.as_ref().map(|o| o.0.clone()).unwrap_or_default(),
+            hardware_unverified: self.hardware_unverified.map(|a| a as i32),
+            self_or_none: self.self_or_none.map(|a| a as i32),
+            enforcement: self.enforcement.map(|e| e as i32),
         }
     }
 }

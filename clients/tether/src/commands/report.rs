@@ -33,6 +33,9 @@ pub enum ReportCommand {
         /// Only this decision.
         #[arg(long, value_enum)]
         decision: Option<DecisionArg>,
+        /// Only would-deny sessions: allowed in monitor mode despite a tier denial.
+        #[arg(long)]
+        would_deny: bool,
     },
     /// Security flags raised by the server.
     Flags {
@@ -233,6 +236,7 @@ pub fn presence_failures_request(
 pub fn sessions_request(
     filter: &Filter,
     decision: Option<DecisionArg>,
+    would_deny_only: bool,
     token: &str,
 ) -> anyhow::Result<ListSessionsRequest> {
     Ok(ListSessionsRequest {
@@ -241,6 +245,7 @@ pub fn sessions_request(
         device_id: filter.device.clone().unwrap_or_default(),
         decision: decision.map(Decision::from).unwrap_or(Decision::Unspecified) as i32,
         page: filter.page(token),
+        would_deny_only,
     })
 }
 
@@ -310,11 +315,11 @@ pub async fn run(ctx: &Ctx, command: ReportCommand) -> anyhow::Result<i32> {
             let view = PresenceFailuresView { events, next_page_token: page_token(next) };
             print(ctx.output, &view, |v| csv::failures(&v.events))?;
         }
-        ReportCommand::Sessions { filter, decision } => {
+        ReportCommand::Sessions { filter, decision, would_deny } => {
             let mut token = filter.page_token.clone().unwrap_or_default();
             let mut sessions = Vec::new();
             let next = loop {
-                let request = sessions_request(&filter, decision, &token)?;
+                let request = sessions_request(&filter, decision, would_deny, &token)?;
                 let response = reports.list_sessions(request).await?.into_inner();
                 sessions.extend(response.sessions.into_iter().map(Into::into));
                 check_progress(&token, &response.next_page_token)?;

@@ -35,6 +35,8 @@ pub struct CheckAccessView {
     pub last_presence_at: Option<String>,
     /// Open flags at the decision; `denies: false` ones were reported, not enforced.
     pub open_flags: Vec<OpenFlagView>,
+    /// Tier denials the tenant's monitor mode recorded without enforcing.
+    pub would_deny_reasons: Vec<ReasonView>,
 }
 
 #[derive(Debug, Serialize)]
@@ -60,6 +62,7 @@ impl From<pb::CheckAccessResponse> for CheckAccessView {
             credential_id: r.credential_id,
             last_presence_at: rfc3339(r.last_presence_at_ms),
             open_flags: r.open_flags.into_iter().map(Into::into).collect(),
+            would_deny_reasons: r.would_deny_reasons.into_iter().map(Into::into).collect(),
         }
     }
 }
@@ -70,6 +73,13 @@ impl Render for CheckAccessView {
         for reason in &self.reasons {
             out.push_str(&format!(
                 "  - {}: {}\n",
+                crate::output::clean(&reason.code),
+                crate::output::clean(&reason.detail)
+            ));
+        }
+        for reason in &self.would_deny_reasons {
+            out.push_str(&format!(
+                "  - would deny (monitor mode) {}: {}\n",
                 crate::output::clean(&reason.code),
                 crate::output::clean(&reason.detail)
             ));
@@ -162,6 +172,8 @@ pub struct SessionView {
     pub gateway_id: String,
     pub decision: String,
     pub reasons: Vec<ReasonView>,
+    /// Tier denials monitor mode did not enforce: a would-deny session.
+    pub would_deny_reasons: Vec<ReasonView>,
     pub at: Option<String>,
     /// Flags raised by the session or open on its device or worker at the time.
     pub flags: Vec<FlagAtTimeView>,
@@ -178,6 +190,7 @@ impl From<pb::Session> for SessionView {
             gateway_id: s.gateway_id,
             decision: decision(s.decision),
             reasons: s.reasons.into_iter().map(Into::into).collect(),
+            would_deny_reasons: s.would_deny_reasons.into_iter().map(Into::into).collect(),
             at: rfc3339(s.at_ms),
             flags: s.flags.into_iter().map(Into::into).collect(),
         }
@@ -192,8 +205,17 @@ pub struct SessionsView {
 
 impl Render for SessionsView {
     fn to_text(&self) -> String {
-        let mut table =
-            Table::new(&["AT", "DECISION", "WORKER", "DEVICE", "SOURCE IP", "GATEWAY", "REASONS", "SESSION"]);
+        let mut table = Table::new(&[
+            "AT",
+            "DECISION",
+            "WORKER",
+            "DEVICE",
+            "SOURCE IP",
+            "GATEWAY",
+            "REASONS",
+            "WOULD DENY",
+            "SESSION",
+        ]);
         for s in &self.sessions {
             table.row([
                 time_cell(&s.at),
@@ -203,6 +225,7 @@ impl Render for SessionsView {
                 s.source_ip.clone(),
                 s.gateway_id.clone(),
                 reason_codes(&s.reasons),
+                reason_codes(&s.would_deny_reasons),
                 s.id.clone(),
             ]);
         }

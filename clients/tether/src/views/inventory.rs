@@ -223,6 +223,8 @@ pub struct CredentialView {
     pub format: String,
     pub attestation_type: String,
     pub attestation_state: String,
+    /// hardware_attested, hardware_unverified or self_or_none.
+    pub tier: String,
     pub attestation_reason: String,
     pub trust_anchor: String,
     pub aaguid: String,
@@ -245,6 +247,7 @@ impl From<pb::Credential> for CredentialView {
             format: c.format,
             attestation_type: c.attestation_type,
             attestation_state: attestation_state(c.attestation_state),
+            tier: attestation_tier(c.tier),
             attestation_reason: c.attestation_reason,
             trust_anchor: c.trust_anchor,
             aaguid: c.aaguid,
@@ -268,6 +271,7 @@ impl Render for CredentialView {
             .add("format", &self.format)
             .add("attestation type", &self.attestation_type)
             .add("attestation", &self.attestation_state)
+            .add("tier", &self.tier)
             .add("attestation reason", &self.attestation_reason)
             .add("trust anchor", &self.trust_anchor)
             .add("aaguid", &self.aaguid)
@@ -339,6 +343,7 @@ impl Render for DeviceView {
             "CREDENTIAL",
             "FORMAT",
             "ATTESTATION",
+            "TIER",
             "TRUST ANCHOR / REASON",
             "SIGN COUNT",
             "ENROLLED",
@@ -351,6 +356,7 @@ impl Render for DeviceView {
                 c.credential_id.clone(),
                 c.format.clone(),
                 c.attestation_state.clone(),
+                c.tier.clone(),
                 why,
                 c.sign_count.to_string(),
                 time_cell(&c.enrolled_at),

@@ -50,6 +50,11 @@ pub fn attestation_state(value: i32) -> String {
     name_or_unknown(value, |e: pb::AttestationState| e.as_str_name(), "ATTESTATION_STATE_")
 }
 
+/// `hardware_attested`, `hardware_unverified` or `self_or_none`, as the policy and docs name them.
+pub fn attestation_tier(value: i32) -> String {
+    name_or_unknown(value, |e: pb::AttestationTier| e.as_str_name(), "ATTESTATION_TIER_")
+}
+
 pub fn decision(value: i32) -> String {
     name_or_unknown(value, |e: pb::Decision| e.as_str_name(), "DECISION_")
 }

@@ -12,6 +12,11 @@ pub struct PolicyView {
     pub rp_id: String,
     pub origin: String,
     pub allow_unattested: bool,
+    /// allow, allow_and_flag or deny.
+    pub hardware_unverified: String,
+    pub self_or_none: String,
+    /// enforce or monitor.
+    pub enforcement: String,
     pub allowed_aaguids: Vec<String>,
     pub presence_interval_seconds: u64,
     pub challenge_deadline_seconds: u64,
@@ -70,12 +75,28 @@ impl FlagPolicyView {
     }
 }
 
+fn tier_action(value: i32) -> String {
+    match pb::TierAction::try_from(value) {
+        Ok(pb::TierAction::Allow) => "allow".into(),
+        Ok(pb::TierAction::AllowAndFlag) => "allow_and_flag".into(),
+        Ok(pb::TierAction::Deny) => "deny".into(),
+        _ => format!("unknown ({value})"),
+    }
+}
+
 impl From<pb::Policy> for PolicyView {
     fn from(p: pb::Policy) -> Self {
         Self {
             rp_id: p.rp_id,
             origin: p.origin,
             allow_unattested: p.allow_unattested,
+            hardware_unverified: tier_action(p.hardware_unverified),
+            self_or_none: tier_action(p.self_or_none),
+            enforcement: match pb::EnforcementMode::try_from(p.enforcement) {
+                Ok(pb::EnforcementMode::Monitor) => "monitor".into(),
+                Ok(pb::EnforcementMode::Enforce) => "enforce".into(),
+                _ => format!("unknown ({})", p.enforcement),
+            },
             allowed_aaguids: p.allowed_aaguids,
             presence_interval_seconds: p.presence_interval_seconds,
             challenge_deadline_seconds: p.challenge_deadline_seconds,
@@ -93,6 +114,9 @@ impl Render for PolicyView {
             .add("rp id", &self.rp_id)
             .add("origin", &self.origin)
             .add("allow unattested", yes_no(self.allow_unattested))
+            .add("hardware_unverified tier", &self.hardware_unverified)
+            .add("self_or_none tier", &self.self_or_none)
+            .add("enforcement", &self.enforcement)
             .add("allowed aaguids", aaguids)
             .add("presence interval", seconds_cell(self.presence_interval_seconds))
             .add("challenge deadline", seconds_cell(self.challenge_deadline_seconds))

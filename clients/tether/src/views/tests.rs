@@ -11,6 +11,8 @@ fn enums_render_as_lowercase_names() {
     assert_eq!(decision(pb::Decision::Allow as i32), "allow");
     assert_eq!(decision(pb::Decision::Deny as i32), "deny");
     assert_eq!(attestation_state(pb::AttestationState::Attested as i32), "attested");
+    assert_eq!(attestation_tier(pb::AttestationTier::HardwareUnverified as i32), "hardware_unverified");
+    assert_eq!(attestation_tier(pb::AttestationTier::SelfOrNone as i32), "self_or_none");
     assert_eq!(presence_outcome(pb::PresenceOutcome::Missed as i32), "missed");
     assert_eq!(presence_outcome(pb::PresenceOutcome::CloneSuspected as i32), "clone_suspected");
     assert_eq!(deny_reason(pb::DenyReason::PresenceStale as i32), "presence_stale");
@@ -56,6 +58,7 @@ fn check_access_json() {
         credential_id: String::new(),
         last_presence_at_ms: 0,
         open_flags: vec![],
+        would_deny_reasons: vec![],
     });
     assert_eq!(
         serde_json::to_value(&view).unwrap(),
@@ -66,7 +69,8 @@ fn check_access_json() {
             "device_id": "dev_1",
             "credential_id": "",
             "last_presence_at": null,
-            "open_flags": []
+            "open_flags": [],
+            "would_deny_reasons": []
         })
     );
     let text = view.to_text();

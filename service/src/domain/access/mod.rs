@@ -11,8 +11,10 @@ use crate::domain::app::App;
 use crate::domain::error::ApiResult;
 use crate::domain::flags::policy::severity_to_proto;
 use crate::domain::risk_live::{self, severity_name};
-use crate::store::credentials::Credential;
+use crate::domain::tiers::{self, Verdict};
+use crate::store::credentials::{Credential, Tier};
 use crate::store::sessions::SessionRecord;
+use crate::store::tenants::Policy;
 use crate::store::{append_queue, credentials, flags, inventory, tenants};
 use crate::util::{canonical_ip, new_id, now_ms};
 use std::collections::BTreeMap;
@@ -33,6 +35,8 @@ pub struct AccessQuery<'a> {
 pub struct AccessDecision {
     pub allow: bool,
     pub reasons: Vec<(DenyReason, String)>,
+    /// Tier denials the tenant's monitor mode did not enforce.
+    pub would_deny: Vec<(DenyReason, String)>,
     pub session_id: String,
     /// The worker as recorded with the session.
     pub worker_external_id: String,
@@ -50,15 +54,25 @@ pub struct OpenFlag {
     pub denies: bool,
 }
 
+fn reasons_to_proto(reasons: &[(DenyReason, String)]) -> Vec<pb::Reason> {
+    reasons.iter().map(|(code, detail)| pb::Reason { code: *code as i32, detail: detail.clone() }).collect()
+}
+
+/// Reasons as sessions store them: a JSON array of `{"code", "detail"}`.
+fn reasons_to_json(reasons: &[(DenyReason, String)]) -> String {
+    let reasons = reasons
+        .iter()
+        .map(|(code, detail)| serde_json::json!({"code": reason_name(*code), "detail": detail}))
+        .collect();
+    serde_json::Value::Array(reasons).to_string()
+}
+
 impl AccessDecision {
     pub fn to_proto(&self) -> pb::CheckAccessResponse {
         pb::CheckAccessResponse {
             decision: if self.allow { pb::Decision::Allow } else { pb::Decision::Deny } as i32,
-            reasons: self
-                .reasons
-                .iter()
-                .map(|(code, detail)| pb::Reason { code: *code as i32, detail: detail.clone() })
-                .collect(),
+            reasons: reasons_to_proto(&self.reasons),
+            would_deny_reasons: reasons_to_proto(&self.would_deny),
             session_id: self.session_id.clone(),
             device_id: self.device_id.clone(),
             credential_id: self.credential_id.clone(),
@@ -113,6 +127,8 @@ struct Target {
     /// Open kinds on the device or worker and their highest severity.
     open_flags: BTreeMap<String, Severity>,
     flag_policy: FlagPolicy,
+    /// Tier denials monitor mode records instead of enforcing.
+    would_deny: Vec<(DenyReason, String)>,
 }
 
 impl Target {
@@ -179,6 +195,7 @@ pub async fn check_with(
         credentials: Vec::new(),
         open_flags: BTreeMap::new(),
         flag_policy: FlagPolicy::default(),
+        would_deny: Vec::new(),
     };
     let source_ip = canonical_ip(q.source_ip).map(|ip| ip.to_string());
     let mut last_presence = 0;
@@ -223,12 +240,6 @@ pub async fn check_with(
     let (open_flags, flag_reasons) = target.weigh_flags();
     reasons.extend(flag_reasons);
     let allow = reasons.is_empty();
-    let reasons_json = serde_json::Value::Array(
-        reasons
-            .iter()
-            .map(|(code, detail)| serde_json::json!({"code": reason_name(*code), "detail": detail}))
-            .collect(),
-    );
     let credential_id = match target.credentials.as_slice() {
         [one] => one.id.clone(),
         _ => q.credential_id.trim().to_string(),
@@ -242,12 +253,14 @@ pub async fn check_with(
         source_ip: source_ip.unwrap_or_else(|| truncate(q.source_ip)),
         gateway_id: truncate(q.gateway_id),
         decision: if allow { "allow" } else { "deny" }.into(),
-        reasons_json: reasons_json.to_string(),
+        reasons_json: reasons_to_json(&reasons),
+        would_deny_json: reasons_to_json(&target.would_deny),
         at_ms: now,
     };
     let decision = AccessDecision {
         allow,
         reasons,
+        would_deny: target.would_deny,
         session_id: session.id.clone(),
         worker_external_id: session.worker_external_id.clone(),
         device_id: session.device_id.clone(),
@@ -343,10 +356,18 @@ async fn evaluate(
             reasons.push((DenyReason::DeviceNotEnrolled, "the device has no active enrolled credential".into()));
         }
     } else {
-        let allow_unattested = tenant.is_some_and(|t| t.policy.allow_unattested);
         let window_ms = tenant.map(|t| t.policy.presence_window_s.saturating_mul(1000)).unwrap_or(0);
-        if !allow_unattested && !active.iter().any(|c| c.attested) {
-            reasons.push((DenyReason::Unattested, "no credential on the device is hardware-attested".into()));
+        // The device counts at its best credential's tier, read from the rows already loaded.
+        // Without a tenant row nothing is allowed beyond hardware-attested (fail closed).
+        let best = active.iter().map(|c| c.tier).max().unwrap_or(Tier::SelfOrNone);
+        let closed = Policy::new("", "");
+        let verdict = tiers::verdict(tenant.map_or(&closed, |t| &t.policy), best);
+        if matches!(verdict, Verdict::Deny | Verdict::WouldDeny) {
+            let reason = (
+                DenyReason::Unattested,
+                format!("no credential on the device is hardware-attested; {}", tiers::refusal(best)),
+            );
+            if verdict == Verdict::Deny { reasons.push(reason) } else { target.would_deny.push(reason) }
         }
         *last_presence = active.iter().filter_map(|c| c.last_presence_at_ms).max().unwrap_or(0);
         if *last_presence == 0 {

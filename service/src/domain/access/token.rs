@@ -81,6 +81,8 @@ pub async fn issue_after_answer(app: &App, challenge_id: &str, source_ip: &str) 
         "source_ip": decision_ip(&claims),
         "expires_at_ms": claims.expires_at_ms,
         "session_id": decision.session_id,
+        // Monitor mode issues the token; the audit entry says which tier denial it did not enforce.
+        "would_deny": decision.would_deny.iter().map(|(code, _)| super::reason_name(*code)).collect::<Vec<_>>(),
     });
     let mut tx = app.store.begin().await?;
     let actor = Actor(format!("credential:{}", claims.credential_id));

@@ -13,6 +13,7 @@ use crate::domain::audit;
 use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::limits::Kind;
 use crate::domain::risk_live::PendingEvent;
+use crate::domain::tiers::{self, Verdict};
 use crate::store::credentials::Credential;
 use crate::store::enrollment::{EnrollmentSession, EnrollmentToken};
 use crate::store::flags::FlagRecord;
@@ -242,13 +243,17 @@ pub async fn finish(
         ));
     }
     let allowed = parse_aaguids(&tenant.policy.allowed_aaguids)?;
+    // An AAGUID from self or none attestation is whatever the client wrote: is_attested never
+    // lets it pass the allow-list, so such a credential is self_or_none whatever its AAGUID.
     let attestation = verified.is_attested(&allowed);
+    let tier = tiers::webauthn_tier(attestation.is_ok());
+    let verdict = tiers::verdict(&tenant.policy, tier);
     if let Err(reason) = &attestation
-        && !tenant.policy.allow_unattested
+        && verdict == Verdict::Deny
     {
         return Err(ApiError::precondition(format!(
-            "enrollment rejected: the credential is not hardware-attested ({reason}); \
-             this tenant's policy requires attestation"
+            "enrollment rejected: the credential is not hardware-attested ({reason}); {}",
+            tiers::refusal(tier)
         )));
     }
     let credential = Credential {
@@ -261,6 +266,7 @@ pub async fn finish(
         format: verified.format.as_str().into(),
         attestation_type: verified.attestation_type.as_str().into(),
         attested: attestation.is_ok(),
+        tier,
         attestation_reason: attestation.as_ref().err().cloned().unwrap_or_default(),
         trust_anchor: match &verified.trust {
             AttestationTrust::Trusted { anchor_subject } => anchor_subject.clone(),
@@ -297,7 +303,7 @@ pub async fn finish(
                     e.into()
                 });
             }
-            record(&mut tx, &token.id, &credential, source_ip, now, &extra).await?;
+            record(&mut tx, &token.id, &credential, verdict, source_ip, now, &extra).await?;
             let position = append_risk_event(&mut tx, &event).await?;
             tx.commit().await.map_err(StoreError::from)?;
             Ok(position)
@@ -329,13 +335,15 @@ pub(crate) fn check_ceremony(
 }
 
 /// The bookkeeping every enrollment's transaction ends with, whatever the
-/// key: a review `unattested_hardware` flag when the credential is
-/// unattested and the `device.enrolled` audit entry. `extra` adds
+/// key: a review `unattested_hardware` flag when the tier's policy is
+/// allow-and-flag, and the `device.enrolled` audit entry (with the tier and,
+/// in monitor mode, the refusal it did not enforce). `extra` adds
 /// key-specific evidence. The caller commits, then calls [`enrolled`].
 pub(crate) async fn record(
     tx: &mut Tx,
     token_id: &str,
     credential: &Credential,
+    verdict: Verdict,
     source_ip: &str,
     now: i64,
     extra: &serde_json::Value,
@@ -346,8 +354,9 @@ pub(crate) async fn record(
         }
         base
     };
-    if !credential.attested {
+    if verdict == Verdict::AllowAndFlag {
         let evidence = with_extra(serde_json::json!({
+            "tier": credential.tier.as_str(),
             "format": credential.format,
             "attestation_type": credential.attestation_type,
             "reason": credential.attestation_reason,
@@ -369,11 +378,17 @@ pub(crate) async fn record(
         flags::insert(tx, &flag).await?;
         crate::domain::siem::flag_raised(tx, &flag).await?;
     }
-    let details = with_extra(serde_json::json!({
+    let mut details = with_extra(serde_json::json!({
         "device": credential.device_id, "worker": credential.worker_external_id, "credential": credential.id,
         "format": credential.format, "attested": credential.attested, "trust_anchor": credential.trust_anchor,
-        "source_ip": source_ip,
+        "tier": credential.tier.as_str(), "source_ip": source_ip,
     }));
+    if verdict == Verdict::WouldDeny
+        && let Some(details) = details.as_object_mut()
+    {
+        let reason = format!("{} ({})", tiers::refusal(credential.tier), credential.attestation_reason);
+        details.insert("would_deny".into(), serde_json::Value::String(reason));
+    }
     let actor = audit::Actor(format!("token:{token_id}"));
     audit::append(tx, &credential.tenant_id, &actor, "device.enrolled", &credential.device_id, details).await
 }

@@ -13,6 +13,7 @@
 use crate::domain::app::App;
 use crate::domain::enrollment::{tenant_trust_store, usable_token};
 use crate::domain::error::{ApiError, ApiResult};
+use crate::domain::tiers::{self, Verdict};
 use crate::store::credentials::Credential;
 use crate::store::enrollment::EnrollmentToken;
 use crate::store::tpm::{TpmCredential, TpmEnrollment};
@@ -105,12 +106,14 @@ pub async fn begin(
             Err(e) => return Err(ApiError::invalid(format!("the EK certificate was rejected: {e}"))),
         }
     };
+    let tier = tiers::tpm_tier(attestation.is_ok());
     if let Err(reason) = &attestation
-        && !tenant.policy.allow_unattested
+        && tiers::verdict(&tenant.policy, tier) == Verdict::Deny
     {
         return Err(ApiError::precondition(format!(
-            "enrollment rejected: the TPM is not attested ({reason}); this tenant's policy requires attestation \
-             (upload the TPM manufacturer's root with `tether trust add`)"
+            "enrollment rejected: the TPM is not attested ({reason}); {} \
+             (upload the TPM manufacturer's root with `tether trust add`)",
+            tiers::refusal(tier)
         )));
     }
     let presented_pin = pin_hex(&ek);
@@ -184,10 +187,13 @@ pub async fn finish(
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("enrollment {} names a missing tenant", session.id)))?;
     // The policy may have changed since the ceremony began.
-    if !session.attested && !tenant.policy.allow_unattested {
+    let tier = tiers::tpm_tier(session.attested);
+    let verdict = tiers::verdict(&tenant.policy, tier);
+    if verdict == Verdict::Deny {
         return Err(ApiError::precondition(format!(
-            "enrollment rejected: the TPM is not attested ({}); this tenant's policy requires attestation",
-            session.attestation_reason
+            "enrollment rejected: the TPM is not attested ({}); {}",
+            session.attestation_reason,
+            tiers::refusal(tier)
         )));
     }
     let credential = Credential {
@@ -201,6 +207,7 @@ pub async fn finish(
         format: "tpm".into(),
         attestation_type: "attca".into(),
         attested: session.attested,
+        tier,
         attestation_reason: session.attestation_reason.clone(),
         trust_anchor: session.trust_anchor.clone(),
         aaguid: String::new(),
@@ -257,7 +264,7 @@ pub async fn finish(
                 },
             )
             .await?;
-            crate::domain::enrollment::record(&mut tx, &token.id, &credential, source_ip, now, &extra).await?;
+            crate::domain::enrollment::record(&mut tx, &token.id, &credential, verdict, source_ip, now, &extra).await?;
             let position = crate::domain::enrollment::append_risk_event(&mut tx, &event).await?;
             tx.commit().await.map_err(StoreError::from)?;
             Ok(position)

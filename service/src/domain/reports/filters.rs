@@ -211,6 +211,8 @@ pub struct SessionFilter {
     pub decision: Option<SessionDecision>,
     pub worker_external_id: String,
     pub device_id: String,
+    /// Only sessions monitor mode allowed despite a tier denial.
+    pub would_deny_only: bool,
 }
 
 #[cfg(test)]

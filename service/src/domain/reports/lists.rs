@@ -74,6 +74,8 @@ pub struct SessionItem {
     pub gateway_id: String,
     pub decision: String,
     pub reasons: Vec<SessionReason>,
+    /// Tier denials monitor mode did not enforce (the session was allowed for them).
+    pub would_deny: Vec<SessionReason>,
     pub at_ms: i64,
     pub flags: Vec<FlagAtTime>,
 }
@@ -111,9 +113,19 @@ pub(crate) fn failure_from_row(row: &AnyRow) -> StoreResult<FailureItem> {
     })
 }
 
+fn session_reasons(row: &AnyRow, column: &str) -> StoreResult<Vec<SessionReason>> {
+    let json: String = row.try_get(column)?;
+    let reasons: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap_or_default();
+    Ok(reasons
+        .iter()
+        .map(|v| SessionReason {
+            code: v["code"].as_str().unwrap_or_default().to_string(),
+            detail: v["detail"].as_str().unwrap_or_default().to_string(),
+        })
+        .collect())
+}
+
 pub(crate) fn session_from_row(row: &AnyRow) -> StoreResult<SessionItem> {
-    let reasons_json: String = row.try_get("reasons_json")?;
-    let reasons: Vec<serde_json::Value> = serde_json::from_str(&reasons_json).unwrap_or_default();
     Ok(SessionItem {
         id: row.try_get("id")?,
         worker_external_id: row.try_get("worker_external_id")?,
@@ -122,13 +134,8 @@ pub(crate) fn session_from_row(row: &AnyRow) -> StoreResult<SessionItem> {
         source_ip: row.try_get("source_ip")?,
         gateway_id: row.try_get("gateway_id")?,
         decision: row.try_get("decision")?,
-        reasons: reasons
-            .iter()
-            .map(|v| SessionReason {
-                code: v["code"].as_str().unwrap_or_default().to_string(),
-                detail: v["detail"].as_str().unwrap_or_default().to_string(),
-            })
-            .collect(),
+        reasons: session_reasons(row, "reasons_json")?,
+        would_deny: session_reasons(row, "would_deny_json")?,
         at_ms: row.try_get("at_ms")?,
         flags: Vec::new(),
     })
@@ -216,6 +223,7 @@ pub async fn list_sessions(
          AND ($4 = '' OR worker_external_id = $4) AND ($5 = '' OR device_id = $5) \
          AND ($6 = '' OR decision = $6) \
          AND (at_ms < $7 OR (at_ms = $7 AND id < $8)) \
+         AND ($10 = 0 OR would_deny_json <> '[]') \
          ORDER BY at_ms DESC, id DESC LIMIT $9",
     )
     .bind(tenant_id)
@@ -227,6 +235,7 @@ pub async fn list_sessions(
     .bind(at)
     .bind(id)
     .bind(page.size)
+    .bind(i64::from(filter.would_deny_only))
     .fetch_all(store.pool())
     .await
     .map_err(crate::store::StoreError::from)?;

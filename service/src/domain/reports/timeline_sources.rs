@@ -27,6 +27,8 @@ pub struct EnrollmentInfo {
     pub format: String,
     pub attestation_type: String,
     pub attested: bool,
+    /// hardware_attested, hardware_unverified or self_or_none.
+    pub tier: String,
     pub attestation_reason: String,
     pub trust_anchor: String,
     pub aaguid: String,
@@ -249,6 +251,7 @@ pub(super) async fn credentials(store: &Store, tenant_id: &str, device_id: &str)
                 format: row.try_get("format").map_err(store_err)?,
                 attestation_type: row.try_get("attestation_type").map_err(store_err)?,
                 attested: row.try_get::<i64, _>("attested").map_err(store_err)? != 0,
+                tier: row.try_get("tier").map_err(store_err)?,
                 attestation_reason: row.try_get("attestation_reason").map_err(store_err)?,
                 trust_anchor: row.try_get("trust_anchor").map_err(store_err)?,
                 aaguid: row.try_get("aaguid").map_err(store_err)?,

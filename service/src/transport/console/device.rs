@@ -44,9 +44,12 @@ pub async fn device(
                 .and_then(|m| m.remove("type"))
                 .and_then(|t| t.as_str().map(str::to_string))
                 .unwrap_or_default();
+            // Monitor mode's would-deny sessions were allowed: the marker keeps them from
+            // reading as ordinary allows while an employer rolls a stricter tier policy out.
+            let would_deny = detail["would_deny"].as_array().is_some_and(|r| !r.is_empty());
             vec![
                 html! { (html::time(entry.at_ms)) },
-                html! { code { (kind) } },
+                html! { code { (kind) } @if would_deny { " " strong.would-deny { "would deny" } } },
                 html! { (entry.source_ip) },
                 html::evidence(&detail, "details"),
             ]

@@ -3,6 +3,8 @@
 mod flag_policy;
 mod integrations;
 mod pcr_policy;
+mod policy;
+pub use policy::tier_to_proto;
 mod workers;
 
 use super::{id_cursor, id_token, page_size};
@@ -53,6 +55,7 @@ pub fn credential_to_proto(c: &Credential) -> pb::Credential {
         format: c.format.clone(),
         attestation_type: c.attestation_type.clone(),
         attestation_state: attestation_state(c.attested) as i32,
+        tier: policy::tier_to_proto(c.tier) as i32,
         attestation_reason: c.attestation_reason.clone(),
         trust_anchor: c.trust_anchor.clone(),
         aaguid: c.aaguid.clone(),
@@ -90,30 +93,6 @@ fn anchor_to_proto(a: &TrustAnchorRecord) -> pb::TrustAnchor {
         not_after_ms: a.not_after_ms,
         name: a.name.clone(),
         added_at_ms: a.added_at_ms,
-    }
-}
-
-fn policy_json(p: &tenants::Policy) -> serde_json::Value {
-    serde_json::json!({
-        "rp_id": p.rp_id, "origin": p.origin, "allow_unattested": p.allow_unattested,
-        "allowed_aaguids": p.allowed_aaguids, "presence_interval_s": p.presence_interval_s,
-        "challenge_deadline_s": p.challenge_deadline_s, "presence_window_s": p.presence_window_s,
-        "flag_policy": p.flag_policy.to_json(),
-        "office_egress": p.office_egress.iter().map(ToString::to_string).collect::<Vec<_>>(),
-    })
-}
-
-fn policy_to_proto(p: &tenants::Policy) -> pb::Policy {
-    pb::Policy {
-        rp_id: p.rp_id.clone(),
-        origin: p.origin.clone(),
-        allow_unattested: p.allow_unattested,
-        allowed_aaguids: p.allowed_aaguids.clone(),
-        presence_interval_seconds: u64::try_from(p.presence_interval_s).unwrap_or(0),
-        challenge_deadline_seconds: u64::try_from(p.challenge_deadline_s).unwrap_or(0),
-        presence_window_seconds: u64::try_from(p.presence_window_s).unwrap_or(0),
-        flag_policy: Some(flag_policy::to_proto(&p.flag_policy)),
-        office_egress_cidrs: p.office_egress.iter().map(ToString::to_string).collect(),
     }
 }
 
@@ -621,7 +600,7 @@ impl AdminService for AdminApi {
     async fn get_policy(&self, request: Request<pb::GetPolicyRequest>) -> Reply<pb::Policy> {
         ok(async {
             let caller = authorize(&self.app, &request, &[Role::Admin, Role::Analyst]).await?;
-            Ok(policy_to_proto(&self.tenant(&caller.tenant_id).await?.policy))
+            Ok(policy::policy_to_proto(&self.tenant(&caller.tenant_id).await?.policy))
         }
         .await)
     }
@@ -640,9 +619,7 @@ impl AdminService for AdminApi {
             }
             validate_rp_id(&p.rp_id)?;
             validate_origin(&p.origin, &p.rp_id)?;
-            if let Some(v) = r.allow_unattested {
-                p.allow_unattested = v;
-            }
+            policy::apply_tiers(r, &mut p)?;
             if r.set_allowed_aaguids {
                 p.allowed_aaguids = r
                     .allowed_aaguids
@@ -680,12 +657,13 @@ impl AdminService for AdminApi {
             self.retrying("policy.update", || async {
                 let mut tx = self.app.store.begin().await?;
                 tenants::update_policy(&mut tx, &caller.tenant_id, &p).await?;
-                let details = serde_json::json!({"before": policy_json(&before), "after": policy_json(&p)});
+                let details =
+                    serde_json::json!({"before": policy::policy_json(&before), "after": policy::policy_json(&p)});
                 self.commit(tx, &caller, "policy.updated", "", details).await
             })
             .await?;
             tracing::info!(tenant = %caller.tenant_id, policy = ?p, "policy updated");
-            Ok(policy_to_proto(&p))
+            Ok(policy::policy_to_proto(&p))
         }
         .await)
     }

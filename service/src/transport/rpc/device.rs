@@ -63,6 +63,7 @@ impl EnrollmentService for EnrollmentApi {
             attested: c.attested,
             trust_anchor: c.trust_anchor,
             attestation_reason: c.attestation_reason,
+            tier: crate::transport::rpc::admin::tier_to_proto(c.tier) as i32,
         }))
     }
 
@@ -101,6 +102,7 @@ impl EnrollmentService for EnrollmentApi {
             attested: c.attested,
             trust_anchor: c.trust_anchor,
             attestation_reason: c.attestation_reason,
+            tier: crate::transport::rpc::admin::tier_to_proto(c.tier) as i32,
         }))
     }
 }

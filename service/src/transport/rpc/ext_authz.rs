@@ -33,6 +33,14 @@ pub const SESSION_HEADER: &str = "x-tether-session";
 /// Open flags the tenant's policy reports without denying, as
 /// `kind:severity` joined by commas, or `none`.
 pub const FLAGS_HEADER: &str = "x-tether-flags";
+/// On an allow in the tenant's monitor mode: the tier denials it did not
+/// enforce, as reason codes joined by commas, or `none`.
+pub const WOULD_DENY_HEADER: &str = "x-tether-would-deny";
+
+pub fn would_deny(decision: &crate::domain::access::AccessDecision) -> String {
+    let codes: Vec<&str> = decision.would_deny.iter().map(|(code, _)| reason_name(*code)).collect();
+    if codes.is_empty() { "none".to_string() } else { codes.join(",") }
+}
 
 fn reported_flags(open: &[crate::domain::access::OpenFlag]) -> String {
     let listed: Vec<String> =
@@ -92,6 +100,7 @@ impl Authorization for ExtAuthzApi {
                     header(DEVICE_HEADER, &decision.device_id),
                     header(SESSION_HEADER, &decision.session_id),
                     header(FLAGS_HEADER, &reported_flags(&decision.open_flags)),
+                    header(WOULD_DENY_HEADER, &would_deny(&decision)),
                 ],
                 headers_to_remove: token_headers(headers),
                 ..Default::default()

@@ -82,6 +82,7 @@ impl ReportService for ReportApi {
             decision,
             worker_external_id: r.worker_external_id.clone(),
             device_id: r.device_id.clone(),
+            would_deny_only: r.would_deny_only,
         };
         let page = convert::page(r.page.as_ref())?;
         let list = reports::list_sessions(&self.app.store, &caller.tenant_id, &filter, &page).await?;

@@ -147,6 +147,7 @@ pub async fn finish_enrollment(State(web): State<Arc<Web>>, site: Site, headers:
         "device_id": credential.device_id,
         "format": credential.format,
         "attested": credential.attested,
+        "tier": credential.tier.as_str(),
         "trust_anchor": credential.trust_anchor,
         "attestation_reason": credential.attestation_reason,
     }))

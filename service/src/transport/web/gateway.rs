@@ -16,7 +16,9 @@ use crate::domain::access::{AccessDecision, by_address, reason_name};
 use crate::domain::error::ApiError;
 use crate::domain::limits::Kind;
 use crate::domain::tenancy::auth::{self, Caller, Role};
-use crate::transport::rpc::ext_authz::{DEVICE_HEADER, FLAGS_HEADER, SESSION_HEADER, WORKER_HEADER};
+use crate::transport::rpc::ext_authz::{
+    DEVICE_HEADER, FLAGS_HEADER, SESSION_HEADER, WORKER_HEADER, WOULD_DENY_HEADER, would_deny,
+};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -125,6 +127,7 @@ fn forward_auth_answer(decision: &AccessDecision) -> Response {
         (DEVICE_HEADER, decision.device_id.clone()),
         (SESSION_HEADER, decision.session_id.clone()),
         (FLAGS_HEADER, reported_flags(decision)),
+        (WOULD_DENY_HEADER, would_deny(decision)),
     ];
     let mut response = if decision.allow {
         (StatusCode::OK, "ALLOW\n".to_string()).into_response()

@@ -101,8 +101,18 @@ pub fn failures(events: &[PresenceEventView]) -> String {
 }
 
 pub fn sessions(sessions: &[SessionView]) -> String {
-    let header =
-        ["at", "decision", "worker_external_id", "device_id", "source_ip", "gateway_id", "reasons", "flags", "id"];
+    let header = [
+        "at",
+        "decision",
+        "worker_external_id",
+        "device_id",
+        "source_ip",
+        "gateway_id",
+        "reasons",
+        "flags",
+        "id",
+        "would_deny",
+    ];
     document(
         &header,
         sessions.iter().map(|s| {
@@ -118,6 +128,7 @@ pub fn sessions(sessions: &[SessionView]) -> String {
                 reasons.join(";"),
                 flags.join(";"),
                 s.id.clone(),
+                s.would_deny_reasons.iter().map(|r| r.code.as_str()).collect::<Vec<_>>().join(";"),
             ]
         }),
     )

@@ -4,6 +4,7 @@
 use crate::domain::access::reason_from_name;
 use crate::domain::error::{ApiError, ApiResult};
 use crate::domain::reports::{self, FailureOutcome, FlagStatus, Severity, TimelineDetail};
+use crate::store::credentials::Tier;
 use tether_proto::v1 as pb;
 
 pub fn outcome_name(outcome: pb::PresenceOutcome) -> &'static str {
@@ -122,6 +123,10 @@ pub fn presence(e: reports::FailureItem) -> pb::PresenceEvent {
     }
 }
 
+fn reasons(list: Vec<reports::SessionReason>) -> Vec<pb::Reason> {
+    list.into_iter().map(|r| pb::Reason { code: reason_from_name(&r.code) as i32, detail: r.detail }).collect()
+}
+
 pub fn session(s: reports::SessionItem) -> pb::Session {
     pb::Session {
         id: s.id,
@@ -131,11 +136,8 @@ pub fn session(s: reports::SessionItem) -> pb::Session {
         source_ip: s.source_ip,
         gateway_id: s.gateway_id,
         decision: if s.decision == "allow" { pb::Decision::Allow } else { pb::Decision::Deny } as i32,
-        reasons: s
-            .reasons
-            .into_iter()
-            .map(|r| pb::Reason { code: reason_from_name(&r.code) as i32, detail: r.detail })
-            .collect(),
+        reasons: reasons(s.reasons),
+        would_deny_reasons: reasons(s.would_deny),
         at_ms: s.at_ms,
         flags: s
             .flags
@@ -181,6 +183,10 @@ pub fn timeline(t: reports::Timeline) -> pb::GetDeviceTimelineResponse {
                     format: i.format,
                     attestation_type: i.attestation_type,
                     attested: i.attested,
+                    tier: match Tier::parse(&i.tier) {
+                        Some(tier) => crate::transport::rpc::admin::tier_to_proto(tier),
+                        None => pb::AttestationTier::Unspecified,
+                    } as i32,
                     attestation_reason: i.attestation_reason,
                     trust_anchor: i.trust_anchor,
                     aaguid: i.aaguid,
