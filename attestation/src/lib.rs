@@ -26,3 +26,4 @@ mod x509;
 pub use encoding::{Base64Error, b64url_decode, b64url_encode};
 /// AAGUIDs in this API are `uuid::Uuid`; re-exported so callers need not pin the crate.
 pub use uuid;
+pub use x509::der_sequence_length;

@@ -271,3 +271,23 @@ pub fn find_extension<'a>(
     }
     Ok(first)
 }
+
+/// The full length of the DER SEQUENCE at the start of `input` (definite lengths only), so a
+/// certificate can be cut from padding or from the certificates that follow it (TPM NV indices
+/// hold them that way). None when `input` does not start with a whole SEQUENCE header.
+pub fn der_sequence_length(input: &[u8]) -> Option<usize> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    if tag != 0x30 {
+        return None;
+    }
+    if first < 0x80 {
+        return Some(2 + usize::from(first));
+    }
+    let n = usize::from(first & 0x7f);
+    if n == 0 || n > 4 {
+        return None;
+    }
+    let len = rest.get(..n)?.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
+    len.checked_add(2 + n)
+}

@@ -85,8 +85,8 @@ pub fn read_certificates(input: &[u8]) -> Result<Vec<Vec<u8>>, EkError> {
         }
         return Ok(out);
     }
-    let len =
-        der_length(input).ok_or_else(|| EkError::Unreadable("it does not start with a DER SEQUENCE".to_owned()))?;
+    let len = crate::x509::der_sequence_length(input)
+        .ok_or_else(|| EkError::Unreadable("it does not start with a DER SEQUENCE".to_owned()))?;
     let (cert, padding) =
         input.split_at_checked(len).ok_or_else(|| EkError::Unreadable("the DER is truncated".to_owned()))?;
     if !padding.iter().all(|&b| b == 0 || b == 0xff) {
@@ -96,24 +96,6 @@ pub fn read_certificates(input: &[u8]) -> Result<Vec<Vec<u8>>, EkError> {
         )));
     }
     Ok(vec![cert.to_vec()])
-}
-
-/// The full length of the DER SEQUENCE at the start of `input`.
-fn der_length(input: &[u8]) -> Option<usize> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    if tag != 0x30 {
-        return None;
-    }
-    if first < 0x80 {
-        return Some(2 + usize::from(first));
-    }
-    let n = usize::from(first & 0x7f);
-    if n == 0 || n > 4 {
-        return None;
-    }
-    let len = rest.get(..n)?.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-    len.checked_add(2 + n)
 }
 
 /// Validates the EK certificate `cert` (DER) with optional `intermediates` against `trust`

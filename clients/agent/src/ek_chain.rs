@@ -47,7 +47,8 @@ pub fn split_der_certificates(bytes: &[u8], room: usize) -> Result<(Vec<Vec<u8>>
     let mut rest = bytes;
     while !rest.is_empty() && !rest.iter().all(|&b| b == 0 || b == 0xff) {
         let offset = bytes.len() - rest.len();
-        let len = der_sequence_length(rest).ok_or_else(|| format!("no DER certificate at byte {offset}"))?;
+        let len = tether_attestation::der_sequence_length(rest)
+            .ok_or_else(|| format!("no DER certificate at byte {offset}"))?;
         let (der, after) = rest
             .split_at_checked(len)
             .ok_or_else(|| format!("the certificate at byte {offset} is truncated ({len} bytes announced)"))?;
@@ -72,27 +73,9 @@ pub fn split_der_certificates(bytes: &[u8], room: usize) -> Result<(Vec<Vec<u8>>
     Ok((certificates, notes))
 }
 
-/// The full length of the DER SEQUENCE at the start of `input` (definite lengths only).
-fn der_sequence_length(input: &[u8]) -> Option<usize> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    if tag != 0x30 {
-        return None;
-    }
-    if first < 0x80 {
-        return Some(2 + usize::from(first));
-    }
-    let n = usize::from(first & 0x7f);
-    if n == 0 || n > 4 {
-        return None;
-    }
-    let len = rest.get(..n)?.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-    len.checked_add(2 + n)
-}
-
 /// The first certificate of an NV EK certificate index, without its padding.
 pub fn first_certificate(nv: &[u8]) -> Option<&[u8]> {
-    nv.get(..der_sequence_length(nv)?)
+    nv.get(..tether_attestation::der_sequence_length(nv)?)
 }
 
 /// How the walk from the EK certificate up through the candidates ended.
