@@ -158,40 +158,25 @@ async fn credentials_enrolled_before_their_model_was_marked_are_flagged_once() {
     }
 }
 
-/// A test metadata service: its own root and signer, and a BLOB (no 1) whose only entry lists
-/// `vendor_root_pem` as the attestation root of `aaguid`.
+/// A test metadata service's root and a BLOB (no 1) whose only entry lists `vendor_root_pem`
+/// as the attestation root of `aaguid`.
 fn signed_blob(work: &Path, aaguid: &str, vendor_root_pem: &str) -> (PathBuf, PathBuf) {
-    use base64::Engine;
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, PKCS_ECDSA_P256_SHA256};
-    let root_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
-    let mut root_params = CertificateParams::default();
-    root_params.distinguished_name.push(DnType::CommonName, "Test MDS Root");
-    root_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let root = root_params.self_signed(&root_key).expect("root");
-    let signer_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("key");
-    let mut signer_params = CertificateParams::default();
-    signer_params.distinguished_name.push(DnType::CommonName, "Test MDS Signer");
-    let signer = signer_params.signed_by(&signer_key, &Issuer::from_params(&root_params, &root_key)).expect("signer");
-    let mut vendor = tether_attestation::trust::TrustStore::new();
-    vendor.add_pem(vendor_root_pem).expect("vendor root");
-    let vendor_der = vendor.anchors_with_der().next().map(|(_, der)| der.to_vec()).expect("vendor root");
-    let b64 = base64::engine::general_purpose::STANDARD;
+    let mds = tether_e2e::mds::TestMds::generate();
     let payload = serde_json::json!({
         "no": 1,
         "nextUpdate": "2099-01-01",
         "entries": [{
             "aaguid": aaguid,
-            "metadataStatement": { "description": "Listed test model", "attestationRootCertificates": [b64.encode(&vendor_der)] },
+            "metadataStatement": {
+                "description": "Listed test model",
+                "attestationRootCertificates": [tether_e2e::mds::root_base64(vendor_root_pem)]
+            },
             "statusReports": [{ "status": "FIDO_CERTIFIED_L1", "effectiveDate": "2024-01-01" }]
         }]
     });
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    header.x5c = Some(vec![b64.encode(signer.der())]);
-    let key = jsonwebtoken::EncodingKey::from_ec_der(&signer_key.serialize_der());
-    let jws = jsonwebtoken::encode(&header, &payload, &key).expect("sign");
     let (blob, root_file) = (work.join("listed.jwt"), work.join("test-mds-root.pem"));
-    std::fs::write(&blob, jws).expect("write blob");
-    std::fs::write(&root_file, root.pem()).expect("write root");
+    std::fs::write(&blob, mds.sign(&payload)).expect("write blob");
+    std::fs::write(&root_file, &mds.root_pem).expect("write root");
     (blob, root_file)
 }
 
