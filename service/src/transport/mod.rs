@@ -6,5 +6,6 @@
 pub mod console;
 pub mod deadline;
 pub mod rpc;
+pub mod security_headers;
 pub mod status;
 pub mod web;
