@@ -309,3 +309,54 @@ impl Engine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grid(points: &[(u32, u32, f64, f64)]) -> HomeGrid {
+        let mut g = HomeGrid::default();
+        for (worker, tenant, lat, lon) in points {
+            g.insert(
+                HomeGrid::cell(*lat, *lon, 0.1),
+                Placed { worker: *worker, tenant: *tenant, lat: *lat, lon: *lon },
+            );
+        }
+        g
+    }
+
+    fn found(g: &HomeGrid, lat: f64, lon: f64) -> Vec<u32> {
+        let mut w: Vec<u32> = g.near(lat, lon, 0.1).iter().map(|p| p.worker).collect();
+        w.sort_unstable();
+        w
+    }
+
+    #[test]
+    fn neighbours_are_found_across_cell_edges_the_antimeridian_and_near_the_poles() {
+        // Every pair 80 m apart, straddling whatever cell edge lies between them; one 150 m away.
+        for (lat, lon) in [(40.7128, -74.006), (0.0, 0.0), (-33.8688, 151.2093), (60.0, 179.9995), (89.9995, 10.0)] {
+            for step in 0..40 {
+                let (dlat, dlon) = (f64::from(step) * 0.000_05, f64::from(step) * 0.000_07);
+                let a = (lat - dlat.min(0.0009), lon + dlon);
+                let east = 0.08 / (KM_PER_DEGREE * a.0.to_radians().cos().max(0.01));
+                let b = (a.0 + 0.08 / KM_PER_DEGREE * 0.6, a.1 + east * 0.8);
+                let b = (b.0.min(90.0), if b.1 > 180.0 { b.1 - 360.0 } else { b.1 });
+                let far = ((a.0 - 0.15 / KM_PER_DEGREE).max(-90.0), a.1);
+                let g = grid(&[(1, 1, a.0, a.1), (2, 2, b.0, b.1), (3, 3, far.0, far.1)]);
+                assert!(haversine_km(a, b) <= 0.1 && haversine_km(a, far) > 0.1, "{a:?} {b:?}");
+                assert_eq!(found(&g, a.0, a.1), vec![1, 2], "{a:?} {b:?}");
+                assert_eq!(found(&g, b.0, b.1), vec![1, 2], "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_cell_evicts_from_the_tenant_holding_most_of_it() {
+        let mut points: Vec<(u32, u32, f64, f64)> = vec![(0, 7, 40.7128, -74.006)];
+        points.extend((1..MAX_PER_CELL as u32 + 10).map(|w| (w, 9, 40.7128, -74.006)));
+        let g = grid(&points);
+        let kept = found(&g, 40.7128, -74.006);
+        assert_eq!(kept.len(), MAX_PER_CELL);
+        assert!(kept.contains(&0), "the flooding tenant loses its own entries");
+    }
+}
