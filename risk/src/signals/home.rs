@@ -228,6 +228,7 @@ impl Engine {
                 "egress": c.egress,
                 "workers": c.workers,
                 "employers": c.tenants,
+                "workers_there": c.there,
                 "own_lans_reported": c.own_lans,
                 "counted": "this employer's laptops, and other employers' only where tetherd itself saw them \
                             (not gateway-reported addresses or LAN claims)",
@@ -260,6 +261,7 @@ impl Engine {
         let mut together: Vec<(u32, u32)> = Vec::new();
         let mut own_lans: Vec<u64> = Vec::new();
         let mut described = None;
+        let mut there = 0;
         for key in keys {
             let Some(entry) = self.egress.get(&key) else { continue };
             let lans = entry.members.iter().filter_map(|m| m.lan).collect::<std::collections::BTreeSet<_>>();
@@ -268,16 +270,31 @@ impl Engine {
             {
                 continue;
             }
-            for m in &entry.members {
-                let counts = s.at - m.last_seen <= window
-                    && (m.tenant == me || (!key.is_lan() && m.observed_within(s.at, window)));
-                if counts && near.iter().any(|p| p.worker == m.worker && p.tenant == m.tenant) {
-                    together.push((m.tenant, m.worker));
-                    if m.tenant == me {
-                        own_lans.extend(m.lan);
-                    }
-                }
+            let counted: Vec<&super::egress::Member> = entry
+                .members
+                .iter()
+                .filter(|m| {
+                    s.at - m.last_seen <= window
+                        && (m.tenant == me || (!key.is_lan() && m.observed_within(s.at, window)))
+                })
+                .collect();
+            let mut all: Vec<(u32, u32)> = counted.iter().map(|m| (m.tenant, m.worker)).collect();
+            all.sort_unstable();
+            all.dedup();
+            let mut here: Vec<&super::egress::Member> = counted
+                .into_iter()
+                .filter(|m| near.iter().any(|p| p.worker == m.worker && p.tenant == m.tenant))
+                .collect();
+            here.sort_unstable_by_key(|m| (m.tenant, m.worker));
+            here.dedup_by_key(|m| (m.tenant, m.worker));
+            // A farm's address is its laptops' home; an exit shared by many households (a carrier
+            // NAT whose LANs went unreported, an apartment block's ISP) holds mostly other workers.
+            if here.len() * 2 < all.len() {
+                continue;
             }
+            there = there.max(all.len());
+            together.extend(here.iter().map(|m| (m.tenant, m.worker)));
+            own_lans.extend(here.iter().filter(|m| m.tenant == me).filter_map(|m| m.lan));
             described.get_or_insert_with(|| key.describe(egress_cfg.ipv6_prefix));
         }
         together.sort_unstable();
@@ -290,12 +307,14 @@ impl Engine {
         if together.is_empty() {
             return None;
         }
-        Some(SeenTogether { egress, workers: together.len(), tenants: tenants.len(), own_lans: own_lans.len() })
+        Some(SeenTogether { egress, workers: together.len(), tenants: tenants.len(), own_lans: own_lans.len(), there })
     }
 }
 
 struct SeenTogether {
     egress: String,
+    /// Workers counted behind that address or LAN, colliding or not.
+    there: usize,
     workers: usize,
     tenants: usize,
     own_lans: usize,

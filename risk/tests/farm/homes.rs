@@ -216,3 +216,24 @@ fn another_tenants_laptops_claiming_a_lan_do_not_chain_with_its_owner() {
     // other: it frames only itself.
     assert!(flagged(&flags, "presence_burst", "d2").is_some() && flagged(&flags, "presence_burst", "d3").is_some());
 }
+
+#[test]
+fn two_flats_of_one_building_behind_their_isps_shared_address_are_not_seen_together() {
+    // Two flats 30 m apart, two workers of two employers each, behind an ISP address that six
+    // other households share too; nobody reports a LAN, so the carrier NAT goes unrecognised.
+    let homes: Vec<(String, String, (f64, f64))> =
+        (0..4).map(|d| (format!("t{}", d % 2), format!("w-d{d}"), north(if d < 2 { 0.0 } else { 30.0 }))).collect();
+    let declared: Vec<Declared> = homes.iter().map(|(t, w, p)| (t.as_str(), w.as_str(), *p)).collect();
+    let tenant = |d: usize| if d < 4 { format!("t{}", d % 2) } else { format!("t{d}") };
+    let events = (0..10).flat_map(|d| day_of_answers(&tenant(d), d, "198.51.100.80")).collect();
+    let (flags, engine) = run_declared(&declared, events);
+    for d in 0..4 {
+        let f = flagged(&flags, "home_collision", &format!("d{d}")).expect("the collision is reported");
+        assert_eq!(f.severity, Severity::Info, "most workers behind that address live elsewhere: {}", f.evidence);
+        assert!(!farm(&engine, &tenant(d), &format!("d{d}")));
+    }
+    // The four alone behind that address are their home's line: seen together.
+    let events = (0..4).flat_map(|d| day_of_answers(&tenant(d), d, "198.51.100.81")).collect();
+    let (flags, _) = run_declared(&declared, events);
+    assert_eq!(flagged(&flags, "home_collision", "d0").map(|f| f.severity), Some(Severity::High));
+}
