@@ -204,7 +204,7 @@ impl Engine {
         if workers < cfg.min_workers || tenants < cfg.min_tenants {
             return;
         }
-        let seen = self.seen_together(me, &near, s, lan);
+        let seen = self.seen_together(me, w, &near, s, lan);
         let corroborated = seen.as_ref().is_some_and(|c| c.workers >= cfg.min_workers && c.tenants >= cfg.min_tenants);
         let mut pattern = "declared-home collision: workers of several employers declare homes at this worker's \
                            declared home, more than a household; other employers' declarations are their own \
@@ -245,7 +245,7 @@ impl Engine {
     /// Of the colliding workers, those whose laptops are seen with this device: behind its
     /// address (other tenants' only where tetherd observed them there) or, for its own
     /// tenant, on a LAN its devices reported. Not on a carrier NAT or a business network.
-    fn seen_together(&self, me: u32, near: &[Placed], s: &Sighting, lan: Option<&Lan>) -> Option<SeenTogether> {
+    fn seen_together(&self, me: u32, w: u32, near: &[Placed], s: &Sighting, lan: Option<&Lan>) -> Option<SeenTogether> {
         let egress_cfg = &self.cfg.shared_egress;
         let window = Millis::from(egress_cfg.window_hours) * HOUR;
         let mut keys = Vec::new();
@@ -304,7 +304,9 @@ impl Engine {
         let mut tenants: Vec<u32> = together.iter().map(|(t, _)| *t).collect();
         tenants.dedup();
         let egress = described?;
-        if together.is_empty() {
+        // This worker's own laptop must be one of them: one left out there (its employer's
+        // registered office, an unattested enrollment) is not seen together with anyone.
+        if together.binary_search(&(me, w)).is_err() {
             return None;
         }
         Some(SeenTogether { egress, workers: together.len(), tenants: tenants.len(), own_lans: own_lans.len(), there })

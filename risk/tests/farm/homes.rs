@@ -237,3 +237,32 @@ fn two_flats_of_one_building_behind_their_isps_shared_address_are_not_seen_toget
     let (flags, _) = run_declared(&declared, events);
     assert_eq!(flagged(&flags, "home_collision", "d0").map(|f| f.severity), Some(Severity::High));
 }
+
+#[test]
+fn an_office_address_typed_as_home_is_seen_together_until_the_office_egress_is_registered() {
+    // Three employers' HR typed their shared office's address as home (one worker of t0, two each
+    // of t1 and t2); the five work there, behind the office's address.
+    let tenant = |d: usize| format!("t{}", d.div_ceil(2));
+    let homes: Vec<(String, String)> = (0..5).map(|d| (tenant(d), format!("w-d{d}"))).collect();
+    let declared: Vec<Declared> = homes.iter().map(|(t, w)| (t.as_str(), w.as_str(), north(0.0))).collect();
+    let events = || (0..5).flat_map(|d| day_of_answers(&tenant(d), d, "198.51.100.90")).collect::<Vec<_>>();
+    let (flags, _) = run_declared(&declared, events());
+    assert_eq!(flagged(&flags, "home_collision", "d0").map(|f| f.severity), Some(Severity::High));
+
+    // Once t0 registers the office, its laptop there is seen with nobody: info for t0, while the
+    // others, who registered nothing, still see each other.
+    let mut events = events();
+    events.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut engine = Engine::new(RiskConfig::default()).expect("valid configuration");
+    engine.register_offices("t0", &["198.51.100.90/32".parse().expect("cidr")]);
+    for (tenant, worker, (lat, lon)) in &declared {
+        engine.declare(tenant, worker, Some(&Home { lat: *lat, lon: *lon, country: None }), None);
+    }
+    let mut flags = Vec::new();
+    for (_, e) in &events {
+        flags.extend(engine.process(&Event::from_json(&e.to_string()).expect("a valid test event")));
+    }
+    let f = flagged(&flags, "home_collision", "d0").expect("still reported");
+    assert_eq!(f.severity, Severity::Info, "{}", f.evidence);
+    assert_eq!(flagged(&flags, "home_collision", "d1").map(|f| f.severity), Some(Severity::High));
+}
