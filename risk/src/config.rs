@@ -26,6 +26,7 @@ pub struct RiskConfig {
     pub presence_burst: BurstConfig,
     pub presence_sweep: SweepConfig,
     pub persistence: PersistenceConfig,
+    pub home_collision: super::signals::home::HomeCollisionConfig,
     pub shared_hardware: SharedHardwareConfig,
     pub remote_control: RemoteControlRules,
     pub presence_missed: MissedConfig,
@@ -432,6 +433,7 @@ impl RiskConfig {
         if p.min_days > 32 {
             return Err("persistence.min_days must be at most 32 (days are remembered in a 32-day window)".into());
         }
+        self.home_collision.validate()?;
         if self.shared_hardware.max_tracked == 0 {
             return Err("shared_hardware.max_tracked must be at least 1".into());
         }

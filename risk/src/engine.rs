@@ -67,6 +67,8 @@ pub struct Engine {
     pub(crate) hardware: HashMap<Box<str>, Vec<HardwareUse>>,
     /// Hardware hashes in the order first seen (which to forget when full).
     pub(crate) hardware_order: std::collections::VecDeque<Box<str>>,
+    /// Stated homes by place (`home_collision`): one entry per worker at most.
+    pub(crate) homes: super::signals::home::HomeGrid,
     last_sweep: Millis,
     latest: Millis,
 }
@@ -92,6 +94,7 @@ impl Engine {
             probes: Vec::new(),
             hardware: HashMap::new(),
             hardware_order: std::collections::VecDeque::new(),
+            homes: Default::default(),
             last_sweep: Millis::MIN,
             latest: Millis::MIN,
         })
@@ -111,6 +114,7 @@ impl Engine {
         let t = self.ids.tenant(tenant);
         let w = self.worker_index(t, worker);
         self.workers[w as usize].declared_home = Some(home_point(home));
+        self.place_home(w);
     }
 
     /// Sets what an administrator declared for a worker, replacing any earlier
@@ -120,6 +124,7 @@ impl Engine {
         let w = self.worker_index(t, worker) as usize;
         self.workers[w].declared_home = home.map(home_point);
         self.workers[w].hours = hours;
+        self.place_home(w as u32);
     }
 
     /// Replaces the office egresses a tenant's admin registered (on top of the
@@ -214,6 +219,10 @@ impl Engine {
                 _ => None,
             };
             self.observe_egress(device, &s, lan, &mut findings);
+            // After the egress update, so this sighting is among the ones seen together.
+            let before = findings.len();
+            self.check_home_collision(device, worker, &s, lan, &mut findings);
+            self.mark_home_clusters(&findings[before..]);
         }
         self.maybe_sweep(at, &mut findings);
         let geo_known = geo.is_some();
@@ -290,8 +299,11 @@ impl Engine {
         if new {
             self.workers.push(WorkerState {
                 name: name.into(),
+                tenant,
                 declared_home: None,
                 enrolled_home: None,
+                home_stated: false,
+                placed: None,
                 hours: None,
                 last_point: None,
             });

@@ -20,10 +20,11 @@ pub enum FlagKind {
     PresenceMissedPattern,
     TpmAnomaly,
     SharedHardware,
+    HomeCollision,
 }
 
 /// How many kinds there are (the size of per-kind arrays).
-pub(crate) const KINDS: usize = 11;
+pub(crate) const KINDS: usize = 12;
 
 impl FlagKind {
     pub const ALL: [FlagKind; KINDS] = [
@@ -38,6 +39,7 @@ impl FlagKind {
         Self::PresenceMissedPattern,
         Self::TpmAnomaly,
         Self::SharedHardware,
+        Self::HomeCollision,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +55,7 @@ impl FlagKind {
             Self::PresenceMissedPattern => "presence_missed_pattern",
             Self::TpmAnomaly => "tpm_anomaly",
             Self::SharedHardware => "shared_hardware",
+            Self::HomeCollision => "home_collision",
         }
     }
 
@@ -83,6 +86,8 @@ impl FlagKind {
             (Self::TpmAnomaly, High) => 85,
             (Self::SharedHardware, Review) => 50,
             (Self::SharedHardware, High) => 90,
+            (Self::HomeCollision, Review) => 40,
+            (Self::HomeCollision, High) => 85,
         }
     }
 }
@@ -142,6 +147,8 @@ pub enum FarmMark {
     RemoteCluster = 1,
     /// A cross-employer cluster on a residential line for days, its members seen (almost) only there.
     Persistent = 2,
+    /// Workers of several employers who declare one home, their laptops seen together by tetherd.
+    HomeCluster = 4,
 }
 
 impl FarmMark {
@@ -191,7 +198,8 @@ impl FlagSet {
     /// devices (probe rounds or walked-room sweeps); or one piece of hardware
     /// enrolled by several identities; or a high cross-tenant cluster with
     /// remote-control tools on most of its laptops; or a persistent
-    /// cross-employer residential cluster; or a high cluster of devices that
+    /// cross-employer residential cluster; or laptops seen together whose
+    /// workers of several employers declare one home; or a high cluster of devices that
     /// have also been away from home for a long time.
     pub fn farm_suspected(&self) -> bool {
         !self.farm_signals().is_empty()
@@ -218,6 +226,11 @@ impl FlagSet {
         }
         if self.has_mark(FarmMark::Persistent) {
             out.push("shared_egress: cross-employer residential cluster persisting for days");
+        }
+        if self.has_mark(FarmMark::HomeCluster) {
+            out.push(
+                "home_collision: workers of several employers declaring one home, their laptops seen there together",
+            );
         }
         if self.at_least(SharedEgress, Severity::High) && self.at_least(Relocated, Severity::High) {
             out.push("shared_egress + relocated: high cluster of laptops away from home for a week");

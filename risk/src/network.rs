@@ -16,6 +16,9 @@ pub enum EgressKey {
     V6(u128),
     /// A LAN fingerprint (hashed gateway MAC or Wi-Fi BSSID).
     Lan(Box<str>),
+    /// A LAN fingerprint as one tenant's devices reported it: answer sweeps chain only
+    /// within a tenant on a LAN, since the fingerprint is the devices' own claim.
+    TenantLan(u32, Box<str>),
 }
 
 impl EgressKey {
@@ -35,12 +38,12 @@ impl EgressKey {
         match self {
             Self::V4(v) => std::net::Ipv4Addr::from(*v).to_string(),
             Self::V6(v) => format!("{}/{v6_prefix}", std::net::Ipv6Addr::from(*v)),
-            Self::Lan(hash) => format!("lan:{hash}"),
+            Self::Lan(hash) | Self::TenantLan(_, hash) => format!("lan:{hash}"),
         }
     }
 
     pub fn is_lan(&self) -> bool {
-        matches!(self, Self::Lan(_))
+        matches!(self, Self::Lan(_) | Self::TenantLan(..))
     }
 }
 

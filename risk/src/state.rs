@@ -169,11 +169,17 @@ impl Anchor {
 #[derive(Debug)]
 pub struct WorkerState {
     pub name: Box<str>,
+    pub tenant: u32,
     /// What an administrator declared; wins over the enrollment's.
     pub declared_home: Option<HomePoint>,
     /// The enrollment's stated home (event logs) or where the worker's first
     /// device enrolled from, when it could be located.
     pub enrolled_home: Option<HomePoint>,
+    /// Whether `enrolled_home` was stated (a log's enrollment `home`) rather than located from
+    /// an address: only stated homes are places precise enough for `home_collision`.
+    pub home_stated: bool,
+    /// Where the stated home is filed for `home_collision` (grid cell, lat, lon).
+    pub placed: Option<((i32, i32), f64, f64)>,
     /// Declared working hours (else `presence_missed` hours local to the home's longitude).
     pub hours: Option<crate::WorkingHours>,
     /// The last located sighting of any of the worker's devices, and which device.

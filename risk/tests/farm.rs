@@ -364,3 +364,7 @@ fn a_home_off_the_earth_is_refused_in_a_log_and_harmless_when_declared() {
     engine.finish();
     assert!(farm(&engine, "t0", "d0"), "the cluster is still judged");
 }
+
+/// Declared-home collisions and LAN sweeps (kept apart to keep each file readable).
+#[path = "farm/homes.rs"]
+mod homes;

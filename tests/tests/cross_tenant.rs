@@ -3,7 +3,8 @@
 //! Tenant "mallory" runs five attested laptops of its own from 127.0.0.50; tenant "victim"'s
 //! worker works from 127.0.0.1. Before the fix, mallory's gateway reporting its laptops at the
 //! victim's address — or its laptops claiming the victim's Wi-Fi BSSID — raised a high
-//! `shared_egress` flag on the victim's laptop, denied it and probed it.
+//! `shared_egress` flag on the victim's laptop, denied it and probed it. Declaring its workers'
+//! homes at the victim's home adds nothing the victim's policy can deny on (issue #15).
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -69,11 +70,23 @@ async fn check(server: &Server, org: &Org, device: &EnrolledDevice, source_ip: &
     access.check_access(authed(&org.gateway_key, request)).await.unwrap().into_inner()
 }
 
-async fn shared_egress_flags(server: &Server, org: &Org, device: &EnrolledDevice) -> Vec<pb::Flag> {
+async fn flags_of(server: &Server, org: &Org, device: &EnrolledDevice, kind: &str) -> Vec<pb::Flag> {
     let mut reports = server.reports().await;
     let request = pb::ListFlagsRequest { device_id: device.device_id.clone(), ..Default::default() };
     let flags = reports.list_flags(authed(&org.analyst_key, request)).await.unwrap().into_inner().flags;
-    flags.into_iter().filter(|f| f.kind == "shared_egress").collect()
+    flags.into_iter().filter(|f| f.kind == kind).collect()
+}
+
+async fn shared_egress_flags(server: &Server, org: &Org, device: &EnrolledDevice) -> Vec<pb::Flag> {
+    flags_of(server, org, device, "shared_egress").await
+}
+
+/// Declares the worker's home as an admin would (UpsertWorker).
+async fn declare_home(server: &Server, org: &Org, worker: &str, lat: f64, lon: f64) {
+    let mut admin = server.admin().await;
+    let home = pb::WorkerHome { lat, lon, country: "us".into() };
+    let request = pb::UpsertWorkerRequest { external_id: worker.into(), home: Some(home), ..Default::default() };
+    admin.upsert_worker(authed(&org.keys.admin_key, request)).await.unwrap();
 }
 
 async fn open_challenges(server: &Server, device: &EnrolledDevice) -> usize {
@@ -124,4 +137,53 @@ async fn another_tenants_reports_and_claims_cannot_deny_or_probe_a_worker() {
 
     // Mallory's claims still count against mallory itself: its own reports are its own evidence.
     assert!(!shared_egress_flags(&server, &mallory, &laptops[0].0).await.is_empty());
+}
+
+#[tokio::test]
+async fn another_tenants_home_declarations_cannot_deny_a_worker() {
+    let server = Server::start();
+    let victim = Org::create(&server, "victim").await;
+    let mallory = Org::create(&server, "mallory").await;
+    // The victim denies from review up, so only an `info` finding may reach alice.
+    let strict = pb::FlagPolicy { deny_at: pb::FlagSeverity::Review as i32, kind_rules: vec![] };
+    victim.update_policy(&server, pb::UpdatePolicyRequest { flag_policy: Some(strict), ..Default::default() }).await;
+    declare_home(&server, &victim, "alice", 40.7128, -74.006).await;
+    let mut alice = victim.enrolled_device(&server, "alice").await;
+
+    // Mallory declares five workers at alice's home (20 m away), runs their laptops from its own
+    // address, has its gateway report them at alice's address and has them claim her Wi-Fi.
+    let victims_wifi =
+        format!(r#"{{"lan":{{"wifi_bssid_hash":"{}"}}}}"#, tether_attestation::posture::lan_hash("02:00:5e:10:00:02"));
+    let mut laptops = Vec::new();
+    for i in 0..5 {
+        declare_home(&server, &mallory, &format!("m{i}"), 40.7130, -74.006).await;
+        let (mut laptop, channel) = laptop_at(&server, &mallory, &format!("m{i}"), MALLORY_HOME).await;
+        challenge_now(&server, &mallory, &laptop).await;
+        answer_with_lan(&server, &mut laptop, &channel, &victims_wifi).await;
+        check(&server, &mallory, &laptop, VICTIM_ADDRESS).await;
+        laptops.push(laptop);
+    }
+    let victim_channel = server.channel().await;
+    challenge_now(&server, &victim, &alice).await;
+    answer_with_lan(&server, &mut alice, &victim_channel, &victims_wifi).await;
+
+    // Alice is told of the collision, counted and unnamed, at info; her strict policy admits her.
+    let decision = check(&server, &victim, &alice, VICTIM_ADDRESS).await;
+    assert!(is_allow(&decision), "the victim is denied: {:?} {:?}", decision.reasons, decision.open_flags);
+    let reported = decision.open_flags.iter().find(|f| f.kind == "home_collision").expect("reported with the decision");
+    assert_eq!((reported.severity(), reported.denies), (pb::FlagSeverity::Info, false));
+    let flags = flags_of(&server, &victim, &alice, "home_collision").await;
+    assert!(flags.iter().all(|f| f.severity == pb::FlagSeverity::Info as i32), "{flags:?}");
+    let evidence: serde_json::Value = serde_json::from_str(&flags[0].evidence_json).unwrap();
+    assert_eq!(evidence["other_employers"], 1, "{evidence}");
+    assert_eq!(evidence["workers"], 6, "{evidence}");
+    assert!(!flags[0].evidence_json.contains(&mallory.keys.tenant_id), "{}", flags[0].evidence_json);
+    assert!(!flags[0].evidence_json.contains("m0"), "{}", flags[0].evidence_json);
+    assert!(!flags[0].evidence_json.contains("40.713"), "no exact coordinates: {}", flags[0].evidence_json);
+
+    // Mallory's own gateway reports placed its laptops with alice, whom tetherd saw there: its
+    // own claims count against itself only (from its laptops' events once enough were placed).
+    let last = laptops.last().expect("five laptops");
+    let own = flags_of(&server, &mallory, last, "home_collision").await;
+    assert!(own.iter().any(|f| f.severity == pb::FlagSeverity::High as i32), "{own:?}");
 }

@@ -76,9 +76,24 @@ impl Engine {
                     .map(|h| EgressKey::Lan(h.as_str().into())),
             );
         }
+        let lan_id = super::egress::lan_id(lan);
         for key in keys {
             self.add_answer(key.clone(), d, issued, answered, s, out);
-            self.observe_sweep(&key, d, issued, answered, super::egress::lan_id(lan), out);
+            if !key.is_lan() {
+                self.observe_sweep(&key, d, issued, answered, lan_id, out);
+            }
+        }
+        // Sweeps on a LAN chain one tenant's devices only: the fingerprint is the devices' claim, so
+        // another tenant's devices claiming it must not place answers into this tenant's chain.
+        let preferred = lan.and_then(|l| l.gateway_mac_hash.as_deref().or(l.wifi_bssid_hash.as_deref()));
+        if self.cfg.shared_egress.use_lan_fingerprint
+            && let Some(hash) = preferred.filter(|h| !h.is_empty())
+        {
+            let key = EgressKey::TenantLan(self.devices[d as usize].tenant, hash.into());
+            let entry =
+                self.egress.entry(key.clone()).or_insert_with(|| super::egress::EgressState::new(s.ip, None, s.at));
+            entry.last_seen = entry.last_seen.max(s.at);
+            self.observe_sweep(&key, d, issued, answered, lan_id, out);
         }
     }
 

@@ -47,7 +47,7 @@ pub(crate) struct Member {
 }
 
 impl Member {
-    fn observed_within(&self, at: Millis, window: Millis) -> bool {
+    pub(crate) fn observed_within(&self, at: Millis, window: Millis) -> bool {
         self.observed_at.is_some_and(|seen| at - seen <= window)
     }
 }

@@ -14,6 +14,8 @@ impl Engine {
         let worker = &mut self.workers[w as usize];
         if let Some(home) = &e.home {
             worker.enrolled_home = Some(home_point(home));
+            worker.home_stated = true;
+            self.place_home(w);
         } else if worker.enrolled_home.is_none()
             && let Some(p) = &s.point
         {

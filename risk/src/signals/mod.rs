@@ -3,6 +3,7 @@
 pub mod burst;
 pub mod egress;
 pub mod hardware;
+pub mod home;
 pub mod missed;
 pub mod persistence;
 pub mod posture;

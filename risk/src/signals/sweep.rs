@@ -10,8 +10,9 @@
 //! a chain now and then by chance; a farm laptop is answered that way most of
 //! the time. So a device is flagged on its own record: at least `min_sweeps`
 //! sweeps and `min_ratio` of its last answers there in the window.
-//! Only the address tetherd saw counts (a LAN fingerprint is the device's own
-//! claim), so another tenant cannot place answers into a chain.
+//! Across tenants only the address tetherd saw counts (a LAN fingerprint is the
+//! device's own claim), so another tenant cannot place answers into a chain; a
+//! LAN fingerprint chains one tenant's own devices, which can only frame it.
 
 use std::collections::VecDeque;
 
@@ -64,16 +65,20 @@ impl Engine {
         out: &mut Vec<Finding>,
     ) {
         let cfg = &self.cfg.presence_sweep;
-        if !cfg.enabled || key.is_lan() {
+        // A LAN fingerprint chains only as one tenant's claim (`TenantLan`), never across tenants.
+        if !cfg.enabled || matches!(key, EgressKey::Lan(_)) {
             return;
         }
         let (min_gap, max_gap) = ((cfg.min_gap_secs * 1000.0) as Millis, (cfg.max_gap_secs * 1000.0) as Millis);
         let worker = self.devices[d as usize].worker;
         let answers = &mut self.devices[d as usize].answers;
-        if answers.len() >= MAX_DEVICE_ANSWERS {
-            answers.pop_front();
+        // One answer feeds the address's chain and its LAN's: it is one answer of the device's record.
+        if answers.back().is_none_or(|(at, _)| *at != answered) {
+            if answers.len() >= MAX_DEVICE_ANSWERS {
+                answers.pop_front();
+            }
+            answers.push_back((answered, false));
         }
-        answers.push_back((answered, false));
         let Some(egress) = self.egress.get_mut(key) else { return };
         // Two answers that report different LANs were not made in one room; two challenges
         // issued together and answered together are what probe rounds judge (and people
@@ -194,13 +199,19 @@ impl Engine {
                 })
             })
             .collect();
+        let pattern = if key.is_lan() {
+            "answer sweeps: this laptop's presence answers keep arriving in a chain with other workers' laptops \
+             of this employer reporting the same LAN, a few seconds apart, one at a time"
+        } else {
+            "answer sweeps: this laptop's presence answers keep arriving in a chain with other \
+             workers' laptops behind the same address, a few seconds apart, one at a time"
+        };
         out.push(Finding {
             device: d,
             kind: FlagKind::PresenceBurst,
             severity: Severity::High,
             evidence: json!({
-                "pattern": "answer sweeps: this laptop's presence answers keep arriving in a chain with other \
-                            workers' laptops behind the same address, a few seconds apart, one at a time",
+                "pattern": pattern,
                 "egress": key.describe(self.cfg.shared_egress.ipv6_prefix),
                 "device": self.describe_device(d),
                 "answers_in_window": recent.len(),

@@ -19,7 +19,7 @@ pub enum WorkersCommand {
         name: String,
     },
     /// Create or update a worker, with the home and working hours the risk
-    /// engine measures against (`relocated`, `presence_missed_pattern`).
+    /// engine measures against (`relocated`, `presence_missed_pattern`, `home_collision`).
     Upsert(UpsertArgs),
     /// List all workers.
     List,
