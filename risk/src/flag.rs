@@ -158,11 +158,12 @@ impl FarmMark {
         match self {
             FarmMark::RemoteCluster => "remote_cluster",
             FarmMark::Persistent => "persistent",
+            FarmMark::HomeCluster => "home_cluster",
         }
     }
 
     pub fn parse(name: &str) -> Option<FarmMark> {
-        [FarmMark::RemoteCluster, FarmMark::Persistent].into_iter().find(|m| m.as_str() == name)
+        [FarmMark::RemoteCluster, FarmMark::Persistent, FarmMark::HomeCluster].into_iter().find(|m| m.as_str() == name)
     }
 }
 

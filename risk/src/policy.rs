@@ -6,8 +6,9 @@ use crate::{FlagKind, Severity};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Flag kinds raised outside the risk engine.
-const OTHER_KINDS: [&str; 1] = ["pcr_policy_mismatch"];
+/// Flag kinds raised outside the risk engine: a TPM quote against the tenant's PCR policy, and
+/// FIDO metadata marking an enrolled authenticator model compromised.
+const OTHER_KINDS: [&str; 2] = ["pcr_policy_mismatch", "authenticator_compromised"];
 
 /// What one kind's open flags do, overriding the tenant-wide threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,6 +152,14 @@ mod tests {
         );
         assert!(matches!(twice, Err(FlagPolicyError::DuplicateKind(_))));
         assert!(FlagPolicy::new(Severity::High, [("pcr_policy_mismatch".to_string(), KindRule::ReportOnly)]).is_ok());
+        assert!(
+            FlagPolicy::new(
+                Severity::High,
+                [("authenticator_compromised".to_string(), KindRule::DenyAt(Severity::Review))]
+            )
+            .is_ok(),
+            "a rule for the FIDO metadata kind, e.g. to deny on a user-verification bypass"
+        );
     }
 
     #[test]

@@ -167,19 +167,13 @@ async fn another_tenants_home_declarations_cannot_deny_a_worker() {
     challenge_now(&server, &victim, &alice).await;
     answer_with_lan(&server, &mut alice, &victim_channel, &victims_wifi).await;
 
-    // Alice is told of the collision, counted and unnamed, at info; her strict policy admits her.
+    // Alice's strict policy admits her, and nothing of Mallory's declarations reaches her tenant:
+    // a finding on declarations alone would also tell Mallory who lives where.
     let decision = check(&server, &victim, &alice, VICTIM_ADDRESS).await;
     assert!(is_allow(&decision), "the victim is denied: {:?} {:?}", decision.reasons, decision.open_flags);
-    let reported = decision.open_flags.iter().find(|f| f.kind == "home_collision").expect("reported with the decision");
-    assert_eq!((reported.severity(), reported.denies), (pb::FlagSeverity::Info, false));
+    assert!(decision.open_flags.iter().all(|f| f.kind != "home_collision"), "{:?}", decision.open_flags);
     let flags = flags_of(&server, &victim, &alice, "home_collision").await;
-    assert!(flags.iter().all(|f| f.severity == pb::FlagSeverity::Info as i32), "{flags:?}");
-    let evidence: serde_json::Value = serde_json::from_str(&flags[0].evidence_json).unwrap();
-    assert_eq!(evidence["other_employers"], 1, "{evidence}");
-    assert_eq!(evidence["workers"], 6, "{evidence}");
-    assert!(!flags[0].evidence_json.contains(&mallory.keys.tenant_id), "{}", flags[0].evidence_json);
-    assert!(!flags[0].evidence_json.contains("m0"), "{}", flags[0].evidence_json);
-    assert!(!flags[0].evidence_json.contains("40.713"), "no exact coordinates: {}", flags[0].evidence_json);
+    assert!(flags.is_empty(), "{flags:?}");
 
     // Mallory's own gateway reports placed its laptops with alice, whom tetherd saw there: its
     // own claims count against itself only (from its laptops' events once enough were placed).

@@ -2,10 +2,11 @@
 //! (within `radius_m`), more of them than a household holds.
 //!
 //! A declared home is typed by the tenant's admin, so another tenant's
-//! declarations are its own claims: on their own they raise only `info` in a
-//! tenant, counting the other employers without naming them. The finding turns
-//! `high` (and farm evidence) only when the colliding workers' laptops are also
-//! seen together where another tenant cannot place them: behind one address
+//! declarations are its own claims: on their own they raise nothing (a finding
+//! would be planted, and an oracle for where other employers' workers live).
+//! The finding (`high`, and farm evidence, counting the other employers without
+//! naming them) needs the colliding workers' laptops seen together where
+//! another tenant cannot place them: behind one address
 //! tetherd itself observed (other tenants' members), or, for the tenant's own
 //! members, wherever its own reports put them (it can only frame itself).
 //! Homes located from an enrollment address are a city-level IP-database guess,
@@ -204,15 +205,17 @@ impl Engine {
         if workers < cfg.min_workers || tenants < cfg.min_tenants {
             return;
         }
-        let seen = self.seen_together(me, w, &near, s, lan);
-        let corroborated = seen.as_ref().is_some_and(|c| c.workers >= cfg.min_workers && c.tenants >= cfg.min_tenants);
-        let mut pattern = "declared-home collision: workers of several employers declare homes at this worker's \
-                           declared home, more than a household; other employers' declarations are their own \
-                           claims, so this is reported, not enforced";
-        if corroborated {
-            pattern = "declared-home collision seen together: laptops of workers of several employers who declare \
+        // Declarations alone are never reported: other employers' declarations are their own
+        // claims, and a finding on them would let any tenant learn, by declaring a home, whether
+        // another employer's workers live there (and plant findings on them).
+        let Some(seen) = self
+            .seen_together(me, w, &near, s, lan)
+            .filter(|c| c.workers >= cfg.min_workers && c.tenants >= cfg.min_tenants)
+        else {
+            return;
+        };
+        let pattern = "declared-home collision seen together: laptops of workers of several employers who declare \
                        one home are seen together behind one address tetherd observed";
-        }
         let names: Vec<&str> = own.iter().take(MAX_NAMED).map(|o| &*self.workers[*o as usize].name).collect();
         let egress = &self.cfg.shared_egress;
         let evidence = json!({
@@ -224,22 +227,21 @@ impl Engine {
             "own_workers_total": own.len(),
             "other_employers": others.len(),
             "other_workers": other_workers,
-            "seen_together": seen.as_ref().map(|c| json!({
-                "egress": c.egress,
-                "workers": c.workers,
-                "employers": c.tenants,
-                "workers_there": c.there,
-                "own_lans_reported": c.own_lans,
+            "seen_together": {
+                "egress": seen.egress,
+                "workers": seen.workers,
+                "employers": seen.tenants,
+                "workers_there": seen.there,
+                "own_lans_reported": seen.own_lans,
                 "counted": "this employer's laptops, and other employers' only where tetherd itself saw them \
                             (not gateway-reported addresses or LAN claims)",
-            })),
+            },
             "thresholds": {
                 "radius_m": cfg.radius_m, "min_workers": cfg.min_workers, "min_tenants": cfg.min_tenants,
                 "window_hours": egress.window_hours, "carrier_nat_lans": egress.carrier_nat_lans,
             },
         });
-        let severity = if corroborated { Severity::High } else { Severity::Info };
-        out.push(Finding { device: d, kind: FlagKind::HomeCollision, severity, evidence });
+        out.push(Finding { device: d, kind: FlagKind::HomeCollision, severity: Severity::High, evidence });
     }
 
     /// Of the colliding workers, those whose laptops are seen with this device: behind its

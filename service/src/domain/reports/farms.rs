@@ -200,6 +200,9 @@ pub fn group(flags: &[FlagRecord], tenant_id: &str) -> Vec<Farm> {
         }
         let evidence = evidence::parse(&f.evidence_json);
         // The engine marks a cluster's members with these findings; its evidence names them.
+        if f.kind == "home_collision" && f.severity == "high" {
+            set.mark(FarmMark::HomeCluster);
+        }
         if f.kind == "shared_egress" {
             match evidence["farm_marks"].as_array() {
                 Some(marks) => {
