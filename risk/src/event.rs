@@ -1,6 +1,7 @@
 //! Typed events the risk engine consumes, and their JSON Lines form (the
 //! `tether analyze` input contract).
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -183,14 +184,17 @@ enum EventType {
 
 /// The wire form of one line; unknown fields are ignored so that logs can carry more.
 #[derive(Deserialize)]
-struct RawEvent {
+struct RawEvent<'a> {
     #[serde(rename = "type")]
     kind: EventType,
-    at: String,
+    /// Times and the address are only parsed, so they borrow from the line when they can.
+    #[serde(borrow)]
+    at: Cow<'a, str>,
     tenant: String,
     worker: String,
     device: String,
-    ip: String,
+    #[serde(borrow)]
+    ip: Cow<'a, str>,
     #[serde(default)]
     geo: Option<Geo>,
     #[serde(default)]
@@ -203,10 +207,10 @@ struct RawEvent {
     hardware: Option<String>,
     #[serde(default)]
     outcome: Option<Outcome>,
-    #[serde(default)]
-    issued_at: Option<String>,
-    #[serde(default)]
-    answered_at: Option<String>,
+    #[serde(default, borrow)]
+    issued_at: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    answered_at: Option<Cow<'a, str>>,
     #[serde(default)]
     sign_count: Option<u64>,
     #[serde(default)]
@@ -286,12 +290,12 @@ impl Event {
     }
 }
 
-impl RawEvent {
+impl RawEvent<'_> {
     fn into_event(self, require_ids: bool) -> Result<Event, String> {
         let at = parse_time("at", &self.at)?;
         let ip: IpAddr = self.ip.trim().parse().map_err(|_| format!("`ip` is not an IP address: {:?}", self.ip))?;
         let optional_time =
-            |field: &str, value: &Option<String>| value.as_deref().map(|v| parse_time(field, v)).transpose();
+            |field: &str, value: &Option<Cow<str>>| value.as_deref().map(|v| parse_time(field, v)).transpose();
         let body = match self.kind {
             EventType::Enrollment => EventBody::Enrollment(Enrollment {
                 attested: self.attested.ok_or("an enrollment needs `attested` (true or false)")?,

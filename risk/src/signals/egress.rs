@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use serde_json::json;
 
 use super::burst::Rounds;
+use super::egress_view::{View, Views};
 use crate::Millis;
 use crate::engine::{Engine, Finding, HOUR, ProbeRequest, Sighting};
 use crate::event::Lan;
@@ -59,25 +60,6 @@ struct Judgement {
     /// High for the residents (and farm evidence): see [`Engine::resides`].
     persistent: bool,
     carrier_nat: bool,
-}
-
-/// The cluster as one tenant may be judged by it. Tenants are adversaries: another
-/// tenant's gateway can report any address for its own devices, and its devices can claim
-/// any LAN, so another tenant's members count only where tetherd itself observed them.
-/// A tenant's own members count however they were placed: it can only frame itself.
-#[derive(Debug, Default)]
-struct View {
-    workers: usize,
-    tenants: usize,
-    members: usize,
-    remote: usize,
-    /// Workers and tenants whose counted devices live here: seen here on many days, (almost) only here.
-    resident_workers: usize,
-    resident_tenants: usize,
-    /// Different LANs the counted members reported (or reported behind the address in the
-    /// last week, whichever is more), and how many counted members reported one.
-    lans: usize,
-    lan_reporters: usize,
 }
 
 impl EgressState {
@@ -167,41 +149,6 @@ impl Engine {
                     self.observe_key(EgressKey::Lan(hash.as_str().into()), d, s, false, None, out);
                 }
             }
-        }
-    }
-
-    /// `resident[i]`: whether `members[i]` lives behind this egress ([`Engine::resides`]).
-    fn view(&self, members: &[Member], resident: &[bool], viewer: Option<u32>, at: Millis, window: Millis) -> View {
-        let counts = |m: &Member| viewer == Some(m.tenant) || m.observed_within(at, window);
-        let counted: Vec<&Member> = members.iter().filter(|m| counts(m)).collect();
-        let mut workers: Vec<(u32, u32)> = counted.iter().map(|m| (m.tenant, m.worker)).collect();
-        workers.sort_unstable();
-        workers.dedup();
-        let mut tenants: Vec<u32> = workers.iter().map(|(t, _)| *t).collect();
-        tenants.dedup();
-        // Remote-control tools on several employers' laptops behind one egress is how farms are run.
-        let remote = counted
-            .iter()
-            .filter(|m| self.devices[m.device as usize].flags.get(FlagKind::RemoteControl).is_some())
-            .count();
-        let mut residents: Vec<(u32, u32)> =
-            members.iter().zip(resident).filter(|(m, r)| **r && counts(m)).map(|(m, _)| (m.tenant, m.worker)).collect();
-        residents.sort_unstable();
-        residents.dedup();
-        let mut resident_tenants: Vec<u32> = residents.iter().map(|(t, _)| *t).collect();
-        resident_tenants.dedup();
-        let mut lans: Vec<u64> = counted.iter().filter_map(|m| m.lan).collect();
-        lans.sort_unstable();
-        lans.dedup();
-        View {
-            workers: workers.len(),
-            tenants: tenants.len(),
-            members: counted.len(),
-            remote,
-            resident_workers: residents.len(),
-            resident_tenants: resident_tenants.len(),
-            lan_reporters: counted.iter().filter(|m| m.lan.is_some()).count(),
-            lans: lans.len(),
         }
     }
 
@@ -301,22 +248,27 @@ impl Engine {
         }
         let members = entry.members.clone();
         let (class, probed_at) = (entry.class, entry.probed_at);
-        let resident: Vec<bool> = members.iter().map(|m| m.resident).collect();
         let cooldown = Millis::from(self.cfg.flags.cooldown_hours) * HOUR;
-        let mut tenants: Vec<u32> = members.iter().map(|m| m.tenant).collect();
-        tenants.sort_unstable();
-        tenants.dedup();
+        let remote: Vec<bool> = members
+            .iter()
+            .map(|m| self.devices[m.device as usize].flags.get(FlagKind::RemoteControl).is_some())
+            .collect();
+        let views = Views::new(&members, &remote, s.at, window);
+        // Member indices by tenant, each tenant's in member order (the order flags come out in).
+        let mut by_tenant: Vec<usize> = (0..members.len()).collect();
+        by_tenant.sort_unstable_by_key(|&i| (members[i].tenant, i));
         // Each tenant's devices are judged by that tenant's view of the cluster.
         let mut judged: Vec<(View, Judgement)> = Vec::new();
         let mut due: Vec<(u32, usize, Severity, bool)> = Vec::new();
-        for tenant in tenants {
-            let mut view = self.view(&members, &resident, Some(tenant), s.at, window);
+        for own in by_tenant.chunk_by(|a, b| members[*a].tenant == members[*b].tenant) {
+            let tenant = members[own[0]].tenant;
+            let mut view = views.for_tenant(tenant, own);
             view.lans = view.lans.max(recent_lans);
             let Some(judgement) = self.judge(&view, class) else { continue };
-            for (m, lives_here) in members.iter().zip(&resident).filter(|(m, _)| m.tenant == tenant) {
+            for m in own.iter().map(|&i| &members[i]) {
                 let dev = &self.devices[m.device as usize];
                 // Only the residents of a persistent cluster are farm laptops; a visitor is not.
-                let resident = judgement.persistent && *lives_here;
+                let resident = judgement.persistent && m.resident;
                 let severity = if resident { Severity::High } else { judgement.severity };
                 let farm = judgement.farm_cluster || resident;
                 if dev.wants(FlagKind::SharedEgress, severity, s.at, cooldown) || (farm && !dev.flags.farm_suspected())
@@ -327,7 +279,7 @@ impl Engine {
             judged.push((view, judgement));
         }
         // Probes challenge every member, so only what tetherd observed may start them.
-        let mut observed_view = self.view(&members, &resident, None, s.at, window);
+        let mut observed_view = views.observed();
         observed_view.lans = observed_view.lans.max(recent_lans);
         let probe = self.judge(&observed_view, class).is_some_and(|j| j.severity >= Severity::Review)
             && probed_at.is_none_or(|p| s.at - p >= window);
@@ -340,15 +292,14 @@ impl Engine {
         let name = key.describe(cfg.ipv6_prefix);
         let listed: Vec<serde_json::Value> = members
             .iter()
-            .zip(&resident)
             .take(50)
-            .map(|(m, lives_here)| {
+            .map(|m| {
                 let mut v = self.describe_device(m.device);
                 if let Some(map) = v.as_object_mut() {
                     map.insert("last_seen".into(), crate::event::format_time(m.last_seen).into());
                     map.insert("observed_by_tether".into(), m.observed_within(s.at, window).into());
                     if judged.iter().any(|(_, j)| j.persistent) {
-                        map.insert("resident".into(), (*lives_here).into());
+                        map.insert("resident".into(), m.resident.into());
                     }
                 }
                 v

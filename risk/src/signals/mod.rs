@@ -2,6 +2,7 @@
 
 pub mod burst;
 pub mod egress;
+pub mod egress_view;
 pub mod hardware;
 pub mod home;
 pub mod missed;
