@@ -13,7 +13,7 @@ use crate::Millis;
 /// tenant's gateway can report any address for its own devices, and its devices can claim
 /// any LAN, so another tenant's members count only where tetherd itself observed them.
 /// A tenant's own members count however they were placed: it can only frame itself.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct View {
     pub workers: usize,
     pub tenants: usize,
@@ -118,4 +118,72 @@ fn distinct<T: Ord>(items: &mut Vec<T>) -> usize {
     items.sort_unstable();
     items.dedup();
     items.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The definition: filter every member by whether this tenant counts it, then count.
+    fn filtered(members: &[Member], remote: &[bool], viewer: Option<u32>, at: Millis, window: Millis) -> View {
+        let counted: Vec<usize> = (0..members.len())
+            .filter(|&i| viewer == Some(members[i].tenant) || members[i].observed_within(at, window))
+            .collect();
+        let mut workers: Vec<_> = counted.iter().map(|&i| (members[i].tenant, members[i].worker)).collect();
+        let mut tenants: Vec<_> = workers.iter().map(|(t, _)| *t).collect();
+        let mut residents: Vec<_> =
+            workers.iter().zip(&counted).filter(|(_, i)| members[**i].resident).map(|(w, _)| *w).collect();
+        let mut resident_tenants: Vec<_> = residents.iter().map(|(t, _)| *t).collect();
+        let mut lans: Vec<_> = counted.iter().filter_map(|&i| members[i].lan).collect();
+        View {
+            members: counted.len(),
+            remote: counted.iter().filter(|&&i| remote[i]).count(),
+            lan_reporters: lans.len(),
+            workers: distinct(&mut workers),
+            tenants: distinct(&mut tenants),
+            resident_workers: distinct(&mut residents),
+            resident_tenants: distinct(&mut resident_tenants),
+            lans: distinct(&mut lans),
+        }
+    }
+
+    #[test]
+    fn every_tenants_view_counts_what_filtering_by_that_tenant_counts() {
+        let (at, window) = (1_000_000, 1_000);
+        // A small deterministic generator: tenants share workers' numbers, LANs and residency
+        // overlap, about a third of the members were observed in the window.
+        let mut seed = 7u64;
+        let mut next = |n: u64| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        for round in 0..200 {
+            let count = 1 + round % 40;
+            let members: Vec<Member> = (0..count)
+                .map(|device| Member {
+                    device: device as u32,
+                    tenant: next(5) as u32,
+                    worker: next(6) as u32,
+                    last_seen: at,
+                    observed_at: [None, Some(at - 10), Some(at - 5_000)][next(3) as usize],
+                    lan: [None, Some(1), Some(2), Some(3)][next(4) as usize],
+                    resident: next(2) == 0,
+                })
+                .collect();
+            let remote: Vec<bool> = members.iter().map(|_| next(3) == 0).collect();
+            let views = Views::new(&members, &remote, at, window);
+            assert_eq!(views.observed(), filtered(&members, &remote, None, at, window));
+            for tenant in 0..5 {
+                let own: Vec<usize> = (0..members.len()).filter(|&i| members[i].tenant == tenant).collect();
+                if own.is_empty() {
+                    continue;
+                }
+                assert_eq!(
+                    views.for_tenant(tenant, &own),
+                    filtered(&members, &remote, Some(tenant), at, window),
+                    "round {round}, tenant {tenant}"
+                );
+            }
+        }
+    }
 }
