@@ -352,6 +352,15 @@ impl Engine {
         flags
     }
 
+    /// Whether a finding would survive [`Engine::emit`]'s de-duplication now. Signals that hold
+    /// while a condition lasts (away from home, abroad, missing answers) ask first, so evidence
+    /// the cooldown would drop is not built on every event. Emitting only raises what a device
+    /// has had, so a finding refused here would be refused by `emit` too.
+    pub(crate) fn would_emit(&self, d: u32, kind: FlagKind, severity: Severity, at: Millis) -> bool {
+        let cooldown = Millis::from(self.cfg.flags.cooldown_hours) * HOUR;
+        self.devices[d as usize].wants(kind, severity, at, cooldown)
+    }
+
     /// `tenant/worker/device` for evidence.
     pub(crate) fn describe_device(&self, d: u32) -> serde_json::Value {
         let dev = &self.devices[d as usize];

@@ -48,12 +48,13 @@ impl Engine {
             return;
         }
         let window = Millis::from(cfg.window_hours) * HOUR;
+        let wanted = self.would_emit(d, FlagKind::PresenceMissedPattern, Severity::Review, at);
         let misses = &mut self.devices[d as usize].missed;
         misses.push_back(when);
         while misses.len() > MAX_MISSES_KEPT || misses.front().is_some_and(|t| when - *t > window) {
             misses.pop_front();
         }
-        if misses.len() >= cfg.threshold {
+        if misses.len() >= cfg.threshold && wanted {
             out.push(Finding {
                 device: d,
                 kind: FlagKind::PresenceMissedPattern,

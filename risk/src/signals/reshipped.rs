@@ -25,6 +25,8 @@ impl Engine {
         } else {
             None
         };
+        // Asked before the sighting is counted: only emitting changes the answer.
+        let wanted = self.would_emit(d, FlagKind::AnonymizedEgress, Severity::High, s.at);
         let dev = &mut self.devices[d as usize];
         match (at_home, &s.point) {
             (Some(true), _) => {
@@ -47,6 +49,7 @@ impl Engine {
         if dev.sightings < cfg.reshipped_min_sightings
             || share < cfg.reshipped_hidden_share
             || hours < i64::from(cfg.reshipped_after_hours)
+            || !wanted
         {
             return;
         }

@@ -41,6 +41,9 @@ impl Engine {
         let since = *dev.relocated_since.get_or_insert(here.at);
         let hours_away = (here.at - since) / HOUR;
         let severity = if hours_away >= i64::from(cfg.high_after_hours) { Severity::High } else { Severity::Review };
+        if !self.would_emit(d, FlagKind::Relocated, severity, here.at) {
+            return;
+        }
         out.push(Finding {
             device: d,
             kind: FlagKind::Relocated,
