@@ -249,6 +249,7 @@ impl Engine {
         let members = entry.members.clone();
         let (class, probed_at) = (entry.class, entry.probed_at);
         let cooldown = Millis::from(self.cfg.flags.cooldown_hours) * HOUR;
+        // Remote-control tools on several employers' laptops behind one egress is how farms are run.
         let remote: Vec<bool> = members
             .iter()
             .map(|m| self.devices[m.device as usize].flags.get(FlagKind::RemoteControl).is_some())
