@@ -152,9 +152,9 @@ fn statements(postgres: bool, lo: u64, hi: u64, keys: usize, addresses: Addresse
         format!(
             "{series}INSERT INTO credentials (id, tenant_id, device_id, worker_external_id, kind, public_key_cose, \
              format, attestation_type, attested, attestation_reason, trust_anchor, aaguid, sign_count, \
-             enrolled_at_ms, enrolled_from_ip, last_presence_at_ms) \
+             enrolled_at_ms, enrolled_from_ip, last_presence_at_ms, tier, last_challenged_at_ms) \
              SELECT {credential}, $1, {device}, {worker}, 'webauthn', k.cose, 'packed', 'basic', 1, '', \
-             'bench seed (key of an attested template device)', '{aaguid}', 0, $2, {ip}, $2 \
+             'bench seed (key of an attested template device)', '{aaguid}', 0, $2, {ip}, $2, 'hardware_attested', $2 \
              FROM s JOIN bench_seed_keys k ON k.k = s.i % {keys}",
             aaguid = crate::fixtures::test_aaguid()
         ),
