@@ -160,6 +160,12 @@ pub struct RelocatedConfig {
     pub reshipped_hidden_share: f64,
     /// ... of at least this many. Default 20.
     pub reshipped_min_sightings: u32,
+    /// The hours count from when the device was last located in its home country (a reshipped
+    /// laptop is silent in transit and may leak only days after it arrived), unless it went
+    /// through anonymizing exits on at least this share of its sightings up to then — a
+    /// privacy-VPN user, who hides on a trip as well: then from when it was first located abroad,
+    /// and at least `high_after_hours`. Default 0.3.
+    pub reshipped_habit_hidden_share: f64,
 }
 
 impl Default for RelocatedConfig {
@@ -171,6 +177,7 @@ impl Default for RelocatedConfig {
             reshipped_after_hours: 96,
             reshipped_hidden_share: 0.7,
             reshipped_min_sightings: 20,
+            reshipped_habit_hidden_share: 0.3,
         }
     }
 }
@@ -329,10 +336,11 @@ pub struct PersistenceConfig {
     /// Default true.
     pub enabled: bool,
     /// A member counts when seen behind the address on this many distinct (local) days, a
-    /// working week: fewer, and a coworking member's lucky streak looks the same ... Default 5.
+    /// week and a half of working days: fewer, and a coworking member's lucky streak looks the
+    /// same, and a person living in a shared house has not yet been seen off the line ... Default 7.
     pub min_days: u32,
-    /// ... and on at least this share of the days it was seen anywhere it was seen nowhere else
-    /// (mobile carriers and VPNs aside). Default 0.9.
+    /// ... and on at least this share of the days it was seen anywhere it was seen nowhere else:
+    /// no other address and no mobile carrier (VPNs and hosting exits aside). Default 0.9.
     pub min_share: f64,
     /// Farm when this many such workers (more than a household) ... Default 4.
     pub min_workers: usize,
@@ -342,7 +350,7 @@ pub struct PersistenceConfig {
 
 impl Default for PersistenceConfig {
     fn default() -> Self {
-        Self { enabled: true, min_days: 5, min_share: 0.9, min_workers: 4, min_tenants: 2 }
+        Self { enabled: true, min_days: 7, min_share: 0.9, min_workers: 4, min_tenants: 2 }
     }
 }
 
@@ -407,6 +415,10 @@ impl RiskConfig {
         let m = &self.presence_missed;
         if m.working_hours_start > 24 || m.working_hours_end > 24 {
             return Err("presence_missed.working_hours_start/end must be hours 0-24".into());
+        }
+        let r = &self.relocated;
+        if !(0.0..=1.0).contains(&r.reshipped_hidden_share) || !(0.0..=1.0).contains(&r.reshipped_habit_hidden_share) {
+            return Err("relocated.reshipped_hidden_share and reshipped_habit_hidden_share must be in [0, 1]".into());
         }
         if self.shared_egress.ipv6_prefix > 128 {
             return Err("shared_egress.ipv6_prefix must be at most 128".into());

@@ -69,6 +69,12 @@ pub struct DeviceState {
     pub hidden: u32,
     pub abroad_since: Option<Millis>,
     pub abroad: Option<Point>,
+    /// When the device was last located in its home country.
+    pub home_last: Option<Millis>,
+    /// Its habit up to then: sightings, and those through anonymizing exits (halved past a cap,
+    /// so the habit follows the recent months).
+    pub habit_sightings: u32,
+    pub habit_hidden: u32,
 }
 
 impl DeviceState {
@@ -91,7 +97,28 @@ impl DeviceState {
             hidden: 0,
             abroad_since: None,
             abroad: None,
+            home_last: None,
+            habit_sightings: 0,
+            habit_hidden: 0,
         }
+    }
+
+    /// Folds the sightings since the device was last located at home into its habit, once it is
+    /// located at home again: what it did between two home locations was its habit, not a trip.
+    pub fn located_at_home(&mut self, at: Millis) {
+        const CAP: u32 = 4096;
+        self.habit_sightings = self.habit_sightings.saturating_add(self.sightings.saturating_add(1));
+        self.habit_hidden = self.habit_hidden.saturating_add(self.hidden);
+        if self.habit_sightings > CAP {
+            (self.habit_sightings, self.habit_hidden) = (self.habit_sightings / 2, self.habit_hidden / 2);
+        }
+        (self.sightings, self.hidden, self.abroad_since, self.abroad) = (0, 0, None, None);
+        self.home_last = Some(at);
+    }
+
+    /// The share of its sightings up to its last home location that went through anonymizing exits.
+    pub fn habit_hidden_share(&self) -> f64 {
+        f64::from(self.habit_hidden) / f64::from(self.habit_sightings.max(1))
     }
 
     /// Whether a flag of this kind and severity would be new: a higher severity
@@ -106,7 +133,8 @@ impl DeviceState {
 
 /// The address a device is seen behind most, and on which of the last 32 days it
 /// was seen there and on which elsewhere. Sightings through networks that hide
-/// the place (mobile carriers, VPNs, hosting) are neither.
+/// the place (VPNs, hosting) are neither; a mobile carrier is a day off the line
+/// ([`Anchor::observe_off_line`]) without moving the anchor.
 #[derive(Debug, Clone)]
 pub struct Anchor {
     pub key: crate::network::EgressKey,
@@ -127,8 +155,8 @@ impl Anchor {
         Self { key, here_days: 1, away_days: 0, last_day: at.div_euclid(Self::DAY), here: 1, away: 0 }
     }
 
-    /// Counts a sighting; the anchor moves when sightings elsewhere outnumber those here.
-    pub fn observe(&mut self, key: &crate::network::EgressKey, at: Millis) {
+    /// Moves the window to `at`'s day and returns that day's bit.
+    fn day_bit(&mut self, at: Millis) -> u32 {
         let day = at.div_euclid(Self::DAY);
         if day > self.last_day {
             let shift = day - self.last_day;
@@ -136,7 +164,20 @@ impl Anchor {
             self.away_days = if shift >= 32 { 0 } else { self.away_days << shift };
             self.last_day = day;
         }
-        let bit = 1u32 << (self.last_day - day).clamp(0, 31);
+        1u32 << (self.last_day - day).clamp(0, 31)
+    }
+
+    /// Counts a sighting through a mobile carrier (tethering): not a place, so the anchor stays,
+    /// but a day the laptop was off its line. A laptop parked in a farm is plugged into the
+    /// facilitator's line all day every day; a person tethers when out, or when the line is down.
+    pub fn observe_off_line(&mut self, at: Millis) {
+        let bit = self.day_bit(at);
+        self.away_days |= bit;
+    }
+
+    /// Counts a sighting; the anchor moves when sightings elsewhere outnumber those here.
+    pub fn observe(&mut self, key: &crate::network::EgressKey, at: Millis) {
+        let bit = self.day_bit(at);
         if *key == self.key {
             self.here_days |= bit;
             self.here = self.here.saturating_add(1);
@@ -244,5 +285,31 @@ impl Ids {
         let id = u32::try_from(next).unwrap_or(u32::MAX);
         map.insert(name.to_owned(), id);
         (id, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::EgressKey;
+
+    const DAY: Millis = Anchor::DAY;
+
+    #[test]
+    fn a_mobile_day_is_a_day_off_the_line_that_leaves_the_anchor_where_it_is() {
+        let home = EgressKey::for_ip("198.51.100.7".parse().expect("ip"), 64);
+        let mut anchor = Anchor::new(home.clone(), 0);
+        for day in 1..10 {
+            anchor.observe(&home, day * DAY + 1);
+        }
+        assert_eq!((anchor.days_until(9 * DAY), anchor.share_until(9 * DAY)), (10, 1.0));
+        // Tethering on two of those days, many times: the anchor stays, the share falls.
+        for _ in 0..50 {
+            anchor.observe_off_line(3 * DAY + 5);
+            anchor.observe_off_line(7 * DAY + 5);
+        }
+        assert_eq!(anchor.key, home);
+        assert_eq!(anchor.days_until(9 * DAY), 10);
+        assert!((anchor.share_until(9 * DAY) - 0.8).abs() < 1e-9, "{}", anchor.share_until(9 * DAY));
     }
 }

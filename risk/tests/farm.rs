@@ -170,7 +170,7 @@ fn cluster(ip: &str, class: &str, n: usize, days: usize, lan: impl Fn(usize) -> 
 fn a_cross_employer_cluster_living_at_one_address_for_days_is_a_farm() {
     // Five laptops of five employers, no tools, answering like five people would: only
     // their staying there, day after day, and nowhere else, gives them away.
-    let (flags, engine) = run(cluster("198.51.100.20", "residential", 5, 6, |_| None));
+    let (flags, engine) = run(cluster("198.51.100.20", "residential", 5, 8, |_| None));
     for d in 0..5 {
         let (t, dev) = (format!("t{d}"), format!("d{d}"));
         assert!(farm(&engine, &t, &dev), "{dev} not suspected");
@@ -180,11 +180,11 @@ fn a_cross_employer_cluster_living_at_one_address_for_days_is_a_farm() {
         assert_eq!(f.evidence["resident_workers"], 5);
         // Readers of stored flags (the console's farm view) rebuild the judgement from this.
         assert_eq!(f.evidence["farm_marks"], serde_json::json!(["persistent"]), "{}", f.evidence);
-        assert_eq!(f.evidence["thresholds"]["persistence"]["min_days"], 5);
+        assert_eq!(f.evidence["thresholds"]["persistence"]["min_days"], 7);
     }
     assert!(flags.iter().all(|f| f.kind.as_str() != "presence_burst"), "independent answers are no sweep");
-    // Four days are not enough.
-    let (_, engine) = run(cluster("198.51.100.20", "residential", 5, 4, |_| None));
+    // Six days are not enough.
+    let (_, engine) = run(cluster("198.51.100.20", "residential", 5, 6, |_| None));
     assert!(!farm(&engine, "t0", "d0"));
 }
 
@@ -356,7 +356,7 @@ fn a_home_off_the_earth_is_refused_in_a_log_and_harmless_when_declared() {
 
     let mut engine = Engine::new(RiskConfig::default()).expect("valid configuration");
     engine.set_home("t0", "w-d0", &tether_risk::event::Home { lat: 0.0, lon: 1e300, country: None });
-    let mut events = cluster("198.51.100.20", "residential", 5, 6, |_| None);
+    let mut events = cluster("198.51.100.20", "residential", 5, 8, |_| None);
     events.sort_by(|a, b| a.0.total_cmp(&b.0));
     for (_, e) in &events {
         engine.process(&Event::from_json(&e.to_string()).expect("a valid test event"));

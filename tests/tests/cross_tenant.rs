@@ -176,8 +176,9 @@ async fn another_tenants_home_declarations_cannot_deny_a_worker() {
     assert!(flags.is_empty(), "{flags:?}");
 
     // Mallory's own gateway reports placed its laptops with alice, whom tetherd saw there: its
-    // own claims count against itself only (from its laptops' events once enough were placed).
+    // own claims count against itself only (from its laptops' events once enough were placed),
+    // for review: laptops seen there for minutes are not parked there (a co-living house's first day).
     let last = laptops.last().expect("five laptops");
     let own = flags_of(&server, &mallory, last, "home_collision").await;
-    assert!(own.iter().any(|f| f.severity == pb::FlagSeverity::High as i32), "{own:?}");
+    assert!(own.iter().any(|f| f.severity == pb::FlagSeverity::Review as i32), "{own:?}");
 }

@@ -122,7 +122,8 @@ impl Engine {
     pub(crate) fn observe_egress(&mut self, d: u32, s: &Sighting, lan: Option<&Lan>, out: &mut Vec<Finding>) {
         let prefix = self.cfg.shared_egress.ipv6_prefix;
         let ip_key = EgressKey::for_ip(s.ip, prefix);
-        // A mobile carrier or VPN says nothing about where the laptop is: neither home nor away.
+        // A VPN says nothing about where the laptop is: neither home nor away. A mobile carrier
+        // is no place either, but it is a day off the line (see `Anchor::observe_off_line`).
         // Days are the worker's local days (by the home's longitude), or a working day in the
         // Americas would count as two UTC days.
         let local = s.at + self.local_offset(self.devices[d as usize].worker);
@@ -132,6 +133,10 @@ impl Engine {
                 Some(anchor) => anchor.observe(&ip_key, local),
                 None => dev.anchor = Some(crate::state::Anchor::new(ip_key.clone(), local)),
             }
+        } else if s.class == Some(NetworkClass::Mobile)
+            && let Some(anchor) = dev.anchor.as_mut()
+        {
+            anchor.observe_off_line(local);
         }
         if !self.counts_at(d, s) {
             return;

@@ -4,13 +4,16 @@
 //! A declared home is typed by the tenant's admin, so another tenant's
 //! declarations are its own claims: on their own they raise nothing (a finding
 //! would be planted, and an oracle for where other employers' workers live).
-//! The finding (`high`, and farm evidence, counting the other employers without
-//! naming them) needs the colliding workers' laptops seen together where
+//! The finding (counting the other employers without naming them) needs the
+//! colliding workers' laptops seen together where
 //! another tenant cannot place them: behind one address
 //! tetherd itself observed (other tenants' members), or, for the tenant's own
 //! members, wherever its own reports put them (it can only frame itself).
 //! Homes located from an enrollment address are a city-level IP-database guess,
-//! never a place within 100 m, so only stated homes are filed.
+//! never a place within 100 m, so only stated homes are filed. It is `high` and farm
+//! evidence only for a laptop parked there (`Engine::parked`): a co-living house
+//! of several employers' remote workers is the same collision until its residents
+//! have had time to leave the line now and then; `review` before.
 
 use std::collections::HashMap;
 
@@ -214,8 +217,17 @@ impl Engine {
         else {
             return;
         };
-        let pattern = "declared-home collision seen together: laptops of workers of several employers who declare \
-                       one home are seen together behind one address tetherd observed";
+        // A co-living house is the same collision on its first day: only a laptop parked there (a
+        // working week, never off the line) is farm evidence; until then the analyst reviews it.
+        let parked = self.cfg.persistence.enabled && self.parked(d, s.at);
+        let severity = if parked { Severity::High } else { Severity::Review };
+        let pattern = if parked {
+            "declared-home collision seen together: laptops of workers of several employers who declare \
+             one home are seen together behind one address tetherd observed, this one parked there"
+        } else {
+            "declared-home collision seen together, this laptop not (yet) parked at one address: review"
+        };
+        let p = &self.cfg.persistence;
         let names: Vec<&str> = own.iter().take(MAX_NAMED).map(|o| &*self.workers[*o as usize].name).collect();
         let egress = &self.cfg.shared_egress;
         let evidence = json!({
@@ -236,12 +248,14 @@ impl Engine {
                 "counted": "this employer's laptops, and other employers' only where tetherd itself saw them \
                             (not gateway-reported addresses or LAN claims)",
             },
+            "parked": parked,
             "thresholds": {
                 "radius_m": cfg.radius_m, "min_workers": cfg.min_workers, "min_tenants": cfg.min_tenants,
                 "window_hours": egress.window_hours, "carrier_nat_lans": egress.carrier_nat_lans,
+                "parked": {"min_days": p.min_days, "min_share": p.min_share},
             },
         });
-        out.push(Finding { device: d, kind: FlagKind::HomeCollision, severity: Severity::High, evidence });
+        out.push(Finding { device: d, kind: FlagKind::HomeCollision, severity, evidence });
     }
 
     /// Of the colliding workers, those whose laptops are seen with this device: behind its

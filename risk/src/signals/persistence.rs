@@ -22,4 +22,17 @@ impl Engine {
             .as_ref()
             .is_some_and(|a| a.key == *key && a.days_until(at) >= p.min_days && a.share_until(at) >= p.min_share)
     }
+
+    /// Whether the device is parked at its anchor, wherever that is: seen there on `min_days`
+    /// days and (almost) never off it — no other address, no mobile carrier. What a laptop in a
+    /// farm is, and what a person who lives in a shared house is not for long: they tether,
+    /// travel and work from elsewhere now and then.
+    pub(crate) fn parked(&self, d: u32, at: Millis) -> bool {
+        let p = &self.cfg.persistence;
+        let at = at + self.local_offset(self.devices[d as usize].worker);
+        self.devices[d as usize]
+            .anchor
+            .as_ref()
+            .is_some_and(|a| a.days_until(at) >= p.min_days && a.share_until(at) >= p.min_share)
+    }
 }

@@ -6,11 +6,22 @@ use crate::engine::{Engine, Finding, HOUR, Sighting};
 use crate::flag::{FlagKind, Severity};
 use crate::geo::NetworkClass;
 
+/// Sightings up to the last home location (about a working day) before the habit counts as known.
+const HABIT_MIN_SIGHTINGS: u32 = 8;
+
 impl Engine {
     /// A laptop shipped abroad reaches its employer through VPN or hosting exits that hide
     /// where it is; now and then it leaks its real address, in another country, and it is
     /// never located at home again. Honest VPN users leak their home; a traveller abroad
     /// comes home within days.
+    ///
+    /// The clock runs from when the laptop was last located at home: a reshipped laptop is
+    /// silent in transit and may leak only days after it arrived, so timing from the first leak
+    /// lets it work abroad for a week unflagged. That is safe only for a laptop that did not hide
+    /// before: one that went through anonymizing exits on a good share of its sightings at home
+    /// (a privacy-VPN user) hides on a trip as well, and the leak is all that says where it is,
+    /// so for it the clock runs from the first leak and needs a week (`high_after_hours`). One seen
+    /// too little at home to know its habit keeps the first-leak clock of 96 hours.
     pub(crate) fn check_reshipped(&mut self, d: u32, s: &Sighting, out: &mut Vec<Finding>) {
         let cfg = &self.cfg.relocated;
         let worker = self.devices[d as usize].worker as usize;
@@ -30,7 +41,7 @@ impl Engine {
         let dev = &mut self.devices[d as usize];
         match (at_home, &s.point) {
             (Some(true), _) => {
-                (dev.sightings, dev.hidden, dev.abroad_since, dev.abroad) = (0, 0, None, None);
+                dev.located_at_home(s.at);
                 return;
             }
             (Some(false), Some(p)) => {
@@ -45,14 +56,25 @@ impl Engine {
         }
         let (Some(since), Some(leak)) = (dev.abroad_since, dev.abroad.as_ref()) else { return };
         let share = f64::from(dev.hidden) / f64::from(dev.sightings.max(1));
-        let hours = (s.at - since) / HOUR;
+        let habit = dev.habit_hidden_share();
+        let known = dev.habit_sightings >= HABIT_MIN_SIGHTINGS;
+        let (from, needed) = match dev.home_last {
+            _ if habit >= cfg.reshipped_habit_hidden_share => {
+                (since, cfg.reshipped_after_hours.max(cfg.high_after_hours))
+            }
+            Some(home) if known => (home.min(since), cfg.reshipped_after_hours),
+            // Too little seen at home to know its habit: from the first leak, as for everyone before.
+            _ => (since, cfg.reshipped_after_hours),
+        };
+        let hours = (s.at - from) / HOUR;
         if dev.sightings < cfg.reshipped_min_sightings
             || share < cfg.reshipped_hidden_share
-            || hours < i64::from(cfg.reshipped_after_hours)
+            || hours < i64::from(needed)
             || !wanted
         {
             return;
         }
+        let fmt = crate::event::format_time;
         out.push(Finding {
             device: d,
             kind: FlagKind::AnonymizedEgress,
@@ -60,16 +82,22 @@ impl Engine {
             evidence: json!({
                 "pattern": "reshipped: located abroad and never at home since, otherwise seen almost only \
                             through VPN or hosting exits",
-                "abroad_since": crate::event::format_time(since),
-                "hours_abroad": hours,
+                "abroad_since": fmt(since),
+                "hours_abroad": (s.at - since) / HOUR,
+                "last_at_home": dev.home_last.map(fmt),
+                "hours_since_home": dev.home_last.map(|h| (s.at - h) / HOUR),
+                "counted_from": if from == since { "first located abroad" } else { "last located at home" },
                 "latest_leak": leak.to_json(),
                 "home_country": home_country.as_deref(),
                 "hidden_sightings": dev.hidden,
                 "sightings": dev.sightings,
                 "hidden_share": (share * 100.0).round() / 100.0,
+                "hidden_share_before": (habit * 100.0).round() / 100.0,
                 "thresholds": {"reshipped_hidden_share": cfg.reshipped_hidden_share,
                     "reshipped_min_sightings": cfg.reshipped_min_sightings,
-                    "reshipped_after_hours": cfg.reshipped_after_hours},
+                    "reshipped_after_hours": cfg.reshipped_after_hours,
+                    "reshipped_habit_hidden_share": cfg.reshipped_habit_hidden_share,
+                    "hours_needed": needed},
             }),
         });
     }

@@ -32,10 +32,16 @@ fn run_declared(homes: &[Declared], mut events: Vec<Timed>) -> (Vec<Flag>, Engin
 
 /// Device `d{d}` of worker `w-d{d}` answering hourly for a working day from `ip`.
 fn day_of_answers(tenant: &str, d: usize, ip: &str) -> Vec<Timed> {
-    (0..8)
-        .map(|h| {
-            let issued = h as f64 * HOUR + jitter(d as u64) * HOUR;
-            let when = issued + 10.0 + 200.0 * jitter((d * 977 + h) as u64);
+    days_of_answers(tenant, d, ip, 1)
+}
+
+/// The same on `days` days in a row: seven park a laptop there (`[persistence] min_days`).
+fn days_of_answers(tenant: &str, d: usize, ip: &str, days: usize) -> Vec<Timed> {
+    (0..days)
+        .flat_map(|day| (0..8).map(move |h| (day, h)))
+        .map(|(day, h)| {
+            let issued = day as f64 * DAY + h as f64 * HOUR + jitter(d as u64) * HOUR;
+            let when = issued + 10.0 + 200.0 * jitter((d * 977 + day * 31 + h) as u64);
             answer(when, issued, tenant, &format!("d{d}"), ip, "residential", None)
         })
         .collect()
@@ -107,17 +113,28 @@ fn homes_located_from_enrollment_addresses_never_collide() {
 fn laptops_of_several_employers_declaring_one_home_seen_together_are_a_farm() {
     // Four employers' laptops behind one line for a day, answering independently: a review
     // cluster, not yet a persistent one. Their workers all declaring that one house is the farm.
-    let events = || (0..4).flat_map(|d| day_of_answers(&format!("t{d}"), d, "198.51.100.50")).collect::<Vec<_>>();
-    let (_, engine) = run_declared(&[], events());
+    let events =
+        |days| (0..4).flat_map(|d| days_of_answers(&format!("t{d}"), d, "198.51.100.50", days)).collect::<Vec<_>>();
+    let (_, engine) = run_declared(&[], events(1));
     assert!(!farm(&engine, "t0", "d0"), "one day together is not enough without the declarations");
 
     let homes: Vec<(String, String)> = (0..4).map(|d| (format!("t{d}"), format!("w-d{d}"))).collect();
     let declared: Vec<Declared> = homes.iter().map(|(t, w)| (t.as_str(), w.as_str(), north(20.0))).collect();
-    let (flags, engine) = run_declared(&declared, events());
+    // On the first day a co-living house looks the same: review, not yet farm evidence.
+    let (flags, engine) = run_declared(&declared, events(1));
+    for d in 0..4 {
+        let (t, dev) = (format!("t{d}"), format!("d{d}"));
+        let f = flagged(&flags, "home_collision", &dev).expect("reported");
+        assert_eq!((f.severity, &f.evidence["parked"]), (Severity::Review, &json!(false)), "{}", f.evidence);
+        assert!(!farm(&engine, &t, &dev));
+    }
+    // Parked there for a week and a half, never off the line: the farm.
+    let (flags, engine) = run_declared(&declared, events(7));
     for d in 0..4 {
         let (t, dev) = (format!("t{d}"), format!("d{d}"));
         let f = flagged(&flags, "home_collision", &dev).expect("flagged");
         assert_eq!(f.severity, Severity::High, "{}", f.evidence);
+        assert_eq!(f.evidence["parked"], true, "{}", f.evidence);
         assert!(f.evidence["pattern"].as_str().is_some_and(|p| p.contains("seen together")), "{}", f.evidence);
         assert_eq!(f.evidence["seen_together"]["workers"], 4);
         assert_eq!(f.evidence["seen_together"]["employers"], 4);
@@ -159,8 +176,9 @@ fn one_tenants_declarations_cannot_get_another_tenants_worker_denied() {
     let strict = FlagPolicy::new(Severity::Review, []).expect("policy");
     assert!(flags.iter().filter(|f| f.device == "d0").all(|f| !strict.denies(f.kind.as_str(), f.severity)));
     assert!(!farm(&engine, "victim", "d0"));
-    // The attacker's own laptops, placed together by its own claims, frame only itself.
-    assert_eq!(flagged(&flags, "home_collision", "d1").map(|f| f.severity), Some(Severity::High));
+    // The attacker's own laptops, placed together by its own claims, frame only itself (review:
+    // its gateway also placed them at the victim's address, so they are not parked anywhere).
+    assert_eq!(flagged(&flags, "home_collision", "d1").map(|f| f.severity), Some(Severity::Review));
 }
 
 /// The walked room's answers with each laptop behind its own line, all reporting `lan`;
@@ -221,7 +239,7 @@ fn two_flats_of_one_building_behind_their_isps_shared_address_are_not_seen_toget
         assert!(!farm(&engine, &tenant(d), &format!("d{d}")));
     }
     // The four alone behind that address are their home's line: seen together.
-    let events = (0..4).flat_map(|d| day_of_answers(&tenant(d), d, "198.51.100.81")).collect();
+    let events = (0..4).flat_map(|d| days_of_answers(&tenant(d), d, "198.51.100.81", 7)).collect();
     let (flags, _) = run_declared(&declared, events);
     assert_eq!(flagged(&flags, "home_collision", "d0").map(|f| f.severity), Some(Severity::High));
 }
@@ -233,7 +251,7 @@ fn an_office_address_typed_as_home_is_seen_together_until_the_office_egress_is_r
     let tenant = |d: usize| format!("t{}", d.div_ceil(2));
     let homes: Vec<(String, String)> = (0..5).map(|d| (tenant(d), format!("w-d{d}"))).collect();
     let declared: Vec<Declared> = homes.iter().map(|(t, w)| (t.as_str(), w.as_str(), north(0.0))).collect();
-    let events = || (0..5).flat_map(|d| day_of_answers(&tenant(d), d, "198.51.100.90")).collect::<Vec<_>>();
+    let events = || (0..5).flat_map(|d| days_of_answers(&tenant(d), d, "198.51.100.90", 7)).collect::<Vec<_>>();
     let (flags, _) = run_declared(&declared, events());
     assert_eq!(flagged(&flags, "home_collision", "d0").map(|f| f.severity), Some(Severity::High));
 
@@ -252,4 +270,40 @@ fn an_office_address_typed_as_home_is_seen_together_until_the_office_egress_is_r
     }
     assert!(flagged(&flags, "home_collision", "d0").is_none(), "{flags:?}");
     assert_eq!(flagged(&flags, "home_collision", "d1").map(|f| f.severity), Some(Severity::High));
+}
+
+#[test]
+fn a_shared_house_whose_residents_tether_now_and_then_is_no_farm() {
+    // Five remote workers of five employers live in one house, declare it, and work there every
+    // day for two weeks; each now and then through their phone's hotspot (a day in four, each
+    // on other days). The same laptops never off the house's line are a quiet farm.
+    let declared: Vec<(String, String)> = (0..5).map(|d| (format!("t{d}"), format!("w-d{d}"))).collect();
+    let declared: Vec<Declared> = declared.iter().map(|(t, w)| (t.as_str(), w.as_str(), north(5.0))).collect();
+    let house = |tethering: bool| {
+        let mut events: Vec<Timed> =
+            (0..5).flat_map(|d| days_of_answers(&format!("t{d}"), d, "198.51.100.70", 10)).collect();
+        for (secs, e) in events.iter_mut() {
+            let d: usize = e["device"].as_str().and_then(|s| s[1..].parse().ok()).unwrap_or(0);
+            let (day, hour) = ((*secs / DAY) as usize, ((*secs % DAY) / HOUR) as usize);
+            if tethering && (day + d).is_multiple_of(4) && hour == 5 {
+                e["ip"] = format!("100.64.0.{}", 10 + d).into();
+                e["geo"] = geo("mobile");
+            }
+        }
+        events
+    };
+    let (flags, engine) = run_declared(&declared, house(true));
+    for d in 0..5 {
+        let (t, dev) = (format!("t{d}"), format!("d{d}"));
+        assert!(!farm(&engine, &t, &dev), "{dev}: {flags:?}");
+        assert!(kinds_at_least(&flags, &dev, Severity::High).is_empty(), "{dev}: {flags:?}");
+        let f = flagged(&flags, "home_collision", &dev).expect("still reported for review");
+        assert_eq!(f.evidence["parked"], false, "{}", f.evidence);
+    }
+    let (flags, engine) = run_declared(&declared, house(false));
+    for d in 0..5 {
+        let (t, dev) = (format!("t{d}"), format!("d{d}"));
+        assert!(farm(&engine, &t, &dev), "{dev}");
+        assert_eq!(flagged(&flags, "home_collision", &dev).map(|f| f.severity), Some(Severity::High));
+    }
 }
