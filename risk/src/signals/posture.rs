@@ -132,6 +132,7 @@ impl Patterns {
         // Most texts contain no entry at all, which one unanchored scan tells more cheaply.
         if let Some(automaton) = self.automaton.as_ref().filter(|a| a.is_match(text)) {
             // Overlapping: every entry that occurs anywhere, as `str::contains` per entry would find.
+            // (It needs `MatchKind::Standard` and unanchored search, which `new` builds: no text makes it fail.)
             for m in automaton.find_overlapping_iter(text) {
                 if let Some(rule) = self.rule_of.get(m.pattern().as_usize()) {
                     set(*rule);
