@@ -46,6 +46,7 @@ fn analyze(args: &AnalyzeArgs) -> Result<(), String> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut line = Vec::new();
+    let mut output = Vec::new();
     let mut number = 0u64;
     loop {
         line.clear();
@@ -64,19 +65,29 @@ fn analyze(args: &AnalyzeArgs) -> Result<(), String> {
             continue;
         }
         match Event::from_json(text) {
-            Ok(event) => write_all(&mut out, engine.process(&event))?,
+            Ok(event) => write_all(&mut out, &mut output, engine.process(&event))?,
             Err(error) => eprintln!("line {number}: skipped: {error}"),
         }
     }
-    write_all(&mut out, engine.finish())?;
-    write_all(&mut out, engine.summaries())?;
+    write_all(&mut out, &mut output, engine.finish())?;
+    write_all(&mut out, &mut output, engine.summaries())?;
     out.flush().map_err(|e| format!("cannot write the output: {e}"))
 }
 
-fn write_all<T: serde::Serialize>(out: &mut impl Write, items: impl IntoIterator<Item = T>) -> Result<(), String> {
+/// Writes each item as one line. A line is serialized into `line` (reused, so no allocation
+/// once it has grown to the longest line) and handed to `out` in one write: serde_json writes
+/// a value in many small pieces, and each piece costs far less appended to a `Vec` than
+/// passed through a `BufWriter`.
+fn write_all<T: serde::Serialize>(
+    out: &mut impl Write,
+    line: &mut Vec<u8>,
+    items: impl IntoIterator<Item = T>,
+) -> Result<(), String> {
     for item in items {
-        serde_json::to_writer(&mut *out, &item).map_err(|e| format!("cannot write the output: {e}"))?;
-        out.write_all(b"\n").map_err(|e| format!("cannot write the output: {e}"))?;
+        line.clear();
+        serde_json::to_writer(&mut *line, &item).map_err(|e| format!("cannot write the output: {e}"))?;
+        line.push(b'\n');
+        out.write_all(line).map_err(|e| format!("cannot write the output: {e}"))?;
     }
     Ok(())
 }

@@ -98,7 +98,10 @@ impl EgressState {
 impl Engine {
     pub(crate) fn check_network(&mut self, d: u32, s: &Sighting, out: &mut Vec<Finding>) {
         self.check_reshipped(d, s, out);
-        if let Some(class) = s.class.filter(|c| c.is_anonymizing()) {
+        // Every sighting through such an exit finds it; its evidence is built only when emitted.
+        if let Some(class) = s.class.filter(|c| c.is_anonymizing())
+            && self.would_emit(d, FlagKind::AnonymizedEgress, Severity::Review, s.at)
+        {
             out.push(Finding {
                 device: d,
                 kind: FlagKind::AnonymizedEgress,
@@ -312,7 +315,9 @@ impl Engine {
             })
             .collect();
         let p = &self.cfg.persistence;
-        for (device, judgement, severity, resident) in due {
+        let mut listed = Some(listed);
+        let last = due.len().saturating_sub(1);
+        for (i, (device, judgement, severity, resident)) in due.into_iter().enumerate() {
             let (view, j) = &judged[judgement];
             let pattern = if resident {
                 "persistent cross-employer cluster: laptops of several employers living behind one address for days, \
@@ -369,10 +374,17 @@ impl Engine {
                 } else {
                     None
                 },
-                "members": listed,
+                // Filled in below: moved into the last flag, cloned for the others (`json!` would
+                // rebuild the whole list through a serializer for every flag).
+                "members": null,
                 "members_total": members.len(),
                 "farm_marks": farm_marks,
             });
+            let mut evidence = evidence;
+            let members_listed = if i == last { listed.take() } else { listed.clone() };
+            if let (Some(slot), Some(list)) = (evidence.get_mut("members"), members_listed) {
+                *slot = serde_json::Value::Array(list);
+            }
             if j.farm_cluster {
                 self.devices[device as usize].flags.mark(crate::flag::FarmMark::RemoteCluster);
             }

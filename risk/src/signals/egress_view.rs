@@ -28,48 +28,43 @@ pub(crate) struct View {
     pub lan_reporters: usize,
 }
 
-/// The observed members' distinct workers, tenants, residents and LANs, sorted for lookups.
+/// The observed members' distinct workers, residents and LANs, sorted for lookups. Tenants are
+/// the first half of the sorted `(tenant, worker)` pairs, so they need no list of their own;
+/// one pass and three lists per sighting (this runs on every sighting behind a shared address).
 pub(crate) struct Views<'a> {
     members: &'a [Member],
     /// `remote[i]`: whether `members[i]` carries a remote-control flag.
     remote: &'a [bool],
-    observed: Vec<bool>,
+    at: Millis,
+    window: Millis,
     base: View,
     workers: Vec<(u32, u32)>,
-    tenants: Vec<u32>,
     residents: Vec<(u32, u32)>,
-    resident_tenants: Vec<u32>,
     lans: Vec<u64>,
 }
 
 impl<'a> Views<'a> {
     pub(crate) fn new(members: &'a [Member], remote: &'a [bool], at: Millis, window: Millis) -> Self {
-        let observed: Vec<bool> = members.iter().map(|m| m.observed_within(at, window)).collect();
-        let counted = || members.iter().zip(&observed).filter(|(_, o)| **o).map(|(m, _)| m);
-        let mut workers: Vec<(u32, u32)> = counted().map(|m| (m.tenant, m.worker)).collect();
-        workers.sort_unstable();
-        workers.dedup();
-        let mut tenants: Vec<u32> = workers.iter().map(|(t, _)| *t).collect();
-        tenants.dedup();
-        let mut residents: Vec<(u32, u32)> = counted().filter(|m| m.resident).map(|m| (m.tenant, m.worker)).collect();
-        residents.sort_unstable();
-        residents.dedup();
-        let mut resident_tenants: Vec<u32> = residents.iter().map(|(t, _)| *t).collect();
-        resident_tenants.dedup();
-        let mut lans: Vec<u64> = counted().filter_map(|m| m.lan).collect();
-        lans.sort_unstable();
-        lans.dedup();
-        let base = View {
-            workers: workers.len(),
-            tenants: tenants.len(),
-            members: counted().count(),
-            remote: members.iter().zip(&observed).zip(remote).filter(|((_, o), r)| **o && **r).count(),
-            resident_workers: residents.len(),
-            resident_tenants: resident_tenants.len(),
-            lans: lans.len(),
-            lan_reporters: counted().filter(|m| m.lan.is_some()).count(),
-        };
-        Self { members, remote, observed, base, workers, tenants, residents, resident_tenants, lans }
+        let (mut workers, mut residents, mut lans) = (Vec::new(), Vec::new(), Vec::new());
+        let mut base = View::default();
+        for (m, r) in members.iter().zip(remote).filter(|(m, _)| m.observed_within(at, window)) {
+            base.members += 1;
+            base.remote += usize::from(*r);
+            workers.push((m.tenant, m.worker));
+            if m.resident {
+                residents.push((m.tenant, m.worker));
+            }
+            if let Some(lan) = m.lan {
+                base.lan_reporters += 1;
+                lans.push(lan);
+            }
+        }
+        base.workers = distinct(&mut workers);
+        base.tenants = tenants_in(&workers);
+        base.resident_workers = distinct(&mut residents);
+        base.resident_tenants = tenants_in(&residents);
+        base.lans = distinct(&mut lans);
+        Self { members, remote, at, window, base, workers, residents, lans }
     }
 
     /// What tetherd itself observed: the view no tenant's own claims enter (probes start from it).
@@ -82,11 +77,11 @@ impl<'a> Views<'a> {
         let mut view = self.base.clone();
         let (mut workers, mut residents, mut lans) = (Vec::new(), Vec::new(), Vec::new());
         let (mut any_own, mut any_resident) = (false, false);
-        for &i in own.iter().filter(|&&i| !self.observed[i]) {
+        for &i in own.iter().filter(|&&i| !self.members[i].observed_within(self.at, self.window)) {
             let m = &self.members[i];
             any_own = true;
             view.members += 1;
-            view.remote += usize::from(self.remote[i]);
+            view.remote += usize::from(self.remote.get(i).copied().unwrap_or(false));
             let id = (m.tenant, m.worker);
             if self.workers.binary_search(&id).is_err() {
                 workers.push(id);
@@ -104,14 +99,25 @@ impl<'a> Views<'a> {
                 }
             }
         }
-        let new_tenant = |known: &[u32], any: bool| usize::from(any && known.binary_search(&tenant).is_err());
-        view.tenants += new_tenant(&self.tenants, any_own);
-        view.resident_tenants += new_tenant(&self.resident_tenants, any_resident);
+        let new_tenant = |known: &[(u32, u32)], any: bool| usize::from(any && !has_tenant(known, tenant));
+        view.tenants += new_tenant(&self.workers, any_own);
+        view.resident_tenants += new_tenant(&self.residents, any_resident);
         view.workers += distinct(&mut workers);
         view.resident_workers += distinct(&mut residents);
         view.lans += distinct(&mut lans);
         view
     }
+}
+
+/// Distinct tenants of sorted `(tenant, worker)` pairs.
+fn tenants_in(pairs: &[(u32, u32)]) -> usize {
+    pairs.chunk_by(|a, b| a.0 == b.0).count()
+}
+
+/// Whether sorted `(tenant, worker)` pairs hold one of `tenant`'s.
+fn has_tenant(pairs: &[(u32, u32)], tenant: u32) -> bool {
+    let i = pairs.partition_point(|(t, _)| *t < tenant);
+    pairs.get(i).is_some_and(|(t, _)| *t == tenant)
 }
 
 fn distinct<T: Ord>(items: &mut Vec<T>) -> usize {

@@ -1,11 +1,12 @@
 //! `remote_control`: KVM-over-IP hardware and remote-desktop software in the
 //! agent's posture report. The default indicators are data (`remote_control.toml`).
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::engine::{Engine, Finding, Sighting};
-use crate::event::Posture;
+use crate::event::{Posture, UsbDevice};
 use crate::flag::{FlagKind, Severity};
 
 const DEFAULTS: &str = include_str!("../remote_control.toml");
@@ -67,12 +68,92 @@ struct DefaultList {
     displays: Vec<DisplayRule>,
 }
 
-/// The merged, lower-cased rule set.
+/// The merged, lower-cased rule set, with the substring rules compiled into one
+/// automaton per kind: every answer carries a posture report, so matching runs on
+/// every presence event.
 #[derive(Debug, Default)]
 pub struct CompiledRules {
     usb: Vec<UsbRule>,
     processes: Vec<ProcessRule>,
     displays: Vec<DisplayRule>,
+    usb_strings: Patterns,
+    display_strings: Patterns,
+}
+
+/// Every `strings`/`contains` entry of one rule list in one Aho-Corasick automaton, so a
+/// text is scanned once for all of them instead of once per entry.
+#[derive(Debug, Default)]
+struct Patterns {
+    automaton: Option<AhoCorasick>,
+    /// The rule each pattern of the automaton belongs to.
+    rule_of: Vec<usize>,
+    /// Rules with an empty entry, which every text contains.
+    always: Vec<usize>,
+}
+
+impl Patterns {
+    fn new<'a>(rules: impl Iterator<Item = &'a [String]>) -> Result<Self, String> {
+        let (mut patterns, mut rule_of, mut always) = (Vec::new(), Vec::new(), Vec::new());
+        for (rule, strings) in rules.enumerate() {
+            for s in strings {
+                if s.is_empty() {
+                    always.push(rule);
+                } else {
+                    patterns.push(s.as_str());
+                    rule_of.push(rule);
+                }
+            }
+        }
+        let automaton = if patterns.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::Standard)
+                    .build(&patterns)
+                    .map_err(|e| format!("the remote-control strings cannot be compiled: {e}"))?,
+            )
+        };
+        Ok(Self { automaton, rule_of, always })
+    }
+
+    /// Which rules have an entry contained in `text` (indexed by rule; empty when none has).
+    fn hits(&self, text: &str, rules: usize) -> Vec<bool> {
+        let mut hit = Vec::new();
+        let mut set = |rule: usize| {
+            if hit.is_empty() {
+                hit = vec![false; rules];
+            }
+            if let Some(h) = hit.get_mut(rule) {
+                *h = true;
+            }
+        };
+        self.always.iter().for_each(|r| set(*r));
+        // Most texts contain no entry at all, which one unanchored scan tells more cheaply.
+        if let Some(automaton) = self.automaton.as_ref().filter(|a| a.is_match(text)) {
+            // Overlapping: every entry that occurs anywhere, as `str::contains` per entry would find.
+            // (It needs `MatchKind::Standard` and unanchored search, which `new` builds: no text makes it fail.)
+            for m in automaton.find_overlapping_iter(text) {
+                if let Some(rule) = self.rule_of.get(m.pattern().as_usize()) {
+                    set(*rule);
+                }
+            }
+        }
+        hit
+    }
+}
+
+/// `text` lower-cased into `buf` (ASCII the common case; other text as
+/// `str::to_lowercase` does it, final sigma included).
+fn lowercase_into<'b>(text: &str, buf: &'b mut String) -> &'b str {
+    buf.clear();
+    if text.is_ascii() {
+        buf.push_str(text);
+        buf.make_ascii_lowercase();
+    } else {
+        buf.push_str(&text.to_lowercase());
+    }
+    buf
 }
 
 fn lower(v: &[String]) -> Vec<String> {
@@ -81,6 +162,41 @@ fn lower(v: &[String]) -> Vec<String> {
 
 fn norm_id(id: &Option<String>) -> Option<String> {
     id.as_ref().map(|s| s.trim().trim_start_matches("0x").to_ascii_lowercase())
+}
+
+/// One indicator found in a posture report; its evidence is built only for a flag that is
+/// emitted (most answers of a flagged device fall in the cooldown).
+enum Found<'a> {
+    Usb { rule: &'a UsbRule, dev: &'a UsbDevice },
+    Gadget { dev: &'a UsbDevice, traits: Vec<&'static str> },
+    Process { rule: &'a ProcessRule, process: &'a str },
+    Display { rule: &'a DisplayRule, display: &'a str },
+}
+
+impl Found<'_> {
+    fn severity(&self) -> Severity {
+        match self {
+            Found::Usb { rule, .. } => rule.severity,
+            Found::Gadget { .. } => Severity::High,
+            Found::Process { rule, .. } => rule.severity,
+            Found::Display { rule, .. } => rule.severity,
+        }
+    }
+
+    fn evidence(self) -> serde_json::Value {
+        match self {
+            Found::Usb { rule, dev } => json!({"type": "usb", "indicator": rule.name, "vid": dev.vid, "pid": dev.pid,
+                "manufacturer": dev.manufacturer, "product": dev.product}),
+            Found::Gadget { dev, traits } => {
+                json!({"type": "usb", "indicator": "KVM-over-IP by structure: one composite USB device that is \
+                        keyboard and mouse at once, with USB-gadget traits",
+                    "vid": dev.vid, "pid": dev.pid, "manufacturer": dev.manufacturer, "product": dev.product,
+                    "serial": dev.serial, "gadget_traits": traits})
+            }
+            Found::Process { rule, process } => json!({"type": "process", "indicator": rule.name, "process": process}),
+            Found::Display { rule, display } => json!({"type": "display", "indicator": rule.name, "display": display}),
+        }
+    }
 }
 
 impl CompiledRules {
@@ -92,6 +208,8 @@ impl CompiledRules {
             rules.add(&defaults.usb, &defaults.processes, &defaults.displays);
         }
         rules.add(&cfg.usb, &cfg.processes, &cfg.displays);
+        rules.usb_strings = Patterns::new(rules.usb.iter().map(|r| r.strings.as_slice()))?;
+        rules.display_strings = Patterns::new(rules.displays.iter().map(|r| r.contains.as_slice()))?;
         Ok(rules)
     }
 
@@ -108,48 +226,47 @@ impl CompiledRules {
 
     /// Every indicator found, with its severity.
     pub fn matches(&self, posture: &Posture) -> Vec<(Severity, serde_json::Value)> {
+        self.find(posture).into_iter().map(|f| (f.severity(), f.evidence())).collect()
+    }
+
+    /// Every indicator found, in the order `matches` lists them.
+    fn find<'a>(&'a self, posture: &'a Posture) -> Vec<Found<'a>> {
         let mut found = Vec::new();
+        let mut buf = String::new();
+        let mut text = String::new();
         for dev in &posture.usb {
-            let text =
-                format!("{} {}", dev.manufacturer.as_deref().unwrap_or(""), dev.product.as_deref().unwrap_or(""))
-                    .to_lowercase();
-            for r in &self.usb {
+            // Manufacturer and product as one text: an entry may span both.
+            text.clear();
+            text.push_str(dev.manufacturer.as_deref().unwrap_or(""));
+            text.push(' ');
+            text.push_str(dev.product.as_deref().unwrap_or(""));
+            let hits = self.usb_strings.hits(lowercase_into(&text, &mut buf), self.usb.len());
+            for (i, r) in self.usb.iter().enumerate() {
                 let id_ok = (r.vid.is_none() || r.vid == dev.vid) && (r.pid.is_none() || r.pid == dev.pid);
                 let any_id = r.vid.is_some() || r.pid.is_some();
-                let strings_ok =
-                    if r.strings.is_empty() { any_id } else { r.strings.iter().any(|s| text.contains(s.as_str())) };
+                let strings_ok = if r.strings.is_empty() { any_id } else { hits.get(i).copied().unwrap_or(false) };
                 if id_ok && strings_ok {
-                    found.push((
-                        r.severity,
-                        json!({"type": "usb", "indicator": r.name, "vid": dev.vid, "pid": dev.pid,
-                        "manufacturer": dev.manufacturer, "product": dev.product}),
-                    ));
+                    found.push(Found::Usb { rule: r, dev });
                 }
             }
         }
         for dev in &posture.usb {
             if let Some(traits) = gadget_traits(dev) {
-                found.push((
-                    Severity::High,
-                    json!({"type": "usb", "indicator": "KVM-over-IP by structure: one composite USB device that is \
-                        keyboard and mouse at once, with USB-gadget traits",
-                    "vid": dev.vid, "pid": dev.pid, "manufacturer": dev.manufacturer, "product": dev.product,
-                    "serial": dev.serial, "gadget_traits": traits}),
-                ));
+                found.push(Found::Gadget { dev, traits });
             }
         }
         for p in &posture.processes {
-            let name = p.trim().to_lowercase();
-            let name = name.strip_suffix(".exe").unwrap_or(&name);
+            let name = lowercase_into(p.trim(), &mut buf);
+            let name = name.strip_suffix(".exe").unwrap_or(name);
             let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
             if let Some(r) = self.processes.iter().find(|r| r.names.iter().any(|n| n == base)) {
-                found.push((r.severity, json!({"type": "process", "indicator": r.name, "process": p})));
+                found.push(Found::Process { rule: r, process: p });
             }
         }
         for disp in &posture.displays {
-            let text = disp.to_lowercase();
-            if let Some(r) = self.displays.iter().find(|r| r.contains.iter().any(|c| text.contains(c.as_str()))) {
-                found.push((r.severity, json!({"type": "display", "indicator": r.name, "display": disp})));
+            let hits = self.display_strings.hits(lowercase_into(disp, &mut buf), self.displays.len());
+            if let Some(r) = self.displays.iter().zip(&hits).find(|(_, hit)| **hit).map(|(r, _)| r) {
+                found.push(Found::Display { rule: r, display: disp });
             }
         }
         found
@@ -193,10 +310,13 @@ pub fn gadget_traits(dev: &crate::event::UsbDevice) -> Option<Vec<&'static str>>
 
 impl Engine {
     pub(crate) fn check_posture(&mut self, d: u32, posture: &Posture, s: &Sighting, out: &mut Vec<Finding>) {
-        let found = self.rules.matches(posture);
-        let Some(severity) = found.iter().map(|(s, _)| *s).max() else { return };
+        let found = self.rules.find(posture);
+        let Some(severity) = found.iter().map(Found::severity).max() else { return };
+        if !self.would_emit(d, FlagKind::RemoteControl, severity, s.at) {
+            return;
+        }
         // A generic gadget id next to a named KVM box says nothing more; list what decided.
-        let indicators: Vec<serde_json::Value> = found.into_iter().map(|(_, v)| v).collect();
+        let indicators: Vec<serde_json::Value> = found.into_iter().map(Found::evidence).collect();
         out.push(Finding {
             device: d,
             kind: FlagKind::RemoteControl,
@@ -209,3 +329,7 @@ impl Engine {
         });
     }
 }
+
+#[cfg(test)]
+#[path = "posture_tests.rs"]
+mod tests;

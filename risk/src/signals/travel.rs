@@ -75,7 +75,20 @@ impl Engine {
         let clone = &self.cfg.clone;
         let simultaneous =
             scope == "device" && seconds <= f64::from(clone.simultaneous_secs) && effective > clone.min_distance_km;
-        let evidence = json!({
+        let kind = if simultaneous {
+            FlagKind::CloneSuspected
+        } else if kmh > travel.max_kmh {
+            FlagKind::ImpossibleTravel
+        } else {
+            return;
+        };
+        let severity = if simultaneous { Severity::High } else { Severity::Review };
+        // Built only for a flag that will be emitted: a device that moved stays far from its last
+        // point for many events, and each would build (and drop) this evidence.
+        if !self.would_emit(d, kind, severity, here.at) {
+            return;
+        }
+        let mut evidence = json!({
             "scope": scope,
             "from": prev.to_json(),
             "to": here.to_json(),
@@ -85,15 +98,10 @@ impl Engine {
             "kmh": if kmh.is_finite() { Some(kmh.round()) } else { None },
             "max_kmh": travel.max_kmh,
         });
-        if simultaneous {
-            let mut evidence = evidence;
-            if let Some(map) = evidence.as_object_mut() {
-                map.insert("reason".into(), "the same credential answered from two places at once".into());
-                map.insert("simultaneous_secs".into(), clone.simultaneous_secs.into());
-            }
-            out.push(Finding { device: d, kind: FlagKind::CloneSuspected, severity: Severity::High, evidence });
-        } else if kmh > travel.max_kmh {
-            out.push(Finding { device: d, kind: FlagKind::ImpossibleTravel, severity: Severity::Review, evidence });
+        if simultaneous && let Some(map) = evidence.as_object_mut() {
+            map.insert("reason".into(), "the same credential answered from two places at once".into());
+            map.insert("simultaneous_secs".into(), clone.simultaneous_secs.into());
         }
+        out.push(Finding { device: d, kind, severity, evidence });
     }
 }
