@@ -1,6 +1,6 @@
 //! What the stored rows say about one access request: the deny reasons, in
 //! the order and with the text gateways and tests rely on. The rows come in
-//! two statements (crate::store::decision); every missing row denies.
+//! one statement (crate::store::decision); every missing row denies.
 
 use super::AccessQuery;
 use crate::domain::app::App;
@@ -97,16 +97,17 @@ pub(super) async fn evaluate(
 ) -> ApiResult<()> {
     let worker_id = q.worker_external_id.trim();
     let credential_id = q.credential_id.trim();
-    let head = decision::head(&app.store, q.tenant_id, worker_id, credential_id, &target.device_id).await?;
-    target.worker = head.worker;
-    target.first_enrollment_ip = head.first_enrollment_ip;
+    let inputs =
+        decision::decision_inputs(&app.store, q.tenant_id, worker_id, credential_id, &target.device_id).await?;
+    target.worker = inputs.worker;
+    target.first_enrollment_ip = inputs.first_enrollment_ip;
     if target.worker.is_none() {
         reasons.push((DenyReason::WorkerUnknown, format!("no worker {worker_id:?} in this tenant")));
         return Ok(());
     }
     let mut named_credential = None;
     if !credential_id.is_empty() {
-        match head.credential {
+        match inputs.credential {
             Some(c) if target.device_id.is_empty() || target.device_id == c.device_id => {
                 target.device_id = c.device_id.clone();
                 named_credential = Some(c);
@@ -122,7 +123,7 @@ pub(super) async fn evaluate(
         }
     }
     // The join looked the device up by the named device id, or else by the named credential's.
-    let Some(device) = head.device.filter(|d| d.id == target.device_id) else {
+    let Some(device) = inputs.device.filter(|d| d.id == target.device_id) else {
         reasons.push((DenyReason::DeviceNotEnrolled, "no such device in this tenant's inventory".into()));
         return Ok(());
     };
@@ -132,13 +133,11 @@ pub(super) async fn evaluate(
     if device.revoked_at_ms.is_some() {
         reasons.push((DenyReason::DeviceRevoked, "the device has been revoked".into()));
     }
-    target.tenant = head.tenant;
+    target.tenant = inputs.tenant;
     let tenant = target.tenant.as_ref();
     if let Some(tenant) = tenant {
         target.flag_policy = tenant.policy.flag_policy.clone();
     }
-    let standing =
-        decision::standing(&app.store, q.tenant_id, &device.id, worker_id, named_credential.is_none()).await?;
     let candidates: Vec<CredentialState> = match named_credential {
         Some(c) => {
             if c.revoked_at_ms.is_some() {
@@ -146,7 +145,7 @@ pub(super) async fn evaluate(
             }
             vec![c]
         }
-        None => standing.credentials,
+        None => inputs.device_credentials,
     };
     let active: Vec<CredentialState> = candidates.into_iter().filter(|c| c.revoked_at_ms.is_none()).collect();
     if active.is_empty() {
@@ -182,7 +181,7 @@ pub(super) async fn evaluate(
         }
     }
     target.credentials = active;
-    for (kind, severity) in standing.open_flags {
+    for (kind, severity) in inputs.open_flags {
         target.note_open(&kind, stored_severity(&severity));
     }
     Ok(())
