@@ -88,3 +88,21 @@ async fn the_farm_view_reads_a_range_of_the_tenants_flags_and_each_devices_answe
         "{steps:?}"
     );
 }
+
+#[tokio::test]
+async fn an_access_checks_inputs_are_one_statement_of_key_and_index_searches() {
+    let (_dir, store) = store().await;
+    let steps = plan_with(&store, tetherd::store::decision::DECISION_INPUTS.as_str(), 4, 0).await;
+    // The one-row base is the only scan; every table is reached by a key or an index.
+    let scans: Vec<&String> = steps.iter().filter(|s| s.starts_with("SCAN")).collect();
+    assert!(scans.iter().all(|s| *s == "SCAN base" || *s == "SCAN CONSTANT ROW"), "{steps:?}");
+    for table in ["w USING", "c USING", "d USING", "t USING", "e USING INDEX credentials_worker_enrolled", "n USING"] {
+        assert!(steps.iter().any(|s| s.starts_with(&format!("SEARCH {table}"))), "no search of {table}: {steps:?}");
+    }
+    assert!(
+        steps.iter().any(|s| s.contains("SEARCH x USING INDEX credentials_device (tenant_id=? AND device_id=?)")),
+        "{steps:?}"
+    );
+    assert!(steps.iter().any(|s| s.starts_with("SEARCH g") && s.contains("device_id=?")), "{steps:?}");
+    assert!(steps.iter().any(|s| s.starts_with("SEARCH g") && s.contains("worker_external_id=?")), "{steps:?}");
+}

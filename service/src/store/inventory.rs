@@ -1,6 +1,6 @@
 //! Workers and the device inventory.
 
-use super::{Store, StoreResult, Tx};
+use super::{Store, StoreResult, Tx, prefixed};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -39,21 +39,42 @@ pub struct Device {
 }
 
 fn worker_from_row(row: &AnyRow) -> StoreResult<Worker> {
+    worker_from_prefixed_row(row, "")
+}
+
+/// The worker whose columns `row` holds as `<prefix><column>` (a join names them apart).
+pub(crate) fn worker_from_prefixed_row(row: &AnyRow, prefix: &str) -> StoreResult<Worker> {
+    let get = |column: &'static str| prefixed(prefix, column);
     Ok(Worker {
-        external_id: row.try_get("external_id")?,
-        display_name: row.try_get("display_name")?,
-        created_at_ms: row.try_get("created_at_ms")?,
+        external_id: row.try_get(&*get("external_id"))?,
+        display_name: row.try_get(&*get("display_name"))?,
+        created_at_ms: row.try_get(&*get("created_at_ms"))?,
         declared: Declared {
-            home: match (row.try_get::<Option<f64>, _>("home_lat")?, row.try_get::<Option<f64>, _>("home_lon")?) {
+            home: match (
+                row.try_get::<Option<f64>, _>(&*get("home_lat"))?,
+                row.try_get::<Option<f64>, _>(&*get("home_lon"))?,
+            ) {
                 (Some(lat), Some(lon)) => Some((lat, lon)),
                 _ => None,
             },
-            home_country: row.try_get("home_country")?,
-            working_hours: row.try_get("working_hours")?,
-            working_timezone: row.try_get("working_timezone")?,
+            home_country: row.try_get(&*get("home_country"))?,
+            working_hours: row.try_get(&*get("working_hours"))?,
+            working_timezone: row.try_get(&*get("working_timezone"))?,
         },
     })
 }
+
+/// Every column [`worker_from_prefixed_row`] reads.
+pub(crate) const WORKER_COLUMNS: [&str; 8] = [
+    "external_id",
+    "display_name",
+    "created_at_ms",
+    "home_lat",
+    "home_lon",
+    "home_country",
+    "working_hours",
+    "working_timezone",
+];
 
 /// Replaces a worker's declared home and working hours (the worker exists).
 pub async fn set_declared(tx: &mut Tx, tenant_id: &str, external_id: &str, d: &Declared) -> StoreResult<()> {

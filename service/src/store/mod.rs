@@ -9,6 +9,7 @@ pub mod append_queue;
 pub mod audit;
 pub mod checkpoint;
 pub mod credentials;
+pub mod decision;
 pub mod enrollment;
 pub mod flags;
 mod group_commit;
@@ -252,6 +253,15 @@ fn normalize_url(database_url: &str) -> StoreResult<(Backend, String)> {
 /// Converts a stored 0/1 column.
 pub(crate) fn flag(value: i64) -> bool {
     value != 0
+}
+
+/// A column's name as a join selects it, `<prefix><name>`: borrowed when there is no prefix.
+pub(crate) fn prefixed<'a>(prefix: &str, name: &'a str) -> std::borrow::Cow<'a, str> {
+    if prefix.is_empty() {
+        std::borrow::Cow::Borrowed(name)
+    } else {
+        std::borrow::Cow::Owned(format!("{prefix}{name}"))
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Tenants (employers) and their policy.
 
-use super::{Store, StoreError, StoreResult, Tx};
+use super::{Store, StoreError, StoreResult, Tx, prefixed};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use tether_risk::FlagPolicy;
@@ -103,39 +103,46 @@ impl Enforcement {
     }
 }
 
-const COLUMNS: &str = "id, name, created_at_ms, rp_id, origin, allowed_aaguids, \
+/// Every column [`from_prefixed_row`] reads (store::decision selects them with a prefix).
+pub(crate) const COLUMNS: &str = "id, name, created_at_ms, rp_id, origin, allowed_aaguids, \
      presence_interval_s, challenge_deadline_s, presence_window_s, flag_policy, office_egress, \
      tier_hardware_unverified, tier_self_or_none, enforcement";
 
-fn stored<T>(row: &AnyRow, column: &str, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
-    let value: String = row.try_get(column)?;
+fn stored<T>(row: &AnyRow, prefix: &str, column: &str, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
+    let value: String = row.try_get(&*prefixed(prefix, column))?;
     parse(&value).ok_or_else(|| StoreError::Corrupt(format!("tenants.{column} holds {value:?}")))
 }
 
 fn from_row(row: &AnyRow) -> StoreResult<Tenant> {
-    let aaguids: String = row.try_get("allowed_aaguids")?;
-    let flag_policy: String = row.try_get("flag_policy")?;
+    from_prefixed_row(row, "")
+}
+
+/// The tenant whose columns `row` holds as `<prefix><column>` (a join names them apart).
+pub(crate) fn from_prefixed_row(row: &AnyRow, prefix: &str) -> StoreResult<Tenant> {
+    let get = |column: &'static str| prefixed(prefix, column);
+    let aaguids: String = row.try_get(&*get("allowed_aaguids"))?;
+    let flag_policy: String = row.try_get(&*get("flag_policy"))?;
     let flag_policy = FlagPolicy::from_stored(&flag_policy).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let offices: String = row.try_get("office_egress")?;
+    let offices: String = row.try_get(&*get("office_egress"))?;
     let office_egress = offices
         .split(',')
         .filter(|s| !s.is_empty())
         .map(|s| s.parse().map_err(|_| StoreError::Corrupt(format!("tenants.office_egress holds {s:?}"))))
         .collect::<StoreResult<Vec<ipnet::IpNet>>>()?;
     Ok(Tenant {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        created_at_ms: row.try_get("created_at_ms")?,
+        id: row.try_get(&*get("id"))?,
+        name: row.try_get(&*get("name"))?,
+        created_at_ms: row.try_get(&*get("created_at_ms"))?,
         policy: Policy {
-            rp_id: row.try_get("rp_id")?,
-            origin: row.try_get("origin")?,
-            hardware_unverified: stored(row, "tier_hardware_unverified", TierAction::parse)?,
-            self_or_none: stored(row, "tier_self_or_none", TierAction::parse)?,
-            enforcement: stored(row, "enforcement", Enforcement::parse)?,
+            rp_id: row.try_get(&*get("rp_id"))?,
+            origin: row.try_get(&*get("origin"))?,
+            hardware_unverified: stored(row, prefix, "tier_hardware_unverified", TierAction::parse)?,
+            self_or_none: stored(row, prefix, "tier_self_or_none", TierAction::parse)?,
+            enforcement: stored(row, prefix, "enforcement", Enforcement::parse)?,
             allowed_aaguids: aaguids.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
-            presence_interval_s: row.try_get("presence_interval_s")?,
-            challenge_deadline_s: row.try_get("challenge_deadline_s")?,
-            presence_window_s: row.try_get("presence_window_s")?,
+            presence_interval_s: row.try_get(&*get("presence_interval_s"))?,
+            challenge_deadline_s: row.try_get(&*get("challenge_deadline_s"))?,
+            presence_window_s: row.try_get(&*get("presence_window_s"))?,
             flag_policy,
             office_egress,
         },

@@ -4,24 +4,20 @@
 
 pub mod by_address;
 pub mod envoy;
+mod evaluate;
 pub mod token;
 pub mod token_keys;
 
 use crate::domain::app::App;
 use crate::domain::error::ApiResult;
 use crate::domain::flags::policy::severity_to_proto;
-use crate::domain::risk_live::{self, severity_name};
-use crate::domain::tiers::{self, Verdict};
-use crate::store::credentials::{Credential, Tier};
+use crate::domain::risk_live;
+use crate::store::append_queue;
 use crate::store::sessions::SessionRecord;
-use crate::store::tenants::Policy;
-use crate::store::{append_queue, credentials, flags, inventory, tenants};
 use crate::util::{canonical_ip, new_id, now_ms};
-use std::collections::BTreeMap;
+use evaluate::{Target, evaluate};
 use tether_proto::v1::{self as pb, DenyReason};
-use tether_risk::FlagPolicy;
 use tether_risk::Severity;
-use tether_risk::policy::stored_severity;
 
 pub struct AccessQuery<'a> {
     pub tenant_id: &'a str,
@@ -118,60 +114,6 @@ pub fn reason_from_name(name: &str) -> DenyReason {
     DenyReason::from_str_name(&format!("DENY_REASON_{}", name.to_ascii_uppercase())).unwrap_or(DenyReason::Unspecified)
 }
 
-struct Target {
-    /// Rows read while evaluating, handed to the risk event (risk_live::Known).
-    worker: Option<inventory::Worker>,
-    tenant: Option<tenants::Tenant>,
-    device_id: String,
-    credentials: Vec<Credential>,
-    /// Open kinds on the device or worker and their highest severity.
-    open_flags: BTreeMap<String, Severity>,
-    flag_policy: FlagPolicy,
-    /// Tier denials monitor mode records instead of enforcing.
-    would_deny: Vec<(DenyReason, String)>,
-}
-
-impl Target {
-    fn note_open(&mut self, kind: &str, severity: Severity) {
-        let highest = self.open_flags.entry(kind.to_string()).or_insert(severity);
-        *highest = (*highest).max(severity);
-    }
-
-    /// The open flags as the tenant's policy weighs them, and the reasons
-    /// they give to deny: high severities and lower ones apart, so gateways
-    /// keyed on `open_high_severity_flags` keep working.
-    fn weigh_flags(&self) -> (Vec<OpenFlag>, Vec<(DenyReason, String)>) {
-        let open: Vec<OpenFlag> = self
-            .open_flags
-            .iter()
-            .map(|(kind, &severity)| OpenFlag {
-                kind: kind.clone(),
-                severity,
-                denies: self.flag_policy.denies(kind, severity),
-            })
-            .collect();
-        let denying = |high: bool| -> Vec<String> {
-            open.iter()
-                .filter(|f| f.denies && (f.severity == Severity::High) == high)
-                .map(|f| if high { f.kind.clone() } else { format!("{} ({})", f.kind, severity_name(f.severity)) })
-                .collect()
-        };
-        let mut reasons = Vec::new();
-        let high = denying(true);
-        if !high.is_empty() {
-            reasons.push((DenyReason::OpenHighSeverityFlags, format!("open high-severity flags: {}", high.join(", "))));
-        }
-        let lower = denying(false);
-        if !lower.is_empty() {
-            reasons.push((
-                DenyReason::OpenFlags,
-                format!("open flags the tenant's flag policy denies on: {}", lower.join(", ")),
-            ));
-        }
-        (open, reasons)
-    }
-}
-
 /// Evaluates the request, records the session, and returns the decision.
 pub async fn check(app: &App, q: &AccessQuery<'_>) -> ApiResult<AccessDecision> {
     check_with(app, q, Vec::new()).await
@@ -188,15 +130,7 @@ pub async fn check_with(
     let now = now_ms();
     let preset = !refused.is_empty();
     let mut reasons: Vec<(DenyReason, String)> = refused;
-    let mut target = Target {
-        worker: None,
-        tenant: None,
-        device_id: q.device_id.trim().to_string(),
-        credentials: Vec::new(),
-        open_flags: BTreeMap::new(),
-        flag_policy: FlagPolicy::default(),
-        would_deny: Vec::new(),
-    };
+    let mut target = Target::new(q.device_id);
     let source_ip = canonical_ip(q.source_ip).map(|ip| ip.to_string());
     let mut last_presence = 0;
 
@@ -214,7 +148,11 @@ pub async fn check_with(
             // This very session may complete a pattern (a shared egress, a
             // jump across the map): its flags count in this decision.
             let credential_id = target.credentials.first().map(|c| c.id.clone()).unwrap_or_default();
-            let known = risk_live::Known { worker: target.worker.as_ref(), tenant: target.tenant.as_ref() };
+            let known = risk_live::Known {
+                worker: target.worker.as_ref(),
+                tenant: target.tenant.as_ref(),
+                first_enrollment_ip: Some(target.first_enrollment_ip.as_deref()),
+            };
             let raised = risk_live::observe_known(
                 app,
                 risk_live::Observation {
@@ -291,100 +229,4 @@ fn malformed(q: &AccessQuery<'_>, ip_ok: bool) -> Option<String> {
         return Some("a field is longer than 256 bytes".into());
     }
     None
-}
-
-async fn evaluate(
-    app: &App,
-    q: &AccessQuery<'_>,
-    now: i64,
-    target: &mut Target,
-    reasons: &mut Vec<(DenyReason, String)>,
-    last_presence: &mut i64,
-) -> ApiResult<()> {
-    let worker_id = q.worker_external_id.trim();
-    target.worker = inventory::get_worker(&app.store, q.tenant_id, worker_id).await?;
-    if target.worker.is_none() {
-        reasons.push((DenyReason::WorkerUnknown, format!("no worker {worker_id:?} in this tenant")));
-        return Ok(());
-    }
-    let credential_id = q.credential_id.trim();
-    let mut named_credential = None;
-    if !credential_id.is_empty() {
-        match credentials::get_in_tenant(&app.store, q.tenant_id, credential_id).await? {
-            Some(c) if target.device_id.is_empty() || target.device_id == c.device_id => {
-                target.device_id = c.device_id.clone();
-                named_credential = Some(c);
-            }
-            Some(_) => {
-                reasons.push((DenyReason::InvalidRequest, "the credential does not belong to that device".into()));
-                return Ok(());
-            }
-            None => {
-                reasons.push((DenyReason::DeviceNotEnrolled, "no such credential in this tenant".into()));
-                return Ok(());
-            }
-        }
-    }
-    let Some(device) = inventory::get_device(&app.store, q.tenant_id, &target.device_id).await? else {
-        reasons.push((DenyReason::DeviceNotEnrolled, "no such device in this tenant's inventory".into()));
-        return Ok(());
-    };
-    if device.worker_external_id.as_deref() != Some(worker_id) {
-        reasons.push((DenyReason::DeviceNotAssignedToWorker, format!("the device is not assigned to {worker_id:?}")));
-    }
-    if device.revoked_at_ms.is_some() {
-        reasons.push((DenyReason::DeviceRevoked, "the device has been revoked".into()));
-    }
-    target.tenant = tenants::get(&app.store, q.tenant_id).await?;
-    let tenant = target.tenant.as_ref();
-    if let Some(tenant) = tenant {
-        target.flag_policy = tenant.policy.flag_policy.clone();
-    }
-    let candidates: Vec<Credential> = match named_credential {
-        Some(c) => {
-            if c.revoked_at_ms.is_some() {
-                reasons.push((DenyReason::CredentialRevoked, "the credential has been revoked".into()));
-            }
-            vec![c]
-        }
-        None => credentials::list_for_device(&app.store, q.tenant_id, &device.id).await?,
-    };
-    let active: Vec<Credential> = candidates.into_iter().filter(|c| c.revoked_at_ms.is_none()).collect();
-    target.credentials = active.clone();
-    if active.is_empty() {
-        if device.revoked_at_ms.is_none() && !reasons.iter().any(|(c, _)| *c == DenyReason::CredentialRevoked) {
-            reasons.push((DenyReason::DeviceNotEnrolled, "the device has no active enrolled credential".into()));
-        }
-    } else {
-        let window_ms = tenant.map(|t| t.policy.presence_window_s.saturating_mul(1000)).unwrap_or(0);
-        // The device counts at its best credential's tier, read from the rows already loaded.
-        // Without a tenant row nothing is allowed beyond hardware-attested (fail closed).
-        let best = active.iter().map(|c| c.tier).max().unwrap_or(Tier::SelfOrNone);
-        let closed = Policy::new("", "");
-        let verdict = tiers::verdict(tenant.map_or(&closed, |t| &t.policy), best);
-        if matches!(verdict, Verdict::Deny | Verdict::WouldDeny) {
-            let reason = (
-                DenyReason::Unattested,
-                format!("no credential on the device is hardware-attested; {}", tiers::refusal(best)),
-            );
-            if verdict == Verdict::Deny { reasons.push(reason) } else { target.would_deny.push(reason) }
-        }
-        *last_presence = active.iter().filter_map(|c| c.last_presence_at_ms).max().unwrap_or(0);
-        if *last_presence == 0 {
-            reasons.push((DenyReason::PresenceNever, "the device has never answered a presence challenge".into()));
-        } else if now - *last_presence > window_ms {
-            reasons.push((
-                DenyReason::PresenceStale,
-                format!(
-                    "the last successful presence answer was {} s ago; the window is {} s",
-                    (now - *last_presence) / 1000,
-                    window_ms / 1000
-                ),
-            ));
-        }
-    }
-    for (kind, severity) in flags::open_kinds(&app.store, q.tenant_id, &device.id, worker_id).await? {
-        target.note_open(&kind, stored_severity(&severity));
-    }
-    Ok(())
 }

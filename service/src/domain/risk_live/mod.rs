@@ -215,6 +215,9 @@ impl PendingEvent {
 pub struct Known<'a> {
     pub worker: Option<&'a inventory::Worker>,
     pub tenant: Option<&'a tenants::Tenant>,
+    /// The worker's first enrollment address (`inventory::first_enrollment_ip`),
+    /// read with `worker`; Some(None) when the worker has no active credential.
+    pub first_enrollment_ip: Option<Option<&'a str>>,
 }
 
 /// Turns one happening into its log row (None when it has no address the
@@ -240,7 +243,10 @@ async fn prepare_known(app: &App, o: Observation<'_>, known: Known<'_>) -> ApiRe
             };
             match found {
                 Some(w) => {
-                    let enrolled_from = inventory::first_enrollment_ip(&app.store, o.tenant_id, worker).await?;
+                    let enrolled_from = match known.first_enrollment_ip {
+                        Some(ip) => ip.map(str::to_string),
+                        None => inventory::first_enrollment_ip(&app.store, o.tenant_id, worker).await?,
+                    };
                     let offices = match known.tenant {
                         Some(t) => t.policy.office_egress.clone(),
                         None => tenants::get(&app.store, o.tenant_id)
