@@ -58,12 +58,15 @@ fn analyze(args: &AnalyzeArgs) -> Result<(), String> {
     // thread of its own, a bounded queue ahead of the engine; the engine still sees every event
     // in the log's order, so the output is the same as reading on one thread.
     let (batches, parsed) = std::sync::mpsc::sync_channel::<Batch>(BATCHES_IN_FLIGHT);
+    let (spent_tx, spent) = std::sync::mpsc::sync_channel::<Vec<Event>>(BATCHES_IN_FLIGHT);
     std::thread::scope(|scope| {
-        scope.spawn(move || read_events(input, &batches));
+        scope.spawn(move || read_events(input, &batches, &spent));
         for batch in parsed {
-            for event in batch? {
-                write_all(&mut out, &mut output, engine.process(&event))?;
+            let batch = batch?;
+            for event in &batch {
+                write_all(&mut out, &mut output, engine.process(event))?;
             }
+            let _ = spent_tx.try_send(batch);
         }
         Ok::<(), String>(())
     })?;
@@ -74,7 +77,11 @@ fn analyze(args: &AnalyzeArgs) -> Result<(), String> {
 
 /// Reads and parses the log, reporting and skipping malformed lines, and sends the events in
 /// batches. Stops early when the engine has stopped listening (it failed to write).
-fn read_events(input: Box<dyn Read + Send>, batches: &std::sync::mpsc::SyncSender<Batch>) {
+fn read_events(
+    input: Box<dyn Read + Send>,
+    batches: &std::sync::mpsc::SyncSender<Batch>,
+    spent: &std::sync::mpsc::Receiver<Vec<Event>>,
+) {
     let mut reader = BufReader::with_capacity(1 << 16, input);
     let mut line = Vec::new();
     let mut number = 0u64;
@@ -103,6 +110,9 @@ fn read_events(input: Box<dyn Read + Send>, batches: &std::sync::mpsc::SyncSende
         match Event::from_json(text) {
             Ok(event) => batch.push(event),
             Err(error) => eprintln!("line {number}: skipped: {error}"),
+        }
+        while let Ok(old) = spent.try_recv() {
+            drop(old);
         }
         if batch.len() == BATCH && batches.send(Ok(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))).is_err() {
             return;

@@ -3,6 +3,10 @@
 //! `main` only parses and dispatches; each command group lives in its own
 //! module under `commands/`.
 
+// `tether analyze` replays millions of events; see the dependency's note in Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod analyze;
 mod cli;
 mod client;
