@@ -11,65 +11,66 @@
 //! transaction that holds it committed. If a shared transaction fails, each
 //! of its rows is tried again on its own, so one row's error is never another
 //! caller's.
+//!
+//! Both kinds of row share the queue, so the session row of one check and the
+//! risk event of the next commit together. On a SQLite file the transaction is
+//! written by crate::store::direct, in one hand-off to a blocking thread.
 
 use super::risk_events::{self, Position, StoredEvent};
 use super::sessions::{self, SessionRecord};
 use super::{Store, StoreError, StoreResult, Tx};
-use std::future::Future;
-use std::pin::Pin;
+use std::sync::Arc;
 use tokio::sync::oneshot;
 
 /// The most rows one transaction writes; the rest wait for the next.
 const MAX_ROWS: usize = 256;
 
-type Insert<T, R> = for<'a> fn(&'a mut Tx, &'a T) -> Pin<Box<dyn Future<Output = StoreResult<R>> + Send + 'a>>;
-
-type Pending<T, R> = (T, oneshot::Sender<StoreResult<R>>);
-
-pub(super) struct AppendQueue<T, R> {
-    what: &'static str,
-    insert: Insert<T, R>,
-    pending: std::sync::Mutex<Vec<Pending<T, R>>>,
-    turn: tokio::sync::Mutex<()>,
+/// A row an access check appends.
+#[derive(Clone)]
+pub(super) enum Row {
+    Session(SessionRecord),
+    RiskEvent(StoredEvent),
 }
 
-/// The queues a store keeps.
+/// What writing a [`Row`] returned.
+pub(super) enum Written {
+    Session,
+    RiskEvent(Position),
+}
+
+type Pending = (Row, oneshot::Sender<StoreResult<Written>>);
+
+/// Rows waiting for the turn to write, and the turn.
+#[derive(Default)]
 pub(super) struct Queues {
-    sessions: AppendQueue<SessionRecord, ()>,
-    risk_events: AppendQueue<StoredEvent, Position>,
-}
-
-impl Default for Queues {
-    fn default() -> Queues {
-        Queues {
-            sessions: AppendQueue::new("sessions.record", |tx, s| Box::pin(sessions::insert_in(tx, s))),
-            risk_events: AppendQueue::new("risk.append", |tx, e| Box::pin(risk_events::append(tx, e))),
-        }
-    }
+    pending: std::sync::Mutex<Vec<Pending>>,
+    turn: tokio::sync::Mutex<()>,
 }
 
 /// Records an access decision's session, returning once it is committed.
 pub async fn record_session(store: &Store, session: SessionRecord) -> StoreResult<()> {
-    store.queues.sessions.append(store, session).await
+    match store.queues.append(store, Row::Session(session)).await? {
+        Written::Session => Ok(()),
+        Written::RiskEvent(_) => Err(StoreError::Corrupt("a session row was written as a risk event".into())),
+    }
 }
 
 /// Appends a risk event to the shared log, returning its position once it is committed.
 pub async fn append_risk_event(store: &Store, event: StoredEvent) -> StoreResult<Position> {
-    store.queues.risk_events.append(store, event).await
+    match store.queues.append(store, Row::RiskEvent(event)).await? {
+        Written::RiskEvent(position) => Ok(position),
+        Written::Session => Err(StoreError::Corrupt("a risk event was written as a session row".into())),
+    }
 }
 
-impl<T: Send + Sync + 'static, R: Send + 'static> AppendQueue<T, R> {
-    fn new(what: &'static str, insert: Insert<T, R>) -> AppendQueue<T, R> {
-        AppendQueue { what, insert, pending: std::sync::Mutex::default(), turn: tokio::sync::Mutex::default() }
-    }
-
-    fn take(&self, limit: usize) -> Vec<Pending<T, R>> {
+impl Queues {
+    fn take(&self, limit: usize) -> Vec<Pending> {
         let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = pending.len().min(limit);
         pending.drain(..n).collect()
     }
 
-    async fn append(&self, store: &Store, row: T) -> StoreResult<R> {
+    async fn append(&self, store: &Store, row: Row) -> StoreResult<Written> {
         let (sender, mut outcome) = oneshot::channel();
         self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((row, sender));
         let _turn = self.turn.lock().await;
@@ -77,70 +78,87 @@ impl<T: Send + Sync + 'static, R: Send + 'static> AppendQueue<T, R> {
             match outcome.try_recv() {
                 Ok(result) => return result,
                 Err(oneshot::error::TryRecvError::Closed) => {
-                    return Err(StoreError::Corrupt(format!(
-                        "{}: the row was dropped before it was written",
-                        self.what
-                    )));
+                    return Err(StoreError::Corrupt(
+                        "access-check rows: the row was dropped before it was written".into(),
+                    ));
                 }
                 Err(oneshot::error::TryRecvError::Empty) => {}
             }
             let rows = self.take(MAX_ROWS);
             if rows.is_empty() {
-                return Err(StoreError::Corrupt(format!("{}: the row was neither queued nor written", self.what)));
+                return Err(StoreError::Corrupt("access-check rows: the row was neither queued nor written".into()));
             }
             if rows.len() == 1 {
                 // Only this caller's row: nobody else's depends on this call running to the end.
-                write(store.clone(), self.what, self.insert, rows).await;
+                write(store.clone(), rows).await;
                 continue;
             }
             // On a task of its own: a caller that gives up must not cut the others' transaction short.
-            let writer = tokio::spawn(write(store.clone(), self.what, self.insert, rows));
+            let writer = tokio::spawn(write(store.clone(), rows));
             if let Err(e) = writer.await {
-                tracing::error!(what = self.what, error = %e, "the row writer stopped");
+                tracing::error!(error = %e, "the access-check row writer stopped");
             }
         }
     }
 }
 
-async fn write<T: Send + Sync, R: Send>(
-    store: Store,
-    what: &'static str,
-    insert: Insert<T, R>,
-    rows: Vec<Pending<T, R>>,
-) {
-    let together = store
-        .retrying(what, || async {
+async fn write(store: Store, pending: Vec<Pending>) {
+    let (rows, senders): (Vec<Row>, Vec<_>) = pending.into_iter().unzip();
+    let rows = Arc::new(rows);
+    match write_together(&store, Arc::clone(&rows)).await {
+        Ok(results) => {
+            for (sender, result) in senders.into_iter().zip(results) {
+                let _ = sender.send(Ok(result));
+            }
+        }
+        Err(e) if rows.len() == 1 => {
+            if let Some(sender) = senders.into_iter().next() {
+                let _ = sender.send(Err(e));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, rows = rows.len(), "access-check rows failed together; writing each on its own");
+            for (row, sender) in rows.iter().zip(senders) {
+                let alone = write_together(&store, Arc::new(vec![row.clone()])).await;
+                let _ = sender.send(alone.and_then(|mut written| {
+                    written.pop().ok_or_else(|| StoreError::Corrupt("a row was written without a result".into()))
+                }));
+            }
+        }
+    }
+}
+
+/// Writes `rows` in one transaction; each row's result, or the error with nothing written.
+async fn write_together(store: &Store, rows: Arc<Vec<Row>>) -> StoreResult<Vec<Written>> {
+    if let Some(direct) = store.direct() {
+        let turn = store.writers.exclusive().await?;
+        let written = direct.write(turn, rows, insert_direct).await?;
+        store.writers.count_exclusive_commit();
+        return Ok(written);
+    }
+    store
+        .retrying("access-check rows", || async {
             let mut tx = store.begin().await?;
             let mut results = Vec::with_capacity(rows.len());
-            for (row, _) in &rows {
+            for row in rows.iter() {
                 results.push(insert(&mut tx, row).await?);
             }
             tx.commit().await.map_err(StoreError::from)?;
             Ok::<_, StoreError>(results)
         })
-        .await;
-    match together {
-        Ok(results) => {
-            for ((_, sender), result) in rows.into_iter().zip(results) {
-                let _ = sender.send(Ok(result));
-            }
-        }
-        Err(e) if rows.len() == 1 => {
-            if let Some((_, sender)) = rows.into_iter().next() {
-                let _ = sender.send(Err(e));
-            }
-        }
-        Err(e) => {
-            tracing::warn!(what, error = %e, rows = rows.len(), "rows failed together; writing each on its own");
-            for (row, sender) in rows {
-                let alone = async {
-                    let mut tx = store.begin().await?;
-                    let result = insert(&mut tx, &row).await?;
-                    tx.commit().await.map_err(StoreError::from)?;
-                    Ok(result)
-                };
-                let _ = sender.send(alone.await);
-            }
-        }
+        .await
+}
+
+async fn insert(tx: &mut Tx, row: &Row) -> StoreResult<Written> {
+    match row {
+        Row::Session(s) => sessions::insert_in(tx, s).await.map(|()| Written::Session),
+        Row::RiskEvent(e) => risk_events::append(tx, e).await.map(Written::RiskEvent),
+    }
+}
+
+fn insert_direct(conn: &rusqlite::Connection, row: &Row) -> StoreResult<Written> {
+    match row {
+        Row::Session(s) => sessions::insert_direct(conn, s).map(|()| Written::Session),
+        Row::RiskEvent(e) => risk_events::append_direct(conn, e).map(Written::RiskEvent),
     }
 }

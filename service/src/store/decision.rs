@@ -9,12 +9,11 @@
 //! and the address; a row per credential of the device; a row per open flag.
 //! What the rows mean is decided in `domain::access`.
 
+use super::columns::Columns;
 use super::credentials::Tier;
 use super::inventory::{WORKER_COLUMNS, Worker, worker_from_prefixed_row};
 use super::tenants::{self, Tenant};
 use super::{Store, StoreError, StoreResult};
-use sqlx::Row;
-use sqlx::any::AnyRow;
 use std::sync::LazyLock;
 
 /// What a decision needs of a credential.
@@ -120,25 +119,28 @@ pub async fn decision_inputs(
     credential_id: &str,
     device_id: &str,
 ) -> StoreResult<Inputs> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(DECISION_INPUTS.as_str()))
-        .bind(tenant_id)
-        .bind(worker_external_id)
-        .bind(credential_id)
-        .bind(device_id)
-        .fetch_all(store.pool())
-        .await?;
     let mut found = Inputs::default();
     let mut heads = 0;
-    for row in &rows {
-        let part: String = row.try_get("part")?;
-        match part.as_str() {
-            "h" => {
-                heads += 1;
-                read_head(row, &mut found)?;
+    if let Some(direct) = store.direct() {
+        direct.read(|conn| {
+            let mut statement = conn.prepare_cached(DECISION_INPUTS.as_str())?;
+            let values: [&dyn rusqlite::ToSql; 4] = [&tenant_id, &worker_external_id, &credential_id, &device_id];
+            let mut rows = super::direct::query(&mut statement, &values)?;
+            while let Some(row) = rows.next()? {
+                take_row(row, &mut found, &mut heads)?;
             }
-            "c" => found.device_credentials.push(credential_from_row(row)?),
-            "f" => found.open_flags.push((row.try_get("kind")?, row.try_get("severity")?)),
-            other => return Err(StoreError::Corrupt(format!("the decision's inputs query returned part {other:?}"))),
+            Ok(())
+        })?;
+    } else {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(DECISION_INPUTS.as_str()))
+            .bind(tenant_id)
+            .bind(worker_external_id)
+            .bind(credential_id)
+            .bind(device_id)
+            .fetch_all(store.pool())
+            .await?;
+        for row in &rows {
+            take_row(row, &mut found, &mut heads)?;
         }
     }
     if heads != 1 {
@@ -153,8 +155,28 @@ pub async fn decision_inputs(
     Ok(found)
 }
 
-fn read_head(row: &AnyRow, found: &mut Inputs) -> StoreResult<()> {
-    let present = |column: &str| -> StoreResult<bool> { Ok(row.try_get::<Option<String>, _>(column)?.is_some()) };
+/// Adds one row of [`DECISION_INPUTS`] to `found`, counting head rows in `heads`.
+fn take_row(row: &impl Columns, found: &mut Inputs, heads: &mut usize) -> StoreResult<()> {
+    let part: String = row.column("part")?;
+    match part.as_str() {
+        "h" => {
+            *heads += 1;
+            read_head(row, found)
+        }
+        "c" => {
+            found.device_credentials.push(credential_from_row(row)?);
+            Ok(())
+        }
+        "f" => {
+            found.open_flags.push((row.column("kind")?, row.column("severity")?));
+            Ok(())
+        }
+        other => Err(StoreError::Corrupt(format!("the decision's inputs query returned part {other:?}"))),
+    }
+}
+
+fn read_head(row: &impl Columns, found: &mut Inputs) -> StoreResult<()> {
+    let present = |column: &str| -> StoreResult<bool> { Ok(row.column::<Option<String>>(column)?.is_some()) };
     if present("w_external_id")? {
         found.worker = Some(worker_from_prefixed_row(row, "w_")?);
     }
@@ -163,28 +185,28 @@ fn read_head(row: &AnyRow, found: &mut Inputs) -> StoreResult<()> {
     }
     if present("d_id")? {
         found.device = Some(DeviceState {
-            id: row.try_get("d_id")?,
-            worker_external_id: row.try_get("d_worker_external_id")?,
-            revoked_at_ms: row.try_get("d_revoked_at_ms")?,
+            id: row.column("d_id")?,
+            worker_external_id: row.column("d_worker_external_id")?,
+            revoked_at_ms: row.column("d_revoked_at_ms")?,
         });
     }
     if present("t_id")? {
         found.tenant = Some(tenants::from_prefixed_row(row, "t_")?);
     }
-    found.first_enrollment_ip = row.try_get("first_enrollment_ip")?;
+    found.first_enrollment_ip = row.column("first_enrollment_ip")?;
     Ok(())
 }
 
 /// A credential from the `c_` columns (the named one in the head row, or one of the device's).
-fn credential_from_row(row: &AnyRow) -> StoreResult<CredentialState> {
-    let tier: String = row.try_get("c_tier")?;
+fn credential_from_row(row: &impl Columns) -> StoreResult<CredentialState> {
+    let tier: String = row.column("c_tier")?;
     let tier = Tier::parse(&tier).ok_or_else(|| StoreError::Corrupt(format!("credentials.tier holds {tier:?}")))?;
     Ok(CredentialState {
-        id: row.try_get("c_id")?,
-        device_id: row.try_get("c_device_id")?,
+        id: row.column("c_id")?,
+        device_id: row.column("c_device_id")?,
         tier,
-        revoked_at_ms: row.try_get("c_revoked_at_ms")?,
-        last_presence_at_ms: row.try_get("c_last_presence_at_ms")?,
-        enrolled_at_ms: row.try_get("c_enrolled_at_ms")?,
+        revoked_at_ms: row.column("c_revoked_at_ms")?,
+        last_presence_at_ms: row.column("c_last_presence_at_ms")?,
+        enrolled_at_ms: row.column("c_enrolled_at_ms")?,
     })
 }

@@ -71,6 +71,12 @@ pub struct GroupCommits {
     pub transactions: u64,
 }
 
+/// This process's write turn with no batch open (crate::store::direct
+/// writes in it): while it is held, no other writer of this process writes.
+pub(super) struct Turn {
+    _slot: OwnedMutexGuard<Option<Batch>>,
+}
+
 /// One writer's turn: a savepoint of the open batch.
 pub(super) struct Member {
     batch: OwnedMappedMutexGuard<Option<Batch>, Batch>,
@@ -140,6 +146,30 @@ impl GroupCommit {
         let batch = OwnedMutexGuard::try_map(slot, Option::as_mut)
             .map_err(|_| io_error("the batch transaction vanished".into()))?;
         Ok(Member { batch, group: self, done: false })
+    }
+
+    /// Waits for this process's turn to write (at most the busy timeout) and
+    /// commits the open batch, if any, so that the turn's holder can write
+    /// on a connection of its own.
+    pub(super) async fn exclusive(&self) -> Result<Turn, sqlx::Error> {
+        let group = self.clone();
+        // On a task of its own, as `begin`: the batch's COMMIT is never cut short.
+        tokio::spawn(async move {
+            let mut slot = tokio::time::timeout(group.wait, Arc::clone(&group.slot).lock_owned())
+                .await
+                .map_err(|_| sqlx::Error::PoolTimedOut)?;
+            end_batch(&mut slot, &group.counts).await;
+            Ok(Turn { _slot: slot })
+        })
+        .await
+        .map_err(|e| io_error(format!("a write turn could not start: {e}")))?
+    }
+
+    /// Counts a transaction committed in an exclusive turn.
+    pub(super) fn count_exclusive_commit(&self) {
+        self.counts.batches.fetch_add(1, Ordering::Relaxed);
+        self.counts.members.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::record_group_commit(1);
     }
 
     /// Ends the open batch now (committing what its members released), in

@@ -1,5 +1,6 @@
 //! Workers and the device inventory.
 
+use super::columns::Columns;
 use super::{Store, StoreResult, Tx, prefixed};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -43,23 +44,20 @@ fn worker_from_row(row: &AnyRow) -> StoreResult<Worker> {
 }
 
 /// The worker whose columns `row` holds as `<prefix><column>` (a join names them apart).
-pub(crate) fn worker_from_prefixed_row(row: &AnyRow, prefix: &str) -> StoreResult<Worker> {
+pub(crate) fn worker_from_prefixed_row(row: &impl Columns, prefix: &str) -> StoreResult<Worker> {
     let get = |column: &'static str| prefixed(prefix, column);
     Ok(Worker {
-        external_id: row.try_get(&*get("external_id"))?,
-        display_name: row.try_get(&*get("display_name"))?,
-        created_at_ms: row.try_get(&*get("created_at_ms"))?,
+        external_id: row.column(&get("external_id"))?,
+        display_name: row.column(&get("display_name"))?,
+        created_at_ms: row.column(&get("created_at_ms"))?,
         declared: Declared {
-            home: match (
-                row.try_get::<Option<f64>, _>(&*get("home_lat"))?,
-                row.try_get::<Option<f64>, _>(&*get("home_lon"))?,
-            ) {
+            home: match (row.column::<Option<f64>>(&get("home_lat"))?, row.column::<Option<f64>>(&get("home_lon"))?) {
                 (Some(lat), Some(lon)) => Some((lat, lon)),
                 _ => None,
             },
-            home_country: row.try_get(&*get("home_country"))?,
-            working_hours: row.try_get(&*get("working_hours"))?,
-            working_timezone: row.try_get(&*get("working_timezone"))?,
+            home_country: row.column(&get("home_country"))?,
+            working_hours: row.column(&get("working_hours"))?,
+            working_timezone: row.column(&get("working_timezone"))?,
         },
     })
 }

@@ -1,8 +1,8 @@
 //! API keys: only a hash of each secret is stored.
 
+use super::columns::Columns;
 use super::{Store, StoreResult, Tx};
 use sqlx::Row;
-use sqlx::any::AnyRow;
 
 /// A stored hash of an API-key secret: the `api_keys` columns that hold it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,20 +35,20 @@ pub struct ApiKey {
     pub revoked_at_ms: Option<i64>,
 }
 
-fn from_row(row: &AnyRow) -> StoreResult<ApiKey> {
+fn from_row(row: &impl Columns) -> StoreResult<ApiKey> {
     Ok(ApiKey {
-        id: row.try_get("id")?,
-        tenant_id: row.try_get("tenant_id")?,
-        name: row.try_get("name")?,
-        role: row.try_get("role")?,
-        secret_hash: row.try_get("secret_hash")?,
-        hash_scheme: row.try_get("hash_scheme")?,
-        salt: row.try_get("salt")?,
-        pepper_id: row.try_get("pepper_id")?,
-        expires_at_ms: row.try_get("expires_at_ms")?,
-        created_at_ms: row.try_get("created_at_ms")?,
-        last_used_at_ms: row.try_get("last_used_at_ms")?,
-        revoked_at_ms: row.try_get("revoked_at_ms")?,
+        id: row.column("id")?,
+        tenant_id: row.column("tenant_id")?,
+        name: row.column("name")?,
+        role: row.column("role")?,
+        secret_hash: row.column("secret_hash")?,
+        hash_scheme: row.column("hash_scheme")?,
+        salt: row.column("salt")?,
+        pepper_id: row.column("pepper_id")?,
+        expires_at_ms: row.column("expires_at_ms")?,
+        created_at_ms: row.column("created_at_ms")?,
+        last_used_at_ms: row.column("last_used_at_ms")?,
+        revoked_at_ms: row.column("revoked_at_ms")?,
     })
 }
 
@@ -72,8 +72,18 @@ pub async fn insert(tx: &mut Tx, key: &ApiKey) -> StoreResult<()> {
     Ok(())
 }
 
+const GET: &str = "SELECT * FROM api_keys WHERE id = $1";
+
 pub async fn get(store: &Store, id: &str) -> StoreResult<Option<ApiKey>> {
-    let row = sqlx::query("SELECT * FROM api_keys WHERE id = $1").bind(id).fetch_optional(store.pool()).await?;
+    if let Some(direct) = store.direct() {
+        // Every authenticated call reads its key: on the hot path (crate::store::direct).
+        return direct.read(|conn| {
+            let mut statement = conn.prepare_cached(GET)?;
+            let mut rows = super::direct::query(&mut statement, &[&id])?;
+            rows.next()?.map(from_row).transpose()
+        });
+    }
+    let row = sqlx::query(GET).bind(id).fetch_optional(store.pool()).await?;
     row.as_ref().map(from_row).transpose()
 }
 

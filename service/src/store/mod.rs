@@ -8,8 +8,10 @@ mod migrations;
 pub mod append_queue;
 pub mod audit;
 pub mod checkpoint;
+mod columns;
 pub mod credentials;
 pub mod decision;
+mod direct;
 pub mod enrollment;
 pub mod flags;
 mod group_commit;
@@ -48,6 +50,9 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From the SQLite hot path (crate::store::direct).
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is inconsistent: {0}")]
@@ -58,10 +63,22 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// True when SQLite's lock stayed taken for the whole busy timeout.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => e.code == rusqlite::ErrorCode::DatabaseBusy,
+            _ => false,
+        }
+    }
+
     /// True when the database refused a row because a unique key exists.
     pub fn is_unique_violation(&self) -> bool {
         match self {
             StoreError::Database(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            ),
             _ => false,
         }
     }
@@ -126,6 +143,8 @@ pub struct Store {
     writers: group_commit::GroupCommit,
     /// Rows of access checks waiting to be appended together (crate::store::append_queue).
     queues: Arc<append_queue::Queues>,
+    /// SQLite on a file: the hot path's statements without sqlx's threads (crate::store::direct).
+    direct: Option<Arc<direct::Direct>>,
 }
 
 impl Store {
@@ -156,7 +175,12 @@ impl Store {
         migrating.close().await;
         migrated?;
         let pool = connect(&url, backend, options, max_connections).await?;
+        let direct = match backend {
+            Backend::Sqlite => direct::Direct::for_url(&url, options)?.map(Arc::new),
+            Backend::Postgres => None,
+        };
         let store = Store {
+            direct,
             backend,
             retry_attempts: options.retry_attempts,
             writers: group_commit::GroupCommit::new(pool.clone(), options.statement_timeout),
@@ -172,6 +196,10 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    fn direct(&self) -> Option<&direct::Direct> {
+        self.direct.as_deref()
     }
 
     /// SQLite: how many batches this process committed and how many write

@@ -18,9 +18,9 @@
 //! when its own event committed. SQLite has one writer at a time, so there
 //! `txn` stays 0, `seq` order is commit order, and every row is stable.
 
+use super::columns::Columns;
 use super::{Backend, Store, StoreResult, Tx};
 use sqlx::Row;
-use sqlx::any::AnyRow;
 
 /// A place in the log's order: `(txn, seq)`, compared in that order.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -57,17 +57,17 @@ impl StoredEvent {
     }
 }
 
-fn from_row(row: &AnyRow) -> StoreResult<StoredEvent> {
+fn from_row(row: &impl Columns) -> StoreResult<StoredEvent> {
     Ok(StoredEvent {
-        seq: row.try_get("seq")?,
-        txn: row.try_get("txn")?,
-        tenant_id: row.try_get("tenant_id")?,
-        device_id: row.try_get("device_id")?,
-        credential_id: row.try_get("credential_id")?,
-        session_id: row.try_get("session_id")?,
-        at_ms: row.try_get("at_ms")?,
-        event_json: row.try_get("event_json")?,
-        declared_json: row.try_get("declared_json")?,
+        seq: row.column("seq")?,
+        txn: row.column("txn")?,
+        tenant_id: row.column("tenant_id")?,
+        device_id: row.column("device_id")?,
+        credential_id: row.column("credential_id")?,
+        session_id: row.column("session_id")?,
+        at_ms: row.column("at_ms")?,
+        event_json: row.column("event_json")?,
+        declared_json: row.column("declared_json")?,
     })
 }
 
@@ -80,22 +80,32 @@ fn stable(backend: Backend) -> &'static str {
     }
 }
 
+const APPEND: &str = "INSERT INTO risk_events (tenant_id, device_id, credential_id, session_id, at_ms, event_json, \
+     declared_json) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq, txn";
+
 /// Appends an event in the caller's transaction and returns its position.
 pub async fn append(tx: &mut Tx, e: &StoredEvent) -> StoreResult<Position> {
-    let row = sqlx::query(
-        "INSERT INTO risk_events (tenant_id, device_id, credential_id, session_id, at_ms, event_json, \
-         declared_json) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq, txn",
-    )
-    .bind(&e.tenant_id)
-    .bind(&e.device_id)
-    .bind(&e.credential_id)
-    .bind(&e.session_id)
-    .bind(e.at_ms)
-    .bind(&e.event_json)
-    .bind(&e.declared_json)
-    .fetch_one(&mut **tx)
-    .await?;
+    let row = sqlx::query(APPEND)
+        .bind(&e.tenant_id)
+        .bind(&e.device_id)
+        .bind(&e.credential_id)
+        .bind(&e.session_id)
+        .bind(e.at_ms)
+        .bind(&e.event_json)
+        .bind(&e.declared_json)
+        .fetch_one(&mut **tx)
+        .await?;
     Ok(Position { txn: row.try_get("txn")?, seq: row.try_get("seq")? })
+}
+
+/// [`append`] on the SQLite hot path (crate::store::direct), in the caller's transaction.
+pub(super) fn append_direct(conn: &rusqlite::Connection, e: &StoredEvent) -> StoreResult<Position> {
+    let mut statement = conn.prepare_cached(APPEND)?;
+    let values: [&dyn rusqlite::ToSql; 7] =
+        [&e.tenant_id, &e.device_id, &e.credential_id, &e.session_id, &e.at_ms, &e.event_json, &e.declared_json];
+    let mut rows = super::direct::query(&mut statement, &values)?;
+    let row = rows.next()?.ok_or_else(|| super::StoreError::Corrupt("an append returned no position".into()))?;
+    Ok(Position { txn: row.get("txn")?, seq: row.get("seq")? })
 }
 
 /// On SQLite every row's `txn` is 0, so a `(txn, seq)` range is a `seq`
@@ -127,6 +137,19 @@ pub async fn after(
     let rows = match store.backend() {
         Backend::Sqlite => {
             let (lo, hi) = sqlite_seq_range(cursor, until);
+            if let Some(direct) = store.direct() {
+                // Every access check catches up on the log: on the hot path (crate::store::direct).
+                return direct.read(|conn| {
+                    let mut statement = conn.prepare_cached(SQLITE_AFTER)?;
+                    let values: [&dyn rusqlite::ToSql; 4] = [&lo, &hi, &since_ms, &limit];
+                    let mut rows = super::direct::query(&mut statement, &values)?;
+                    let mut events = Vec::new();
+                    while let Some(row) = rows.next()? {
+                        events.push(from_row(row)?);
+                    }
+                    Ok(events)
+                });
+            }
             sqlx::query(SQLITE_AFTER).bind(lo).bind(hi).bind(since_ms).bind(limit).fetch_all(store.pool()).await?
         }
         Backend::Postgres => {

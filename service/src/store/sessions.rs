@@ -42,26 +42,48 @@ fn from_row(row: &AnyRow) -> StoreResult<SessionRecord> {
 /// Records one session in the caller's transaction: access checks queue theirs
 /// (crate::store::append_queue::record_session), which shares transactions.
 pub(super) async fn insert_in(tx: &mut Tx, s: &SessionRecord) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO sessions (id, tenant_id, worker_external_id, device_id, credential_id, source_ip, \
-         gateway_id, decision, reasons_json, at_ms, would_deny_json) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(&s.id)
-    .bind(&s.tenant_id)
-    .bind(&s.worker_external_id)
-    .bind(&s.device_id)
-    .bind(&s.credential_id)
-    .bind(&s.source_ip)
-    .bind(&s.gateway_id)
-    .bind(&s.decision)
-    .bind(&s.reasons_json)
-    .bind(s.at_ms)
-    .bind(&s.would_deny_json)
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query(INSERT)
+        .bind(&s.id)
+        .bind(&s.tenant_id)
+        .bind(&s.worker_external_id)
+        .bind(&s.device_id)
+        .bind(&s.credential_id)
+        .bind(&s.source_ip)
+        .bind(&s.gateway_id)
+        .bind(&s.decision)
+        .bind(&s.reasons_json)
+        .bind(s.at_ms)
+        .bind(&s.would_deny_json)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
+
+/// [`insert_in`] on the SQLite hot path (crate::store::direct), in the caller's transaction.
+pub(super) fn insert_direct(conn: &rusqlite::Connection, s: &SessionRecord) -> StoreResult<()> {
+    let mut statement = conn.prepare_cached(INSERT)?;
+    super::direct::execute(
+        &mut statement,
+        &[
+            &s.id,
+            &s.tenant_id,
+            &s.worker_external_id,
+            &s.device_id,
+            &s.credential_id,
+            &s.source_ip,
+            &s.gateway_id,
+            &s.decision,
+            &s.reasons_json,
+            &s.at_ms,
+            &s.would_deny_json,
+        ],
+    )?;
+    Ok(())
+}
+
+const INSERT: &str = "INSERT INTO sessions (id, tenant_id, worker_external_id, device_id, credential_id, source_ip, \
+     gateway_id, decision, reasons_json, at_ms, would_deny_json) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 /// Newest first; `decision` empty = both.
 pub async fn list(

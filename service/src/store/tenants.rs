@@ -1,7 +1,7 @@
 //! Tenants (employers) and their policy.
 
+use super::columns::Columns;
 use super::{Store, StoreError, StoreResult, Tx, prefixed};
-use sqlx::Row;
 use sqlx::any::AnyRow;
 use tether_risk::FlagPolicy;
 
@@ -108,8 +108,8 @@ pub(crate) const COLUMNS: &str = "id, name, created_at_ms, rp_id, origin, allowe
      presence_interval_s, challenge_deadline_s, presence_window_s, flag_policy, office_egress, \
      tier_hardware_unverified, tier_self_or_none, enforcement";
 
-fn stored<T>(row: &AnyRow, prefix: &str, column: &str, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
-    let value: String = row.try_get(&*prefixed(prefix, column))?;
+fn stored<T>(row: &impl Columns, prefix: &str, column: &str, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
+    let value: String = row.column(&prefixed(prefix, column))?;
     parse(&value).ok_or_else(|| StoreError::Corrupt(format!("tenants.{column} holds {value:?}")))
 }
 
@@ -118,31 +118,31 @@ fn from_row(row: &AnyRow) -> StoreResult<Tenant> {
 }
 
 /// The tenant whose columns `row` holds as `<prefix><column>` (a join names them apart).
-pub(crate) fn from_prefixed_row(row: &AnyRow, prefix: &str) -> StoreResult<Tenant> {
+pub(crate) fn from_prefixed_row(row: &impl Columns, prefix: &str) -> StoreResult<Tenant> {
     let get = |column: &'static str| prefixed(prefix, column);
-    let aaguids: String = row.try_get(&*get("allowed_aaguids"))?;
-    let flag_policy: String = row.try_get(&*get("flag_policy"))?;
+    let aaguids: String = row.column(&get("allowed_aaguids"))?;
+    let flag_policy: String = row.column(&get("flag_policy"))?;
     let flag_policy = FlagPolicy::from_stored(&flag_policy).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let offices: String = row.try_get(&*get("office_egress"))?;
+    let offices: String = row.column(&get("office_egress"))?;
     let office_egress = offices
         .split(',')
         .filter(|s| !s.is_empty())
         .map(|s| s.parse().map_err(|_| StoreError::Corrupt(format!("tenants.office_egress holds {s:?}"))))
         .collect::<StoreResult<Vec<ipnet::IpNet>>>()?;
     Ok(Tenant {
-        id: row.try_get(&*get("id"))?,
-        name: row.try_get(&*get("name"))?,
-        created_at_ms: row.try_get(&*get("created_at_ms"))?,
+        id: row.column(&get("id"))?,
+        name: row.column(&get("name"))?,
+        created_at_ms: row.column(&get("created_at_ms"))?,
         policy: Policy {
-            rp_id: row.try_get(&*get("rp_id"))?,
-            origin: row.try_get(&*get("origin"))?,
+            rp_id: row.column(&get("rp_id"))?,
+            origin: row.column(&get("origin"))?,
             hardware_unverified: stored(row, prefix, "tier_hardware_unverified", TierAction::parse)?,
             self_or_none: stored(row, prefix, "tier_self_or_none", TierAction::parse)?,
             enforcement: stored(row, prefix, "enforcement", Enforcement::parse)?,
             allowed_aaguids: aaguids.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect(),
-            presence_interval_s: row.try_get(&*get("presence_interval_s"))?,
-            challenge_deadline_s: row.try_get(&*get("challenge_deadline_s"))?,
-            presence_window_s: row.try_get(&*get("presence_window_s"))?,
+            presence_interval_s: row.column(&get("presence_interval_s"))?,
+            challenge_deadline_s: row.column(&get("challenge_deadline_s"))?,
+            presence_window_s: row.column(&get("presence_window_s"))?,
             flag_policy,
             office_egress,
         },

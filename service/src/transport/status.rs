@@ -38,6 +38,7 @@ impl From<ApiError> for Status {
                         | sqlx::Error::Io(_)
                         | sqlx::Error::WorkerCrashed,
                     ) => Status::new(Code::Unavailable, "the database is unavailable; retry later"),
+                    e if e.is_busy() => Status::new(Code::Unavailable, "the database is unavailable; retry later"),
                     // gRPC's "retry at a higher level": the change lost a race
                     // with a concurrent one and the service's own re-runs
                     // (--db-retry-attempts) did not get it through.

@@ -1,0 +1,246 @@
+//! SQLite without sqlx's connection threads, for the access check's hot path
+//! (issue #17).
+//!
+//! sqlx runs each SQLite connection on a thread of its own and passes every
+//! statement, and every result, through a channel: two thread hand-offs per
+//! statement, which were most of an access check's cost (BENCHMARKS.md,
+//! "What limits it now"). Here the hot path's statements run on rusqlite
+//! connections to the same file:
+//!
+//! * reads on the calling thread: a key or index search takes tens of
+//!   microseconds, less than the hand-offs it replaces, and in WAL mode a
+//!   reader never waits for the writer;
+//! * the append queue's batches (crate::store::append_queue) on a blocking
+//!   thread, one hand-off per batch instead of two per statement, inside
+//!   this process's write turn (crate::store::group_commit) so they never
+//!   meet this process's other writers in SQLite's busy handler.
+//!
+//! The connections carry the pool's settings (crate::store::connect): busy
+//! timeout, `synchronous`, foreign keys, the WAL autocheckpoint backstop. An
+//! in-memory or read-only database gets no direct path: another connection
+//! would not see the same in-memory database, and a read-only one takes no
+//! appends.
+
+use super::{StoreError, StoreOptions, StoreResult, checkpoint, group_commit::Turn};
+use rusqlite::{Connection, OpenFlags, ToSql};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+/// Reader connections kept open between reads. Reads run on the calling
+/// thread, so at most one per thread is in use at once; a thread that finds
+/// none idle opens one, and it is closed after the read when this many are
+/// idle already.
+const IDLE_READERS: usize = 4;
+
+/// rusqlite connections to the store's SQLite file.
+pub(super) struct Direct {
+    settings: Arc<Settings>,
+    readers: Mutex<Vec<Connection>>,
+    /// None until the first write, and again after a write left it unusable.
+    writer: Arc<Mutex<Option<Connection>>>,
+}
+
+/// What every direct connection is opened with.
+struct Settings {
+    path: PathBuf,
+    busy_timeout: Duration,
+    synchronous: &'static str,
+}
+
+impl Settings {
+    fn connect(&self) -> rusqlite::Result<Connection> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags)?;
+        conn.busy_timeout(self.busy_timeout)?;
+        conn.execute_batch(&format!(
+            "PRAGMA foreign_keys = ON; {}; {};",
+            self.synchronous,
+            checkpoint::AUTOCHECKPOINT_PRAGMA
+        ))?;
+        Ok(conn)
+    }
+}
+
+impl Direct {
+    /// The direct path to the file `url` names; None for an in-memory or read-only database.
+    pub(super) fn for_url(url: &str, options: &StoreOptions) -> StoreResult<Option<Direct>> {
+        let parsed = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+        let path = parsed.get_filename().to_path_buf();
+        let in_memory = path.to_string_lossy().starts_with("file:sqlx-in-memory") || url.contains("mode=memory");
+        if in_memory || url.contains("mode=ro") {
+            return Ok(None);
+        }
+        let settings = Settings {
+            path,
+            busy_timeout: options.statement_timeout,
+            synchronous: options.sqlite_synchronous.pragma(),
+        };
+        Ok(Some(Direct { settings: Arc::new(settings), readers: Mutex::default(), writer: Arc::default() }))
+    }
+
+    /// Runs `read` on an idle reader connection, on the calling thread.
+    pub(super) fn read<R>(&self, read: impl FnOnce(&Connection) -> StoreResult<R>) -> StoreResult<R> {
+        let idle = self.readers.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.settings.connect()?,
+        };
+        let result = read(&conn);
+        // A connection left inside a transaction (it never should be) is not reused.
+        if conn.is_autocommit() {
+            let mut readers = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
+            if readers.len() < IDLE_READERS {
+                readers.push(conn);
+            }
+        }
+        result
+    }
+
+    /// Writes `rows` in one transaction in `turn` (this process's write
+    /// turn), on a blocking thread; returns each row's result once the
+    /// transaction committed, or the first error with nothing written.
+    pub(super) async fn write<T, R>(
+        &self,
+        turn: Turn,
+        rows: Arc<Vec<T>>,
+        insert: fn(&Connection, &T) -> StoreResult<R>,
+    ) -> StoreResult<Vec<R>>
+    where
+        T: Send + Sync + 'static,
+        R: Send + 'static,
+    {
+        let (writer, settings) = (Arc::clone(&self.writer), Arc::clone(&self.settings));
+        // The turn moves into the thread: a caller that stops waiting cannot
+        // hand it on while the transaction is still open.
+        let written = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            let mut slot = writer.lock().unwrap_or_else(PoisonError::into_inner);
+            let conn = match slot.take() {
+                Some(conn) => conn,
+                None => settings.connect()?,
+            };
+            let result = write_in_transaction(&conn, &rows, insert);
+            if conn.is_autocommit() {
+                *slot = Some(conn);
+            }
+            result
+        })
+        .await;
+        written.map_err(|e| StoreError::Corrupt(format!("the row writer stopped: {e}")))?
+    }
+}
+
+fn write_in_transaction<T, R>(
+    conn: &Connection,
+    rows: &[T],
+    insert: fn(&Connection, &T) -> StoreResult<R>,
+) -> StoreResult<Vec<R>> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let written = rows.iter().map(|row| insert(conn, row)).collect::<StoreResult<Vec<R>>>();
+    let committed = match written {
+        Ok(results) => conn.execute_batch("COMMIT").map(|()| results).map_err(StoreError::from),
+        Err(e) => Err(e),
+    };
+    if committed.is_err() && !conn.is_autocommit() {
+        // If even this fails the connection is still in a transaction, and the caller drops it.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    committed
+}
+
+/// Binds `values` to the statement's `$1`, `$2`, … (the numbered placeholders
+/// every query of the store uses, which SQLite numbers by first appearance).
+fn bind(statement: &mut rusqlite::Statement<'_>, values: &[&dyn ToSql]) -> StoreResult<()> {
+    for (i, value) in values.iter().enumerate() {
+        let name = format!("${}", i + 1);
+        let index = statement
+            .parameter_index(&name)?
+            .ok_or_else(|| StoreError::Corrupt(format!("a statement has no parameter {name}")))?;
+        statement.raw_bind_parameter(index, value)?;
+    }
+    Ok(())
+}
+
+/// Runs a cached statement with `values` bound to `$1`, `$2`, ….
+pub(super) fn query<'s>(
+    statement: &'s mut rusqlite::CachedStatement<'_>,
+    values: &[&dyn ToSql],
+) -> StoreResult<rusqlite::Rows<'s>> {
+    bind(statement, values)?;
+    Ok(statement.raw_query())
+}
+
+/// As [`query`], for a statement that returns no rows; the rows it changed.
+pub(super) fn execute(statement: &mut rusqlite::CachedStatement<'_>, values: &[&dyn ToSql]) -> StoreResult<usize> {
+    bind(statement, values)?;
+    Ok(statement.raw_execute()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn direct_on(dir: &tempfile::TempDir) -> Direct {
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let direct = Direct::for_url(&url, &StoreOptions::default()).unwrap().unwrap();
+        let conn = Connection::open(dir.path().join("t.db")).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (a TEXT, b INTEGER);").unwrap();
+        direct
+    }
+
+    #[test]
+    fn numbered_placeholders_bind_by_number_wherever_they_appear() {
+        let dir = tempfile::tempdir().unwrap();
+        let direct = direct_on(&dir);
+        let (second, first) = direct
+            .read(|conn| {
+                let mut statement = conn.prepare_cached("SELECT $2 AS second, $1 AS first, $2 AS again")?;
+                let mut rows = query(&mut statement, &[&"one", &"two"])?;
+                let row = rows.next()?.ok_or_else(|| StoreError::Corrupt("no row".into()))?;
+                Ok((row.get::<_, String>("second")?, row.get::<_, String>("first")?))
+            })
+            .unwrap();
+        assert_eq!((second.as_str(), first.as_str()), ("two", "one"));
+    }
+
+    #[test]
+    fn a_value_without_its_placeholder_is_an_error_not_a_silent_shift() {
+        let dir = tempfile::tempdir().unwrap();
+        let direct = direct_on(&dir);
+        let refused = direct.read(|conn| {
+            let mut statement = conn.prepare_cached("SELECT $1")?;
+            query(&mut statement, &[&1_i64, &2_i64]).map(|_| ())
+        });
+        assert!(matches!(refused, Err(StoreError::Corrupt(_))), "{refused:?}");
+    }
+
+    #[test]
+    fn in_memory_and_read_only_databases_get_no_direct_path() {
+        let options = StoreOptions::default();
+        assert!(Direct::for_url("sqlite::memory:", &options).unwrap().is_none());
+        assert!(Direct::for_url("sqlite://x.db?mode=memory", &options).unwrap().is_none());
+        assert!(Direct::for_url("sqlite://x.db?mode=ro", &options).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_failed_row_leaves_nothing_of_its_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let direct = direct_on(&dir);
+        let conn = direct.settings.connect().unwrap();
+        let insert: fn(&Connection, &i64) -> StoreResult<()> = |conn, b| {
+            if *b < 0 {
+                return Err(StoreError::Corrupt("refused".into()));
+            }
+            let mut statement = conn.prepare_cached("INSERT INTO t (a, b) VALUES ('x', $1)")?;
+            execute(&mut statement, &[b]).map(|_| ())
+        };
+        assert!(write_in_transaction(&conn, &[1, 2, -1], insert).is_err());
+        assert!(conn.is_autocommit(), "the transaction was not rolled back");
+        write_in_transaction(&conn, &[3], insert).unwrap();
+        let stored: Vec<i64> =
+            conn.prepare("SELECT b FROM t").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+        assert_eq!(stored, vec![3]);
+    }
+}
