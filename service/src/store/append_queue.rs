@@ -16,6 +16,7 @@
 //! risk event of the next commit together. On a SQLite file the transaction is
 //! written by crate::store::direct, in one hand-off to a blocking thread.
 
+use super::direct::Durability;
 use super::risk_events::{self, Position, StoredEvent};
 use super::sessions::{self, SessionRecord};
 use super::{Store, StoreError, StoreResult, Tx};
@@ -131,8 +132,14 @@ async fn write(store: Store, pending: Vec<Pending>) {
 /// Writes `rows` in one transaction; each row's result, or the error with nothing written.
 async fn write_together(store: &Store, rows: Arc<Vec<Row>>) -> StoreResult<Vec<Written>> {
     if let Some(direct) = store.direct() {
+        // A check acknowledges nothing before its session row commits, after its
+        // risk event: a batch of events alone need not wait for the disk.
+        let durability = match rows.iter().any(|row| matches!(row, Row::Session(_))) {
+            true => Durability::Configured,
+            false => Durability::CoveredByLater,
+        };
         let turn = store.writers.exclusive().await?;
-        let written = direct.write(turn, rows, insert_direct).await?;
+        let written = direct.write(turn, rows, durability, insert_direct).await?;
         store.writers.count_exclusive_commit();
         return Ok(written);
     }

@@ -21,7 +21,7 @@
 //! would not see the same in-memory database, and a read-only one takes no
 //! appends.
 
-use super::{StoreError, StoreOptions, StoreResult, checkpoint, group_commit::Turn};
+use super::{SqliteSynchronous, StoreError, StoreOptions, StoreResult, checkpoint, group_commit::Turn};
 use rusqlite::{Connection, OpenFlags, ToSql};
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -33,6 +33,22 @@ use std::time::Duration;
 /// none idle opens one, and it is closed after the read when this many are
 /// idle already.
 const IDLE_READERS: usize = 4;
+
+/// When a direct write's commit must reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Durability {
+    /// At the store's `synchronous` setting, like every other commit.
+    Configured,
+    /// Written to the log without `fsync` even at `FULL`, for rows whose
+    /// caller acknowledges nothing before a later commit of its own at the
+    /// configured setting: that `fsync` of the log covers every frame before
+    /// it, so the later commit makes this one durable too (an access check's
+    /// risk event, made durable by its session row).
+    CoveredByLater,
+}
+
+/// The longest a read on the calling thread waits for a lock (see [`Settings::connect_reader`]).
+const READ_BUSY_WAIT: Duration = Duration::from_millis(250);
 
 /// rusqlite connections to the store's SQLite file.
 pub(super) struct Direct {
@@ -46,17 +62,31 @@ pub(super) struct Direct {
 struct Settings {
     path: PathBuf,
     busy_timeout: Duration,
-    synchronous: &'static str,
+    synchronous: SqliteSynchronous,
 }
 
 impl Settings {
+    /// A connection for writes, which run on a blocking thread and may wait
+    /// the whole busy timeout for another process's writer.
     fn connect(&self) -> rusqlite::Result<Connection> {
+        self.open(self.busy_timeout)
+    }
+
+    /// A connection for reads on the calling (runtime) thread. In WAL mode a
+    /// reader meets a lock only while another process recovers the log; it
+    /// then waits at most [`READ_BUSY_WAIT`] and the call fails UNAVAILABLE,
+    /// rather than hold up every request on this thread.
+    fn connect_reader(&self) -> rusqlite::Result<Connection> {
+        self.open(self.busy_timeout.min(READ_BUSY_WAIT))
+    }
+
+    fn open(&self, busy_timeout: Duration) -> rusqlite::Result<Connection> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(&self.path, flags)?;
-        conn.busy_timeout(self.busy_timeout)?;
+        conn.busy_timeout(busy_timeout)?;
         conn.execute_batch(&format!(
             "PRAGMA foreign_keys = ON; {}; {};",
-            self.synchronous,
+            self.synchronous.pragma(),
             checkpoint::AUTOCHECKPOINT_PRAGMA
         ))?;
         Ok(conn)
@@ -72,11 +102,8 @@ impl Direct {
         if in_memory || url.contains("mode=ro") {
             return Ok(None);
         }
-        let settings = Settings {
-            path,
-            busy_timeout: options.statement_timeout,
-            synchronous: options.sqlite_synchronous.pragma(),
-        };
+        let settings =
+            Settings { path, busy_timeout: options.statement_timeout, synchronous: options.sqlite_synchronous };
         Ok(Some(Direct { settings: Arc::new(settings), readers: Mutex::default(), writer: Arc::default() }))
     }
 
@@ -85,7 +112,7 @@ impl Direct {
         let idle = self.readers.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let conn = match idle {
             Some(conn) => conn,
-            None => self.settings.connect()?,
+            None => self.settings.connect_reader()?,
         };
         let result = read(&conn);
         // A connection left inside a transaction (it never should be) is not reused.
@@ -105,6 +132,7 @@ impl Direct {
         &self,
         turn: Turn,
         rows: Arc<Vec<T>>,
+        durability: Durability,
         insert: fn(&Connection, &T) -> StoreResult<R>,
     ) -> StoreResult<Vec<R>>
     where
@@ -112,6 +140,7 @@ impl Direct {
         R: Send + 'static,
     {
         let (writer, settings) = (Arc::clone(&self.writer), Arc::clone(&self.settings));
+        let unsynced = durability == Durability::CoveredByLater && settings.synchronous == SqliteSynchronous::Full;
         // The turn moves into the thread: a caller that stops waiting cannot
         // hand it on while the transaction is still open.
         let written = tokio::task::spawn_blocking(move || {
@@ -121,14 +150,25 @@ impl Direct {
                 Some(conn) => conn,
                 None => settings.connect()?,
             };
+            if unsynced {
+                conn.execute_batch(SqliteSynchronous::Normal.pragma())?;
+            }
             let result = write_in_transaction(&conn, &rows, insert);
-            if conn.is_autocommit() {
+            // A connection whose setting could not be restored is not reused.
+            let restored = !unsynced || conn.execute_batch(settings.synchronous.pragma()).is_ok();
+            if conn.is_autocommit() && restored {
                 *slot = Some(conn);
             }
             result
         })
         .await;
         written.map_err(|e| StoreError::Corrupt(format!("the row writer stopped: {e}")))?
+    }
+
+    /// Closes the idle connections (the writer's after its current batch).
+    pub(super) fn close(&self) {
+        self.readers.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner).take();
     }
 }
 
@@ -214,6 +254,28 @@ mod tests {
             query(&mut statement, &[&1_i64, &2_i64]).map(|_| ())
         });
         assert!(matches!(refused, Err(StoreError::Corrupt(_))), "{refused:?}");
+    }
+
+    #[tokio::test]
+    async fn a_write_covered_by_a_later_one_leaves_the_writer_at_the_configured_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let direct = direct_on(&dir);
+        sqlx::any::install_default_drivers();
+        let group = super::super::group_commit::GroupCommit::new(
+            sqlx::AnyPool::connect_lazy("sqlite::memory:").unwrap(),
+            Duration::from_secs(1),
+        );
+        let insert: fn(&Connection, &i64) -> StoreResult<i64> = |conn, b| {
+            let mut statement = conn.prepare_cached("INSERT INTO t (a, b) VALUES ('x', $1)")?;
+            execute(&mut statement, &[b])?;
+            conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).map_err(StoreError::from)
+        };
+        let turn = group.exclusive().await.unwrap();
+        let during = direct.write(turn, Arc::new(vec![1]), Durability::CoveredByLater, insert).await.unwrap();
+        let turn = group.exclusive().await.unwrap();
+        let after = direct.write(turn, Arc::new(vec![2]), Durability::Configured, insert).await.unwrap();
+        // 1 = NORMAL, 2 = FULL (the default here).
+        assert_eq!((during, after), (vec![1], vec![2]));
     }
 
     #[test]
