@@ -30,3 +30,8 @@ impl Columns for rusqlite::Row<'_> {
         Ok(self.get(name)?)
     }
 }
+
+/// A row type decoded from either driver's row.
+pub(crate) trait FromColumns: Sized {
+    fn from_columns(row: &impl Columns) -> StoreResult<Self>;
+}

@@ -1,8 +1,7 @@
 //! Enrolled credentials: the binding worker ↔ device ↔ hardware key.
 
+use super::columns::{Columns, FromColumns};
 use super::{Store, StoreError, StoreResult, Tx, flag};
-use sqlx::Row;
-use sqlx::any::AnyRow;
 
 #[derive(Debug, Clone)]
 pub struct Credential {
@@ -53,31 +52,37 @@ impl Tier {
     }
 }
 
-fn from_row(row: &AnyRow) -> StoreResult<Credential> {
-    let tier: String = row.try_get("tier")?;
+fn from_row(row: &impl Columns) -> StoreResult<Credential> {
+    let tier: String = row.column("tier")?;
     let tier = Tier::parse(&tier).ok_or_else(|| StoreError::Corrupt(format!("credentials.tier holds {tier:?}")))?;
     Ok(Credential {
         tier,
-        id: row.try_get("id")?,
-        tenant_id: row.try_get("tenant_id")?,
-        device_id: row.try_get("device_id")?,
-        worker_external_id: row.try_get("worker_external_id")?,
-        kind: row.try_get("kind")?,
-        public_key_cose: row.try_get("public_key_cose")?,
-        format: row.try_get("format")?,
-        attestation_type: row.try_get("attestation_type")?,
-        attested: flag(row.try_get("attested")?),
-        attestation_reason: row.try_get("attestation_reason")?,
-        trust_anchor: row.try_get("trust_anchor")?,
-        aaguid: row.try_get("aaguid")?,
-        attestation_key_id: row.try_get("attestation_key_id")?,
-        sign_count: row.try_get("sign_count")?,
-        enrolled_at_ms: row.try_get("enrolled_at_ms")?,
-        enrolled_from_ip: row.try_get("enrolled_from_ip")?,
-        revoked_at_ms: row.try_get("revoked_at_ms")?,
-        revoke_reason: row.try_get("revoke_reason")?,
-        last_presence_at_ms: row.try_get("last_presence_at_ms")?,
+        id: row.column("id")?,
+        tenant_id: row.column("tenant_id")?,
+        device_id: row.column("device_id")?,
+        worker_external_id: row.column("worker_external_id")?,
+        kind: row.column("kind")?,
+        public_key_cose: row.column("public_key_cose")?,
+        format: row.column("format")?,
+        attestation_type: row.column("attestation_type")?,
+        attested: flag(row.column("attested")?),
+        attestation_reason: row.column("attestation_reason")?,
+        trust_anchor: row.column("trust_anchor")?,
+        aaguid: row.column("aaguid")?,
+        attestation_key_id: row.column("attestation_key_id")?,
+        sign_count: row.column("sign_count")?,
+        enrolled_at_ms: row.column("enrolled_at_ms")?,
+        enrolled_from_ip: row.column("enrolled_from_ip")?,
+        revoked_at_ms: row.column("revoked_at_ms")?,
+        revoke_reason: row.column("revoke_reason")?,
+        last_presence_at_ms: row.column("last_presence_at_ms")?,
     })
+}
+
+impl FromColumns for Credential {
+    fn from_columns(row: &impl Columns) -> StoreResult<Credential> {
+        from_row(row)
+    }
 }
 
 pub async fn insert(tx: &mut Tx, c: &Credential) -> StoreResult<()> {
@@ -111,8 +116,7 @@ pub async fn insert(tx: &mut Tx, c: &Credential) -> StoreResult<()> {
 
 /// Looks a credential up by its globally unique id (device calls carry no tenant).
 pub async fn get(store: &Store, id: &str) -> StoreResult<Option<Credential>> {
-    let row = sqlx::query("SELECT * FROM credentials WHERE id = $1").bind(id).fetch_optional(store.pool()).await?;
-    row.as_ref().map(from_row).transpose()
+    store.get_by_key("SELECT * FROM credentials WHERE id = $1", &[id]).await
 }
 
 pub async fn get_in_tenant(store: &Store, tenant_id: &str, id: &str) -> StoreResult<Option<Credential>> {

@@ -1,6 +1,6 @@
 //! Workers and the device inventory.
 
-use super::columns::Columns;
+use super::columns::{Columns, FromColumns};
 use super::{Store, StoreResult, Tx, prefixed};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -100,18 +100,24 @@ pub async fn declared_workers(store: &Store) -> StoreResult<Vec<(String, Worker)
     rows.iter().map(|row| Ok((row.try_get("tenant_id")?, worker_from_row(row)?))).collect()
 }
 
-fn device_from_row(row: &AnyRow) -> StoreResult<Device> {
+fn device_from_row(row: &impl Columns) -> StoreResult<Device> {
     Ok(Device {
-        id: row.try_get("id")?,
-        tenant_id: row.try_get("tenant_id")?,
-        serial_number: row.try_get("serial_number")?,
-        model: row.try_get("model")?,
-        asset_tag: row.try_get("asset_tag")?,
-        worker_external_id: row.try_get("worker_external_id")?,
-        registered_at_ms: row.try_get("registered_at_ms")?,
-        revoked_at_ms: row.try_get("revoked_at_ms")?,
-        revoke_reason: row.try_get("revoke_reason")?,
+        id: row.column("id")?,
+        tenant_id: row.column("tenant_id")?,
+        serial_number: row.column("serial_number")?,
+        model: row.column("model")?,
+        asset_tag: row.column("asset_tag")?,
+        worker_external_id: row.column("worker_external_id")?,
+        registered_at_ms: row.column("registered_at_ms")?,
+        revoked_at_ms: row.column("revoked_at_ms")?,
+        revoke_reason: row.column("revoke_reason")?,
     })
+}
+
+impl FromColumns for Device {
+    fn from_columns(row: &impl Columns) -> StoreResult<Device> {
+        device_from_row(row)
+    }
 }
 
 /// Creates the worker or renames it; returns the stored row.
@@ -195,12 +201,7 @@ pub async fn insert_device(tx: &mut Tx, device: &Device) -> StoreResult<()> {
 }
 
 pub async fn get_device(store: &Store, tenant_id: &str, id: &str) -> StoreResult<Option<Device>> {
-    let row = sqlx::query("SELECT * FROM devices WHERE tenant_id = $1 AND id = $2")
-        .bind(tenant_id)
-        .bind(id)
-        .fetch_optional(store.pool())
-        .await?;
-    row.as_ref().map(device_from_row).transpose()
+    store.get_by_key("SELECT * FROM devices WHERE tenant_id = $1 AND id = $2", &[tenant_id, id]).await
 }
 
 pub async fn list_devices(

@@ -1,6 +1,6 @@
 //! API keys: only a hash of each secret is stored.
 
-use super::columns::Columns;
+use super::columns::{Columns, FromColumns};
 use super::{Store, StoreResult, Tx};
 use sqlx::Row;
 
@@ -52,6 +52,12 @@ fn from_row(row: &impl Columns) -> StoreResult<ApiKey> {
     })
 }
 
+impl FromColumns for ApiKey {
+    fn from_columns(row: &impl Columns) -> StoreResult<ApiKey> {
+        from_row(row)
+    }
+}
+
 pub async fn insert(tx: &mut Tx, key: &ApiKey) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO api_keys (id, tenant_id, name, role, secret_hash, hash_scheme, salt, expires_at_ms, \
@@ -75,16 +81,8 @@ pub async fn insert(tx: &mut Tx, key: &ApiKey) -> StoreResult<()> {
 const GET: &str = "SELECT * FROM api_keys WHERE id = $1";
 
 pub async fn get(store: &Store, id: &str) -> StoreResult<Option<ApiKey>> {
-    if let Some(direct) = store.direct() {
-        // Every authenticated call reads its key: on the hot path (crate::store::direct).
-        return direct.read(|conn| {
-            let mut statement = conn.prepare_cached(GET)?;
-            let mut rows = super::direct::query(&mut statement, &[&id])?;
-            rows.next()?.map(from_row).transpose()
-        });
-    }
-    let row = sqlx::query(GET).bind(id).fetch_optional(store.pool()).await?;
-    row.as_ref().map(from_row).transpose()
+    // Every authenticated call reads its key: on the hot path (crate::store::direct).
+    store.get_by_key(GET, &[id]).await
 }
 
 pub async fn list(store: &Store, tenant_id: &str) -> StoreResult<Vec<ApiKey>> {

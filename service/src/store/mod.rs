@@ -202,6 +202,31 @@ impl Store {
         self.direct.as_deref()
     }
 
+    /// The row `sql` finds for `keys` (bound to `$1`, `$2`, …): on a SQLite
+    /// file through crate::store::direct, on the calling thread; else through
+    /// the pool. For the reads of every request (keys, credentials,
+    /// challenges, tenants and devices by id).
+    pub(crate) async fn get_by_key<T: columns::FromColumns>(
+        &self,
+        sql: &'static str,
+        keys: &[&str],
+    ) -> StoreResult<Option<T>> {
+        if let Some(direct) = self.direct() {
+            return direct.read(|conn| {
+                let mut statement = conn.prepare_cached(sql)?;
+                let values: Vec<&dyn rusqlite::ToSql> = keys.iter().map(|k| k as &dyn rusqlite::ToSql).collect();
+                let mut rows = direct::query(&mut statement, &values)?;
+                rows.next()?.map(T::from_columns).transpose()
+            });
+        }
+        let mut query = sqlx::query(sql);
+        for key in keys {
+            query = query.bind(*key);
+        }
+        let row = query.fetch_optional(&self.pool).await?;
+        row.as_ref().map(T::from_columns).transpose()
+    }
+
     /// SQLite: how many batches this process committed and how many write
     /// transactions they held (crate::store::group_commit); zeros on PostgreSQL.
     pub fn group_commits(&self) -> GroupCommits {

@@ -1,5 +1,6 @@
 //! Presence challenges and the record of every answer, miss and failure.
 
+use super::columns::{Columns, FromColumns};
 use super::{Store, StoreResult, Tx};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -56,19 +57,25 @@ impl Cursor {
     }
 }
 
-fn challenge_from_row(row: &AnyRow) -> StoreResult<Challenge> {
+fn challenge_from_row(row: &impl Columns) -> StoreResult<Challenge> {
     Ok(Challenge {
-        id: row.try_get("id")?,
-        tenant_id: row.try_get("tenant_id")?,
-        credential_id: row.try_get("credential_id")?,
-        device_id: row.try_get("device_id")?,
-        nonce: row.try_get("nonce")?,
-        reason: row.try_get("reason")?,
-        issued_at_ms: row.try_get("issued_at_ms")?,
-        deadline_ms: row.try_get("deadline_ms")?,
-        consumed_at_ms: row.try_get("consumed_at_ms")?,
-        missed_at_ms: row.try_get("missed_at_ms")?,
+        id: row.column("id")?,
+        tenant_id: row.column("tenant_id")?,
+        credential_id: row.column("credential_id")?,
+        device_id: row.column("device_id")?,
+        nonce: row.column("nonce")?,
+        reason: row.column("reason")?,
+        issued_at_ms: row.column("issued_at_ms")?,
+        deadline_ms: row.column("deadline_ms")?,
+        consumed_at_ms: row.column("consumed_at_ms")?,
+        missed_at_ms: row.column("missed_at_ms")?,
     })
+}
+
+impl FromColumns for Challenge {
+    fn from_columns(row: &impl Columns) -> StoreResult<Challenge> {
+        challenge_from_row(row)
+    }
 }
 
 fn event_from_row(row: &AnyRow) -> StoreResult<PresenceEvent> {
@@ -123,8 +130,7 @@ fn insert_challenge_query(c: &Challenge) -> sqlx::query::Query<'_, sqlx::Any, sq
 }
 
 pub async fn challenge(store: &Store, id: &str) -> StoreResult<Option<Challenge>> {
-    let row = sqlx::query("SELECT * FROM challenges WHERE id = $1").bind(id).fetch_optional(store.pool()).await?;
-    row.as_ref().map(challenge_from_row).transpose()
+    store.get_by_key("SELECT * FROM challenges WHERE id = $1", &[id]).await
 }
 
 pub async fn challenge_by_nonce(store: &Store, nonce: &[u8]) -> StoreResult<Option<Challenge>> {

@@ -1,8 +1,8 @@
 //! Tenants (employers) and their policy.
 
-use super::columns::Columns;
+use super::columns::{Columns, FromColumns};
 use super::{Store, StoreError, StoreResult, Tx, prefixed};
-use sqlx::any::AnyRow;
+use std::sync::LazyLock;
 use tether_risk::FlagPolicy;
 
 #[derive(Debug, Clone)]
@@ -113,8 +113,14 @@ fn stored<T>(row: &impl Columns, prefix: &str, column: &str, parse: fn(&str) -> 
     parse(&value).ok_or_else(|| StoreError::Corrupt(format!("tenants.{column} holds {value:?}")))
 }
 
-fn from_row(row: &AnyRow) -> StoreResult<Tenant> {
+fn from_row(row: &impl Columns) -> StoreResult<Tenant> {
     from_prefixed_row(row, "")
+}
+
+impl FromColumns for Tenant {
+    fn from_columns(row: &impl Columns) -> StoreResult<Tenant> {
+        from_row(row)
+    }
 }
 
 /// The tenant whose columns `row` holds as `<prefix><column>` (a join names them apart).
@@ -179,9 +185,8 @@ pub async fn insert(tx: &mut Tx, tenant: &Tenant) -> StoreResult<()> {
 }
 
 pub async fn get(store: &Store, id: &str) -> StoreResult<Option<Tenant>> {
-    let sql = sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM tenants WHERE id = $1"));
-    let row = sqlx::query(sql).bind(id).fetch_optional(store.pool()).await?;
-    row.as_ref().map(from_row).transpose()
+    static GET: LazyLock<String> = LazyLock::new(|| format!("SELECT {COLUMNS} FROM tenants WHERE id = $1"));
+    store.get_by_key(GET.as_str(), &[id]).await
 }
 
 pub async fn get_by_name(store: &Store, name: &str) -> StoreResult<Option<Tenant>> {
