@@ -3,7 +3,6 @@
 use super::columns::{Columns, FromColumns};
 use super::{Store, StoreResult, Tx, prefixed};
 use sqlx::Row;
-use sqlx::any::AnyRow;
 
 #[derive(Debug, Clone)]
 pub struct Worker {
@@ -39,8 +38,23 @@ pub struct Device {
     pub revoke_reason: Option<String>,
 }
 
-fn worker_from_row(row: &AnyRow) -> StoreResult<Worker> {
+fn worker_from_row(row: &impl Columns) -> StoreResult<Worker> {
     worker_from_prefixed_row(row, "")
+}
+
+impl FromColumns for Worker {
+    fn from_columns(row: &impl Columns) -> StoreResult<Worker> {
+        worker_from_row(row)
+    }
+}
+
+/// The address a worker enrolled from, as one column.
+struct EnrolledFrom(Option<String>);
+
+impl FromColumns for EnrolledFrom {
+    fn from_columns(row: &impl Columns) -> StoreResult<EnrolledFrom> {
+        Ok(EnrolledFrom(row.column("enrolled_from_ip")?))
+    }
 }
 
 /// The worker whose columns `row` holds as `<prefix><column>` (a join names them apart).
@@ -148,26 +162,20 @@ pub async fn upsert_worker(
 }
 
 pub async fn get_worker(store: &Store, tenant_id: &str, external_id: &str) -> StoreResult<Option<Worker>> {
-    let row = sqlx::query("SELECT * FROM workers WHERE tenant_id = $1 AND external_id = $2")
-        .bind(tenant_id)
-        .bind(external_id)
-        .fetch_optional(store.pool())
-        .await?;
-    row.as_ref().map(worker_from_row).transpose()
+    store.get_by_key("SELECT * FROM workers WHERE tenant_id = $1 AND external_id = $2", &[tenant_id, external_id]).await
 }
 
 /// The address the worker's earliest active credential enrolled from: the
 /// risk engine's stand-in for a home until one is declared.
 pub async fn first_enrollment_ip(store: &Store, tenant_id: &str, external_id: &str) -> StoreResult<Option<String>> {
-    let row = sqlx::query(
-        "SELECT enrolled_from_ip FROM credentials WHERE tenant_id = $1 AND worker_external_id = $2 \
-         AND revoked_at_ms IS NULL ORDER BY enrolled_at_ms, id LIMIT 1",
-    )
-    .bind(tenant_id)
-    .bind(external_id)
-    .fetch_optional(store.pool())
-    .await?;
-    row.map(|r| r.try_get("enrolled_from_ip")).transpose().map_err(Into::into)
+    let found: Option<EnrolledFrom> = store
+        .get_by_key(
+            "SELECT enrolled_from_ip FROM credentials WHERE tenant_id = $1 AND worker_external_id = $2 \
+             AND revoked_at_ms IS NULL ORDER BY enrolled_at_ms, id LIMIT 1",
+            &[tenant_id, external_id],
+        )
+        .await?;
+    Ok(found.and_then(|f| f.0))
 }
 
 pub async fn list_workers(store: &Store, tenant_id: &str, after: &str, limit: i64) -> StoreResult<Vec<Worker>> {
