@@ -17,6 +17,7 @@
 //! written by crate::store::direct, in one hand-off to a blocking thread.
 
 use super::direct::Durability;
+use super::presence::{self, AnswerRefused, RecordedAnswer};
 use super::risk_events::{self, Position, StoredEvent};
 use super::sessions::{self, SessionRecord};
 use super::{Store, StoreError, StoreResult, Tx};
@@ -26,17 +27,19 @@ use tokio::sync::oneshot;
 /// The most rows one transaction writes; the rest wait for the next.
 const MAX_ROWS: usize = 256;
 
-/// A row an access check appends.
+/// A row an access check appends, or a verified presence answer (direct path only).
 #[derive(Clone)]
 pub(super) enum Row {
     Session(SessionRecord),
     RiskEvent(StoredEvent),
+    Answer(Box<RecordedAnswer>),
 }
 
 /// What writing a [`Row`] returned.
 pub(super) enum Written {
     Session,
     RiskEvent(Position),
+    Answer(Result<Option<Position>, AnswerRefused>),
 }
 
 type Pending = (Row, oneshot::Sender<StoreResult<Written>>);
@@ -48,11 +51,15 @@ pub(super) struct Queues {
     turn: tokio::sync::Mutex<()>,
 }
 
+fn mismatch(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("a {what} row was written as another kind"))
+}
+
 /// Records an access decision's session, returning once it is committed.
 pub async fn record_session(store: &Store, session: SessionRecord) -> StoreResult<()> {
     match store.queues.append(store, Row::Session(session)).await? {
         Written::Session => Ok(()),
-        Written::RiskEvent(_) => Err(StoreError::Corrupt("a session row was written as a risk event".into())),
+        _ => Err(mismatch("session")),
     }
 }
 
@@ -60,7 +67,30 @@ pub async fn record_session(store: &Store, session: SessionRecord) -> StoreResul
 pub async fn append_risk_event(store: &Store, event: StoredEvent) -> StoreResult<Position> {
     match store.queues.append(store, Row::RiskEvent(event)).await? {
         Written::RiskEvent(position) => Ok(position),
-        Written::Session => Err(StoreError::Corrupt("a risk event was written as a session row".into())),
+        _ => Err(mismatch("risk event")),
+    }
+}
+
+/// True when verified presence answers may be recorded with [`record_answer`]
+/// (a SQLite file, crate::store::direct); elsewhere the caller records each
+/// in a transaction of its own.
+pub fn records_answers(store: &Store) -> bool {
+    store.direct().is_some()
+}
+
+/// Records a verified presence answer with the other queued rows, all or
+/// nothing, once committed: its risk event's position, or why it was refused.
+/// Only where [`records_answers`].
+pub async fn record_answer(
+    store: &Store,
+    answer: RecordedAnswer,
+) -> StoreResult<Result<Option<Position>, AnswerRefused>> {
+    if !records_answers(store) {
+        return Err(StoreError::Corrupt("presence answers are queued only on a SQLite file".into()));
+    }
+    match store.queues.append(store, Row::Answer(Box::new(answer))).await? {
+        Written::Answer(recorded) => Ok(recorded),
+        _ => Err(mismatch("presence answer")),
     }
 }
 
@@ -134,9 +164,9 @@ async fn write_together(store: &Store, rows: Arc<Vec<Row>>) -> StoreResult<Vec<W
     if let Some(direct) = store.direct() {
         // A check acknowledges nothing before its session row commits, after its
         // risk event: a batch of events alone need not wait for the disk.
-        let durability = match rows.iter().any(|row| matches!(row, Row::Session(_))) {
-            true => Durability::Configured,
-            false => Durability::CoveredByLater,
+        let durability = match rows.iter().all(|row| matches!(row, Row::RiskEvent(_))) {
+            true => Durability::CoveredByLater,
+            false => Durability::Configured,
         };
         let turn = store.writers.exclusive().await?;
         let written = direct.write(turn, rows, durability, insert_direct).await?;
@@ -160,6 +190,8 @@ async fn insert(tx: &mut Tx, row: &Row) -> StoreResult<Written> {
     match row {
         Row::Session(s) => sessions::insert_in(tx, s).await.map(|()| Written::Session),
         Row::RiskEvent(e) => risk_events::append(tx, e).await.map(Written::RiskEvent),
+        // record_answer queues none without the direct path.
+        Row::Answer(_) => Err(StoreError::Corrupt("presence answers are queued only on a SQLite file".into())),
     }
 }
 
@@ -167,5 +199,6 @@ fn insert_direct(conn: &rusqlite::Connection, row: &Row) -> StoreResult<Written>
     match row {
         Row::Session(s) => sessions::insert_direct(conn, s).map(|()| Written::Session),
         Row::RiskEvent(e) => risk_events::append_direct(conn, e).map(Written::RiskEvent),
+        Row::Answer(a) => presence::record_answer_direct(conn, a).map(Written::Answer),
     }
 }

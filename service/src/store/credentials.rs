@@ -159,17 +159,12 @@ pub async fn revoke(tx: &mut Tx, tenant_id: &str, id: &str, reason: &str, now_ms
 /// update matches nothing when another answer already stored a counter at
 /// least as high (returns false), which the caller treats as a clone.
 pub async fn record_presence(tx: &mut Tx, id: &str, sign_count: i64, now_ms: i64) -> StoreResult<bool> {
-    let done = sqlx::query(
-        "UPDATE credentials SET sign_count = $2, last_presence_at_ms = $3 \
-         WHERE id = $1 AND revoked_at_ms IS NULL AND (sign_count < $2 OR (sign_count = 0 AND $2 = 0))",
-    )
-    .bind(id)
-    .bind(sign_count)
-    .bind(now_ms)
-    .execute(&mut **tx)
-    .await?;
+    let done = sqlx::query(RECORD_PRESENCE).bind(id).bind(sign_count).bind(now_ms).execute(&mut **tx).await?;
     Ok(done.rows_affected() == 1)
 }
+
+pub(super) const RECORD_PRESENCE: &str = "UPDATE credentials SET sign_count = $2, last_presence_at_ms = $3 \
+     WHERE id = $1 AND revoked_at_ms IS NULL AND (sign_count < $2 OR (sign_count = 0 AND $2 = 0))";
 
 /// Which column [`active_of_models`] matches.
 #[derive(Debug, Clone, Copy)]

@@ -5,6 +5,9 @@ use sqlx::Row;
 use std::collections::HashMap;
 
 /// Records the report of the presence event `event_id`, in the answer's transaction.
+pub(super) const INSERT: &str = "INSERT INTO presence_postures (event_id, tenant_id, device_id, at_ms, \
+     posture_sha256, posture_json) VALUES ($1, $2, $3, $4, $5, $6)";
+
 pub async fn insert(
     tx: &mut Tx,
     event_id: &str,
@@ -14,18 +17,15 @@ pub async fn insert(
     sha256_hex: &str,
     json: &str,
 ) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO presence_postures (event_id, tenant_id, device_id, at_ms, posture_sha256, posture_json) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(event_id)
-    .bind(tenant_id)
-    .bind(device_id)
-    .bind(at_ms)
-    .bind(sha256_hex)
-    .bind(json)
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query(INSERT)
+        .bind(event_id)
+        .bind(tenant_id)
+        .bind(device_id)
+        .bind(at_ms)
+        .bind(sha256_hex)
+        .bind(json)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

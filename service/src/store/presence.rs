@@ -153,16 +153,12 @@ pub async fn pending_for_credential(store: &Store, credential_id: &str, now_ms: 
 
 /// Consumes an open, in-time challenge. Exactly one concurrent caller wins.
 pub async fn consume(tx: &mut Tx, id: &str, now_ms: i64) -> StoreResult<bool> {
-    let done = sqlx::query(
-        "UPDATE challenges SET consumed_at_ms = $2 WHERE id = $1 AND consumed_at_ms IS NULL \
-         AND missed_at_ms IS NULL AND deadline_ms >= $2",
-    )
-    .bind(id)
-    .bind(now_ms)
-    .execute(&mut **tx)
-    .await?;
+    let done = sqlx::query(CONSUME).bind(id).bind(now_ms).execute(&mut **tx).await?;
     Ok(done.rows_affected() == 1)
 }
+
+const CONSUME: &str = "UPDATE challenges SET consumed_at_ms = $2 WHERE id = $1 AND consumed_at_ms IS NULL \
+     AND missed_at_ms IS NULL AND deadline_ms >= $2";
 
 /// [`credentials_due`]: for each tenant (the outer loop, fixed by `CROSS
 /// JOIN`: SQLite would otherwise walk every credential), an index search
@@ -223,25 +219,104 @@ pub async fn mark_missed(tx: &mut Tx, id: &str, now_ms: i64) -> StoreResult<bool
 }
 
 pub async fn insert_event(tx: &mut Tx, e: &PresenceEvent) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO presence_events (id, tenant_id, outcome, device_id, worker_external_id, \
-         credential_id, challenge_id, at_ms, source_ip, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(&e.id)
-    .bind(&e.tenant_id)
-    .bind(&e.outcome)
-    .bind(&e.device_id)
-    .bind(&e.worker_external_id)
-    .bind(&e.credential_id)
-    .bind(&e.challenge_id)
-    .bind(e.at_ms)
-    .bind(&e.source_ip)
-    .bind(&e.detail)
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query(INSERT_EVENT)
+        .bind(&e.id)
+        .bind(&e.tenant_id)
+        .bind(&e.outcome)
+        .bind(&e.device_id)
+        .bind(&e.worker_external_id)
+        .bind(&e.credential_id)
+        .bind(&e.challenge_id)
+        .bind(e.at_ms)
+        .bind(&e.source_ip)
+        .bind(&e.detail)
+        .execute(&mut **tx)
+        .await?;
     crate::telemetry::record_presence(&e.outcome);
     Ok(())
+}
+
+const INSERT_EVENT: &str = "INSERT INTO presence_events (id, tenant_id, outcome, device_id, worker_external_id, \
+     credential_id, challenge_id, at_ms, source_ip, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+/// A verified presence answer, recorded in one transaction on the direct
+/// path (crate::store::append_queue::record_answer): the challenge consumed,
+/// the credential's counter and presence time, the `ok` event, the posture
+/// report, the risk event.
+#[derive(Debug, Clone)]
+pub struct RecordedAnswer {
+    pub credential_id: String,
+    pub sign_count: i64,
+    /// The `ok` event; its challenge, tenant, device and time are the answer's.
+    pub event: PresenceEvent,
+    /// The signed posture report: its SHA-256 (hex) and its JSON.
+    pub posture: Option<(String, String)>,
+    pub risk_event: Option<super::risk_events::StoredEvent>,
+}
+
+/// Why an answer was not recorded (nothing of it was written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerRefused {
+    /// The challenge was consumed, missed or past its deadline meanwhile.
+    Replayed,
+    /// Another answer stored a counter at least as high meanwhile.
+    CounterBehind,
+}
+
+/// Records `a` in the caller's transaction, all or nothing (a savepoint):
+/// the risk event's position, or why it was refused.
+pub(super) fn record_answer_direct(
+    conn: &rusqlite::Connection,
+    a: &RecordedAnswer,
+) -> StoreResult<Result<Option<super::risk_events::Position>, AnswerRefused>> {
+    conn.execute_batch("SAVEPOINT answer")?;
+    let recorded = record_answer_steps(conn, a);
+    match &recorded {
+        Ok(Ok(_)) => conn.execute_batch("RELEASE answer")?,
+        _ => conn.execute_batch("ROLLBACK TO answer; RELEASE answer")?,
+    }
+    recorded
+}
+
+fn record_answer_steps(
+    conn: &rusqlite::Connection,
+    a: &RecordedAnswer,
+) -> StoreResult<Result<Option<super::risk_events::Position>, AnswerRefused>> {
+    use super::direct::execute;
+    let e = &a.event;
+    if execute(&mut conn.prepare_cached(CONSUME)?, &[&e.challenge_id, &e.at_ms])? != 1 {
+        return Ok(Err(AnswerRefused::Replayed));
+    }
+    let counted = super::credentials::RECORD_PRESENCE;
+    if execute(&mut conn.prepare_cached(counted)?, &[&a.credential_id, &a.sign_count, &e.at_ms])? != 1 {
+        return Ok(Err(AnswerRefused::CounterBehind));
+    }
+    execute(
+        &mut conn.prepare_cached(INSERT_EVENT)?,
+        &[
+            &e.id,
+            &e.tenant_id,
+            &e.outcome,
+            &e.device_id,
+            &e.worker_external_id,
+            &e.credential_id,
+            &e.challenge_id,
+            &e.at_ms,
+            &e.source_ip,
+            &e.detail,
+        ],
+    )?;
+    if let Some((sha256_hex, json)) = &a.posture {
+        execute(
+            &mut conn.prepare_cached(super::posture::INSERT)?,
+            &[&e.id, &e.tenant_id, &e.device_id, &e.at_ms, sha256_hex, json],
+        )?;
+    }
+    let position = match &a.risk_event {
+        Some(event) => Some(super::risk_events::append_direct(conn, event)?),
+        None => None,
+    };
+    Ok(Ok(position))
 }
 
 /// Newest-first presence events of the given outcomes (a list like

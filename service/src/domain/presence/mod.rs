@@ -13,9 +13,11 @@ use crate::domain::limits::Kind;
 use crate::domain::presence::posture::Report;
 use crate::domain::risk_live::{self, Happening, Observation};
 use crate::domain::siem;
+use crate::store::append_queue;
 use crate::store::credentials::Credential;
 use crate::store::flags::FlagRecord;
-use crate::store::presence::{Challenge, PresenceEvent};
+use crate::store::presence::{AnswerRefused, Challenge, PresenceEvent, RecordedAnswer};
+use crate::store::risk_events::Position;
 use crate::store::tenants::Tenant;
 use crate::store::{StoreError, Tx, credentials, flags, posture as posture_store, presence, tenants};
 use crate::util::{b64url, new_id, now_ms};
@@ -490,25 +492,11 @@ pub async fn answer(
         },
     };
     let risk_event = risk_live::prepare(app, observation).await?;
-    let recorded = app
-        .store
-        .retrying("presence.answer", || async {
-            let mut tx = app.store.begin().await?;
-            if !presence::consume(&mut tx, &challenge.id, now).await? {
-                return Ok(Err(Refused::Replayed));
-            }
-            if !credentials::record_presence(&mut tx, &credential.id, presented, now).await? {
-                return Ok(Err(Refused::CounterBehind));
-            }
-            attempt.record_ok(&mut tx, detail.clone(), now, posture).await?;
-            let position = match &risk_event {
-                Some(event) => Some(event.append(&mut tx).await?),
-                None => None,
-            };
-            tx.commit().await.map_err(StoreError::from)?;
-            Ok::<_, StoreError>(Ok(position))
-        })
-        .await?;
+    let recorded = if append_queue::records_answers(&app.store) {
+        record_queued(app, &attempt, detail, now, posture, presented, risk_event.as_ref()).await?
+    } else {
+        record_alone(app, &attempt, &detail, now, posture, presented, risk_event.as_ref()).await?
+    };
     match recorded {
         Ok(position) => {
             if let (Some(event), Some(position)) = (risk_event, position) {
@@ -526,4 +514,69 @@ pub async fn answer(
         }
     }
     Ok(now)
+}
+
+/// Records a verified answer with other requests' queued rows, one commit for
+/// them all (a SQLite file: crate::store::append_queue::record_answer). What
+/// [`Attempt::record_ok`] writes, without its SIEM row: an `ok` answer has none.
+async fn record_queued(
+    app: &App,
+    attempt: &Attempt<'_>,
+    mut detail: String,
+    now: i64,
+    posture: Option<&Report>,
+    presented: i64,
+    risk_event: Option<&risk_live::PendingEvent>,
+) -> ApiResult<Result<Option<Position>, Refused>> {
+    if let Some(report) = posture {
+        detail.push_str(&format!("; posture sha256 {}", report.digest_hex));
+    }
+    let answer = RecordedAnswer {
+        credential_id: attempt.credential.id.clone(),
+        sign_count: presented,
+        event: attempt.event("ok", detail, now),
+        posture: posture.map(|r| (r.digest_hex.clone(), String::from_utf8_lossy(&r.bytes).into_owned())),
+        risk_event: risk_event.map(|e| e.row().clone()),
+    };
+    let recorded = append_queue::record_answer(&app.store, answer).await?;
+    if recorded.is_ok() {
+        crate::telemetry::record_presence("ok");
+    }
+    Ok(recorded.map_err(|refused| match refused {
+        AnswerRefused::Replayed => Refused::Replayed,
+        AnswerRefused::CounterBehind => Refused::CounterBehind,
+    }))
+}
+
+/// Records a verified answer in a transaction of its own.
+async fn record_alone(
+    app: &App,
+    attempt: &Attempt<'_>,
+    detail: &str,
+    now: i64,
+    posture: Option<&Report>,
+    presented: i64,
+    risk_event: Option<&risk_live::PendingEvent>,
+) -> ApiResult<Result<Option<Position>, Refused>> {
+    let (challenge, credential) = (attempt.challenge, attempt.credential);
+    let recorded = app
+        .store
+        .retrying("presence.answer", || async {
+            let mut tx = app.store.begin().await?;
+            if !presence::consume(&mut tx, &challenge.id, now).await? {
+                return Ok(Err(Refused::Replayed));
+            }
+            if !credentials::record_presence(&mut tx, &credential.id, presented, now).await? {
+                return Ok(Err(Refused::CounterBehind));
+            }
+            attempt.record_ok(&mut tx, detail.to_string(), now, posture).await?;
+            let position = match risk_event {
+                Some(event) => Some(event.append(&mut tx).await?),
+                None => None,
+            };
+            tx.commit().await.map_err(StoreError::from)?;
+            Ok::<_, StoreError>(Ok(position))
+        })
+        .await?;
+    Ok(recorded)
 }

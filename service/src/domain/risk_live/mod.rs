@@ -194,6 +194,11 @@ pub struct PendingEvent {
 }
 
 impl PendingEvent {
+    /// The event's row, for a writer that appends it itself (crate::store::append_queue::record_answer).
+    pub fn row(&self) -> &StoredEvent {
+        &self.row
+    }
+
     /// Appends the event in `tx`; hand the position to [`PendingEvent::evaluate`] after commit.
     pub async fn append(&self, tx: &mut Tx) -> Result<Position, StoreError> {
         risk_events::append(tx, &self.row).await
