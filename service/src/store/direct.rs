@@ -193,15 +193,20 @@ fn write_in_transaction<T, R>(
 /// Binds `values` to the statement's `$1`, `$2`, … (the numbered placeholders
 /// every query of the store uses, which SQLite numbers by first appearance).
 fn bind(statement: &mut rusqlite::Statement<'_>, values: &[&dyn ToSql]) -> StoreResult<()> {
-    for (i, value) in values.iter().enumerate() {
-        let name = format!("${}", i + 1);
+    if values.len() > PLACEHOLDERS.len() {
+        return Err(StoreError::Corrupt(format!("a statement was given {} values", values.len())));
+    }
+    for (name, value) in PLACEHOLDERS.iter().zip(values) {
         let index = statement
-            .parameter_index(&name)?
+            .parameter_index(name)?
             .ok_or_else(|| StoreError::Corrupt(format!("a statement has no parameter {name}")))?;
         statement.raw_bind_parameter(index, value)?;
     }
     Ok(())
 }
+
+/// The names [`bind`] looks up, spelled out so that binding allocates nothing.
+const PLACEHOLDERS: [&str; 12] = ["$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12"];
 
 /// Runs a cached statement with `values` bound to `$1`, `$2`, ….
 pub(super) fn query<'s>(

@@ -279,18 +279,23 @@ impl Attempt<'_> {
         }
     }
 
+    /// The `ok` event of a verified answer; its detail names the posture report's digest.
+    fn ok_event(&self, mut detail: String, now: i64, posture: Option<&Report>) -> PresenceEvent {
+        if let Some(report) = posture {
+            detail.push_str(&format!("; posture sha256 {}", report.digest_hex));
+        }
+        self.event("ok", detail, now)
+    }
+
     /// The successful answer's record, with its posture report (if any), in the answer's transaction.
     pub(crate) async fn record_ok(
         &self,
         tx: &mut Tx,
-        mut detail: String,
+        detail: String,
         now: i64,
         posture: Option<&Report>,
     ) -> Result<(), StoreError> {
-        if let Some(report) = posture {
-            detail.push_str(&format!("; posture sha256 {}", report.digest_hex));
-        }
-        let event = self.event("ok", detail, now);
+        let event = self.ok_event(detail, now, posture);
         presence::insert_event(tx, &event).await?;
         siem::presence_recorded(tx, &event).await?;
         if let Some(report) = posture {
@@ -522,19 +527,16 @@ pub async fn answer(
 async fn record_queued(
     app: &App,
     attempt: &Attempt<'_>,
-    mut detail: String,
+    detail: String,
     now: i64,
     posture: Option<&Report>,
     presented: i64,
     risk_event: Option<&risk_live::PendingEvent>,
 ) -> ApiResult<Result<Option<Position>, Refused>> {
-    if let Some(report) = posture {
-        detail.push_str(&format!("; posture sha256 {}", report.digest_hex));
-    }
     let answer = RecordedAnswer {
         credential_id: attempt.credential.id.clone(),
         sign_count: presented,
-        event: attempt.event("ok", detail, now),
+        event: attempt.ok_event(detail, now, posture),
         posture: posture.map(|r| (r.digest_hex.clone(), String::from_utf8_lossy(&r.bytes).into_owned())),
         risk_event: risk_event.map(|e| e.row().clone()),
     };
